@@ -1,0 +1,29 @@
+# The two set-up commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test install install-test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+run: install
+	$(BIN)/flashbulb serve
+
+test: install-test
+	$(BIN)/python -m pytest tests
+
+bench: install-test
+	$(BIN)/python bench/photo_restore.py
+	$(BIN)/python bench/server_overhead.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,71 @@
+"""create_app: wires settings -> database -> registry -> engine -> gateway -> HTTP routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import FastAPI
+
+from flashbulb import __version__
+from flashbulb.api import admin, errors, gemini
+from flashbulb.api.limits import BodySizeLimit
+from flashbulb.config import Settings
+from flashbulb.engine.engine import Engine
+from flashbulb.engine.registry import Registry
+from flashbulb.gateway import ledger
+from flashbulb.gateway.gateway import Gateway
+from flashbulb.store import db as store
+
+log = logging.getLogger("flashbulb")
+
+GEMINI_VERSIONS = ("v1beta", "v1", "v1alpha")
+
+
+def build_gateway(settings: Settings) -> Gateway:
+    database = store.connect(settings.database_url)
+    store.migrate(database)
+    engine = Engine(Registry.default(settings.prices_micros), max_queue=settings.max_queue_per_model)
+    return Gateway(database, engine, settings)
+
+
+async def _sweep_expired_holds(gateway: Gateway) -> None:
+    while True:
+        try:
+            released = await asyncio.to_thread(ledger.release_expired, gateway.db)
+            if released:
+                log.warning("released %d expired holds", released)
+        except Exception:  # the sweeper must outlive a database hiccup
+            log.exception("hold sweep failed")
+        await asyncio.sleep(gateway.settings.hold_sweep_interval_s)
+
+
+def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> FastAPI:
+    settings = settings or Settings.load()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    gateway = build_gateway(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):  # noqa: ANN202
+        sweeper = asyncio.create_task(_sweep_expired_holds(gateway))
+        if warm_up:
+            asyncio.get_running_loop().run_in_executor(None, gateway.engine.warm_up, "flashbulb-photo")
+        yield
+        sweeper.cancel()
+        gateway.engine.close()
+
+    app = FastAPI(title="flashbulb", version=__version__, lifespan=lifespan)
+    app.state.gateway = gateway
+    errors.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    for version in GEMINI_VERSIONS:
+        app.include_router(gemini.build_router(gateway), prefix=f"/{version}")
+    app.include_router(admin.build_router(gateway), prefix="/admin")
+    app.include_router(admin.build_account_router(gateway), prefix="/flashbulb")
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok", "version": __version__}
+
+    return app

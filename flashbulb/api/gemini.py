@@ -1,0 +1,340 @@
+"""The Gemini API wire format (generateContent, streamGenerateContent, models) <-> ImageRequest/ImageResult.
+
+Only translation lives here: no pricing, scheduling or pixel work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import math
+import uuid
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from flashbulb.api.errors import describe_validation, google_error_body
+from flashbulb.engine.aspect import check_aspect_ratio
+from flashbulb.engine.imageio import decode_image, encode_png
+from flashbulb.engine.registry import ModelEntry
+from flashbulb.engine.types import Caller, FinishReason, ImageRequest, JobContext
+from flashbulb.errors import ErrorKind, FlashbulbError, invalid
+from flashbulb.gateway.gateway import Gateway, Served
+
+TOKENS_PER_IMAGE_TILE = 258
+TOKENS_PER_OUTPUT_IMAGE = 1290
+MAX_CANDIDATES = 4
+
+
+# ---- request shapes (camelCase and snake_case both accepted; unknown fields ignored) ----
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, extra="ignore")
+
+
+class Blob(Wire):
+    mime_type: str = ""
+    data: str
+
+
+class FileData(Wire):
+    mime_type: str = ""
+    file_uri: str
+
+
+class Part(Wire):
+    text: str | None = None
+    inline_data: Blob | None = None
+    file_data: FileData | None = None
+    thought: bool | None = None
+
+
+class Content(Wire):
+    role: str | None = None
+    parts: list[Part] = []
+
+
+class ImageConfig(Wire):
+    aspect_ratio: str | None = None
+    image_size: str | None = None
+
+
+class GenerationConfig(Wire):
+    response_modalities: list[str] | None = None
+    candidate_count: int | None = None
+    seed: int | None = None
+    image_config: ImageConfig | None = None
+
+
+class GenerateContentRequest(Wire):
+    contents: list[Content] = []
+    generation_config: GenerationConfig | None = None
+    system_instruction: Content | None = None
+
+
+# ---- wire -> domain ----
+
+
+def decode_base64(data: str, where: str) -> bytes:
+    """Standard or URL-safe base64, padded or not, whitespace tolerated."""
+    cleaned = "".join(data.split()).replace("-", "+").replace("_", "/")
+    cleaned += "=" * (-len(cleaned) % 4)
+    try:
+        return base64.b64decode(cleaned, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise invalid(f"{where}.data is not valid base64") from exc
+
+
+def parse_body(body: bytes) -> GenerateContentRequest:
+    try:
+        payload = json.loads(body or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise invalid(f"Invalid JSON payload received: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise invalid("Invalid JSON payload received: expected an object with 'contents'")
+    try:
+        return GenerateContentRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise invalid(describe_validation(exc.errors())) from exc
+
+
+def to_image_request(
+    wire: GenerateContentRequest, *, model: str, caller: Caller, request_id: str, max_pixels: int, max_images: int
+) -> ImageRequest:
+    if not wire.contents:
+        raise invalid("contents is empty: send at least one user turn with text or an image")
+    turns = wire.contents
+    last = turns[-1]
+    if (last.role or "user") != "user":
+        raise invalid(f"the last turn in contents must be role 'user', not {last.role!r}")
+
+    def images_of(index: int, content: Content) -> list:
+        found = []
+        for p, part in enumerate(content.parts):
+            where = f"contents[{index}].parts[{p}]"
+            if part.file_data is not None:
+                raise invalid(f"{where}.fileData is not supported; send the image as inlineData")
+            if part.inline_data is not None:
+                if part.inline_data.mime_type and not part.inline_data.mime_type.startswith("image/"):
+                    raise invalid(f"{where}.inlineData.mimeType {part.inline_data.mime_type!r} is not an image type")
+                data = decode_base64(part.inline_data.data, f"{where}.inlineData")
+                found.append(decode_image(data, max_pixels=max_pixels, what=f"{where}.inlineData"))
+        return found
+
+    images = images_of(len(turns) - 1, last)
+    if not images:
+        # A follow-up turn ("now make it sharper") edits the newest image in the conversation.
+        for index in range(len(turns) - 2, -1, -1):
+            images = images_of(index, turns[index])[-1:]
+            if images:
+                break
+    if len(images) > max_images:
+        raise invalid(f"{len(images)} images were sent; the limit is {max_images}")
+    prompt = " ".join(p.text.strip() for p in last.parts if p.text and not p.thought).strip()
+    if not prompt and not images:
+        raise invalid("the last user turn has neither text nor an image")
+
+    config = wire.generation_config or GenerationConfig()
+    modalities = {m.upper() for m in (config.response_modalities or ["TEXT", "IMAGE"])}
+    if unknown := modalities - {"TEXT", "IMAGE"}:
+        raise invalid(f"generationConfig.responseModalities {sorted(unknown)} not supported; use TEXT and IMAGE")
+    if "IMAGE" not in modalities:
+        raise invalid("flashbulb models answer with images: include IMAGE in generationConfig.responseModalities")
+    n = config.candidate_count or 1
+    if not 1 <= n <= MAX_CANDIDATES:
+        raise invalid(f"generationConfig.candidateCount must be between 1 and {MAX_CANDIDATES}")
+    aspect = check_aspect_ratio(config.image_config.aspect_ratio if config.image_config else None)
+    return ImageRequest(
+        request_id=request_id,
+        model=model,
+        prompt=prompt,
+        images=images,
+        aspect_ratio=aspect,
+        n=n,
+        seed=config.seed,
+        want_text="TEXT" in modalities,
+        want_image=True,
+        caller=caller,
+    )
+
+
+# ---- domain -> wire ----
+
+
+def image_tokens(width: int, height: int) -> int:
+    """Gemini counts 258 tokens for an image up to 384 px a side, else 258 per 768x768 tile."""
+    if width <= 384 and height <= 384:
+        return TOKENS_PER_IMAGE_TILE
+    return TOKENS_PER_IMAGE_TILE * math.ceil(width / 768) * math.ceil(height / 768)
+
+
+def to_response(request: ImageRequest, served: Served) -> dict[str, Any]:
+    result = served.result
+    parts: list[dict[str, Any]] = []
+    if result.text and (request.want_text or result.finish_reason != FinishReason.STOP):
+        parts.append({"text": result.text})
+    for image in result.images:
+        parts.append({"inlineData": {"mimeType": "image/png", "data": base64.b64encode(encode_png(image)).decode()}})
+    text_tokens = max(1, math.ceil(len(request.prompt) / 4)) if request.prompt else 0
+    in_image_tokens = sum(image_tokens(im.width, im.height) for im in request.images)
+    out_image_tokens = TOKENS_PER_OUTPUT_IMAGE * len(result.images)
+    out_text_tokens = math.ceil(len(result.text) / 4) if parts and "text" in parts[0] else 0
+    prompt_details = [{"modality": "TEXT", "tokenCount": text_tokens}]
+    if in_image_tokens:
+        prompt_details.append({"modality": "IMAGE", "tokenCount": in_image_tokens})
+    candidate_details = [{"modality": "IMAGE", "tokenCount": out_image_tokens}] if out_image_tokens else []
+    if out_text_tokens:
+        candidate_details.insert(0, {"modality": "TEXT", "tokenCount": out_text_tokens})
+    return {
+        "candidates": [
+            {
+                "content": {"role": "model", "parts": parts},
+                "finishReason": result.finish_reason.value,
+                "index": 0,
+            }
+        ],
+        "usageMetadata": {
+            "promptTokenCount": text_tokens + in_image_tokens,
+            "candidatesTokenCount": out_text_tokens + out_image_tokens,
+            "totalTokenCount": text_tokens + in_image_tokens + out_text_tokens + out_image_tokens,
+            "promptTokensDetails": prompt_details,
+            "candidatesTokensDetails": candidate_details,
+        },
+        "modelVersion": request.model,
+        "responseId": request.request_id,
+        # flashbulb's own fields (the SDK ignores unknown fields): what it cost and what we measured.
+        "flashbulb": {
+            "requestId": request.request_id,
+            "chargeMicros": served.charge_micros,
+            "timingsMs": result.timings_ms,
+            "quality": result.quality,
+        },
+    }
+
+
+def flashbulb_headers(request: ImageRequest, served: Served) -> dict[str, str]:
+    return {
+        "x-flashbulb-request-id": request.request_id,
+        "x-flashbulb-charge-micros": str(served.charge_micros),
+        "x-flashbulb-timings-ms": json.dumps(served.result.timings_ms, separators=(",", ":")),
+    }
+
+
+def model_resource(entry: ModelEntry) -> dict[str, Any]:
+    return {
+        "name": f"models/{entry.name}",
+        "baseModelId": entry.name,
+        "version": entry.version,
+        "displayName": entry.display_name,
+        "description": entry.description,
+        "inputTokenLimit": entry.input_token_limit,
+        "outputTokenLimit": entry.output_token_limit,
+        "supportedGenerationMethods": ["generateContent", "streamGenerateContent"],
+        "flashbulb": {
+            "capabilities": list(entry.capabilities),
+            "priceMicrosPerImage": entry.price_micros_per_image,
+            "installed": entry.installed(),
+        },
+    }
+
+
+# ---- routes ----
+
+
+def api_key_of(request: Request) -> str | None:
+    key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
+    if not key and (auth := request.headers.get("authorization", "")).lower().startswith("bearer "):
+        key = auth[7:].strip()
+    return key or None
+
+
+def new_request_id(request: Request, caller: Caller) -> str:
+    """A client-sent Idempotency-Key makes retries of one call share one hold (never two charges)."""
+    idempotency_key = request.headers.get("idempotency-key")
+    if idempotency_key:
+        return hashlib.sha256(f"{caller.account_id}:{idempotency_key}".encode()).hexdigest()[:32]
+    return uuid.uuid4().hex
+
+
+async def _until_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def build_router(gateway: Gateway) -> APIRouter:
+    router = APIRouter()
+    settings = gateway.settings
+    registry = gateway.engine.registry
+
+    async def prepare(request: Request, model: str) -> ImageRequest:
+        caller = await gateway.authenticate(api_key_of(request))
+        registry.resolve(model)  # an unknown model is a 404 before the body is even parsed
+        wire = parse_body(await request.body())
+        return await asyncio.to_thread(
+            to_image_request,
+            wire,
+            model=model,
+            caller=caller,
+            request_id=new_request_id(request, caller),
+            max_pixels=settings.max_input_pixels,
+            max_images=settings.max_input_images,
+        )
+
+    @router.get("/models")
+    async def list_models(request: Request, pageSize: int = 50, pageToken: str = "") -> dict:  # noqa: N803
+        await gateway.authenticate(api_key_of(request))
+        entries = list(registry.entries.values())
+        start = int(pageToken) if pageToken.isdigit() else 0
+        page = entries[start : start + max(1, pageSize)]
+        body: dict[str, Any] = {"models": [model_resource(e) for e in page]}
+        if start + len(page) < len(entries):
+            body["nextPageToken"] = str(start + len(page))
+        return body
+
+    @router.get("/models/{model}")
+    async def get_model(request: Request, model: str) -> dict:
+        await gateway.authenticate(api_key_of(request))
+        return model_resource(registry.resolve(model))
+
+    @router.post("/models/{model}:generateContent")
+    async def generate_content(request: Request, model: str) -> JSONResponse:
+        image_request = await prepare(request, model)
+        job = JobContext()
+        work = asyncio.ensure_future(gateway.run(image_request, job))
+        watcher = asyncio.ensure_future(_until_disconnect(request))
+        await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if not work.done():
+            # The client went away: stop the work; the gateway releases the hold.
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+            raise FlashbulbError(ErrorKind.CANCELLED, "the client closed the connection")
+        watcher.cancel()
+        served = work.result()
+        body = await asyncio.to_thread(to_response, image_request, served)
+        return JSONResponse(body, headers=flashbulb_headers(image_request, served))
+
+    @router.post("/models/{model}:streamGenerateContent")
+    async def stream_generate_content(request: Request, model: str, alt: str = "") -> StreamingResponse:
+        image_request = await prepare(request, model)
+
+        async def events() -> AsyncIterator[str]:
+            # Starlette cancels this generator when the client goes away; the gateway then releases.
+            try:
+                served = await gateway.run(image_request, JobContext())
+                chunk = await asyncio.to_thread(to_response, image_request, served)
+            except FlashbulbError as error:
+                chunk = google_error_body(error)[1]
+            text = json.dumps(chunk, separators=(",", ":"))
+            yield f"data: {text}\r\n\r\n" if alt == "sse" else f"[{text}]"
+
+        media_type = "text/event-stream" if alt == "sse" else "application/json"
+        return StreamingResponse(events(), media_type=media_type, headers={"x-flashbulb-request-id": image_request.request_id})
+
+    return router

@@ -1,0 +1,183 @@
+"""`flashbulb serve | keys | credits | usage | models`: every command works on the same data directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from flashbulb.config import Settings, micros_to_usd, usd_to_micros
+from flashbulb.errors import FlashbulbError
+
+err = Console(stderr=True)
+
+
+class Context:
+    def __init__(self, data_dir: str | None, database_url: str | None):
+        self.settings = Settings.load(data_dir, database_url)
+        self._db = None
+
+    @property
+    def db(self):  # noqa: ANN201
+        if self._db is None:
+            from flashbulb.store import db as store
+
+            self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+            self._db = store.connect(self.settings.database_url)
+            store.migrate(self._db)
+        return self._db
+
+
+@click.group()
+@click.option("--data-dir", envvar="FLASHBULB_DATA_DIR", type=click.Path(file_okay=False), help="Where the database and config live.")
+@click.option("--database-url", envvar="FLASHBULB_DATABASE_URL", help="SQLAlchemy URL; default: SQLite in the data dir.")
+@click.pass_context
+def main(ctx: click.Context, data_dir: str | None, database_url: str | None) -> None:
+    """flashbulb: self-hosted image generation and editing, metered."""
+    ctx.obj = Context(data_dir, database_url)
+
+
+def _fail(error: FlashbulbError) -> None:
+    err.print(f"[red]error:[/red] {error.message}")
+    sys.exit(2)
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default 8080).")
+@click.pass_obj
+def serve(obj: Context, host: str | None, port: int | None) -> None:
+    """Run the HTTP server (Gemini API, admin API)."""
+    import uvicorn
+
+    from flashbulb.api.app import create_app
+    from flashbulb.gateway import accounts
+
+    settings = obj.settings
+    settings.host = host or settings.host
+    settings.port = port or settings.port
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not accounts.has_admin(obj.db):
+        new = accounts.create_key(obj.db, "admin", key_name="admin", admin=True)
+        err.print("[bold]First start: created the admin account. Its API key (shown only this once):[/bold]")
+        print(f"FLASHBULB_ADMIN_KEY={new.key}", flush=True)
+    err.print(f"data dir: {settings.data_dir}  database: {settings.database_url.split('@')[-1]}")
+    err.print(f"serving on http://{settings.host}:{settings.port}")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=5)
+
+
+@main.group()
+def keys() -> None:
+    """Create and list API keys."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Account name (created if new).")
+@click.option("--credits", "credits_usd", default="0", help="Credits to grant, in USD.")
+@click.option("--key-name", default="default")
+@click.option("--admin", is_flag=True, help="Make the account an admin account.")
+@click.pass_obj
+def keys_create(obj: Context, name: str, credits_usd: str, key_name: str, admin: bool) -> None:
+    """Create a key; prints only the key on stdout (shown once, stored hashed)."""
+    from flashbulb.gateway import accounts
+
+    try:
+        new = accounts.create_key(obj.db, name, key_name=key_name, credits_micros=usd_to_micros(credits_usd), admin=admin)
+    except FlashbulbError as error:
+        _fail(error)
+    print(new.key)
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def keys_list(obj: Context, as_json: bool) -> None:
+    from flashbulb.gateway import accounts
+
+    rows = accounts.list_keys(obj.db)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("account", "admin", "balance USD", "held USD", "key id", "key name", "key prefix", "created", "revoked")
+    for r in rows:
+        table.add_row(
+            r["account"], "yes" if r["admin"] else "", micros_to_usd(r["balance_micros"]), micros_to_usd(r["held_micros"]),
+            str(r["key_id"]), r["key_name"], r["key_prefix"] + "…", r["created_at"], "yes" if r["revoked"] else "",
+        )
+    Console().print(table)
+
+
+@main.group()
+def credits() -> None:
+    """Grant credits."""
+
+
+@credits.command("add")
+@click.argument("account")
+@click.argument("usd")
+@click.pass_obj
+def credits_add(obj: Context, account: str, usd: str) -> None:
+    """Add USD credits to ACCOUNT (negative to remove)."""
+    from flashbulb.gateway import ledger
+
+    try:
+        balance = ledger.grant(obj.db, account, usd_to_micros(usd), note="flashbulb credits add")
+    except FlashbulbError as error:
+        _fail(error)
+    print(f"{account}: balance {micros_to_usd(balance)} USD")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--limit", default=50, show_default=True)
+@click.pass_obj
+def usage(obj: Context, as_json: bool, limit: int) -> None:
+    """Recent calls and totals per account and model."""
+    from flashbulb.gateway import usage as usage_report
+
+    records = usage_report.recent(obj.db, limit=limit)
+    totals = usage_report.totals(obj.db)
+    if as_json:
+        print(json.dumps({"records": records, "totals": totals}, indent=2))
+        return
+    table = Table("when", "account", "model", "status", "in", "out", "ms", "charge USD", title="recent calls")
+    for r in records:
+        table.add_row(
+            r["created_at"], r["account"], r["model"], r["status"], str(r["input_images"]), str(r["output_images"]),
+            str(r["latency_ms"]), micros_to_usd(r["charge_micros"]),
+        )
+    summary = Table("account", "model", "calls", "images", "charge USD", title="totals")
+    for t in totals:
+        summary.add_row(t["account"], t["model"], str(t["calls"]), str(t["images"]), micros_to_usd(t["charge_micros"]))
+    console = Console()
+    console.print(table)
+    console.print(summary)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models(obj: Context, as_json: bool) -> None:
+    """The model catalog with prices."""
+    from flashbulb.engine.registry import Registry
+
+    entries = Registry.default(obj.settings.prices_micros).entries.values()
+    rows = [
+        {"name": e.name, "capabilities": list(e.capabilities), "price_usd_per_image": micros_to_usd(e.price_micros_per_image), "installed": e.installed()}
+        for e in entries
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("model", "capabilities", "USD / image", "installed")
+    for r in rows:
+        table.add_row(r["name"], ", ".join(r["capabilities"]), r["price_usd_per_image"], "yes" if r["installed"] else "no")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

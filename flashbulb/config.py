@@ -1,0 +1,75 @@
+"""Settings: embedded defaults, overridden by environment variables, CLI flags and flashbulb.toml."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+MICROS_PER_USD = 1_000_000
+
+
+def usd_to_micros(value: str | int | float | Decimal) -> int:
+    """Parse a USD amount ("0.039", 5) into integer micro-USD, refusing fractions of a micro."""
+    try:
+        amount = Decimal(str(value)) * MICROS_PER_USD
+    except InvalidOperation as exc:
+        raise ValueError(f"{value!r} is not an amount of USD") from exc
+    if amount != amount.to_integral_value():
+        raise ValueError(f"{value!r} USD has more than 6 decimal places")
+    return int(amount)
+
+
+def micros_to_usd(micros: int) -> str:
+    return f"{Decimal(micros) / MICROS_PER_USD:.6f}"
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("FLASHBULB_DATA_DIR") or Path.home() / ".flashbulb")
+
+
+@dataclasses.dataclass
+class Settings:
+    data_dir: Path = dataclasses.field(default_factory=default_data_dir)
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Limits on what a caller can send.
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_input_pixels: int = 40_000_000
+    max_input_images: int = 16
+    # The engine: how many requests may wait per model before we answer 503.
+    max_queue_per_model: int = 32
+    request_timeout_s: float = 600.0
+    # A hold outlives its request by this much; a crash leaves it to the sweeper.
+    hold_ttl_s: float = 900.0
+    hold_sweep_interval_s: float = 30.0
+    # Price overrides per model, micro-USD per output image (flashbulb.toml [prices]).
+    prices_micros: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).expanduser()
+        if not self.database_url:
+            self.database_url = os.environ.get("FLASHBULB_DATABASE_URL") or f"sqlite:///{self.data_dir / 'flashbulb.db'}"
+
+    @classmethod
+    def load(cls, data_dir: str | Path | None = None, database_url: str | None = None, **overrides) -> "Settings":
+        """Defaults < flashbulb.toml in the data dir < explicit arguments."""
+        settings = cls(data_dir=Path(data_dir) if data_dir else default_data_dir(), database_url=database_url or "")
+        config_file = settings.data_dir / "flashbulb.toml"
+        if config_file.exists():
+            settings.apply_toml(tomllib.loads(config_file.read_text()))
+        for name, value in overrides.items():
+            if value is not None:
+                setattr(settings, name, value)
+        return settings
+
+    def apply_toml(self, doc: dict) -> None:
+        for model, usd in doc.get("prices", {}).items():
+            self.prices_micros[model] = usd_to_micros(usd)
+        for name, value in doc.get("limits", {}).items():
+            if not hasattr(self, name):
+                raise ValueError(f"flashbulb.toml: unknown setting [limits].{name}")
+            setattr(self, name, type(getattr(self, name))(value))

@@ -1,0 +1,58 @@
+"""Decoding untrusted image bytes into a normalised PIL image, and encoding results."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from flashbulb.errors import invalid
+
+ACCEPTED_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+
+
+def decode_image(data: bytes, *, max_pixels: int, what: str = "image") -> Image.Image:
+    """Decode PNG/JPEG/WebP bytes to an upright RGB or RGBA image, refusing bombs before decoding."""
+    if not data:
+        raise invalid(f"{what} is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.format not in ACCEPTED_FORMATS:
+                raise invalid(f"{what} is {image.format}; send PNG, JPEG or WebP")
+            # The header gives the size without decoding pixels: refuse bombs here.
+            if image.width * image.height > max_pixels:
+                raise invalid(
+                    f"{what} is {image.width}x{image.height} pixels; the limit is {max_pixels:,} pixels"
+                )
+            image.load()
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise invalid(f"{what} is not a readable PNG, JPEG or WebP image ({exc.__class__.__name__})") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise invalid(f"{what} is corrupt or truncated: {exc}") from exc
+    image = ImageOps.exif_transpose(image)
+    return normalise_mode(image)
+
+
+def normalise_mode(image: Image.Image) -> Image.Image:
+    """Bring any mode (palette, 16-bit, CMYK, LA, ...) to 8-bit RGB, or RGBA when it has transparency."""
+    if image.mode in ("RGB", "RGBA"):
+        return image
+    has_alpha = image.mode in ("LA", "PA", "RGBa", "La") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    if image.mode.startswith("I"):
+        # 16-bit greyscale: scale to 8 bits instead of clipping at 255.
+        levels = np.asarray(image).astype(np.float32) / 257.0
+        image = Image.fromarray(np.clip(levels, 0, 255).astype(np.uint8), "L")
+    return image.convert("RGBA" if has_alpha else "RGB")
+
+
+def encode_png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()

@@ -1,0 +1,84 @@
+"""The one request type and the one result type every wire format and backend speaks."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import threading
+from typing import Callable
+
+from PIL import Image
+
+
+class FinishReason(enum.Enum):
+    """Why a result ended; names as the Gemini API spells them."""
+
+    STOP = "STOP"
+    NO_IMAGE = "NO_IMAGE"
+    IMAGE_SAFETY = "IMAGE_SAFETY"
+    IMAGE_OTHER = "IMAGE_OTHER"
+
+
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    """Who is asking: resolved from an API key by the gateway."""
+
+    account_id: int
+    account_name: str
+    key_id: int
+    is_admin: bool
+
+
+@dataclasses.dataclass
+class ImageRequest:
+    """A prompt plus input images, in domain terms (already decoded and validated)."""
+
+    request_id: str
+    model: str
+    prompt: str
+    images: list[Image.Image] = dataclasses.field(default_factory=list)
+    aspect_ratio: str | None = None
+    n: int = 1
+    seed: int | None = None
+    want_text: bool = True
+    want_image: bool = True
+    caller: Caller | None = None
+
+    @property
+    def input_pixels(self) -> int:
+        return sum(im.width * im.height for im in self.images)
+
+
+@dataclasses.dataclass
+class ImageResult:
+    """What a backend produced, with what it measured on the way."""
+
+    images: list[Image.Image] = dataclasses.field(default_factory=list)
+    text: str = ""
+    finish_reason: FinishReason = FinishReason.STOP
+    timings_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+    quality: dict[str, object] = dataclasses.field(default_factory=dict)
+
+    @property
+    def output_pixels(self) -> int:
+        return sum(im.width * im.height for im in self.images)
+
+
+class Cancelled(Exception):
+    """Raised inside a backend when the job's cancel flag is set (client went away, timeout)."""
+
+
+@dataclasses.dataclass
+class JobContext:
+    """What a running backend may look at: a cancel flag to honour and a progress sink."""
+
+    cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
+    on_progress: Callable[[float], None] = lambda fraction: None
+
+    def check(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled()
+
+    def progress(self, fraction: float) -> None:
+        self.check()
+        self.on_progress(fraction)

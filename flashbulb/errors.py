@@ -1,0 +1,36 @@
+"""Domain errors. Every layer raises these; only api/errors.py turns them into a wire format."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorKind(enum.Enum):
+    """What went wrong, independent of any wire format (values follow google.rpc.Code names)."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    API_KEY_MISSING = "API_KEY_MISSING"
+    API_KEY_INVALID = "API_KEY_INVALID"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    OUT_OF_CREDITS = "OUT_OF_CREDITS"
+    RATE_LIMITED = "RATE_LIMITED"
+    OVERLOADED = "OVERLOADED"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    CANCELLED = "CANCELLED"
+    INTERNAL = "INTERNAL"
+
+
+class FlashbulbError(Exception):
+    """An error the caller should see, with a message that names what is wrong."""
+
+    def __init__(self, kind: ErrorKind, message: str, *, retry_after_s: int | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+def invalid(message: str) -> FlashbulbError:
+    return FlashbulbError(ErrorKind.INVALID_ARGUMENT, message)

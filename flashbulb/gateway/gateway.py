@@ -1,0 +1,93 @@
+"""The gateway around every request: authenticate, quote, hold credit, run, settle or release.
+
+Wire formats call `authenticate` and `run`; backends never see keys or money.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+
+from sqlalchemy import Engine as Database
+
+from flashbulb.config import Settings
+from flashbulb.engine.engine import Engine
+from flashbulb.engine.types import Caller, Cancelled, FinishReason, ImageRequest, ImageResult, JobContext
+from flashbulb.errors import ErrorKind, FlashbulbError
+from flashbulb.gateway import accounts, ledger, pricing
+
+log = logging.getLogger("flashbulb.gateway")
+
+_STATUS = {
+    FinishReason.STOP: "ok",
+    FinishReason.NO_IMAGE: "no_image",
+    FinishReason.IMAGE_SAFETY: "blocked",
+    FinishReason.IMAGE_OTHER: "no_image",
+}
+
+
+@dataclasses.dataclass
+class Served:
+    """A result as the caller receives it: what the engine made and what it cost."""
+
+    result: ImageResult
+    charge_micros: int
+
+
+class Gateway:
+    def __init__(self, db: Database, engine: Engine, settings: Settings):
+        self.db = db
+        self.engine = engine
+        self.settings = settings
+
+    async def authenticate(self, api_key: str | None) -> Caller:
+        return await asyncio.to_thread(accounts.authenticate, self.db, api_key)
+
+    async def run(self, request: ImageRequest, job: JobContext | None = None) -> Served:
+        """Run one request under a credit hold. The hold is closed exactly once, whatever happens."""
+        assert request.caller is not None
+        job = job or JobContext()
+        entry = self.engine.registry.resolve(request.model)
+        request.model = entry.name
+        started = time.perf_counter()
+        await asyncio.to_thread(
+            ledger.hold,
+            self.db,
+            request_id=request.request_id,
+            account_id=request.caller.account_id,
+            key_id=request.caller.key_id,
+            model=entry.name,
+            amount_micros=pricing.quote(entry, request),
+            ttl_s=self.settings.hold_ttl_s,
+        )
+        usage = ledger.Usage(status="error", input_images=len(request.images), input_pixels=request.input_pixels)
+        charge = 0
+        try:
+            result = await asyncio.wait_for(self.engine.run(request, job), self.settings.request_timeout_s)
+            charge = pricing.charge(entry, result)
+            usage.status = _STATUS[result.finish_reason]
+            usage.finish_reason = result.finish_reason.value
+            usage.output_images = len(result.images)
+            usage.output_pixels = result.output_pixels
+            usage.quality = {**result.quality, "timings_ms": result.timings_ms}
+            return Served(result=result, charge_micros=charge)
+        except (asyncio.CancelledError, Cancelled):
+            usage.status, usage.error = "cancelled", "the client went away"
+            raise
+        except TimeoutError as exc:
+            job.cancel.set()
+            usage.error = f"timed out after {self.settings.request_timeout_s:g}s"
+            raise FlashbulbError(ErrorKind.DEADLINE_EXCEEDED, f"The request {usage.error}.") from exc
+        except FlashbulbError as exc:
+            usage.error = exc.message
+            raise
+        except Exception as exc:
+            log.exception("request %s failed in %s", request.request_id, entry.name)
+            usage.error = f"{exc.__class__.__name__}: {exc}"
+            raise FlashbulbError(ErrorKind.INTERNAL, f"{entry.name} failed on this request; you were not charged.") from exc
+        finally:
+            usage.latency_ms = round((time.perf_counter() - started) * 1000)
+            # Shielded: a cancelled caller must still settle or release its hold.
+            await asyncio.shield(asyncio.to_thread(ledger.close_hold, self.db, request.request_id, charge, usage))
