@@ -13,7 +13,7 @@ from rich.table import Table
 from flashbulb.config import Settings, micros_to_usd, usd_to_micros
 from flashbulb.errors import FlashbulbError
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 class Context:

@@ -30,7 +30,9 @@ def decode_image(data: bytes, *, max_pixels: int, what: str = "image") -> Image.
                     f"{what} is {image.width}x{image.height} pixels; the limit is {max_pixels:,} pixels"
                 )
             image.load()
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise invalid(f"{what} claims more pixels than the limit of {max_pixels:,} (a decompression bomb?)") from exc
+    except UnidentifiedImageError as exc:
         raise invalid(f"{what} is not a readable PNG, JPEG or WebP image ({exc.__class__.__name__})") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise invalid(f"{what} is corrupt or truncated: {exc}") from exc

@@ -9,7 +9,7 @@ from flashbulb.store.tables import Account, UsageRecord
 
 def recent(db: Engine, *, account_id: int | None = None, limit: int = 100) -> list[dict]:
     query = (
-        select(UsageRecord, Account.name.label("account"))
+        select(*UsageRecord.__table__.c, Account.name.label("account"))
         .join(Account, Account.id == UsageRecord.account_id)
         .order_by(UsageRecord.id.desc())
         .limit(limit)
@@ -17,27 +17,20 @@ def recent(db: Engine, *, account_id: int | None = None, limit: int = 100) -> li
     if account_id is not None:
         query = query.where(UsageRecord.account_id == account_id)
     with db.connect() as conn:
-        rows = conn.execute(query).all()
+        rows = conn.execute(query).mappings().all()
     return [
         {
-            "request_id": r.UsageRecord.request_id,
-            "account": r.account,
-            "key_id": r.UsageRecord.key_id,
-            "model": r.UsageRecord.model,
-            "status": r.UsageRecord.status,
-            "finish_reason": r.UsageRecord.finish_reason,
-            "input_images": r.UsageRecord.input_images,
-            "input_pixels": r.UsageRecord.input_pixels,
-            "output_images": r.UsageRecord.output_images,
-            "output_pixels": r.UsageRecord.output_pixels,
-            "latency_ms": r.UsageRecord.latency_ms,
-            "charge_micros": r.UsageRecord.charge_micros,
-            "quality": r.UsageRecord.quality,
-            "error": r.UsageRecord.error,
-            "created_at": r.UsageRecord.created_at.isoformat(timespec="seconds"),
+            **{name: row[name] for name in _REPORTED},
+            "created_at": row["created_at"].isoformat(timespec="seconds"),
         }
-        for r in rows
+        for row in rows
     ]
+
+
+_REPORTED = (
+    "request_id", "account", "key_id", "model", "status", "finish_reason", "input_images", "input_pixels",
+    "output_images", "output_pixels", "latency_ms", "charge_micros", "quality", "error",
+)
 
 
 def totals(db: Engine, *, account_id: int | None = None) -> list[dict]:

@@ -1,0 +1,159 @@
+"""Fixtures: a live `flashbulb serve` on loopback (SQLite or PostgreSQL), real photos, real SDK clients."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+FLASHBULB = [sys.executable, "-m", "flashbulb.cli"]
+POSTGRES_URL = os.environ.get("FLASHBULB_TEST_POSTGRES_URL", "")
+
+
+def astronaut(size: int = 64) -> Image.Image:
+    """scikit-image's astronaut portrait, downscaled so the CPU model runs in about a second."""
+    from skimage import data
+
+    return Image.fromarray(data.astronaut()).resize((size, size), Image.Resampling.LANCZOS)
+
+
+def png_bytes(image: Image.Image, fmt: str = "PNG", **save_args) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **save_args)
+    return buffer.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclasses.dataclass
+class Server:
+    base_url: str
+    admin_key: str
+    data_dir: Path
+    database_url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        env = {**os.environ, "FLASHBULB_DATA_DIR": str(self.data_dir), "FLASHBULB_DATABASE_URL": self.database_url}
+        result = subprocess.run([*FLASHBULB, *args], capture_output=True, text=True, env=env, timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"flashbulb {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def create_key(self, credits_usd: str = "10", name: str | None = None) -> str:
+        return self.cli("keys", "create", "--name", name or f"acct-{uuid.uuid4().hex[:8]}", "--credits", credits_usd).stdout.strip()
+
+    def genai(self, key: str):  # noqa: ANN201
+        """A google-genai client for this server. Keep it in a variable: the SDK closes its
+        connection when the client object is collected, even while `client.models` is in use."""
+        from google import genai
+        from google.genai import types
+
+        return genai.Client(api_key=key, http_options=types.HttpOptions(base_url=self.base_url, timeout=120_000))
+
+    def healthy(self) -> bool:
+        return self.process.poll() is None and httpx.get(f"{self.base_url}/healthz", timeout=5).status_code == 200
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_server(data_dir: Path, database_url: str, config: str = "", admin_key: str | None = None) -> Server:
+    """Start `flashbulb serve`; on a fresh database it prints the admin key, else pass the one you have."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if config:
+        (data_dir / "flashbulb.toml").write_text(config)
+    port = free_port()
+    log_path = data_dir / "server.log"
+    env = {**os.environ, "FLASHBULB_DATA_DIR": str(data_dir), "FLASHBULB_DATABASE_URL": database_url}
+    with open(log_path, "w") as log:
+        # stdout and stderr both go to the log file: a pipe nobody reads would block the server.
+        process = subprocess.Popen([*FLASHBULB, "serve", "--port", str(port)], stdout=log, stderr=log, env=env)
+    server = Server(f"http://127.0.0.1:{port}", admin_key or "", data_dir, database_url, process, log_path)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if match := re.search(r"^FLASHBULB_ADMIN_KEY=(\S+)$", log_path.read_text(), re.M):
+            server.admin_key = match.group(1)
+        try:
+            if server.admin_key and server.healthy():
+                return server
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, f"server exited: {log_path.read_text()}"
+        time.sleep(0.2)
+    server.stop()
+    raise AssertionError(f"server did not start: {log_path.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def new_postgres_database():  # noqa: ANN201
+    """A factory of fresh, empty PostgreSQL databases (all dropped at the end of the session)."""
+    if not POSTGRES_URL:
+        if os.environ.get("FLASHBULB_REQUIRE_POSTGRES"):
+            pytest.fail("FLASHBULB_TEST_POSTGRES_URL is not set but PostgreSQL tests are required")
+        pytest.skip("set FLASHBULB_TEST_POSTGRES_URL to run the PostgreSQL tests (.ci/run does)")
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
+    created: list[str] = []
+
+    def create() -> str:
+        name = f"flashbulb_test_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+
+    yield create
+    with admin.connect() as conn:
+        for name in created:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Server:
+    """The shared server on SQLite (the embedded default)."""
+    data_dir = tmp_path_factory.mktemp("data")
+    srv = start_server(data_dir, f"sqlite:///{data_dir / 'flashbulb.db'}")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def any_db_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Server:
+    """A server per database backend, for the tests that must pass on both."""
+    data_dir = tmp_path_factory.mktemp(f"data-{request.param}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{data_dir / 'flashbulb.db'}"
+    else:
+        url = request.getfixturevalue("new_postgres_database")()
+    srv = start_server(data_dir, url)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def key(server: Server) -> str:
+    return server.create_key("100")

@@ -1,0 +1,162 @@
+"""Money: exactly-once charges under concurrency, crashes, timeouts and disconnects, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from conftest import astronaut, png_bytes, start_server
+from flashbulb.store import db as store
+from flashbulb.store.tables import Account, Hold, LedgerEntry, UsageRecord
+
+PRICE = 2_000  # flashbulb-photo, micro-USD per image
+
+
+def body(size: int, text: str = "upscale 2x") -> dict:
+    data = base64.b64encode(png_bytes(astronaut(size))).decode()
+    return {"contents": [{"parts": [{"text": text}, {"inlineData": {"mimeType": "image/png", "data": data}}]}]}
+
+
+def generate(server, key: str, payload: dict, timeout: float = 120) -> httpx.Response:  # noqa: ANN001
+    return httpx.post(
+        f"{server.base_url}/v1beta/models/flashbulb-photo:generateContent",
+        headers={"x-goog-api-key": key},
+        json=payload,
+        timeout=timeout,
+    )
+
+
+def account_state(server, name: str) -> dict:  # noqa: ANN001
+    """Read the books straight from the database the server uses."""
+    database = store.connect(server.database_url)
+    try:
+        with database.connect() as conn:
+            account = conn.execute(select(Account).where(Account.name == name)).one()
+            return {
+                "balance": account.balance_micros,
+                "held": account.held_micros,
+                "ledger_sum": conn.execute(select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(LedgerEntry.account_id == account.id)).scalar(),
+                "open_holds": conn.execute(select(func.count()).select_from(Hold).where(Hold.account_id == account.id, Hold.state == "held")).scalar(),
+                "usage": [
+                    (r.status, r.charge_micros, r.output_images)
+                    for r in conn.execute(select(UsageRecord).where(UsageRecord.account_id == account.id)).all()
+                ],
+                "charges": conn.execute(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.account_id == account.id, LedgerEntry.kind == "charge")).scalar(),
+            }
+    finally:
+        database.dispose()
+
+
+def wait_for(condition, timeout: float = 30.0, what: str = "condition") -> None:  # noqa: ANN001
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_credits_for_n_images_hit_by_4n_concurrent_requests_buy_exactly_n(any_db_server):
+    server = any_db_server
+    n = 3
+    name = f"race-{uuid.uuid4().hex[:6]}"
+    key = server.create_key(f"{n * PRICE / 1e6:.6f}", name=name)
+    payload = body(24)
+    with ThreadPoolExecutor(max_workers=4 * n) as pool:
+        responses = list(pool.map(lambda _: generate(server, key, payload), range(4 * n)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes.count(200) == n, codes
+    assert set(codes) == {200, 429}, codes
+    for refused in (r for r in responses if r.status_code == 429):
+        assert refused.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+    state = account_state(server, name)
+    assert state["balance"] == 0 and state["held"] == 0 and state["open_holds"] == 0
+    assert state["ledger_sum"] == state["balance"]
+    assert state["charges"] == n
+    assert sum(charge for _, charge, _ in state["usage"]) == n * PRICE  # = the balance drop
+    assert [u for u in state["usage"] if u[0] == "ok"] == [("ok", PRICE, 1)] * n
+
+
+def test_usage_cli_shows_the_charge_while_the_server_runs(any_db_server):
+    server = any_db_server
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    key = server.create_key("1", name=name)
+    assert generate(server, key, body(16)).status_code == 200
+    report = json.loads(server.cli("usage", "--json").stdout)
+    mine = [r for r in report["records"] if r["account"] == name]
+    assert [(r["status"], r["charge_micros"], r["output_images"]) for r in mine] == [("ok", PRICE, 1)]
+    assert {"account": name, "model": "flashbulb-photo", "calls": 1, "images": 1, "charge_micros": PRICE} in report["totals"]
+    assert server.cli("credits", "add", name, "2.5").stdout.strip() == f"{name}: balance 3.498000 USD"
+    listing = json.loads(server.cli("keys", "list", "--json").stdout)
+    assert any(k["account"] == name and k["balance_micros"] == 3_498_000 for k in listing)
+    assert key not in json.dumps(listing)  # keys are never shown again
+
+
+def test_client_disconnect_releases_the_hold_and_charges_nothing(server):
+    name = f"gone-{uuid.uuid4().hex[:6]}"
+    key = server.create_key("1", name=name)
+    with pytest.raises(httpx.ReadTimeout):
+        generate(server, key, body(256, "restore"), timeout=1.5)  # ~10 s of work; we hang up after 1.5 s
+    wait_for(lambda: account_state(server, name)["open_holds"] == 0, what="the hold to be released")
+    state = account_state(server, name)
+    assert state["balance"] == 1_000_000 and state["held"] == 0
+    assert state["usage"] == [("cancelled", 0, 0)]
+
+
+def test_idempotency_key_makes_a_retry_unable_to_charge_twice(server):
+    name = f"retry-{uuid.uuid4().hex[:6]}"
+    key = server.create_key("1", name=name)
+    headers = {"x-goog-api-key": key, "idempotency-key": "order-42"}
+    url = f"{server.base_url}/v1beta/models/flashbulb-photo:generateContent"
+    first = httpx.post(url, headers=headers, json=body(16), timeout=60)
+    again = httpx.post(url, headers=headers, json=body(16), timeout=60)
+    assert first.status_code == 200
+    assert again.status_code == 409 and again.json()["error"]["status"] == "ALREADY_EXISTS"
+    assert account_state(server, name)["charges"] == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_crash_leaves_no_stuck_hold_and_a_timeout_charges_nothing(backend, tmp_path, request):
+    url = f"sqlite:///{tmp_path / 'flashbulb.db'}" if backend == "sqlite" else request.getfixturevalue("new_postgres_database")()
+    config = "[limits]\nhold_ttl_s = 3\nhold_sweep_interval_s = 0.5\nrequest_timeout_s = 2\n"
+    server = start_server(tmp_path, url, config)
+    name = f"crash-{uuid.uuid4().hex[:6]}"
+    try:
+        key = server.create_key("1", name=name)
+        # A request that outlives request_timeout_s: 504, hold released, no charge.
+        timed_out = generate(server, key, body(256, "restore"))
+        assert timed_out.status_code == 504 and timed_out.json()["error"]["status"] == "DEADLINE_EXCEEDED"
+        assert account_state(server, name)["held"] == 0
+        # Kill the server while a request holds credit.
+        threading.Thread(target=lambda: _swallow(lambda: generate(server, key, body(256, "restore"))), daemon=True).start()
+        wait_for(lambda: account_state(server, name)["open_holds"] == 1, what="a hold")
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(10)
+        assert account_state(server, name)["held"] > 0  # the crash left the hold behind
+    finally:
+        server.stop()
+    restarted = start_server(tmp_path, url, config, admin_key=server.admin_key)
+    try:
+        wait_for(lambda: account_state(restarted, name)["open_holds"] == 0, what="the expired hold to be released")
+        state = account_state(restarted, name)
+        assert state["balance"] == 1_000_000 and state["held"] == 0 and state["charges"] == 0
+        assert sorted(u[0] for u in state["usage"]) == ["error", "expired"]
+        assert generate(restarted, key, body(16)).status_code == 200  # and it keeps serving
+    finally:
+        restarted.stop()
+
+
+def _swallow(call) -> None:  # noqa: ANN001
+    try:
+        call()
+    except httpx.HTTPError:
+        pass
