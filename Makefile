@@ -22,7 +22,7 @@ test: install-test
 	$(BIN)/python -m pytest tests
 
 bench: install-test
-	$(BIN)/python bench/photo_restore.py
+	$(BIN)/python bench/restore_speed.py
 	$(BIN)/python bench/server_overhead.py
 
 clean:

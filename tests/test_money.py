@@ -105,7 +105,7 @@ def test_client_disconnect_releases_the_hold_and_charges_nothing(server):
     name = f"gone-{uuid.uuid4().hex[:6]}"
     key = server.create_key("1", name=name)
     with pytest.raises(httpx.ReadTimeout):
-        generate(server, key, body(256, "restore"), timeout=1.5)  # ~10 s of work; we hang up after 1.5 s
+        generate(server, key, body(192, "restore"), timeout=1.5)  # ~6 s of work; we hang up after 1.5 s
     wait_for(lambda: account_state(server, name)["open_holds"] == 0, what="the hold to be released")
     state = account_state(server, name)
     assert state["balance"] == 1_000_000 and state["held"] == 0
