@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from google.genai import types
+import pytest
+from google.genai import errors, types
 from PIL import Image
 
 from conftest import astronaut
@@ -113,3 +114,10 @@ def test_aspect_ratio_crops_before_upscaling(server, key):
     [out] = image_parts(response)
     assert out.size == (128, 72)
     assert all(part.text is None for part in response.candidates[0].content.parts)  # IMAGE only was asked
+
+
+def test_streaming_without_credits_is_an_http_429_before_any_event(server):
+    client = server.genai(server.create_key("0"))
+    with pytest.raises(errors.ClientError) as raised:
+        list(client.models.generate_content_stream(model="flashbulb-photo", contents=[astronaut(16), "restore"]))
+    assert raised.value.code == 429

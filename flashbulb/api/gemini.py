@@ -276,16 +276,20 @@ def build_router(gateway: Gateway) -> APIRouter:
     async def prepare(request: Request, model: str) -> ImageRequest:
         caller = await gateway.authenticate(api_key_of(request))
         registry.resolve(model)  # an unknown model is a 404 before the body is even parsed
-        wire = parse_body(await request.body())
-        return await asyncio.to_thread(
-            to_image_request,
-            wire,
-            model=model,
-            caller=caller,
-            request_id=new_request_id(request, caller),
-            max_pixels=settings.max_input_pixels,
-            max_images=settings.max_input_images,
-        )
+        body = await request.body()
+        request_id = new_request_id(request, caller)
+
+        def translate() -> ImageRequest:  # JSON, base64 and image decoding: off the event loop
+            return to_image_request(
+                parse_body(body),
+                model=model,
+                caller=caller,
+                request_id=request_id,
+                max_pixels=settings.max_input_pixels,
+                max_images=settings.max_input_images,
+            )
+
+        return await asyncio.to_thread(translate)
 
     @router.get("/models")
     async def list_models(request: Request, pageSize: int = 50, pageToken: str = "") -> dict:  # noqa: N803
@@ -323,11 +327,12 @@ def build_router(gateway: Gateway) -> APIRouter:
     @router.post("/models/{model}:streamGenerateContent")
     async def stream_generate_content(request: Request, model: str, alt: str = "") -> StreamingResponse:
         image_request = await prepare(request, model)
+        await gateway.reserve(image_request)  # out of credits is an HTTP 429, not an event
 
         async def events() -> AsyncIterator[str]:
             # Starlette cancels this generator when the client goes away; the gateway then releases.
             try:
-                served = await gateway.run(image_request, JobContext())
+                served = await gateway.fulfil(image_request, JobContext())
                 chunk = await asyncio.to_thread(to_response, image_request, served)
             except FlashbulbError as error:
                 chunk = google_error_body(error)[1]

@@ -46,12 +46,16 @@ class Gateway:
         return await asyncio.to_thread(accounts.authenticate, self.db, api_key)
 
     async def run(self, request: ImageRequest, job: JobContext | None = None) -> Served:
-        """Run one request under a credit hold. The hold is closed exactly once, whatever happens."""
+        """Hold credit, run, settle or release: the whole life of one request."""
+        await self.reserve(request)
+        return await self.fulfil(request, job or JobContext())
+
+    async def reserve(self, request: ImageRequest) -> None:
+        """Quote and hold the full price (429 when the credit is not there). `fulfil` must follow;
+        if it never does (a crash, a stream that never started) the hold expires and is released."""
         assert request.caller is not None
-        job = job or JobContext()
         entry = self.engine.registry.resolve(request.model)
         request.model = entry.name
-        started = time.perf_counter()
         await asyncio.to_thread(
             ledger.hold,
             self.db,
@@ -62,6 +66,11 @@ class Gateway:
             amount_micros=pricing.quote(entry, request),
             ttl_s=self.settings.hold_ttl_s,
         )
+
+    async def fulfil(self, request: ImageRequest, job: JobContext) -> Served:
+        """Run a reserved request. Its hold is closed exactly once, whatever happens."""
+        entry = self.engine.registry.resolve(request.model)
+        started = time.perf_counter()
         usage = ledger.Usage(status="error", input_images=len(request.images), input_pixels=request.input_pixels)
         charge = 0
         try:
