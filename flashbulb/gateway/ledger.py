@@ -38,17 +38,8 @@ def hold(
     """Reserve `amount_micros`; fails (429) if it would take the account's free balance below zero."""
     try:
         with db.begin() as conn:
-            # One conditional UPDATE: the check and the reservation cannot be separated by a race.
-            reserved = conn.execute(
-                update(Account)
-                .where(Account.id == account_id, Account.balance_micros - Account.held_micros >= amount_micros)
-                .values(held_micros=Account.held_micros + amount_micros)
-            ).rowcount
-            if reserved != 1:
-                raise FlashbulbError(
-                    ErrorKind.OUT_OF_CREDITS,
-                    "Not enough credits for this request; ask the operator to add credits to your account.",
-                )
+            # Lock order is hold row, then account row, in every transaction (close_hold too):
+            # the other order deadlocks a retried request id against its own settlement.
             conn.execute(
                 insert(Hold).values(
                     request_id=request_id,
@@ -61,6 +52,17 @@ def hold(
                     expires_at=utcnow() + dt.timedelta(seconds=ttl_s),
                 )
             )
+            # One conditional UPDATE: the check and the reservation cannot be separated by a race.
+            reserved = conn.execute(
+                update(Account)
+                .where(Account.id == account_id, Account.balance_micros - Account.held_micros >= amount_micros)
+                .values(held_micros=Account.held_micros + amount_micros)
+            ).rowcount
+            if reserved != 1:
+                raise FlashbulbError(
+                    ErrorKind.OUT_OF_CREDITS,
+                    "Not enough credits for this request; ask the operator to add credits to your account.",
+                )
     except IntegrityError as exc:
         raise FlashbulbError(ErrorKind.ALREADY_EXISTS, f"request id {request_id!r} was already used") from exc
 

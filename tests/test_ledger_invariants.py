@@ -1,0 +1,89 @@
+"""Random concurrent sequences of holds, settles, releases and grants keep the books exact (SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from flashbulb.errors import FlashbulbError
+from flashbulb.gateway import accounts, ledger
+from flashbulb.store import db as store
+from flashbulb.store.tables import Account, Hold, LedgerEntry
+
+REQUESTS = [f"r{i}" for i in range(6)]
+operation = st.one_of(
+    st.tuples(st.just("hold"), st.sampled_from(REQUESTS), st.integers(1, 1000)),
+    st.tuples(st.just("settle"), st.sampled_from(REQUESTS), st.integers(0, 400)),
+    st.tuples(st.just("release"), st.sampled_from(REQUESTS), st.just(0)),
+    st.tuples(st.just("grant"), st.just(""), st.integers(-300, 300)),
+)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def database(request, tmp_path_factory):  # noqa: ANN001, ANN201
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'l.db'}"
+    else:
+        url = request.getfixturevalue("new_postgres_database")()
+    engine = store.connect(url)
+    store.migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+def apply(db, account: str, account_id: int, prefix: str, op: tuple) -> None:  # noqa: ANN001
+    kind, rid, amount = op
+    try:
+        if kind == "hold":
+            ledger.hold(db, request_id=prefix + rid, account_id=account_id, key_id=0, model="m", amount_micros=amount, ttl_s=60)
+        elif kind == "settle":
+            with db.connect() as conn:
+                held = conn.execute(select(Hold.amount_micros).where(Hold.request_id == prefix + rid)).scalar()
+            if held is not None:
+                ledger.close_hold(db, prefix + rid, min(amount, held), ledger.Usage(status="ok"))
+        elif kind == "release":
+            ledger.close_hold(db, prefix + rid, 0, ledger.Usage(status="error"))
+        else:
+            ledger.grant(db, account, amount)
+    except FlashbulbError:
+        pass  # refused: out of credits, a reused request id, a grant below zero
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(operation, min_size=1, max_size=30))
+def test_books_balance_after_any_concurrent_sequence(database, ops):
+    account = f"inv-{uuid.uuid4().hex[:8]}"
+    prefix = uuid.uuid4().hex[:8] + "-"
+    account_id = accounts.create_key(database, account, credits_micros=1_000).account_id
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda op: apply(database, account, account_id, prefix, op), ops))
+    # Closing again changes nothing: each request is settled or released exactly once.
+    for rid in REQUESTS:
+        if _state(database, prefix + rid) in ("settled", "released"):
+            assert not ledger.close_hold(database, prefix + rid, 0, ledger.Usage(status="retry"))
+    with database.connect() as conn:
+        row = conn.execute(select(Account.balance_micros, Account.held_micros).where(Account.id == account_id)).one()
+        entries = conn.execute(select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(LedgerEntry.account_id == account_id)).scalar()
+        open_holds = conn.execute(select(func.coalesce(func.sum(Hold.amount_micros), 0)).where(Hold.account_id == account_id, Hold.state == "held")).scalar()
+        charges_per_request = conn.execute(
+            select(func.count()).select_from(LedgerEntry).where(LedgerEntry.account_id == account_id, LedgerEntry.kind == "charge").group_by(LedgerEntry.request_id)
+        ).scalars().all()
+        settled = conn.execute(select(func.coalesce(func.sum(Hold.charged_micros), 0)).where(Hold.account_id == account_id)).scalar()
+        charged = conn.execute(
+            select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(LedgerEntry.account_id == account_id, LedgerEntry.kind == "charge")
+        ).scalar()
+    assert row.balance_micros == entries
+    assert row.held_micros == open_holds
+    assert row.balance_micros - row.held_micros >= 0 and row.balance_micros >= 0
+    assert all(count == 1 for count in charges_per_request)
+    assert -charged == settled  # the ledger's charges are exactly what the holds settled for
+
+
+def _state(db, request_id: str) -> str | None:  # noqa: ANN001
+    with db.connect() as conn:
+        return conn.execute(select(Hold.state).where(Hold.request_id == request_id)).scalar()
