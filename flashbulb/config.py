@@ -55,15 +55,12 @@ class Settings:
             self.database_url = os.environ.get("FLASHBULB_DATABASE_URL") or f"sqlite:///{self.data_dir / 'flashbulb.db'}"
 
     @classmethod
-    def load(cls, data_dir: str | Path | None = None, database_url: str | None = None, **overrides) -> "Settings":
-        """Defaults < flashbulb.toml in the data dir < explicit arguments."""
+    def load(cls, data_dir: str | Path | None = None, database_url: str | None = None) -> "Settings":
+        """Defaults < environment < flashbulb.toml in the data dir (CLI flags arrive as arguments)."""
         settings = cls(data_dir=Path(data_dir) if data_dir else default_data_dir(), database_url=database_url or "")
         config_file = settings.data_dir / "flashbulb.toml"
         if config_file.exists():
             settings.apply_toml(tomllib.loads(config_file.read_text()))
-        for name, value in overrides.items():
-            if value is not None:
-                setattr(settings, name, value)
         return settings
 
     def apply_toml(self, doc: dict) -> None:

@@ -160,7 +160,6 @@ def to_image_request(
         n=n,
         seed=config.seed,
         want_text="TEXT" in modalities,
-        want_image=True,
         caller=caller,
     )
 

@@ -41,7 +41,6 @@ class ImageRequest:
     n: int = 1
     seed: int | None = None
     want_text: bool = True
-    want_image: bool = True
     caller: Caller | None = None
 
     @property
