@@ -29,7 +29,7 @@ def weights_dir() -> Path:
 class RealESRGAN:
     """One loaded network; `upscale4x` may be called from several threads (one extractor each)."""
 
-    def __init__(self, tile: int = 256, pad: int = 24, threads: int | None = None):
+    def __init__(self, tile: int = 128, pad: int = 24, threads: int | None = None):
         import ncnn  # imported here so that importing flashbulb stays light
 
         self.tile = tile
