@@ -12,7 +12,6 @@ import argparse
 import base64
 import io
 import os
-import re
 import socket
 import statistics
 import subprocess

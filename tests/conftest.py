@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import io
 import os
@@ -35,6 +36,12 @@ def png_bytes(image: Image.Image, fmt: str = "PNG", **save_args) -> bytes:
     return buffer.getvalue()
 
 
+def gemini_body(image: bytes, text: str = "upscale 2x", **extra) -> dict:
+    """A raw generateContent body: one user turn with text and an inline PNG/JPEG/WebP."""
+    data = base64.b64encode(image).decode()
+    return {"contents": [{"role": "user", "parts": [{"text": text}, {"inlineData": {"mimeType": "image/png", "data": data}}]}], **extra}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -59,6 +66,17 @@ class Server:
 
     def create_key(self, credits_usd: str = "10", name: str | None = None) -> str:
         return self.cli("keys", "create", "--name", name or f"acct-{uuid.uuid4().hex[:8]}", "--credits", credits_usd).stdout.strip()
+
+    def generate(
+        self, key: str | None, body: dict | None = None, *, content=None, headers: dict | None = None,  # noqa: ANN001
+        model: str = "flashbulb-photo", timeout: float = 120,
+    ) -> httpx.Response:
+        """POST generateContent as raw HTTP: a JSON `body`, or raw `content` bytes (or an iterator of them)."""
+        headers = {**({"x-goog-api-key": key} if key else {}), **(headers or {})}
+        url = f"{self.base_url}/v1beta/models/{model}:generateContent"
+        if content is not None:
+            return httpx.post(url, headers={**headers, "content-type": "application/json"}, content=content, timeout=timeout)
+        return httpx.post(url, headers=headers, json=body, timeout=timeout)
 
     def genai(self, key: str):  # noqa: ANN201
         """A google-genai client for this server. Keep it in a variable: the SDK closes its

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from conftest import astronaut, png_bytes, start_server
+from conftest import astronaut, gemini_body, png_bytes, start_server
 
 
 def admin(server, method: str, path: str, **kwargs) -> httpx.Response:  # noqa: ANN001
@@ -49,16 +48,9 @@ def test_a_full_queue_answers_503_unavailable_with_retry_after(tmp_path):
     server = start_server(tmp_path, f"sqlite:///{tmp_path / 'f.db'}", "[limits]\nmax_queue_per_model = 1\n")
     try:
         key = server.create_key("10")
-        data = base64.b64encode(png_bytes(astronaut(96))).decode()
-        body = {"contents": [{"parts": [{"text": "restore"}, {"inlineData": {"mimeType": "image/png", "data": data}}]}]}
-
-        def call(_: int) -> httpx.Response:
-            return httpx.post(
-                f"{server.base_url}/v1beta/models/flashbulb-photo:generateContent", headers={"x-goog-api-key": key}, json=body, timeout=120
-            )
-
+        body = gemini_body(png_bytes(astronaut(96)), "restore")
         with ThreadPoolExecutor(4) as pool:
-            responses = list(pool.map(call, range(4)))
+            responses = list(pool.map(lambda _: server.generate(key, body), range(4)))
         codes = sorted(r.status_code for r in responses)
         assert 200 in codes and 503 in codes, codes
         busy = next(r for r in responses if r.status_code == 503)

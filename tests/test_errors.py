@@ -12,16 +12,7 @@ import pytest
 from google.genai import errors
 from PIL import Image
 
-from conftest import astronaut, png_bytes
-
-
-def post(server, key: str | None, body=None, *, content=None, model: str = "flashbulb-photo") -> httpx.Response:  # noqa: ANN001
-    """POST generateContent with a JSON body, or with raw `content` bytes (or an iterator of them)."""
-    headers = {"x-goog-api-key": key} if key else {}
-    if content is not None:
-        headers["content-type"] = "application/json"
-        return httpx.post(f"{server.base_url}/v1beta/models/{model}:generateContent", headers=headers, content=content, timeout=60)
-    return httpx.post(f"{server.base_url}/v1beta/models/{model}:generateContent", headers=headers, json=body, timeout=60)
+from conftest import astronaut, gemini_body, png_bytes
 
 
 def assert_google_error(response: httpx.Response, code: int, status: str, says: str) -> dict:
@@ -32,18 +23,9 @@ def assert_google_error(response: httpx.Response, code: int, status: str, says: 
     return error
 
 
-def photo_body(image_bytes: bytes, text: str = "upscale 2x", **extra) -> dict:
-    return {
-        "contents": [
-            {"role": "user", "parts": [{"text": text}, {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(image_bytes).decode()}}]}
-        ],
-        **extra,
-    }
-
-
 def test_missing_key_is_403_permission_denied(server):
     # The SDK refuses to send a request without a key, so a keyless caller arrives as raw HTTP.
-    assert_google_error(post(server, None, photo_body(png_bytes(astronaut(16)))), 403, "PERMISSION_DENIED", "API key")
+    assert_google_error(server.generate(None, gemini_body(png_bytes(astronaut(16)))), 403, "PERMISSION_DENIED", "API key")
     response = httpx.get(f"{server.base_url}/v1beta/models")
     assert_google_error(response, 403, "PERMISSION_DENIED", "API key")
 
@@ -91,7 +73,7 @@ def test_snake_case_and_url_safe_base64_without_padding(server, key):
         "contents": [{"role": "user", "parts": [{"text": "upscale 2x"}, {"inline_data": {"mime_type": "image/png", "data": data}}]}],
         "generation_config": {"response_modalities": ["IMAGE"], "image_config": {"aspect_ratio": "1:1"}},
     }
-    response = post(server, key, body)
+    response = server.generate(key, body)
     assert response.status_code == 200, response.text
     parts = response.json()["candidates"][0]["content"]["parts"]
     assert [list(p) for p in parts] == [["inlineData"]]
@@ -112,18 +94,18 @@ def bomb_png(side: int = 30_000) -> bytes:
 
 BAD_INPUTS = {
     "corrupt base64": ({"contents": [{"parts": [{"text": "restore"}, {"inlineData": {"mimeType": "image/png", "data": "!!!not base64@@"}}]}]}, "base64"),
-    "bytes that are not an image": (photo_body(b"%PDF-1.4 this is not an image at all"), "not a readable"),
-    "truncated png": (photo_body(png_bytes(astronaut(64))[:400]), "corrupt"),
-    "decompression bomb": (photo_body(bomb_png()), "limit"),
+    "bytes that are not an image": (gemini_body(b"%PDF-1.4 this is not an image at all"), "not a readable"),
+    "truncated png": (gemini_body(png_bytes(astronaut(64))[:400]), "corrupt"),
+    "decompression bomb": (gemini_body(bomb_png()), "limit"),
     "empty contents": ({"contents": []}, "contents is empty"),
     "no contents at all": ({}, "contents is empty"),
-    "unknown aspect ratio": (photo_body(png_bytes(astronaut(16)), generationConfig={"imageConfig": {"aspectRatio": "7:5"}}), "7:5"),
+    "unknown aspect ratio": (gemini_body(png_bytes(astronaut(16)), generationConfig={"imageConfig": {"aspectRatio": "7:5"}}), "7:5"),
     "wrong type for parts": ({"contents": [{"parts": "restore"}]}, "contents.0.parts"),
-    "wrong type for seed": (photo_body(png_bytes(astronaut(16)), generationConfig={"seed": "abc"}), "seed"),
+    "wrong type for seed": (gemini_body(png_bytes(astronaut(16)), generationConfig={"seed": "abc"}), "seed"),
     "empty text and no image": ({"contents": [{"role": "user", "parts": [{"text": "   "}]}]}, "neither text nor an image"),
     "last turn from the model": ({"contents": [{"role": "model", "parts": [{"text": "hi"}]}]}, "role 'user'"),
     "non-image mime type": ({"contents": [{"parts": [{"inlineData": {"mimeType": "application/pdf", "data": "AAAA"}}]}]}, "not an image type"),
-    "text-only modality": (photo_body(png_bytes(astronaut(16)), generationConfig={"responseModalities": ["TEXT"]}), "IMAGE"),
+    "text-only modality": (gemini_body(png_bytes(astronaut(16)), generationConfig={"responseModalities": ["TEXT"]}), "IMAGE"),
 }
 
 
@@ -131,20 +113,20 @@ BAD_INPUTS = {
 def test_bad_input_is_400_invalid_argument_and_costs_nothing(server, case):
     key = server.create_key("1", name=f"bad-{case.replace(' ', '-')}")
     body, says = BAD_INPUTS[case]
-    assert_google_error(post(server, key, body), 400, "INVALID_ARGUMENT", says)
+    assert_google_error(server.generate(key, body), 400, "INVALID_ARGUMENT", says)
     assert server.healthy()
     account = httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
     assert account["balanceMicros"] == 1_000_000 and account["heldMicros"] == 0
 
 
 def test_invalid_json_is_400(server, key):
-    response = post(server, key, content=b"{not json")
+    response = server.generate(key, content=b"{not json")
     assert_google_error(response, 400, "INVALID_ARGUMENT", "Invalid JSON")
 
 
 def test_a_60_mb_body_is_400_and_the_server_stays_healthy(server, key):
     body = b'{"contents": [{"parts": [{"text": "' + b"a" * (60 * 1024 * 1024) + b'"}]}]}'
-    response = post(server, key, content=body)
+    response = server.generate(key, content=body)
     assert_google_error(response, 400, "INVALID_ARGUMENT", "the limit is")
     assert server.healthy()
 
@@ -156,7 +138,7 @@ def test_a_chunked_oversized_body_is_400_too(server, key):
             yield b"a" * (1024 * 1024)
         yield b'"}]}]}'
 
-    response = post(server, key, content=chunks())
+    response = server.generate(key, content=chunks())
     assert_google_error(response, 400, "INVALID_ARGUMENT", "the limit is")
     assert server.healthy()
 

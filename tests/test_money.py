@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import signal
 import threading
@@ -14,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from conftest import astronaut, png_bytes, start_server
+from conftest import astronaut, gemini_body, png_bytes, start_server
 from flashbulb.store import db as store
 from flashbulb.store.tables import Account, Hold, LedgerEntry, UsageRecord
 
@@ -22,17 +21,7 @@ PRICE = 2_000  # flashbulb-photo, micro-USD per image
 
 
 def body(size: int, text: str = "upscale 2x") -> dict:
-    data = base64.b64encode(png_bytes(astronaut(size))).decode()
-    return {"contents": [{"parts": [{"text": text}, {"inlineData": {"mimeType": "image/png", "data": data}}]}]}
-
-
-def generate(server, key: str, payload: dict, timeout: float = 120) -> httpx.Response:  # noqa: ANN001
-    return httpx.post(
-        f"{server.base_url}/v1beta/models/flashbulb-photo:generateContent",
-        headers={"x-goog-api-key": key},
-        json=payload,
-        timeout=timeout,
-    )
+    return gemini_body(png_bytes(astronaut(size)), text)
 
 
 def account_state(server, name: str) -> dict:  # noqa: ANN001
@@ -72,7 +61,7 @@ def test_credits_for_n_images_hit_by_4n_concurrent_requests_buy_exactly_n(any_db
     key = server.create_key(f"{n * PRICE / 1e6:.6f}", name=name)
     payload = body(24)
     with ThreadPoolExecutor(max_workers=4 * n) as pool:
-        responses = list(pool.map(lambda _: generate(server, key, payload), range(4 * n)))
+        responses = list(pool.map(lambda _: server.generate(key, payload), range(4 * n)))
     codes = sorted(r.status_code for r in responses)
     assert codes.count(200) == n, codes
     assert set(codes) == {200, 429}, codes
@@ -90,7 +79,7 @@ def test_usage_cli_shows_the_charge_while_the_server_runs(any_db_server):
     server = any_db_server
     name = f"cli-{uuid.uuid4().hex[:6]}"
     key = server.create_key("1", name=name)
-    assert generate(server, key, body(16)).status_code == 200
+    assert server.generate(key, body(16)).status_code == 200
     report = json.loads(server.cli("usage", "--json").stdout)
     mine = [r for r in report["records"] if r["account"] == name]
     assert [(r["status"], r["charge_micros"], r["output_images"]) for r in mine] == [("ok", PRICE, 1)]
@@ -105,7 +94,7 @@ def test_client_disconnect_releases_the_hold_and_charges_nothing(server):
     name = f"gone-{uuid.uuid4().hex[:6]}"
     key = server.create_key("1", name=name)
     with pytest.raises(httpx.ReadTimeout):
-        generate(server, key, body(192, "restore"), timeout=1.5)  # ~6 s of work; we hang up after 1.5 s
+        server.generate(key, body(192, "restore"), timeout=1.5)  # ~6 s of work; we hang up after 1.5 s
     wait_for(lambda: account_state(server, name)["open_holds"] == 0, what="the hold to be released")
     state = account_state(server, name)
     assert state["balance"] == 1_000_000 and state["held"] == 0
@@ -115,10 +104,8 @@ def test_client_disconnect_releases_the_hold_and_charges_nothing(server):
 def test_idempotency_key_makes_a_retry_unable_to_charge_twice(server):
     name = f"retry-{uuid.uuid4().hex[:6]}"
     key = server.create_key("1", name=name)
-    headers = {"x-goog-api-key": key, "idempotency-key": "order-42"}
-    url = f"{server.base_url}/v1beta/models/flashbulb-photo:generateContent"
-    first = httpx.post(url, headers=headers, json=body(16), timeout=60)
-    again = httpx.post(url, headers=headers, json=body(16), timeout=60)
+    first = server.generate(key, body(16), headers={"idempotency-key": "order-42"})
+    again = server.generate(key, body(16), headers={"idempotency-key": "order-42"})
     assert first.status_code == 200
     assert again.status_code == 409 and again.json()["error"]["status"] == "ALREADY_EXISTS"
     assert account_state(server, name)["charges"] == 1
@@ -133,11 +120,11 @@ def test_a_crash_leaves_no_stuck_hold_and_a_timeout_charges_nothing(backend, tmp
     try:
         key = server.create_key("1", name=name)
         # A request that outlives request_timeout_s: 504, hold released, no charge.
-        timed_out = generate(server, key, body(256, "restore"))
+        timed_out = server.generate(key, body(256, "restore"))
         assert timed_out.status_code == 504 and timed_out.json()["error"]["status"] == "DEADLINE_EXCEEDED"
         assert account_state(server, name)["held"] == 0
         # Kill the server while a request holds credit.
-        threading.Thread(target=lambda: _swallow(lambda: generate(server, key, body(256, "restore"))), daemon=True).start()
+        threading.Thread(target=lambda: _swallow(lambda: server.generate(key, body(256, "restore"))), daemon=True).start()
         wait_for(lambda: account_state(server, name)["open_holds"] == 1, what="a hold")
         server.process.send_signal(signal.SIGKILL)
         server.process.wait(10)
@@ -150,7 +137,7 @@ def test_a_crash_leaves_no_stuck_hold_and_a_timeout_charges_nothing(backend, tmp
         state = account_state(restarted, name)
         assert state["balance"] == 1_000_000 and state["held"] == 0 and state["charges"] == 0
         assert sorted(u[0] for u in state["usage"]) == ["error", "expired"]
-        assert generate(restarted, key, body(16)).status_code == 200  # and it keeps serving
+        assert restarted.generate(key, body(16)).status_code == 200  # and it keeps serving
     finally:
         restarted.stop()
 
