@@ -24,6 +24,7 @@ test: install-test
 bench: install-test
 	$(BIN)/python bench/restore_speed.py
 	$(BIN)/python bench/server_overhead.py
+	$(BIN)/python bench/restore_quality.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -165,7 +165,7 @@ def models(obj: Context, as_json: bool) -> None:
     """The model catalog with prices."""
     from flashbulb.engine.registry import Registry
 
-    entries = Registry.default(obj.settings.prices_micros).entries.values()
+    entries = Registry.default(obj.settings).entries.values()
     rows = [
         {"name": e.name, "capabilities": list(e.capabilities), "price_usd_per_image": micros_to_usd(e.price_micros_per_image), "installed": e.installed()}
         for e in entries

@@ -8,6 +8,8 @@ import tomllib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from flashbulb.vision.safety import EXPLICIT as EXPLICIT_NUDITY
+
 MICROS_PER_USD = 1_000_000
 
 
@@ -48,6 +50,8 @@ class Settings:
     hold_sweep_interval_s: float = 30.0
     # Price overrides per model, micro-USD per output image (flashbulb.toml [prices]).
     prices_micros: dict[str, int] = dataclasses.field(default_factory=dict)
+    # NudeNet classes that block an input or output (flashbulb.toml [safety] block = [...]).
+    safety_block: tuple[str, ...] = EXPLICIT_NUDITY
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()
@@ -70,3 +74,8 @@ class Settings:
             if not hasattr(self, name):
                 raise ValueError(f"flashbulb.toml: unknown setting [limits].{name}")
             setattr(self, name, type(getattr(self, name))(value))
+        safety = doc.get("safety", {})
+        if "block" in safety:
+            if not isinstance(safety["block"], list) or not all(isinstance(c, str) for c in safety["block"]):
+                raise ValueError("flashbulb.toml: [safety].block must be a list of NudeNet class names")
+            self.safety_block = tuple(safety["block"])

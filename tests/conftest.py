@@ -87,7 +87,8 @@ class Server:
         return genai.Client(api_key=key, http_options=types.HttpOptions(base_url=self.base_url, timeout=120_000))
 
     def healthy(self) -> bool:
-        return self.process.poll() is None and httpx.get(f"{self.base_url}/healthz", timeout=5).status_code == 200
+        """Running, and its default model loaded (so timings in tests don't include start-up)."""
+        return self.process.poll() is None and httpx.get(f"{self.base_url}/readyz", timeout=5).status_code == 200
 
     def stop(self) -> None:
         self.process.terminate()

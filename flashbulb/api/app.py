@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from flashbulb import __version__
 from flashbulb.api import admin, errors, gemini
@@ -26,7 +27,7 @@ GEMINI_VERSIONS = ("v1beta", "v1", "v1alpha")
 def build_gateway(settings: Settings) -> Gateway:
     database = store.connect(settings.database_url)
     store.migrate(database)
-    engine = Engine(Registry.default(settings.prices_micros), max_queue=settings.max_queue_per_model)
+    engine = Engine(Registry.default(settings), max_queue=settings.max_queue_per_model)
     return Gateway(database, engine, settings)
 
 
@@ -41,6 +42,9 @@ async def _sweep_expired_holds(gateway: Gateway) -> None:
         await asyncio.sleep(gateway.settings.hold_sweep_interval_s)
 
 
+WARM_MODEL = "flashbulb-photo"  # loaded at start so the first request doesn't wait for it
+
+
 def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> FastAPI:
     settings = settings or Settings.load()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -50,7 +54,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
     async def lifespan(_app: FastAPI):  # noqa: ANN202
         sweeper = asyncio.create_task(_sweep_expired_holds(gateway))
         if warm_up:
-            asyncio.get_running_loop().run_in_executor(None, gateway.engine.warm_up, "flashbulb-photo")
+            asyncio.get_running_loop().run_in_executor(None, gateway.engine.warm_up, WARM_MODEL)
         yield
         sweeper.cancel()
         gateway.engine.close()
@@ -67,5 +71,11 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
     @app.get("/healthz")
     async def healthz() -> dict:
         return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """503 until the default model is loaded: a load balancer's readiness probe."""
+        ready = not warm_up or WARM_MODEL in gateway.engine.warm
+        return JSONResponse({"ready": ready, "warm_models": sorted(gateway.engine.warm)}, status_code=200 if ready else 503)
 
     return app

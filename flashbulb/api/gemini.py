@@ -219,11 +219,25 @@ def to_response(request: ImageRequest, served: Served) -> dict[str, Any]:
 
 
 def flashbulb_headers(request: ImageRequest, served: Served) -> dict[str, str]:
-    return {
+    headers = {
         "x-flashbulb-request-id": request.request_id,
         "x-flashbulb-charge-micros": str(served.charge_micros),
         "x-flashbulb-timings-ms": json.dumps(served.result.timings_ms, separators=(",", ":")),
     }
+    if served.result.quality:
+        headers["x-flashbulb-quality"] = json.dumps(quality_summary(served.result.quality), separators=(",", ":"))
+    return headers
+
+
+def quality_summary(quality: dict[str, Any]) -> dict[str, Any]:
+    """The measurements a script checks without parsing the body (ASCII JSON, so it fits in a header)."""
+    summary = {key: quality[key] for key in ("faces_in", "faces_out", "identity_distance", "same_person") if key in quality}
+    if "safety" in quality:
+        verdicts = [*quality["safety"].get("inputs", []), quality["safety"].get("output", {"safe": True})]
+        summary["safe"] = all(v["safe"] for v in verdicts)
+    if "ocr" in quality:
+        summary["ocr_accuracy"] = [w["accuracy"] for w in quality["ocr"]["wanted"]]
+    return summary
 
 
 def model_resource(entry: ModelEntry) -> dict[str, Any]:

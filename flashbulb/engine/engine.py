@@ -49,6 +49,7 @@ class Engine:
         self.max_queue = max_queue
         self._workers: dict[str, _Worker] = {}
         self._lock = threading.Lock()
+        self.warm: set[str] = set()  # models whose backend is loaded and answering
 
     def _worker(self, entry: ModelEntry) -> _Worker:
         with self._lock:
@@ -81,6 +82,7 @@ class Engine:
     def warm_up(self, model: str) -> None:
         worker = self._worker(self.registry.resolve(model))
         worker.executor.submit(worker.ensure_backend).result()
+        self.warm.add(worker.entry.name)
 
     def close(self) -> None:
         for worker in self._workers.values():

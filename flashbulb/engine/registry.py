@@ -6,6 +6,7 @@ import dataclasses
 from typing import Callable
 
 from flashbulb import __version__
+from flashbulb.config import Settings
 from flashbulb.engine.backends import Backend
 from flashbulb.errors import ErrorKind, FlashbulbError
 
@@ -26,13 +27,7 @@ class ModelEntry:
         return True
 
 
-def _photo_backend() -> Backend:
-    from flashbulb.engine.backends.photo import PhotoBackend
-
-    return PhotoBackend()
-
-
-def _photo_entry() -> ModelEntry:
+def _photo_entry(settings: Settings) -> ModelEntry:
     from flashbulb.engine.backends.photo import DESCRIPTION
 
     return ModelEntry(
@@ -41,8 +36,14 @@ def _photo_entry() -> ModelEntry:
         description=DESCRIPTION,
         capabilities=("edit", "restore", "upscale"),
         price_micros_per_image=2_000,
-        make_backend=_photo_backend,
+        make_backend=lambda: _photo_backend(settings),
     )
+
+
+def _photo_backend(settings: Settings) -> Backend:
+    from flashbulb.engine.backends.photo import PhotoBackend
+
+    return PhotoBackend(safety_block=settings.safety_block)
 
 
 # Customers' code names the hosted model; it reaches our default offline model unchanged.
@@ -58,9 +59,10 @@ class Registry:
         self.aliases = dict(DEFAULT_ALIASES if aliases is None else aliases)
 
     @classmethod
-    def default(cls, prices_micros: dict[str, int] | None = None) -> "Registry":
-        entries = [_photo_entry()]
-        prices = prices_micros or {}
+    def default(cls, settings: Settings | None = None) -> "Registry":
+        settings = settings or Settings()
+        entries = [_photo_entry(settings)]
+        prices = settings.prices_micros
         entries = [
             dataclasses.replace(e, price_micros_per_image=prices[e.name]) if e.name in prices else e for e in entries
         ]

@@ -1,0 +1,102 @@
+"""Global adjustments: exposure, contrast, saturation, warmth, crop to an aspect ratio, resize."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from flashbulb.engine.aspect import ratio_value
+from flashbulb.engine.backends.photo.canvas import Canvas, luminance
+
+MAX_RESIZE_PIXELS = 4096 * 4096
+
+
+def exposure(rgb: np.ndarray, stops: float) -> np.ndarray:
+    """Brighten or darken by photographic stops, in linear light, with highlights rolled off."""
+    linear = rgb**2.2 * (2.0**stops)
+    if stops > 0:
+        linear = linear / (1 + linear * (1 - 2.0**-stops) * 0.5)  # soft shoulder: no hard clipping
+    return np.clip(linear, 0, 1) ** (1 / 2.2)
+
+
+def contrast(rgb: np.ndarray, amount: float) -> np.ndarray:
+    """amount > 0 adds an S-curve around mid-grey, < 0 flattens it."""
+    if amount >= 0:
+        # slope 1 + amount at mid-grey, 1 - amount at the ends; monotonic for amount <= 1
+        return rgb - min(amount, 0.9) * np.sin(2 * np.pi * rgb) / (2 * np.pi)
+    return 0.5 + (rgb - 0.5) * (1 + amount)
+
+
+def saturation(rgb: np.ndarray, factor: float) -> np.ndarray:
+    grey = luminance(rgb)[..., None]
+    return grey + (rgb - grey) * factor
+
+
+def warmth(rgb: np.ndarray, amount: float) -> np.ndarray:
+    """amount > 0 warmer (more red, less blue), < 0 cooler; luminance is kept."""
+    gains = np.array([1 + 0.12 * amount, 1 + 0.02 * amount, 1 - 0.12 * amount], dtype=np.float32)
+    shifted = rgb * gains
+    return shifted * (luminance(rgb) / np.maximum(luminance(shifted), 1e-4))[..., None]
+
+
+def crop_box(width: int, height: int, ratio: float, center: tuple[float, float] | None = None) -> tuple[int, int, int, int]:
+    """The largest box of the given width/height ratio inside the image, centred where asked."""
+    cx, cy = center or (width / 2, height / 2)
+    if width / height > ratio:
+        w, h = max(1, round(height * ratio)), height
+    else:
+        w, h = width, max(1, round(width / ratio))
+    x0 = int(np.clip(round(cx - w / 2), 0, width - w))
+    y0 = int(np.clip(round(cy - h / 2), 0, height - h))
+    return x0, y0, x0 + w, y0 + h
+
+
+def crop(canvas: Canvas, ratio: float) -> None:
+    """Crop to an aspect ratio, keeping the main face in frame when there is one."""
+    faces = canvas.faces()
+    center = None
+    if faces:
+        cx, cy = faces[0].center
+        center = (cx, cy + faces[0].height * 0.6)  # a little below the face: head and shoulders
+    x0, y0, x1, y1 = crop_box(*canvas.size, ratio, center)
+    canvas.set(canvas.rgb[y0:y1, x0:x1], None if canvas.alpha is None else canvas.alpha[y0:y1, x0:x1])
+
+
+def resize(canvas: Canvas, width: int, height: int) -> None:
+    if width * height > MAX_RESIZE_PIXELS:
+        raise ValueError(f"{width}x{height} is larger than the largest output, {MAX_RESIZE_PIXELS:,} pixels")
+    shrinking = width * height < canvas.size[0] * canvas.size[1]
+    method = cv2.INTER_AREA if shrinking else cv2.INTER_LANCZOS4
+    rgb = cv2.resize(canvas.rgb, (width, height), interpolation=method)
+    alpha = None if canvas.alpha is None else cv2.resize(canvas.alpha, (width, height), interpolation=method)
+    canvas.set(rgb, alpha)
+
+
+def apply(canvas: Canvas, params: dict) -> None:
+    rgb = canvas.rgb
+    if "exposure" in params:
+        rgb = exposure(rgb, params["exposure"])
+    if "contrast" in params:
+        rgb = contrast(rgb, params["contrast"])
+    if "saturation" in params:
+        rgb = saturation(rgb, params["saturation"])
+    if "warmth" in params:
+        rgb = warmth(rgb, params["warmth"])
+    canvas.set(rgb, canvas.alpha, keep_analysis=True)
+    if "crop" in params:
+        crop(canvas, ratio_value(params["crop"]))
+    if "resize" in params:
+        resize(canvas, *target_size(canvas.size, params["resize"]))
+
+
+def target_size(size: tuple[int, int], spec: dict) -> tuple[int, int]:
+    """{"width"}, {"height"} (the other side follows), {"width", "height"} or {"percent"}."""
+    w, h = size
+    if "percent" in spec:
+        factor = spec["percent"] / 100
+        return max(1, round(w * factor)), max(1, round(h * factor))
+    if "width" in spec and "height" in spec:
+        return spec["width"], spec["height"]
+    if "width" in spec:
+        return spec["width"], max(1, round(h * spec["width"] / w))
+    return max(1, round(w * spec["height"] / h)), spec["height"]

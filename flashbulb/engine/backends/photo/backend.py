@@ -1,0 +1,161 @@
+"""Runs a `flashbulb-photo` request top to bottom: check the inputs are safe, parse the instruction,
+apply each operation in order, then measure the result (identity, safety, text) and refuse to
+return an edit that changed who the person is."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, TypeVar
+
+from flashbulb.engine.aspect import ratio_value
+from flashbulb.engine.backends.photo import adjust, background, headshot, instructions, relight, restore
+from flashbulb.engine.backends.photo.canvas import Canvas, to_uint8
+from flashbulb.engine.backends.photo.errors import EditRefused
+from flashbulb.engine.backends.photo.instructions import Operation
+from flashbulb.engine.backends.photo.quality import Subject
+from flashbulb.engine.types import FinishReason, ImageRequest, ImageResult, JobContext
+from flashbulb.vision import ocr, safety, superres
+from flashbulb.vision import warm_up as warm_up_vision
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DESCRIPTION = (
+    "Offline photo editing on CPU: restore, background, relight, headshot and adjust, measured on every "
+    "result (identity distance to the input face, faces found, safety verdict, text read back). Send one "
+    "photo (a second one can be the new background) and an instruction; several edits run in order "
+    "('restore it, then give it a blue studio background'). Understood words — "
+    + instructions.vocabulary()
+    + ". Upscaling is Real-ESRGAN x4plus, up to 4x; without a scale it upscales 4x, 2x or 1x so the long "
+    "side stays within 2048 px. imageConfig.aspectRatio crops (around the face) first. An edit whose "
+    "output face is not the input person (identity distance >= 0.6) is not returned."
+)
+
+
+def _no_image(text: str, quality: dict | None = None, timings: dict | None = None) -> ImageResult:
+    return ImageResult(text=text, finish_reason=FinishReason.NO_IMAGE, quality=quality or {}, timings_ms=timings or {})
+
+
+class PhotoBackend:
+    name = "flashbulb-photo"
+
+    def __init__(self, safety_block: tuple[str, ...] = safety.EXPLICIT) -> None:
+        self.safety_block = safety_block
+        superres.get_model()  # load every model now (warm-up), not inside the first request
+        warm_up_vision()
+
+    def run(self, request: ImageRequest, job: JobContext) -> ImageResult:
+        if not request.images:
+            return _no_image(
+                "flashbulb-photo edits the photo you send: attach an image with an instruction such as "
+                "'restore this old photo' or 'make this a LinkedIn headshot'."
+            )
+        plan = instructions.parse(request.prompt)
+        if plan.not_understood:
+            return _no_image(
+                f"flashbulb-photo can't do {', '.join(repr(c) for c in plan.not_understood)}. "
+                f"It understands — {instructions.vocabulary()}."
+            )
+        operations = plan.operations or [Operation("restore", {"scale": None})]
+        wants_second = any(op.params.get("mode") == "image" or op.params.get("background", {}).get("mode") == "image" for op in operations)
+        if wants_second and len(request.images) < 2:
+            return _no_image("To use a photo as the new background, send it as the second image after the portrait.")
+
+        timings: dict[str, float] = {}
+        inputs = [to_uint8(Canvas(image).rgb) for image in request.images]
+        verdicts = _timed(timings, "safety_in", lambda: [safety.check(rgb, self.safety_block) for rgb in inputs])
+        for number, verdict in enumerate(verdicts, start=1):
+            if not verdict.safe:
+                log.warning("request %s: input image %d blocked by safety: %s", request.request_id, number, ", ".join(verdict.found))
+                return ImageResult(
+                    text=f"Input image {number} was blocked by the safety check ({', '.join(verdict.found)}); nothing was charged.",
+                    finish_reason=FinishReason.IMAGE_SAFETY,
+                    quality={"safety": {"inputs": [v.as_json() for v in verdicts]}},
+                    timings_ms=timings,
+                )
+        subject = _timed(timings, "identity_in", lambda: Subject(inputs[0]))
+
+        canvas = Canvas(request.images[0])
+        environment = request.images[1] if len(request.images) > 1 else None
+        edits: list[dict[str, object]] = []
+        try:
+            if request.aspect_ratio and not any(op.name == "headshot" for op in operations):
+                _timed(timings, "crop", lambda: adjust.crop(canvas, ratio_value(request.aspect_ratio)))
+            for index, op in enumerate(operations):
+                job.check()
+                share = lambda fraction, i=index: job.progress((i + fraction) / len(operations))  # noqa: E731
+                report = _timed(timings, f"{index + 1}:{op.name}", lambda: self._apply(op, canvas, request, environment, share))
+                edits.append({"operation": op.name, **report})
+        except EditRefused as refused:
+            return _no_image(str(refused), timings=timings)
+
+        output = canvas.uint8()
+        quality: dict[str, object] = {"edits": edits}
+        quality.update(_timed(timings, "identity_out", lambda: subject.compare(output)))
+        verdict = _timed(timings, "safety_out", lambda: safety.check(output, self.safety_block))
+        quality["safety"] = {"inputs": [v.as_json() for v in verdicts], "output": verdict.as_json()}
+        text_check = _timed(timings, "ocr", lambda: ocr.check(request.prompt, output))
+        if text_check is not None:
+            quality["ocr"] = text_check
+
+        if not verdict.safe:
+            log.warning("request %s: output blocked by safety: %s", request.request_id, ", ".join(verdict.found))
+            return ImageResult(text="The edited image was blocked by the safety check; nothing was charged.",
+                               finish_reason=FinishReason.IMAGE_SAFETY, quality=quality, timings_ms=timings)
+        if not quality["same_person"]:
+            distance = quality["identity_distance"][0]
+            why = "the face is no longer found" if distance is None else f"identity distance {distance} ≥ {quality['identity_threshold']}"
+            return ImageResult(text=f"The edit changed who the person is ({why}), so it was not returned; nothing was charged.",
+                               finish_reason=FinishReason.IMAGE_OTHER, quality=quality, timings_ms=timings)
+        source = request.images[0]
+        done = ", then ".join(_describe(edit) for edit in edits)
+        return ImageResult(
+            images=[canvas.image()],
+            text=f"Done: {done} ({source.width}x{source.height} → {canvas.size[0]}x{canvas.size[1]}).",
+            finish_reason=FinishReason.STOP,
+            timings_ms=timings,
+            quality=quality,
+        )
+
+    def _apply(self, op: Operation, canvas: Canvas, request: ImageRequest, environment, progress: Callable[[float], None]) -> dict:  # noqa: ANN001
+        params = op.params
+        if op.name in ("restore", "upscale"):
+            scale = params.get("scale")
+            problem = restore.check_scale(*canvas.size, scale if scale is not None else restore.default_scale(*canvas.size))
+            if problem:
+                raise EditRefused(problem)
+            if op.name == "restore":
+                return restore.restore(canvas, scale, progress)
+            scale = scale if scale is not None else restore.default_scale(*canvas.size)
+            restore.super_resolve(canvas, scale, restore.noise_sigma(canvas.rgb), progress)
+            return {"scale": scale}
+        if op.name == "sharpen":
+            restore.sharpen(canvas, params["amount"])
+            return {"amount": round(params["amount"], 2)}
+        if op.name == "background":
+            return background.replace(canvas, **params, environment=environment)
+        if op.name == "relight":
+            return relight.relight(canvas, params["setup"], params["side"], params["moods"], params["strength"])
+        if op.name == "headshot":
+            return headshot.headshot(canvas, params, request.aspect_ratio, environment, progress)
+        if op.name == "adjust":
+            try:
+                adjust.apply(canvas, params)
+            except ValueError as error:
+                raise EditRefused(str(error)) from None
+            return {key: value for key, value in params.items()}
+        raise AssertionError(f"no operation {op.name}")
+
+
+def _describe(edit: dict[str, object]) -> str:
+    if "scale" in edit:
+        return f"{edit['operation']} (Real-ESRGAN x4plus, {edit['scale']:g}x)"
+    return str(edit["operation"])
+
+
+def _timed(timings: dict[str, float], stage: str, work: Callable[[], T]) -> T:
+    started = time.perf_counter()
+    result = work()
+    timings[stage] = round((time.perf_counter() - started) * 1000, 1)
+    return result

@@ -1,0 +1,198 @@
+"""Each flashbulb-photo edit through the unchanged google-genai SDK on a real portrait, judged by
+measured properties of the result, with the measured quality read from the response headers."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import cv2
+import numpy as np
+import pytest
+from google.genai import types
+from PIL import Image
+from skimage import data
+from skimage.metrics import peak_signal_noise_ratio
+
+from conftest import astronaut, gemini_body, png_bytes, start_server
+from flashbulb.vision import faces
+
+
+def edit(client, prompt: str, *images: Image.Image, aspect_ratio: str | None = None):  # noqa: ANN001, ANN201
+    config = types.GenerateContentConfig(image_config=types.ImageConfig(aspect_ratio=aspect_ratio)) if aspect_ratio else None
+    response = client.models.generate_content(model="gemini-2.5-flash-image", contents=[*images, prompt], config=config)
+    quality = json.loads(response.sdk_http_response.headers.get("x-flashbulb-quality", "{}"))
+    found = [Image.open(io.BytesIO(p.inline_data.data)) for p in response.candidates[0].content.parts if p.inline_data]
+    return response, (found[0] if found else None), quality
+
+
+def keeps_identity(quality: dict) -> bool:
+    return quality["same_person"] and quality["faces_out"] >= 1 and 0 <= quality["identity_distance"][0] < 0.6
+
+
+def rgb(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"), dtype=np.float32)
+
+
+def face_box(image: Image.Image) -> tuple[int, int, int, int]:
+    return faces.detect(np.asarray(image.convert("RGB")))[0].box
+
+
+@pytest.fixture(scope="module")
+def client(server, key):  # noqa: ANN001, ANN201
+    return server.genai(key)
+
+
+@pytest.fixture(scope="module")
+def portrait() -> Image.Image:
+    return astronaut(256)
+
+
+def test_restore_beats_bicubic_on_a_degraded_photo_and_keeps_identity(client):
+    truth = astronaut(512)
+    small = cv2.resize(cv2.GaussianBlur(np.asarray(truth), (0, 0), 1.0), (128, 128), interpolation=cv2.INTER_AREA)
+    noisy = np.clip(small + np.random.default_rng(0).normal(0, 15, small.shape), 0, 255).astype(np.uint8)
+    degraded = Image.open(io.BytesIO(png_bytes(Image.fromarray(noisy), "JPEG", quality=20)))
+    _, restored, quality = edit(client, "restore this old photo, upscale 4x", degraded)
+    assert restored.size == (512, 512)
+    bicubic = degraded.resize((512, 512), Image.Resampling.BICUBIC)
+    truth_rgb = np.asarray(truth)
+    assert peak_signal_noise_ratio(truth_rgb, np.asarray(restored)) > peak_signal_noise_ratio(truth_rgb, np.asarray(bicubic)) + 0.5
+    assert keeps_identity(quality)
+
+
+def test_remove_background_gives_a_transparent_png_around_the_person(client, portrait):
+    _, out, quality = edit(client, "remove the background", portrait)
+    assert out.mode == "RGBA" and out.size == portrait.size
+    alpha = np.asarray(out.getchannel("A"), dtype=np.float32) / 255
+    x0, y0, x1, y1 = face_box(portrait)
+    assert alpha[y0:y1, x0:x1].mean() > 0.95 and alpha[:30, :30].mean() < 0.05 and alpha[:30, -30:].mean() < 0.05
+    assert keeps_identity(quality)
+
+
+def test_blue_studio_background_changes_the_background_and_keeps_the_face(client, portrait):
+    response, out, quality = edit(client, "give it a blue studio background", portrait)
+    before, after = rgb(portrait), rgb(out)
+    corner = after[:40, :40].reshape(-1, 3).mean(axis=0)
+    assert corner[2] > corner[0] + 40  # blue
+    assert np.abs(after[:40, :40] - before[:40, :40]).mean() > 40  # the background really changed
+    x0, y0, x1, y1 = face_box(portrait)
+    assert np.abs(after[y0:y1, x0:x1] - before[y0:y1, x0:x1]).mean() < 8  # the face did not
+    assert keeps_identity(quality) and quality["safe"] is True
+    assert response.candidates[0].finish_reason == types.FinishReason.STOP
+
+
+def test_a_second_photo_becomes_the_environment(client, portrait):
+    coffee = Image.fromarray(data.coffee())
+    _, out, quality = edit(client, "use the second photo as the background", portrait, coffee)
+    environment = rgb(coffee.resize((341, 256)).crop((42, 0, 298, 256)))
+    corner = (slice(0, 40), slice(0, 40))
+    assert np.abs(rgb(out)[corner] - environment[corner]).mean() < np.abs(rgb(portrait)[corner] - environment[corner]).mean() / 2
+    assert keeps_identity(quality)
+
+
+def test_bokeh_background_is_blurred_but_the_face_is_sharp(client, portrait):
+    _, out, quality = edit(client, "blur the background", portrait)
+
+    def detail(image: Image.Image, region) -> float:  # noqa: ANN001
+        return float(cv2.Laplacian(np.asarray(image.convert("L")), cv2.CV_32F)[region].var())
+
+    sky = (slice(0, 60), slice(180, 256))  # the flag and the shuttle, top right
+    assert detail(out, sky) < detail(portrait, sky) / 3
+    x0, y0, x1, y1 = face_box(portrait)
+    assert detail(out, (slice(y0, y1), slice(x0, x1))) > detail(portrait, (slice(y0, y1), slice(x0, x1))) * 0.8
+    assert keeps_identity(quality)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_relit_face_is_brighter_on_the_requested_side(client, portrait, side):
+    _, out, quality = edit(client, f"Rembrandt lighting from the {side}", portrait)
+    x0, y0, x1, y1 = face_box(portrait)
+    mid = (x0 + x1) // 2
+
+    def left_over_right(image: Image.Image) -> float:
+        grey = np.asarray(image.convert("L"), dtype=np.float32)
+        return grey[y0:y1, x0:mid].mean() / grey[y0:y1, mid:x1].mean()
+
+    if side == "left":
+        assert left_over_right(out) > left_over_right(portrait) * 1.1
+    else:
+        assert left_over_right(out) < left_over_right(portrait) / 1.1
+    assert keeps_identity(quality)
+
+
+def test_headshot_frames_head_and_shoulders_on_a_studio_background(client, portrait):
+    response, out, quality = edit(client, "make this a LinkedIn headshot", portrait, aspect_ratio="4:5")
+    width, height = out.size
+    assert width / height == pytest.approx(4 / 5, abs=0.01) and height >= 512  # upscaled
+    x0, y0, x1, y1 = face_box(out)
+    assert 0.25 < (y1 - y0) / height < 0.5  # head and shoulders, not a passport close-up or a full body
+    assert abs((x0 + x1) / 2 - width / 2) < width * 0.1  # centred
+    corners = np.concatenate([rgb(out)[:20, :20], rgb(out)[:20, -20:]]).reshape(-1, 3)
+    assert np.ptp(corners.mean(axis=0)) < 12  # a neutral studio grey, not the flag or the shuttle
+    assert keeps_identity(quality)
+    assert abs(quality.get("faces_in", 0) - 1) == 0
+
+
+def test_office_headshot(client, portrait):
+    _, out, quality = edit(client, "LinkedIn headshot with an office background", portrait)
+    assert out.size[0] == out.size[1] and keeps_identity(quality)
+
+
+@pytest.mark.parametrize(
+    "prompt, check",
+    [
+        ("make it brighter", lambda before, after: after.mean() > before.mean() + 10),
+        ("black and white", lambda before, after: np.abs(after - after.mean(axis=2, keepdims=True)).max() < 3),
+        ("more contrast", lambda before, after: after.std() > before.std() * 1.05),
+        ("crop to 16:9", lambda before, after: after.shape[:2] == (144, 256)),
+        ("resize to 100px wide", lambda before, after: after.shape[:2] == (100, 100)),
+    ],
+)
+def test_adjustments(client, portrait, prompt, check):
+    _, out, quality = edit(client, prompt, portrait)
+    assert check(rgb(portrait), rgb(out))
+    assert keeps_identity(quality)
+
+
+def test_mixed_instruction_runs_each_edit_in_order(server, key, portrait):
+    response = server.generate(key, gemini_body(png_bytes(astronaut(96)), "restore it, then give it a blue studio background"))
+    assert response.status_code == 200, response.text
+    quality = response.json()["flashbulb"]["quality"]
+    assert [e["operation"] for e in quality["edits"]] == ["restore", "background"]
+    assert quality["same_person"] and "1:restore" in response.json()["flashbulb"]["timingsMs"]
+
+
+def test_an_edit_that_loses_the_face_is_refused_and_not_charged(server, key, portrait):
+    before = server.cli("usage", "--json").stdout
+    response = server.generate(key, gemini_body(png_bytes(portrait), "shrink to 8%"))
+    body = response.json()
+    assert body["candidates"][0]["finishReason"] == "IMAGE_OTHER"
+    assert "changed who the person is" in body["candidates"][0]["content"]["parts"][0]["text"]
+    assert body["flashbulb"]["chargeMicros"] == 0 and body["flashbulb"]["quality"]["same_person"] is False
+    assert before != server.cli("usage", "--json").stdout  # recorded, at zero charge
+
+
+def test_quoted_text_is_read_back(server, key):
+    sign = np.full((200, 600, 3), 255, np.uint8)
+    cv2.putText(sign, "Thompson St", (20, 120), cv2.FONT_HERSHEY_SIMPLEX, 2.5, (0, 0, 0), 5)
+    response = server.generate(key, gemini_body(png_bytes(Image.fromarray(sign)), "make the sign that reads 'Thompson St' brighter"))
+    ocr = response.json()["flashbulb"]["quality"]["ocr"]
+    assert ocr["wanted"] == [{"text": "Thompson St", "accuracy": 1.0}]
+    assert json.loads(response.headers["x-flashbulb-quality"])["ocr_accuracy"] == [1.0]
+
+
+def test_blocked_input_is_image_safety_and_free(tmp_path, portrait):
+    # The operator's list decides what is blocked; listing a class every portrait has exercises the real path.
+    server = start_server(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", '[safety]\nblock = ["FACE_FEMALE"]\n')
+    try:
+        key = server.create_key("1")
+        response = server.generate(key, gemini_body(png_bytes(portrait), "restore"))
+        body = response.json()
+        assert response.status_code == 200
+        assert body["candidates"][0]["finishReason"] == "IMAGE_SAFETY"
+        assert body["flashbulb"]["chargeMicros"] == 0
+        assert "FACE_FEMALE" in body["candidates"][0]["content"]["parts"][0]["text"]
+        assert "blocked by safety" in server.log_path.read_text()
+    finally:
+        server.stop()
