@@ -66,7 +66,8 @@ def test_remove_background_gives_a_transparent_png_around_the_person(client, por
     assert out.mode == "RGBA" and out.size == portrait.size
     alpha = np.asarray(out.getchannel("A"), dtype=np.float32) / 255
     x0, y0, x1, y1 = face_box(portrait)
-    assert alpha[y0:y1, x0:x1].mean() > 0.95 and alpha[:30, :30].mean() < 0.05 and alpha[:30, -30:].mean() < 0.05
+    dx, dy = (x1 - x0) // 5, (y1 - y0) // 5  # the inner face: the box's corners can be hair or sky
+    assert alpha[y0 + dy : y1 - dy, x0 + dx : x1 - dx].mean() > 0.95 and alpha[:30, :30].mean() < 0.05 and alpha[:30, -30:].mean() < 0.05
     assert keeps_identity(quality)
 
 

