@@ -8,7 +8,7 @@ identity distance between ground-truth and output face (portraits only; < 0.6 is
 seconds per image; then the means over images and their ratio to `bicubic`.
 With --memory (the default) it also reports the peak RSS of restoring a 2048x2048 photo in a fresh
 process, against a fresh process that only imports flashbulb and loads the same model; that restore
-runs Real-ESRGAN on 1024x1024 (about 18 minutes on 2 busy CPU cores; the rest takes about a minute).
+runs Real-ESRGAN on 1024x1024 (several minutes on 2 cores; use --no-memory to skip it).
 
     .venv/bin/python bench/restore_quality.py [--size 512] [--images astronaut,chelsea] [--no-memory]
 """
