@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image
 
 SCALE = 4
 MODEL_NAME = "realesrgan-x4plus"
@@ -92,15 +91,3 @@ def get_model() -> RealESRGAN:
         if _model is None:
             _model = RealESRGAN()
         return _model
-
-
-def upscale(image: Image.Image, scale: float, on_tile: Callable[[int, int], None] = lambda d, t: None) -> Image.Image:
-    """Restore and upscale by `scale` (Real-ESRGAN at 4x, then Lanczos to the asked size); alpha follows bicubic."""
-    rgb = np.asarray(image.convert("RGB"))
-    big = Image.fromarray(get_model().upscale4x(rgb, on_tile))
-    size = (round(image.width * scale), round(image.height * scale))
-    if big.size != size:
-        big = big.resize(size, Image.Resampling.LANCZOS)
-    if image.mode == "RGBA":
-        big.putalpha(image.getchannel("A").resize(size, Image.Resampling.BICUBIC))
-    return big

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 
 from flashbulb.engine.aspect import ratio_value
+from flashbulb.engine.backends.photo.restore import MAX_OUTPUT_PIXELS
 from flashbulb.engine.backends.photo.canvas import Canvas, luminance
 
-MAX_RESIZE_PIXELS = 4096 * 4096
 
 
 def exposure(rgb: np.ndarray, stops: float) -> np.ndarray:
@@ -63,8 +63,8 @@ def crop(canvas: Canvas, ratio: float) -> None:
 
 
 def resize(canvas: Canvas, width: int, height: int) -> None:
-    if width * height > MAX_RESIZE_PIXELS:
-        raise ValueError(f"{width}x{height} is larger than the largest output, {MAX_RESIZE_PIXELS:,} pixels")
+    if width * height > MAX_OUTPUT_PIXELS:
+        raise ValueError(f"{width}x{height} is larger than the largest output, {MAX_OUTPUT_PIXELS:,} pixels")
     shrinking = width * height < canvas.size[0] * canvas.size[1]
     method = cv2.INTER_AREA if shrinking else cv2.INTER_LANCZOS4
     rgb = cv2.resize(canvas.rgb, (width, height), interpolation=method)

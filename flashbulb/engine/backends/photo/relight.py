@@ -25,7 +25,6 @@ SETUPS = {
 }
 # The share of light that reaches every surface: low for the hard, contrasty setups.
 AMBIENT = {"rembrandt": 0.3, "loop": 0.4, "butterfly": 0.4, "split": 0.15}
-MOODS = ("warm", "cool", "softer", "dramatic")
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
