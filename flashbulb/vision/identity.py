@@ -5,6 +5,9 @@ Two faces closer than THRESHOLD (Euclidean) are the same person, the rule those 
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 
 from flashbulb.vision import faces as face_finder
@@ -16,11 +19,18 @@ THRESHOLD = 0.6
 class _Models:
     def __init__(self) -> None:
         import dlib
-        import face_recognition_models as weights
 
         self.dlib = dlib
-        self.landmarks = dlib.shape_predictor(weights.pose_predictor_five_point_model_location())
-        self.encoder = dlib.face_recognition_model_v1(weights.face_recognition_model_location())
+        self.landmarks = dlib.shape_predictor(str(_weights("shape_predictor_5_face_landmarks.dat")))
+        self.encoder = dlib.face_recognition_model_v1(str(_weights("dlib_face_recognition_resnet_model_v1.dat")))
+
+
+def _weights(name: str) -> Path:
+    """A file of the face-recognition-models wheel, found without importing it (its __init__
+    needs pkg_resources, which current setuptools no longer ships)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    assert spec is not None and spec.submodule_search_locations, "face-recognition-models is not installed"
+    return Path(next(iter(spec.submodule_search_locations))) / "models" / name
 
 
 _models = Lazy(_Models)
