@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Protocol
 
 from flashbulb.engine.types import ImageRequest, ImageResult, JobContext
@@ -9,3 +10,11 @@ from flashbulb.engine.types import ImageRequest, ImageResult, JobContext
 
 class Backend(Protocol):
     def run(self, request: ImageRequest, job: JobContext) -> ImageResult: ...
+
+
+class BatchingBackend(Backend, Protocol):
+    """A backend that runs several requests at once: the engine batches requests whose keys match."""
+
+    def batch_key(self, request: ImageRequest) -> Hashable | None: ...  # None: run alone
+
+    def run_batch(self, requests: list[ImageRequest], jobs: list[JobContext]) -> list[ImageResult]: ...
