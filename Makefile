@@ -2,12 +2,16 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Installed before the package so `torch>=2.5` is already met: this machine's pip resolves this
+# pin to the CPU build it has on disk (no multi-GB CUDA download). On a GPU box: make TORCH=torch.
+TORCH ?= torch==2.13.0
 
 .PHONY: run test install install-test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
 
 install: $(BIN)/python
 	$(BIN)/pip install -q -e .

@@ -1,4 +1,4 @@
-"""`flashbulb serve | keys | credits | usage | models`: every command works on the same data directory."""
+"""`flashbulb serve | keys | credits | usage | models | pull`: every command works on the same data directory."""
 
 from __future__ import annotations
 
@@ -167,16 +167,53 @@ def models(obj: Context, as_json: bool) -> None:
 
     entries = Registry.default(obj.settings).entries.values()
     rows = [
-        {"name": e.name, "capabilities": list(e.capabilities), "price_usd_per_image": micros_to_usd(e.price_micros_per_image), "installed": e.installed()}
+        {
+            "name": e.name,
+            "capabilities": list(e.capabilities),
+            "price_usd_per_image": micros_to_usd(e.price_micros_per_image),
+            "installed": e.installed(),
+            "licence": e.details.get("licence", "Apache-2.0"),
+            "commercial_use": e.details.get("commercialUse", True),
+        }
         for e in entries
     ]
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("model", "capabilities", "USD / image", "installed")
+    table = Table("model", "capabilities", "USD / image", "installed", "licence")
     for r in rows:
-        table.add_row(r["name"], ", ".join(r["capabilities"]), r["price_usd_per_image"], "yes" if r["installed"] else "no")
+        licence = r["licence"] if r["commercial_use"] else f"{r['licence']} (non-commercial)"
+        table.add_row(r["name"], ", ".join(r["capabilities"]), r["price_usd_per_image"], "yes" if r["installed"] else "no", licence)
     Console().print(table)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--model-dir", type=click.Path(file_okay=False), help="Where weights go (default: <data dir>/models, or [diffusion] model_dir).")
+@click.option("--token", envvar="HF_TOKEN", help="Hugging Face token, for gated models (default: $HF_TOKEN).")
+@click.pass_obj
+def pull(obj: Context, name: str, model_dir: str | None, token: str | None) -> None:
+    """Download a generative model's weights (with progress), verify them and record them."""
+    from pathlib import Path
+
+    from flashbulb.engine.backends.diffusion import catalog, weights
+
+    settings = obj.settings
+    target = Path(model_dir).expanduser() if model_dir else settings.model_dir
+    models = {**catalog.by_name(), "flashbulb-image": catalog.by_name()[catalog.DEFAULT]}
+    if name not in models:
+        err.print(f"[red]error:[/red] {name} is not in the catalog; pull one of: {', '.join(catalog.by_name())}")
+        sys.exit(2)
+    model = models[name]
+    if not model.commercial_use:
+        err.print(f"[yellow]note:[/yellow] {model.title} is licensed under {model.licence}: not for commercial use.")
+    err.print(f"pulling {model.source} ({model.pipeline}, about {model.download_gb:g} GB) into {target / model.name}")
+    try:
+        where = weights.pull(model, target, token=token)
+    except weights.WeightsError as error:
+        err.print(f"[red]error:[/red] {error}")
+        sys.exit(3)
+    err.print(f"[green]installed[/green] {model.name} in {where}")
 
 
 if __name__ == "__main__":

@@ -52,9 +52,22 @@ class Settings:
     prices_micros: dict[str, int] = dataclasses.field(default_factory=dict)
     # NudeNet classes that block an input or output (flashbulb.toml [safety] block = [...]).
     safety_block: tuple[str, ...] = EXPLICIT_NUDITY
+    # Generative models (flashbulb.toml [diffusion]; local weights in [models.NAME]).
+    model_dir: Path | None = None  # default: <data_dir>/models
+    device: str = "auto"  # cuda when there is one, else cpu
+    compile: bool = True  # GPU fast path: torch.compile per shape, fp8, optional step cache
+    fp8: bool = True
+    step_cache: float = 0.0
+    batch_window_ms: float = 20.0  # how long a text-to-image job waits for others of its shape
+    max_batch: int = 4
+    identity_retries: int = 2  # new seeds for an edit that lost the face
+    cpu_max_weights_gb: float = 8.0  # larger models refuse to load without a GPU
+    warm_models: tuple[str, ...] = ("flashbulb-photo", "flashbulb-image")  # loaded at start when installed
+    local_models: dict[str, dict] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()
+        self.model_dir = Path(self.model_dir).expanduser() if self.model_dir else self.data_dir / "models"
         if not self.database_url:
             self.database_url = os.environ.get("FLASHBULB_DATABASE_URL") or f"sqlite:///{self.data_dir / 'flashbulb.db'}"
 
@@ -70,10 +83,16 @@ class Settings:
     def apply_toml(self, doc: dict) -> None:
         for model, usd in doc.get("prices", {}).items():
             self.prices_micros[model] = usd_to_micros(usd)
-        for name, value in doc.get("limits", {}).items():
-            if not hasattr(self, name):
-                raise ValueError(f"flashbulb.toml: unknown setting [limits].{name}")
-            setattr(self, name, type(getattr(self, name))(value))
+        for section in ("limits", "diffusion"):
+            for name, value in doc.get(section, {}).items():
+                if not hasattr(self, name) or name == "local_models":
+                    raise ValueError(f"flashbulb.toml: unknown setting [{section}].{name}")
+                current = getattr(self, name)
+                setattr(self, name, Path(value).expanduser() if name == "model_dir" else type(current)(value))
+        for name, fields in doc.get("models", {}).items():
+            if not isinstance(fields, dict):
+                raise ValueError(f"flashbulb.toml: [models.{name}] must be a table")
+            self.local_models[name] = fields
         safety = doc.get("safety", {})
         if "block" in safety:
             if not isinstance(safety["block"], list) or not all(isinstance(c, str) for c in safety["block"]):

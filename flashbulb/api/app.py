@@ -27,7 +27,12 @@ GEMINI_VERSIONS = ("v1beta", "v1", "v1alpha")
 def build_gateway(settings: Settings) -> Gateway:
     database = store.connect(settings.database_url)
     store.migrate(database)
-    engine = Engine(Registry.default(settings), max_queue=settings.max_queue_per_model)
+    engine = Engine(
+        Registry.default(settings),
+        max_queue=settings.max_queue_per_model,
+        batch_window_s=settings.batch_window_ms / 1000,
+        max_batch=settings.max_batch,
+    )
     return Gateway(database, engine, settings)
 
 
@@ -42,19 +47,31 @@ async def _sweep_expired_holds(gateway: Gateway) -> None:
         await asyncio.sleep(gateway.settings.hold_sweep_interval_s)
 
 
-WARM_MODEL = "flashbulb-photo"  # loaded at start so the first request doesn't wait for it
+def _warm_up(gateway: Gateway, models: list[str], failed: dict[str, str]) -> None:
+    """Load each model now so the first request doesn't wait for it; one that can't load is
+    reported by /readyz and tried again on its first request."""
+    for model in models:
+        try:
+            gateway.engine.warm_up(model)
+        except Exception as exc:  # noqa: BLE001
+            log.error("warm-up of %s failed: %s", model, exc)
+            failed[model] = str(getattr(exc, "message", exc))
 
 
 def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> FastAPI:
     settings = settings or Settings.load()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     gateway = build_gateway(settings)
+    registry = gateway.engine.registry
+    # The installed models among those to warm (aliases resolved): readiness waits for them.
+    to_warm = sorted({name for m in settings.warm_models if (name := registry.installed_name(m))}) if warm_up else []
+    failed_warm: dict[str, str] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):  # noqa: ANN202
         sweeper = asyncio.create_task(_sweep_expired_holds(gateway))
-        if warm_up:
-            asyncio.get_running_loop().run_in_executor(None, gateway.engine.warm_up, WARM_MODEL)
+        if to_warm:
+            asyncio.get_running_loop().run_in_executor(None, _warm_up, gateway, to_warm, failed_warm)
         yield
         sweeper.cancel()
         gateway.engine.close()
@@ -74,8 +91,9 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        """503 until the default model is loaded: a load balancer's readiness probe."""
-        ready = not warm_up or WARM_MODEL in gateway.engine.warm
-        return JSONResponse({"ready": ready, "warm_models": sorted(gateway.engine.warm)}, status_code=200 if ready else 503)
+        """503 until the models to warm are loaded (or failed to): a load balancer's readiness probe."""
+        ready = all(m in gateway.engine.warm or m in failed_warm for m in to_warm)
+        body = {"ready": ready, "warm_models": sorted(gateway.engine.warm), "failed_models": failed_warm}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     return app

@@ -159,6 +159,7 @@ def to_image_request(
         aspect_ratio=aspect,
         n=n,
         seed=config.seed,
+        system="\n".join(p.text for p in wire.system_instruction.parts if p.text) if wire.system_instruction else "",
         want_text="TEXT" in modalities,
         caller=caller,
     )
@@ -254,6 +255,7 @@ def model_resource(entry: ModelEntry) -> dict[str, Any]:
             "capabilities": list(entry.capabilities),
             "priceMicrosPerImage": entry.price_micros_per_image,
             "installed": entry.installed(),
+            **entry.details,
         },
     }
 

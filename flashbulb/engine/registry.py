@@ -8,6 +8,7 @@ from typing import Callable
 from flashbulb import __version__
 from flashbulb.config import Settings
 from flashbulb.engine.backends import Backend
+from flashbulb.engine.types import ImageRequest
 from flashbulb.errors import ErrorKind, FlashbulbError
 
 
@@ -22,9 +23,13 @@ class ModelEntry:
     version: str = __version__
     input_token_limit: int = 32768
     output_token_limit: int = 32768
+    is_installed: Callable[[], bool] = lambda: True
+    # Refuses, before any credit is held, a request this model can't serve (400/404 with how to fix it).
+    check: Callable[[ImageRequest], None] = lambda request: None
+    details: dict[str, object] = dataclasses.field(default_factory=dict)  # licence, source, sizes...
 
     def installed(self) -> bool:
-        return True
+        return self.is_installed()
 
 
 def _photo_entry(settings: Settings) -> ModelEntry:
@@ -46,11 +51,72 @@ def _photo_backend(settings: Settings) -> Backend:
     return PhotoBackend(safety_block=settings.safety_block)
 
 
-# Customers' code names the hosted model; it reaches our default offline model unchanged.
-DEFAULT_ALIASES = {
-    "gemini-2.5-flash-image": "flashbulb-photo",
-    "gemini-2.5-flash-image-preview": "flashbulb-photo",
-}
+def _diffusion_entry(model, settings: Settings) -> ModelEntry:  # noqa: ANN001
+    from flashbulb.engine.backends.diffusion import weights
+
+    tasks = ", ".join(model.tasks)
+    refs = f", up to {model.max_references} reference image(s)" if model.max_references else ""
+    description = (
+        f"{model.title} through diffusers {model.pipeline}: {tasks}{refs}; {model.steps} steps, native "
+        f"{'x'.join(map(str, model.size('1:1')))} (aspect ratios scaled to the same area). Licence: {model.licence_note}. "
+        f"Weights: {model.source}."
+    )
+    return ModelEntry(
+        name=model.name,
+        display_name=model.title,
+        description=description,
+        capabilities=model.tasks,
+        price_micros_per_image=model.price_micros_per_image,
+        make_backend=lambda: _diffusion_backend(model, settings),
+        is_installed=lambda: weights.installed(model, settings.model_dir),
+        check=lambda request: _check_diffusion(model, request, settings),
+        details={
+            "pipeline": model.pipeline,
+            "source": model.source,
+            "licence": model.licence,
+            "commercialUse": model.commercial_use,
+            "maxReferenceImages": model.max_references,
+            "steps": model.steps,
+            "weightsDir": str(weights.folder(model, settings.model_dir)),
+            "install": weights.how_to_install(model, settings.model_dir),
+        },
+    )
+
+
+def _diffusion_backend(model, settings: Settings) -> Backend:  # noqa: ANN001
+    from flashbulb.engine.backends.diffusion.backend import DiffusionBackend  # imports torch: only when used
+
+    return DiffusionBackend(model, settings)
+
+
+def _check_diffusion(model, request: ImageRequest, settings: Settings) -> None:  # noqa: ANN001
+    from flashbulb.engine.backends.diffusion.checks import check_request
+
+    check_request(model, request, settings.model_dir)
+
+
+def _diffusion_models(settings: Settings) -> list:  # noqa: ANN001
+    from flashbulb.engine.backends.diffusion import catalog
+
+    local = [catalog.local_model(name, fields) for name, fields in settings.local_models.items()]
+    return [*catalog.CATALOG, *local]
+
+
+DEFAULT_IMAGE_MODEL = "flux2-klein-4b"
+
+
+def default_aliases(image_model_installed: bool) -> dict[str, str]:
+    """Customers' code names the hosted model. It reaches the default generative model when its
+    weights are here, else the offline photo model (which edits but can't draw from text)."""
+    hosted = DEFAULT_IMAGE_MODEL if image_model_installed else "flashbulb-photo"
+    return {
+        "flashbulb-image": DEFAULT_IMAGE_MODEL,
+        "gemini-2.5-flash-image": hosted,
+        "gemini-2.5-flash-image-preview": hosted,
+    }
+
+
+DEFAULT_ALIASES = default_aliases(False)
 
 
 class Registry:
@@ -61,12 +127,22 @@ class Registry:
     @classmethod
     def default(cls, settings: Settings | None = None) -> "Registry":
         settings = settings or Settings()
-        entries = [_photo_entry(settings)]
+        entries = [_photo_entry(settings), *(_diffusion_entry(m, settings) for m in _diffusion_models(settings))]
         prices = settings.prices_micros
         entries = [
             dataclasses.replace(e, price_micros_per_image=prices[e.name]) if e.name in prices else e for e in entries
         ]
-        return cls(entries)
+        registry = cls(entries)
+        registry.aliases = default_aliases(registry.entries[DEFAULT_IMAGE_MODEL].installed())
+        return registry
+
+    def installed_name(self, name: str) -> str | None:
+        """The model a name or alias stands for, if it is installed here."""
+        try:
+            entry = self.resolve(name)
+        except FlashbulbError:
+            return None
+        return entry.name if entry.installed() else None
 
     def resolve(self, name: str) -> ModelEntry:
         name = name.removeprefix("models/")

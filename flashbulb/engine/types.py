@@ -40,6 +40,7 @@ class ImageRequest:
     aspect_ratio: str | None = None
     n: int = 1
     seed: int | None = None
+    system: str = ""  # the system instruction: style and presets for generative models
     want_text: bool = True
     caller: Caller | None = None
 

@@ -56,6 +56,7 @@ class Gateway:
         assert request.caller is not None
         entry = self.engine.registry.resolve(request.model)
         request.model = entry.name
+        entry.check(request)  # not installed, or a request this model can't serve: 400 before any hold
         await asyncio.to_thread(
             ledger.hold,
             self.db,

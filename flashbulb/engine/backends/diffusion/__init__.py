@@ -1,0 +1,1 @@
+"""Generative models through Hugging Face diffusers: the catalog, their weights on disk, the backend."""

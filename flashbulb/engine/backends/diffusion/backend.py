@@ -1,0 +1,382 @@
+"""Runs requests on one diffusers pipeline, top to bottom: check the references are safe, plan the
+prompt, pick the native size, denoise (several requests of one shape in one batch), then measure
+every image (safety, identity against the reference face, OCR of quoted text) and retry the ones
+that lost the face or misspelled the text with new seeds, a bounded number of times.
+
+One backend owns one pipeline and is only ever called from its engine worker's thread.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import random
+import time
+from collections.abc import Hashable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from flashbulb.config import Settings
+from flashbulb.engine.aspect import GEMINI_SIZES, ratio_value
+from flashbulb.engine.backends.diffusion import masks, presets, weights
+from flashbulb.engine.backends.diffusion.catalog import GENERATE, INPAINT, DiffusionModel
+from flashbulb.engine.backends.diffusion.fastpath import FastPath, speed_up
+from flashbulb.engine.backends.diffusion.loading import load_pipeline
+from flashbulb.engine.backends.photo.quality import Subject
+from flashbulb.engine.types import Cancelled, FinishReason, ImageRequest, ImageResult, JobContext
+from flashbulb.errors import ErrorKind, FlashbulbError
+from flashbulb.vision import ocr, safety
+
+log = logging.getLogger(__name__)
+
+SEED_STRIDE = 7919  # a retry's seed: far from the seeds of the request's other images
+
+
+def _device(choice: str) -> str:
+    import torch
+
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return choice
+
+
+def _weights_gb(where: Path) -> float:
+    return sum(p.stat().st_size for p in where.glob("*/*.safetensors")) / 1e9
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def nearest_ratio(image: Image.Image) -> str:
+    """The Gemini aspect ratio closest to a photo's (an edit keeps the reference's shape)."""
+    value = image.width / image.height
+    return min(GEMINI_SIZES, key=lambda r: abs(np.log(ratio_value(r) / value)))
+
+
+class DiffusionBackend:
+    def __init__(self, model: DiffusionModel, settings: Settings):
+        import torch
+
+        self.model = model
+        self.settings = settings
+        self.device = _device(settings.device)
+        where = weights.folder(model, settings.model_dir)
+        if reason := weights.problem(where, model.pipeline):
+            raise FlashbulbError(ErrorKind.FAILED_PRECONDITION, f"{model.name}: {reason}. {weights.how_to_install(model, settings.model_dir)}")
+        if self.device == "cpu" and _weights_gb(where) > settings.cpu_max_weights_gb:
+            raise FlashbulbError(
+                ErrorKind.FAILED_PRECONDITION,
+                f"{model.name} ({_weights_gb(where):.0f} GB of weights) needs a GPU; this server has none. "
+                "On CPU use a small model such as sd-turbo.",
+            )
+        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        started = time.perf_counter()
+        try:
+            pipe = load_pipeline(where, model.pipeline, dtype)
+        except Exception as exc:  # damaged or partial weights: say where, don't crash the worker
+            raise FlashbulbError(ErrorKind.FAILED_PRECONDITION, f"{model.name} could not be loaded from {where}: {exc}") from exc
+        self.pipe = pipe.to(self.device)
+        self.pipe.set_progress_bar_config(disable=True)
+        self.fast_path = speed_up(
+            self.pipe, FastPath(compile=settings.compile, fp8=settings.fp8, step_cache=settings.step_cache)
+        )
+        self.load_ms = round((time.perf_counter() - started) * 1000)
+        log.info("%s loaded on %s in %d ms (%s)", model.name, self.device, self.load_ms, self.fast_path)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """One generation at the most common shape, so the first customer doesn't pay for lazy
+        initialisation (and, on a GPU, for compiling that shape)."""
+        if GENERATE in self.model.tasks:
+            width, height = self.model.size("1:1")
+            try:
+                self._denoise(["warm-up"], [""], [], None, width, height, [0], 1, [JobContext()], steps=1)
+            except FlashbulbError as error:  # out of memory at full size: smaller batches may still fit
+                log.warning("%s warm-up: %s", self.model.name, error.message)
+
+    # ---- the engine's interface ----
+
+    def batch_key(self, request: ImageRequest) -> Hashable | None:
+        """Text-to-image requests of one shape and image count share a batch; edits run alone."""
+        if request.images:
+            return None
+        return (self.model.size(request.aspect_ratio or "1:1"), request.n)
+
+    def run(self, request: ImageRequest, job: JobContext) -> ImageResult:
+        return self.run_batch([request], [job])[0]
+
+    def run_batch(self, requests: list[ImageRequest], jobs: list[JobContext]) -> list[ImageResult]:
+        started = time.perf_counter()
+        blocked = [self._unsafe_inputs(r) for r in requests]
+        live = [i for i, b in enumerate(blocked) if b is None]
+        plans = {i: presets.plan(requests[i].prompt, requests[i].system) for i in live}
+        seeds = {i: self._seeds(requests[i]) for i in live}
+        images: dict[int, list[Image.Image]] = {}
+        if live:
+            first = requests[live[0]]
+            width, height = self._size(first)
+            batch = self._generate(
+                [plans[i] for i in live], first, width, height, [seeds[i] for i in live], [jobs[i] for i in live]
+            )
+            images = dict(zip(live, batch))
+        generate_ms = round((time.perf_counter() - started) * 1000, 1)
+        results = []
+        for i, request in enumerate(requests):
+            if blocked[i] is not None:
+                results.append(blocked[i])
+                continue
+            results.append(self._finish(request, plans[i], seeds[i], images[i], jobs[i], generate_ms, len(live)))
+        return results
+
+    # ---- steps ----
+
+    def _unsafe_inputs(self, request: ImageRequest) -> ImageResult | None:
+        verdicts = [safety.check(np.asarray(im.convert("RGB")), self.settings.safety_block) for im in request.images]
+        for number, verdict in enumerate(verdicts, start=1):
+            if not verdict.safe:
+                log.warning("request %s: reference %d blocked by safety: %s", request.request_id, number, ", ".join(verdict.found))
+                return ImageResult(
+                    text=f"Reference image {number} was blocked by the safety check ({', '.join(verdict.found)}); nothing was charged.",
+                    finish_reason=FinishReason.IMAGE_SAFETY,
+                    quality={"safety": {"inputs": [v.as_json() for v in verdicts]}},
+                )
+        return None
+
+    def _seeds(self, request: ImageRequest) -> list[int]:
+        base = request.seed if request.seed is not None else random.randrange(2**31)
+        return [base + k for k in range(request.n)]
+
+    def _size(self, request: ImageRequest) -> tuple[int, int]:
+        ratio = request.aspect_ratio or (nearest_ratio(request.images[0]) if request.images else "1:1")
+        return self.model.size(ratio)
+
+    def _generate(
+        self, plans: list[presets.PromptPlan], first: ImageRequest, width: int, height: int,
+        seeds: list[list[int]], jobs: list[JobContext],
+    ) -> list[list[Image.Image]]:
+        """Images for several requests of one shape (same n, same references: a batch of one for edits)."""
+        n = len(seeds[0])
+        flat_seeds = [s for request_seeds in seeds for s in request_seeds]
+        mask = None
+        if INPAINT in self.model.tasks:
+            mask = masks.region_mask(np.asarray(first.images[0].convert("RGB")), masks.region_for(first.prompt))
+        out = self._denoise(
+            [p.prompt for p in plans], [p.negative for p in plans], first.images, mask, width, height, flat_seeds, n, jobs
+        )
+        if mask is not None:
+            out = [_composite(first.images[0], image, mask) for image in out]
+        return [out[k * n : (k + 1) * n] for k in range(len(plans))]
+
+    def _denoise(
+        self, prompts: list[str], negatives: list[str], references: list[Image.Image], mask: np.ndarray | None,
+        width: int, height: int, seeds: list[int], n: int, jobs: list[JobContext], steps: int | None = None,
+    ) -> list[Image.Image]:
+        import torch
+
+        model = self.model
+        steps = steps or model.steps
+
+        def on_step_end(_pipe, step: int, _timestep, tensors: dict) -> dict:  # noqa: ANN001
+            if all(job.cancel.is_set() for job in jobs):
+                # Everyone in the batch has gone: stop denoising for nobody.
+                log.info("%s: cancelled at step %d of %d", model.name, step + 1, steps)
+                raise Cancelled()
+            for job in jobs:
+                job.on_progress((step + 1) / steps)
+            return tensors
+
+        args = {
+            "prompt": prompts,
+            "height": height,
+            "width": width,
+            "num_inference_steps": steps,
+            model.guidance_arg: model.guidance,
+            "num_images_per_prompt": n,
+            "generator": [torch.Generator(self.device).manual_seed(s) for s in seeds],
+            "output_type": "pil",
+            "callback_on_step_end": on_step_end,
+            **model.call_args,
+        }
+        if model.pass_max_area:
+            args["max_area"] = width * height
+        if model.negative_prompt:  # " " rather than nothing: Qwen-Image only runs true CFG with one
+            args["negative_prompt"] = [neg or " " for neg in negatives]
+        if references:
+            rgb = [self._fit(im.convert("RGB")) for im in references]
+            if mask is not None:
+                args["image"] = rgb[0].resize((width, height), Image.Resampling.LANCZOS)
+                args["mask_image"] = Image.fromarray((mask * 255).astype(np.uint8)).resize((width, height))
+            else:
+                args["image"] = rgb if model.max_references > 1 else rgb[0]
+        try:
+            with torch.inference_mode():
+                return list(self.pipe(**args).images)
+        except Exception as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            self._free_memory()
+            if len(prompts) > 1:  # a batch that doesn't fit may fit one request at a time
+                log.warning("%s: out of memory on a batch of %d; running them one by one", model.name, len(prompts))
+                return [
+                    image
+                    for k in range(len(prompts))
+                    for image in self._denoise(
+                        prompts[k : k + 1], negatives[k : k + 1], references, mask, width, height,
+                        seeds[k * n : (k + 1) * n], n, jobs[k : k + 1],
+                    )
+                ]
+            memory = "GPU memory" if self.device == "cuda" else "memory"
+            raise FlashbulbError(
+                ErrorKind.OVERLOADED,
+                f"{model.name} ran out of {memory} on this request ({width}x{height}, {n} image(s)); nothing was "
+                "charged. Retry, or ask for fewer images.",
+                retry_after_s=10,
+            ) from exc
+
+    def _fit(self, image: Image.Image) -> Image.Image:
+        """A reference scaled to the model's native area (a 24 MP photo would cost minutes of
+        attention for no gain) and at least its smallest side, sides a multiple it accepts."""
+        m, smallest = self.model.size_multiple, max(self.model.size_multiple, self.model.min_reference_side)
+        scale = min(1.0, (self.model.pixels / (image.width * image.height)) ** 0.5)
+        scale = max(scale, smallest / min(image.size))
+        size = (max(smallest, int(image.width * scale) // m * m), max(smallest, int(image.height * scale) // m * m))
+        return image if size == image.size else image.resize(size, Image.Resampling.LANCZOS)
+
+    def _free_memory(self) -> None:
+        import torch
+
+        gc.collect()
+        if self.device == "cuda":
+            torch.cuda.empty_cache()
+
+    def _finish(
+        self, request: ImageRequest, plan: presets.PromptPlan, seeds: list[int], images: list[Image.Image],
+        job: JobContext, generate_ms: float, batch_size: int,
+    ) -> ImageResult:
+        """Measure each image; retry the ones that lost the face or the text; keep what passes."""
+        started = time.perf_counter()
+        subject = Subject(np.asarray(request.images[0].convert("RGB"))) if request.images else None
+        wants_text = bool(ocr.quoted(request.prompt))
+        slots = [self._measure(request, subject, image, seed) for image, seed in zip(images, seeds)]
+        width, height = self._size(request)
+        retries = 0
+        for attempt in range(1, self.settings.identity_retries + 1):
+            failing = [k for k, slot in enumerate(slots) if self._should_retry(slot, attempt)]
+            if not failing:
+                break
+            job.check()
+            for k in failing:
+                seed = seeds[k] + attempt * SEED_STRIDE
+                [image] = self._generate([plan], request, width, height, [[seed]], [job])[0]
+                retry = self._measure(request, subject, image, seed)
+                retries += 1
+                slots[k] = _better(slots[k], retry)
+        attempts = [slot["attempts"] for slot in slots]
+        kept = [slot for slot in slots if slot["safe"] and slot["same_person"]]
+        quality: dict[str, object] = {
+            "model": self.model.name,
+            "licence": self.model.licence_note,
+            "prompt": plan.prompt,
+            "negative_prompt": plan.negative if self.model.negative_prompt else None,
+            "preset": plan.preset,
+            "size": [width, height],
+            "steps": self.model.steps,
+            "seeds": [slot["seed"] for slot in kept],
+            "batch_size": batch_size,
+            "retries": retries,
+            "fast_path": self.fast_path,
+            "images": [_public(slot) for slot in slots],
+        }
+        if subject is not None:
+            quality.update(_identity_summary(slots))
+        if wants_text:
+            quality["ocr"] = slots[0]["ocr"] if not kept else kept[0]["ocr"]
+        quality["safety"] = {"output": {"safe": all(slot["safe"] for slot in kept) if kept else all(s["safe"] for s in slots)}}
+        timings = {"generate": generate_ms, "measure_and_retry": round((time.perf_counter() - started) * 1000, 1)}
+        del attempts
+        if not kept:
+            if not all(slot["safe"] for slot in slots):
+                return ImageResult(
+                    text="The generated image was blocked by the safety check; nothing was charged.",
+                    finish_reason=FinishReason.IMAGE_SAFETY, quality=quality, timings_ms=timings,
+                )
+            distances = ", ".join("none" if s["identity_distance"] is None else f"{s['identity_distance']:.2f}" for s in slots)
+            return ImageResult(
+                text=(
+                    f"The person's face was not kept after {1 + self.settings.identity_retries} attempt(s) "
+                    f"(identity distance {distances}; the same person is below 0.6); nothing was charged."
+                ),
+                finish_reason=FinishReason.IMAGE_OTHER, quality=quality, timings_ms=timings,
+            )
+        text = f"{self.model.title}, {width}x{height}, {self.model.steps} steps, seed {', '.join(str(s['seed']) for s in kept)}."
+        return ImageResult(images=[slot["image"] for slot in kept], text=text, quality=quality, timings_ms=timings)
+
+    def _measure(self, request: ImageRequest, subject: Subject | None, image: Image.Image, seed: int) -> dict:
+        rgb = np.asarray(image.convert("RGB"))
+        verdict = safety.check(rgb, self.settings.safety_block)
+        slot: dict = {"image": image, "seed": seed, "safe": verdict.safe, "safety": verdict.as_json(), "attempts": 1}
+        if subject is not None:
+            found = subject.compare(rgb)
+            slot["identity_distance"] = (found["identity_distance"] or [None])[0]
+            slot["faces_out"] = found["faces_out"]
+            slot["same_person"] = found["same_person"]
+        else:
+            slot["same_person"] = True
+        slot["ocr"] = ocr.check(request.prompt, rgb)
+        return slot
+
+    def _should_retry(self, slot: dict, attempt: int) -> bool:
+        if not slot["safe"] or not slot["same_person"]:
+            return True
+        text_missed = slot["ocr"] is not None and min(w["accuracy"] for w in slot["ocr"]["wanted"]) < 1.0
+        return text_missed and attempt == 1  # text gets one retry; faces get identity_retries
+
+
+def _score(slot: dict) -> tuple:
+    distance = slot.get("identity_distance")
+    text = slot["ocr"]["wanted"] if slot["ocr"] else []
+    return (
+        slot["safe"],
+        slot["same_person"],
+        -(distance if distance is not None else 9.0),
+        sum(w["accuracy"] for w in text),
+    )
+
+
+def _better(old: dict, new: dict) -> dict:
+    best = new if _score(new) > _score(old) else old
+    return {**best, "attempts": old["attempts"] + 1}
+
+
+def _public(slot: dict) -> dict:
+    """One image's measurements, as the caller sees them."""
+    keys = ("seed", "attempts", "safe", "identity_distance", "faces_out", "same_person")
+    return {key: slot[key] for key in keys if key in slot} | ({"ocr": slot["ocr"]} if slot["ocr"] else {})
+
+
+def _identity_summary(slots: list[dict]) -> dict:
+    distances = [slot["identity_distance"] for slot in slots]
+    return {
+        "faces_in": 1,
+        "faces_out": max((slot["faces_out"] for slot in slots), default=0),
+        "identity_distance": distances,
+        "identity_threshold": 0.6,
+        "same_person": all(slot["same_person"] for slot in slots),
+    }
+
+
+def _composite(original: Image.Image, generated: Image.Image, mask: np.ndarray) -> Image.Image:
+    """The photo at its own size with only the masked region replaced: faces stay the exact pixels sent."""
+    size = original.size
+    alpha = mask[..., None]
+    new = np.asarray(generated.convert("RGB").resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
+    old = np.asarray(original.convert("RGB"), dtype=np.float32)
+    return Image.fromarray(np.clip(alpha * new + (1 - alpha) * old, 0, 255).astype(np.uint8))
