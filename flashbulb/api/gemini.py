@@ -8,10 +8,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import json
 import math
-import uuid
 from typing import Any, AsyncIterator
 
 from fastapi import APIRouter, Request
@@ -20,11 +18,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from flashbulb.api.errors import describe_validation, google_error_body
+from flashbulb.api.serving import api_key_of, new_request_id, serve
 from flashbulb.engine.aspect import check_aspect_ratio
 from flashbulb.engine.imageio import decode_image, encode_png
 from flashbulb.engine.registry import ModelEntry
 from flashbulb.engine.types import Caller, FinishReason, ImageRequest, JobContext
-from flashbulb.errors import ErrorKind, FlashbulbError, invalid
+from flashbulb.errors import FlashbulbError, invalid
 from flashbulb.gateway.gateway import Gateway, Served
 
 TOKENS_PER_IMAGE_TILE = 258
@@ -263,26 +262,6 @@ def model_resource(entry: ModelEntry) -> dict[str, Any]:
 # ---- routes ----
 
 
-def api_key_of(request: Request) -> str | None:
-    key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
-    if not key and (auth := request.headers.get("authorization", "")).lower().startswith("bearer "):
-        key = auth[7:].strip()
-    return key or None
-
-
-def new_request_id(request: Request, caller: Caller) -> str:
-    """A client-sent Idempotency-Key makes retries of one call share one hold (never two charges)."""
-    idempotency_key = request.headers.get("idempotency-key")
-    if idempotency_key:
-        return hashlib.sha256(f"{caller.account_id}:{idempotency_key}".encode()).hexdigest()[:32]
-    return uuid.uuid4().hex
-
-
-async def _until_disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
 def build_router(gateway: Gateway) -> APIRouter:
     router = APIRouter()
     settings = gateway.settings
@@ -325,17 +304,7 @@ def build_router(gateway: Gateway) -> APIRouter:
     @router.post("/models/{model}:generateContent")
     async def generate_content(request: Request, model: str) -> JSONResponse:
         image_request = await prepare(request, model)
-        job = JobContext()
-        work = asyncio.ensure_future(gateway.run(image_request, job))
-        watcher = asyncio.ensure_future(_until_disconnect(request))
-        await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if not work.done():
-            # The client went away: stop the work; the gateway releases the hold.
-            work.cancel()
-            await asyncio.gather(work, return_exceptions=True)
-            raise FlashbulbError(ErrorKind.CANCELLED, "the client closed the connection")
-        watcher.cancel()
-        served = work.result()
+        served = await serve(gateway, request, image_request)
         body = await asyncio.to_thread(to_response, image_request, served)
         return JSONResponse(body, headers=flashbulb_headers(image_request, served))
 

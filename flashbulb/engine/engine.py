@@ -29,6 +29,10 @@ class _Job:
     future: Future = dataclasses.field(default_factory=Future)
 
 
+def _priority(job: _Job) -> int:
+    return -1 if job.request is None else job.request.priority  # a warm-up goes first
+
+
 class _Worker:
     def __init__(self, entry: ModelEntry, batch_window_s: float, max_batch: int):
         self.entry = entry
@@ -43,7 +47,9 @@ class _Worker:
 
     def submit(self, job: _Job) -> Future:
         with self.cond:
-            self.waiting.append(job)
+            # Behind every job of the same or a more urgent priority: live traffic overtakes batch jobs.
+            position = next((i for i, w in enumerate(self.waiting) if _priority(w) > _priority(job)), len(self.waiting))
+            self.waiting.insert(position, job)
             self.cond.notify()
         return job.future
 

@@ -42,7 +42,17 @@ def _photo_entry(settings: Settings) -> ModelEntry:
         capabilities=("edit", "restore", "upscale"),
         price_micros_per_image=2_000,
         make_backend=lambda: _photo_backend(settings),
+        check=_check_photo,
     )
+
+
+def _check_photo(request: ImageRequest) -> None:
+    if request.mask is not None:
+        raise FlashbulbError(
+            ErrorKind.INVALID_ARGUMENT,
+            "flashbulb-photo chooses its own regions (background, face) and takes no mask; "
+            "send the mask to an edit or inpainting model such as sdxl-inpainting.",
+        )
 
 
 def _photo_backend(settings: Settings) -> Backend:
@@ -106,14 +116,11 @@ DEFAULT_IMAGE_MODEL = "flux2-klein-4b"
 
 
 def default_aliases(image_model_installed: bool) -> dict[str, str]:
-    """Customers' code names the hosted model. It reaches the default generative model when its
+    """Customers' code names the hosted model (Gemini's or OpenAI's). It reaches the default generative model when its
     weights are here, else the offline photo model (which edits but can't draw from text)."""
     hosted = DEFAULT_IMAGE_MODEL if image_model_installed else "flashbulb-photo"
-    return {
-        "flashbulb-image": DEFAULT_IMAGE_MODEL,
-        "gemini-2.5-flash-image": hosted,
-        "gemini-2.5-flash-image-preview": hosted,
-    }
+    names = ("gemini-2.5-flash-image", "gemini-2.5-flash-image-preview", "gpt-image-1", "gpt-image-1-mini", "dall-e-2", "dall-e-3")
+    return {"flashbulb-image": DEFAULT_IMAGE_MODEL, **dict.fromkeys(names, hosted)}
 
 
 DEFAULT_ALIASES = default_aliases(False)

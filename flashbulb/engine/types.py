@@ -37,12 +37,15 @@ class ImageRequest:
     model: str
     prompt: str
     images: list[Image.Image] = dataclasses.field(default_factory=list)
+    # Where an edit may change the first image: "L" mode, 255 = repaint, 0 = keep (None: the model decides).
+    mask: Image.Image | None = None
     aspect_ratio: str | None = None
     n: int = 1
     seed: int | None = None
     system: str = ""  # the system instruction: style and presets for generative models
     want_text: bool = True
     caller: Caller | None = None
+    priority: int = 0  # lower runs first: live traffic 0, batch jobs 1
 
     @property
     def input_pixels(self) -> int:

@@ -165,13 +165,14 @@ class DiffusionBackend:
         """Images for several requests of one shape (same n, same references: a batch of one for edits)."""
         n = len(seeds[0])
         flat_seeds = [s for request_seeds in seeds for s in request_seeds]
-        mask = None
-        if INPAINT in self.model.tasks:
+        mask = _caller_mask(first)
+        if mask is None and INPAINT in self.model.tasks:
             mask = masks.region_mask(np.asarray(first.images[0].convert("RGB")), masks.region_for(first.prompt))
+        inpaint_mask = mask if INPAINT in self.model.tasks else None  # edit models see the whole photo...
         out = self._denoise(
-            [p.prompt for p in plans], [p.negative for p in plans], first.images, mask, width, height, flat_seeds, n, jobs
+            [p.prompt for p in plans], [p.negative for p in plans], first.images, inpaint_mask, width, height, flat_seeds, n, jobs
         )
-        if mask is not None:
+        if mask is not None:  # ...and only the masked region of their output is kept
             out = [_composite(first.images[0], image, mask) for image in out]
         return [out[k * n : (k + 1) * n] for k in range(len(plans))]
 
@@ -371,6 +372,14 @@ def _identity_summary(slots: list[dict]) -> dict:
         "identity_threshold": 0.6,
         "same_person": all(slot["same_person"] for slot in slots),
     }
+
+
+def _caller_mask(request: ImageRequest) -> np.ndarray | None:
+    """The caller's mask (255 = repaint) at the first image's size, as float 0..1."""
+    if request.mask is None:
+        return None
+    mask = request.mask.convert("L").resize(request.images[0].size, Image.Resampling.BILINEAR)
+    return np.asarray(mask, dtype=np.float32) / 255.0
 
 
 def _composite(original: Image.Image, generated: Image.Image, mask: np.ndarray) -> Image.Image:

@@ -26,6 +26,8 @@ def check_request(model: DiffusionModel, request: ImageRequest, model_dir: Path)
         raise invalid(f"{model.name} edits photos: send 1 to {model.max_references} reference images with the prompt")
     if count > max(model.max_references, 1):
         raise invalid(f"{model.name} takes at most {model.max_references} reference images; {count} were sent")
+    if request.mask is not None and (not count or (EDIT not in model.tasks and INPAINT not in model.tasks)):
+        raise invalid(f"a mask marks what to change in a photo: {model.name} needs the photo too and must be an edit model")
     if not request.prompt:
         raise invalid(f"{model.name} needs a text prompt saying what to generate")
     presets.plan(request.prompt, request.system)  # an unknown preset is a 400 now, not a failed job later

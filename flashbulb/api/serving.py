@@ -1,0 +1,48 @@
+"""What every wire format's routes share: who is calling, the request id, and running a request
+through the gateway while watching for the client to go away."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+
+from fastapi import Request
+
+from flashbulb.engine.types import Caller, ImageRequest, JobContext
+from flashbulb.errors import ErrorKind, FlashbulbError
+from flashbulb.gateway.gateway import Gateway, Served
+
+
+def api_key_of(request: Request) -> str | None:
+    """Gemini clients send x-goog-api-key (or ?key=); OpenAI clients send a bearer token."""
+    key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
+    if not key and (auth := request.headers.get("authorization", "")).lower().startswith("bearer "):
+        key = auth[7:].strip()
+    return key or None
+
+
+def new_request_id(request: Request, caller: Caller) -> str:
+    """A client-sent Idempotency-Key makes retries of one call share one hold (never two charges)."""
+    idempotency_key = request.headers.get("idempotency-key")
+    if idempotency_key:
+        return hashlib.sha256(f"{caller.account_id}:{idempotency_key}".encode()).hexdigest()[:32]
+    return uuid.uuid4().hex
+
+
+async def _until_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def serve(gateway: Gateway, request: Request, image_request: ImageRequest) -> Served:
+    """Hold, run, settle; if the client disconnects first, stop the work (the hold is released)."""
+    work = asyncio.ensure_future(gateway.run(image_request, JobContext()))
+    watcher = asyncio.ensure_future(_until_disconnect(request))
+    await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    if not work.done():
+        work.cancel()
+        await asyncio.gather(work, return_exceptions=True)
+        raise FlashbulbError(ErrorKind.CANCELLED, "the client closed the connection")
+    watcher.cancel()
+    return work.result()
