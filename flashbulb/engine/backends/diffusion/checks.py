@@ -15,7 +15,7 @@ def check_request(model: DiffusionModel, request: ImageRequest, model_dir: Path)
     if not weights.installed(model, model_dir):
         raise FlashbulbError(
             ErrorKind.FAILED_PRECONDITION,
-            f"{model.name} ({model.title}) is not installed on this server. {weights.how_to_install(model, model_dir)}",
+            f"{model.name} ({model.title}) is not installed here. {weights.how_to_install(model, model_dir)}",
         )
     count = len(request.images)
     if INPAINT in model.tasks and count != 1:

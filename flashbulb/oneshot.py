@@ -1,0 +1,174 @@
+"""One request from the command line (`flashbulb generate | edit | restore`), run either in this
+process on the local engine (no server, no credits: the operator's own machine) or against a
+flashbulb server over its Gemini API with an API key (metered like any client)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import io
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import httpx
+from PIL import Image
+
+from flashbulb.config import Settings
+from flashbulb.engine.imageio import decode_image
+from flashbulb.engine.types import FinishReason, ImageRequest, ImageResult, JobContext
+from flashbulb.errors import ErrorKind, FlashbulbError, invalid
+
+
+@dataclasses.dataclass
+class Ask:
+    """What the user typed, before it becomes a request."""
+
+    model: str
+    prompt: str
+    images: list[Path] = dataclasses.field(default_factory=list)
+    aspect_ratio: str | None = None
+    n: int = 1
+    seed: int | None = None
+    system: str = ""
+
+
+@dataclasses.dataclass
+class Answer:
+    result: ImageResult
+    charge_micros: int | None = None  # known only from a server
+
+
+def read_images(paths: list[Path], max_pixels: int) -> list[Image.Image]:
+    images = []
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise invalid(f"can't read {path}: {exc.strerror}") from exc
+        images.append(decode_image(data, max_pixels=max_pixels, what=str(path)))
+    return images
+
+
+def run_local(ask: Ask, settings: Settings, on_progress: Callable[[float], None], on_loaded: Callable[[], None]) -> Answer:
+    """Load the model in this process and run the request on it (no gateway, nothing charged)."""
+    from flashbulb.engine.engine import Engine
+    from flashbulb.engine.registry import Registry
+
+    registry = Registry.default(settings)
+    entry = registry.resolve(ask.model)
+    request = ImageRequest(
+        request_id=uuid.uuid4().hex,
+        model=entry.name,
+        prompt=ask.prompt,
+        images=read_images(ask.images, settings.max_input_pixels),
+        aspect_ratio=ask.aspect_ratio,
+        n=ask.n,
+        seed=ask.seed,
+        system=ask.system,
+    )
+    entry.check(request)
+    engine = Engine(registry, batch_window_s=0)
+    try:
+        engine.warm_up(entry.name)
+        on_loaded()
+        result = asyncio.run(engine.run(request, JobContext(on_progress=on_progress)))
+    finally:
+        engine.close()
+    return Answer(result)
+
+
+def run_remote(ask: Ask, server: str, key: str, max_pixels: int, timeout_s: float = 600) -> Answer:
+    """The same request as a generateContent call to a flashbulb server."""
+    parts: list[dict] = []
+    for image in read_images(ask.images, max_pixels):
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        parts.append({"inlineData": {"mimeType": "image/png", "data": base64.b64encode(buffer.getvalue()).decode()}})
+    parts.append({"text": ask.prompt})
+    config: dict = {"candidateCount": ask.n}
+    if ask.seed is not None:
+        config["seed"] = ask.seed
+    if ask.aspect_ratio:
+        config["imageConfig"] = {"aspectRatio": ask.aspect_ratio}
+    body: dict = {"contents": [{"role": "user", "parts": parts}], "generationConfig": config}
+    if ask.system:
+        body["systemInstruction"] = {"parts": [{"text": ask.system}]}
+    url = f"{server.rstrip('/')}/v1beta/models/{ask.model}:generateContent"
+    try:
+        response = httpx.post(url, json=body, headers={"x-goog-api-key": key}, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        raise FlashbulbError(ErrorKind.OVERLOADED, f"can't reach {server}: {exc}") from exc
+    if response.status_code != 200:
+        raise _remote_error(response)
+    return _answer(response.json())
+
+
+_KIND_OF_STATUS = {
+    400: ErrorKind.INVALID_ARGUMENT,
+    401: ErrorKind.API_KEY_INVALID,
+    403: ErrorKind.PERMISSION_DENIED,
+    404: ErrorKind.NOT_FOUND,
+    429: ErrorKind.OUT_OF_CREDITS,
+}
+
+
+_KIND_OF_REASON = {  # google.rpc.ErrorInfo reasons our Gemini errors carry
+    "API_KEY_INVALID": ErrorKind.API_KEY_INVALID,
+    "API_KEY_MISSING": ErrorKind.API_KEY_MISSING,
+    "INSUFFICIENT_CREDITS": ErrorKind.OUT_OF_CREDITS,
+    "RATE_LIMIT_EXCEEDED": ErrorKind.RATE_LIMITED,
+}
+
+
+def _remote_error(response: httpx.Response) -> FlashbulbError:
+    """The server's error as the domain error it was, so the CLI's exit code means the same."""
+    try:
+        error = response.json()["error"]
+        message, status = error["message"], error.get("status", "")
+        reasons = [d.get("reason") for d in error.get("details", [])]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        message, status, reasons = response.text[:200] or response.reason_phrase, "", []
+    kind = _KIND_OF_STATUS.get(response.status_code, ErrorKind.INTERNAL)
+    if response.status_code == 503:
+        kind = ErrorKind.OVERLOADED
+    elif status == "FAILED_PRECONDITION":
+        kind = ErrorKind.FAILED_PRECONDITION
+    kind = next((_KIND_OF_REASON[r] for r in reasons if r in _KIND_OF_REASON), kind)
+    return FlashbulbError(kind, f"{message} (HTTP {response.status_code})")
+
+
+def _answer(body: dict) -> Answer:
+    candidate = body["candidates"][0]
+    images, text = [], []
+    for part in candidate["content"]["parts"]:
+        if "inlineData" in part:
+            images.append(Image.open(io.BytesIO(base64.b64decode(part["inlineData"]["data"]))))
+        elif "text" in part:
+            text.append(part["text"])
+    extra = body.get("flashbulb", {})
+    result = ImageResult(
+        images=images,
+        text=" ".join(text),
+        finish_reason=FinishReason(candidate.get("finishReason", "STOP")),
+        timings_ms=extra.get("timingsMs", {}),
+        quality=extra.get("quality", {}),
+    )
+    return Answer(result, charge_micros=extra.get("chargeMicros"))
+
+
+def output_paths(output: Path, count: int) -> list[Path]:
+    """out.png for one image; out-1.png, out-2.png... for several."""
+    if count == 1:
+        return [output]
+    return [output.with_name(f"{output.stem}-{k}{output.suffix}") for k in range(1, count + 1)]
+
+
+def save(images: list[Image.Image], output: Path) -> list[Path]:
+    paths = output_paths(output, len(images))
+    for image, path in zip(images, paths):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(path.suffix.lower(), "PNG")
+        (image.convert("RGB") if fmt == "JPEG" else image).save(path, format=fmt)
+    return paths
