@@ -57,3 +57,24 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
 def nearest(reference: np.ndarray, candidates: list[np.ndarray]) -> float | None:
     """Distance from one face to the closest of several; None when there are none."""
     return min((distance(reference, c) for c in candidates), default=None)
+
+
+class Subject:
+    """The people in the photo the edit started from, measured once."""
+
+    def __init__(self, rgb: np.ndarray):
+        self.embeddings = embeddings(rgb)
+
+    def compare(self, output_rgb: np.ndarray) -> dict[str, object]:
+        """Per input face (largest first): the distance to the closest output face, None if it is gone."""
+        found = embeddings(output_rgb)
+        distances = [None if d is None else round(d, 3) for d in (nearest(e, found) for e in self.embeddings)]
+        main = distances[0] if distances else None
+        return {
+            "faces_in": len(self.embeddings),
+            "faces_out": len(found),
+            "identity_distance": distances,
+            "identity_threshold": THRESHOLD,
+            # No face to keep is no risk; a main face that vanished or changed is.
+            "same_person": not self.embeddings or (main is not None and main < THRESHOLD),
+        }

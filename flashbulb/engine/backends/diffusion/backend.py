@@ -24,10 +24,11 @@ from flashbulb.engine.backends.diffusion import masks, presets, weights
 from flashbulb.engine.backends.diffusion.catalog import GENERATE, INPAINT, DiffusionModel
 from flashbulb.engine.backends.diffusion.fastpath import FastPath, speed_up
 from flashbulb.engine.backends.diffusion.loading import load_pipeline
-from flashbulb.engine.backends.photo.quality import Subject
+from flashbulb.engine.backends.diffusion.measure import better, identity_summary, measure
 from flashbulb.engine.types import Cancelled, FinishReason, ImageRequest, ImageResult, JobContext
 from flashbulb.errors import ErrorKind, FlashbulbError
 from flashbulb.vision import ocr, safety
+from flashbulb.vision.identity import THRESHOLD, Subject
 
 log = logging.getLogger(__name__)
 
@@ -265,23 +266,21 @@ class DiffusionBackend:
         """Measure each image; retry the ones that lost the face or the text; keep what passes."""
         started = time.perf_counter()
         subject = Subject(np.asarray(request.images[0].convert("RGB"))) if request.images else None
-        wants_text = bool(ocr.quoted(request.prompt))
-        slots = [self._measure(request, subject, image, seed) for image, seed in zip(images, seeds)]
+        block = self.settings.safety_block
+        found = [measure(image, seed, request.prompt, subject, block) for image, seed in zip(images, seeds)]
         width, height = self._size(request)
         retries = 0
         for attempt in range(1, self.settings.identity_retries + 1):
-            failing = [k for k, slot in enumerate(slots) if self._should_retry(slot, attempt)]
+            failing = [k for k, m in enumerate(found) if m.wants_retry(attempt)]
             if not failing:
                 break
             job.check()
             for k in failing:
                 seed = seeds[k] + attempt * SEED_STRIDE
                 [image] = self._generate([plan], request, width, height, [[seed]], [job])[0]
-                retry = self._measure(request, subject, image, seed)
+                found[k] = better(found[k], measure(image, seed, request.prompt, subject, block))
                 retries += 1
-                slots[k] = _better(slots[k], retry)
-        attempts = [slot["attempts"] for slot in slots]
-        kept = [slot for slot in slots if slot["safe"] and slot["same_person"]]
+        kept = [m for m in found if m.kept]
         quality: dict[str, object] = {
             "model": self.model.name,
             "licence": self.model.licence_note,
@@ -290,88 +289,30 @@ class DiffusionBackend:
             "preset": plan.preset,
             "size": [width, height],
             "steps": self.model.steps,
-            "seeds": [slot["seed"] for slot in kept],
+            "seeds": [m.seed for m in kept],
             "batch_size": batch_size,
             "retries": retries,
             "fast_path": self.fast_path,
-            "images": [_public(slot) for slot in slots],
+            "images": [m.public() for m in found],
+            "safety": {"output": {"safe": all(m.safe for m in (kept or found))}},
         }
         if subject is not None:
-            quality.update(_identity_summary(slots))
-        if wants_text:
-            quality["ocr"] = slots[0]["ocr"] if not kept else kept[0]["ocr"]
-        quality["safety"] = {"output": {"safe": all(slot["safe"] for slot in kept) if kept else all(s["safe"] for s in slots)}}
+            quality |= identity_summary(subject, found)
+        if ocr.quoted(request.prompt):
+            quality["ocr"] = (kept or found)[0].ocr
         timings = {"generate": generate_ms, "measure_and_retry": round((time.perf_counter() - started) * 1000, 1)}
-        del attempts
-        if not kept:
-            if not all(slot["safe"] for slot in slots):
-                return ImageResult(
-                    text="The generated image was blocked by the safety check; nothing was charged.",
-                    finish_reason=FinishReason.IMAGE_SAFETY, quality=quality, timings_ms=timings,
-                )
-            distances = ", ".join("none" if s["identity_distance"] is None else f"{s['identity_distance']:.2f}" for s in slots)
-            return ImageResult(
-                text=(
-                    f"The person's face was not kept after {1 + self.settings.identity_retries} attempt(s) "
-                    f"(identity distance {distances}; the same person is below 0.6); nothing was charged."
-                ),
-                finish_reason=FinishReason.IMAGE_OTHER, quality=quality, timings_ms=timings,
-            )
-        text = f"{self.model.title}, {width}x{height}, {self.model.steps} steps, seed {', '.join(str(s['seed']) for s in kept)}."
-        return ImageResult(images=[slot["image"] for slot in kept], text=text, quality=quality, timings_ms=timings)
-
-    def _measure(self, request: ImageRequest, subject: Subject | None, image: Image.Image, seed: int) -> dict:
-        rgb = np.asarray(image.convert("RGB"))
-        verdict = safety.check(rgb, self.settings.safety_block)
-        slot: dict = {"image": image, "seed": seed, "safe": verdict.safe, "safety": verdict.as_json(), "attempts": 1}
-        if subject is not None:
-            found = subject.compare(rgb)
-            slot["identity_distance"] = (found["identity_distance"] or [None])[0]
-            slot["faces_out"] = found["faces_out"]
-            slot["same_person"] = found["same_person"]
-        else:
-            slot["same_person"] = True
-        slot["ocr"] = ocr.check(request.prompt, rgb)
-        return slot
-
-    def _should_retry(self, slot: dict, attempt: int) -> bool:
-        if not slot["safe"] or not slot["same_person"]:
-            return True
-        text_missed = slot["ocr"] is not None and min(w["accuracy"] for w in slot["ocr"]["wanted"]) < 1.0
-        return text_missed and attempt == 1  # text gets one retry; faces get identity_retries
-
-
-def _score(slot: dict) -> tuple:
-    distance = slot.get("identity_distance")
-    text = slot["ocr"]["wanted"] if slot["ocr"] else []
-    return (
-        slot["safe"],
-        slot["same_person"],
-        -(distance if distance is not None else 9.0),
-        sum(w["accuracy"] for w in text),
-    )
-
-
-def _better(old: dict, new: dict) -> dict:
-    best = new if _score(new) > _score(old) else old
-    return {**best, "attempts": old["attempts"] + 1}
-
-
-def _public(slot: dict) -> dict:
-    """One image's measurements, as the caller sees them."""
-    keys = ("seed", "attempts", "safe", "identity_distance", "faces_out", "same_person")
-    return {key: slot[key] for key in keys if key in slot} | ({"ocr": slot["ocr"]} if slot["ocr"] else {})
-
-
-def _identity_summary(slots: list[dict]) -> dict:
-    distances = [slot["identity_distance"] for slot in slots]
-    return {
-        "faces_in": 1,
-        "faces_out": max((slot["faces_out"] for slot in slots), default=0),
-        "identity_distance": distances,
-        "identity_threshold": 0.6,
-        "same_person": all(slot["same_person"] for slot in slots),
-    }
+        if kept:
+            text = f"{self.model.title}, {width}x{height}, {self.model.steps} steps, seed {', '.join(str(m.seed) for m in kept)}."
+            return ImageResult(images=[m.image for m in kept], text=text, quality=quality, timings_ms=timings)
+        if not all(m.safe for m in found):
+            text = "The generated image was blocked by the safety check; nothing was charged."
+            return ImageResult(text=text, finish_reason=FinishReason.IMAGE_SAFETY, quality=quality, timings_ms=timings)
+        distances = ", ".join("none" if m.identity_distance is None else f"{m.identity_distance:.2f}" for m in found)
+        text = (
+            f"The person's face was not kept after {1 + self.settings.identity_retries} attempt(s) "
+            f"(identity distance {distances}; the same person is below {THRESHOLD}); nothing was charged."
+        )
+        return ImageResult(text=text, finish_reason=FinishReason.IMAGE_OTHER, quality=quality, timings_ms=timings)
 
 
 def _caller_mask(request: ImageRequest) -> np.ndarray | None:

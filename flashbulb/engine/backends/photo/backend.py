@@ -13,9 +13,9 @@ from flashbulb.engine.backends.photo import adjust, background, headshot, instru
 from flashbulb.engine.backends.photo.canvas import Canvas, to_uint8
 from flashbulb.engine.backends.photo.errors import EditRefused
 from flashbulb.engine.backends.photo.instructions import Operation
-from flashbulb.engine.backends.photo.quality import Subject
 from flashbulb.engine.types import FinishReason, ImageRequest, ImageResult, JobContext
 from flashbulb.vision import ocr, safety, superres
+from flashbulb.vision.identity import Subject
 from flashbulb.vision import warm_up as warm_up_vision
 
 log = logging.getLogger(__name__)
