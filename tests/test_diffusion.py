@@ -320,7 +320,8 @@ def test_out_of_memory_is_a_503_charges_nothing_and_the_server_keeps_serving(ser
 
 
 def test_pull_without_network_fails_at_once_with_a_reason(tmp_path: Path):
-    env = {**os.environ, "FLASHBULB_DATA_DIR": str(tmp_path), "HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing listens
+    online = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env = {**online, "FLASHBULB_DATA_DIR": str(tmp_path), "HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing listens
     result = subprocess.run([*FLASHBULB, "pull", "flux2-klein-4b"], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 3 and "can't reach 127.0.0.1" in result.stderr
     offline = subprocess.run([*FLASHBULB, "pull", "sd-turbo"], capture_output=True, text=True, env={**env, "HF_HUB_OFFLINE": "1"}, timeout=60)

@@ -9,7 +9,6 @@ states (9, 18, 27), Kontext's guidance embedding and the schedulers' real shift 
 
 from __future__ import annotations
 
-import string
 from pathlib import Path
 
 import torch
@@ -23,96 +22,25 @@ from diffusers import (
     FluxPipeline,
     FluxTransformer2DModel,
 )
-from tokenizers import pre_tokenizers
-from transformers import (
-    CLIPTextConfig,
-    CLIPTextModel,
-    CLIPTokenizer,
-    Qwen2TokenizerFast,
-    Qwen3Config,
-    Qwen3ForCausalLM,
-    T5Config,
-    T5EncoderModel,
-    T5TokenizerFast,
-)
+from transformers import CLIPTextModel, Qwen3Config, Qwen3ForCausalLM, T5Config, T5EncoderModel
 
-# Minimal Qwen3-style chat template: what Flux2KleinPipeline renders with
-# add_generation_prompt=True, enable_thinking=False.
-_QWEN3_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}"
-    "{{ '<|im_start|>assistant\n' }}"
-    "{% if enable_thinking is defined and enable_thinking is false %}"
-    "{{ '<think>\n\n</think>\n\n' }}"
-    "{% endif %}"
-    "{% endif %}"
-)
+from .components import clip_text_config, four_level_vae
+from .text_tokenizers import QWEN3_CHAT_TEMPLATE, byte_alphabet, clip_tokenizer, qwen_tokenizer, t5_tokenizer
 
-# Four VAE levels give the real FLUX scale factor of 8; with 2x2 packing sizes are multiples of 16.
-_VAE_LEVELS = ("DownEncoderBlock2D",) * 4, ("UpDecoderBlock2D",) * 4
+# FLUX's tiny vocabularies number the 256 byte symbols in codepoint order (not byte order, as the SD and
+# Qwen ones do), so that the saved tokenizers and their token ids stay as they have always been.
+_ALPHABET = sorted(byte_alphabet())
 
 
-def _byte_alphabet() -> list[str]:
-    """The 256 byte-level BPE symbols, in a fixed order (so token ids are deterministic)."""
-    return sorted(pre_tokenizers.ByteLevel.alphabet())
-
-
-def _qwen_tokenizer() -> Qwen2TokenizerFast:
-    """Byte-level BPE without merges (one token per byte) plus Qwen's chat special tokens."""
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
-    vocab = {tok: i for i, tok in enumerate(_byte_alphabet() + specials)}
-    tokenizer = Qwen2TokenizerFast(
-        vocab=vocab,
-        merges=[],
-        unk_token=None,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=specials[1:],
-        model_max_length=131072,
-    )
-    tokenizer.chat_template = _QWEN3_CHAT_TEMPLATE
-    return tokenizer
-
-
-def _clip_tokenizer() -> CLIPTokenizer:
-    """CLIP-style byte-level BPE without merges: every byte as a word-inner and a word-final ('</w>') token."""
-    alphabet = _byte_alphabet()
-    tokens = ["<|startoftext|>", "<|endoftext|>"] + alphabet + [ch + "</w>" for ch in alphabet]
-    vocab = {tok: i for i, tok in enumerate(tokens)}
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-
-
-def _t5_tokenizer() -> T5TokenizerFast:
-    """Unigram vocabulary of single characters (T5/SentencePiece style '▁' word marker)."""
-    chars = string.ascii_letters + string.digits + string.punctuation
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
-    pieces += [("▁" + ch, -3.0) for ch in chars] + [(ch, -4.0) for ch in chars]
-    return T5TokenizerFast(vocab=pieces, extra_ids=0, model_max_length=512)
-
-
-def _flux1_components(*, guidance_embeds: bool, scheduler: FlowMatchEulerDiscreteScheduler) -> dict:
-    """Components shared by FluxPipeline and FluxKontextPipeline (CLIP + T5 text encoders, FLUX.1 VAE)."""
-    tokenizer = _clip_tokenizer()
-    tokenizer_2 = _t5_tokenizer()
+def _flux1_components(*, guidance_embeds: bool, shift: float, use_dynamic_shifting: bool) -> dict:
+    """Components shared by FluxPipeline and FluxKontextPipeline (CLIP + T5 text encoders, FLUX.1 VAE); the
+    two differ in the guidance embedding and the scheduler's shift."""
+    # CLIP without merges, its two specials at ids 0 and 1.
+    tokenizer = clip_tokenizer(merge_words=(), specials_first=True, alphabet=_ALPHABET)
+    tokenizer_2 = t5_tokenizer()
 
     torch.manual_seed(0)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            projection_dim=32,
-            hidden_act="quick_gelu",
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
+    text_encoder = CLIPTextModel(clip_text_config(tokenizer, hidden_act="quick_gelu", projection_dim=32))
     torch.manual_seed(0)
     text_encoder_2 = T5EncoderModel(
         T5Config(
@@ -143,14 +71,9 @@ def _flux1_components(*, guidance_embeds: bool, scheduler: FlowMatchEulerDiscret
         axes_dims_rope=(4, 4, 8),
     )
     torch.manual_seed(0)
-    down, up = _VAE_LEVELS
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=down,
-        up_block_types=up,
+    vae = four_level_vae(
+        AutoencoderKL,
         block_out_channels=(8, 8, 8, 8),
-        layers_per_block=1,
         latent_channels=4,
         norm_num_groups=4,
         sample_size=64,
@@ -158,6 +81,15 @@ def _flux1_components(*, guidance_embeds: bool, scheduler: FlowMatchEulerDiscret
         shift_factor=0.1159,
         use_quant_conv=False,
         use_post_quant_conv=False,
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000,
+        shift=shift,
+        use_dynamic_shifting=use_dynamic_shifting,
+        base_shift=0.5,
+        max_shift=1.15,
+        base_image_seq_len=256,
+        max_image_seq_len=4096,
     )
     return {
         "scheduler": scheduler,
@@ -176,7 +108,17 @@ def build_flux2_klein(path: Path) -> None:
     """Flux2KleinPipeline (step-distilled): Qwen3 text encoder with 28 tiny layers so that the pipeline's
     default ``text_encoder_out_layers=(9, 18, 27)`` works."""
     torch.manual_seed(0)
-    tokenizer = _qwen_tokenizer()
+    # Byte-level Qwen3 vocabulary without merges (one token per byte), plus the chat specials Klein's
+    # prompt template uses; the specials are named in tokenizer_config.json like the real ones.
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+    tokenizer = qwen_tokenizer(
+        chat_template=QWEN3_CHAT_TEMPLATE,
+        special_tokens=specials,
+        named_special_tokens=specials[1:],
+        eos_token="<|im_end|>",
+        model_max_length=131072,
+        alphabet=_ALPHABET,
+    )
     hidden = 16
     torch.manual_seed(0)
     text_encoder = Qwen3ForCausalLM(
@@ -209,14 +151,9 @@ def build_flux2_klein(path: Path) -> None:
         guidance_embeds=False,
     )
     torch.manual_seed(0)
-    down, up = _VAE_LEVELS
-    vae = AutoencoderKLFlux2(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=down,
-        up_block_types=up,
+    vae = four_level_vae(
+        AutoencoderKLFlux2,
         block_out_channels=(8, 8, 8, 8),
-        layers_per_block=1,
         latent_channels=4,
         norm_num_groups=4,
         sample_size=64,
@@ -247,32 +184,14 @@ def build_flux2_klein(path: Path) -> None:
 def build_flux1(path: Path) -> None:
     """FluxPipeline in the FLUX.1 [schnell] layout (no guidance embedding, static shift 1.0)."""
     torch.manual_seed(0)
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        num_train_timesteps=1000,
-        shift=1.0,
-        use_dynamic_shifting=False,
-        base_shift=0.5,
-        max_shift=1.15,
-        base_image_seq_len=256,
-        max_image_seq_len=4096,
-    )
-    pipe = FluxPipeline(**_flux1_components(guidance_embeds=False, scheduler=scheduler))
+    pipe = FluxPipeline(**_flux1_components(guidance_embeds=False, shift=1.0, use_dynamic_shifting=False))
     pipe.save_pretrained(path, safe_serialization=True)
 
 
 def build_flux1_kontext(path: Path) -> None:
     """FluxKontextPipeline in the FLUX.1 Kontext [dev] layout (guidance embedding, dynamic shifting)."""
     torch.manual_seed(0)
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        num_train_timesteps=1000,
-        shift=3.0,
-        use_dynamic_shifting=True,
-        base_shift=0.5,
-        max_shift=1.15,
-        base_image_seq_len=256,
-        max_image_seq_len=4096,
-    )
-    pipe = FluxKontextPipeline(**_flux1_components(guidance_embeds=True, scheduler=scheduler))
+    pipe = FluxKontextPipeline(**_flux1_components(guidance_embeds=True, shift=3.0, use_dynamic_shifting=True))
     pipe.save_pretrained(path, safe_serialization=True)
 
 

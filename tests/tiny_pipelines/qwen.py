@@ -15,23 +15,9 @@ from pathlib import Path
 
 import torch
 
-# Special tokens in the order the real Qwen2/Qwen2.5-VL/Qwen3 vocabularies append them after the BPE vocab.
-_QWEN_SPECIAL_TOKENS = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-]
+from .components import four_level_vae
+from .text_tokenizers import QWEN3_CHAT_TEMPLATE, qwen_tokenizer
+
 # Qwen3 adds these as ordinary (non-special) added tokens.
 _QWEN3_EXTRA_TOKENS = ("<tool_call>", "</tool_call>", "<think>", "</think>")
 
@@ -56,17 +42,6 @@ _QWEN2_VL_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
-# A cut-down Qwen3 chat template: plain messages plus the `enable_thinking` switch ZImagePipeline passes.
-_QWEN3_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
-    "{% if enable_thinking is defined and enable_thinking is false %}"
-    "{{ '<think>\n\n</think>\n\n' }}{% endif %}{% endif %}"
-)
-
-
 # Text the tokenizers learn whole-word merges from. The Qwen-Image-Edit system prompt is in it so that,
 # as with the real Qwen2 vocabulary, the template's prefix is exactly 64 tokens: the number
 # QwenImageEditPlusPipeline drops (`prompt_template_encode_start_idx`) before the user's text.
@@ -79,81 +54,6 @@ _BPE_CORPUS = [
     "system\nuser\nassistant\nYou are a helpful assistant. Picture 1: Picture 2: Picture 3: Video 1:",
     "A photo of a person with a red fox in the snow, a street sign that reads 'Thompson St', same person, navy blazer.",
 ]
-
-
-def _byte_level_alphabet() -> list[str]:
-    """The 256 GPT-2/Qwen byte-level symbols, in byte order."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    symbols: dict[int, str] = {b: chr(b) for b in printable}
-    extra = 0
-    for b in range(256):
-        if b not in symbols:
-            symbols[b] = chr(256 + extra)
-            extra += 1
-    return [symbols[b] for b in range(256)]
-
-
-def _train_bpe(pre_tokenize, texts: list[str]) -> list[tuple[str, str]]:
-    """Byte-level BPE merges learnt from `texts` until every pre-token is one token. Deterministic: the most
-    frequent pair wins, ties go to the smallest pair."""
-    from collections import Counter
-
-    words: Counter[tuple[str, ...]] = Counter()
-    for text in texts:
-        for piece, _ in pre_tokenize(text):
-            words[tuple(piece)] += 1
-    merges: list[tuple[str, str]] = []
-    while True:
-        pairs: Counter[tuple[str, str]] = Counter()
-        for word, count in words.items():
-            for pair in zip(word, word[1:]):
-                pairs[pair] += count
-        if not pairs:
-            return merges
-        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
-        merges.append(best)
-        merged: Counter[tuple[str, ...]] = Counter()
-        for word, count in words.items():
-            out, i = [], 0
-            while i < len(word):
-                if word[i : i + 2] == best:
-                    out.append(best[0] + best[1])
-                    i += 2
-                else:
-                    out.append(word[i])
-                    i += 1
-            merged[tuple(out)] += count
-        words = merged
-
-
-def _qwen_tokenizer(extra_tokens: tuple[str, ...] = (), chat_template: str | None = None):
-    """A Qwen2Tokenizer: byte-level BPE (256 byte symbols + merges learnt from _BPE_CORPUS), then the Qwen
-    special tokens, then `extra_tokens` (ordinary added tokens)."""
-    from tokenizers import AddedToken
-    from transformers import Qwen2Tokenizer
-
-    alphabet = _byte_level_alphabet()
-    bare = Qwen2Tokenizer(vocab={symbol: i for i, symbol in enumerate(alphabet)}, merges=[])
-    merges = _train_bpe(bare.backend_tokenizer.pre_tokenizer.pre_tokenize_str, _BPE_CORPUS)
-    vocab = {symbol: i for i, symbol in enumerate(alphabet)}
-    for left, right in merges:
-        vocab.setdefault(left + right, len(vocab))
-    for token in [*_QWEN_SPECIAL_TOKENS, *extra_tokens]:
-        vocab[token] = len(vocab)
-    tokenizer = Qwen2Tokenizer(
-        vocab=vocab,
-        merges=merges,
-        unk_token=None,
-        eos_token="<|endoftext|>",
-        pad_token="<|endoftext|>",
-        model_max_length=32768,
-    )
-    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in _QWEN_SPECIAL_TOKENS], special_tokens=True)
-    if extra_tokens:
-        tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in extra_tokens])
-    if chat_template is not None:
-        tokenizer.chat_template = chat_template
-    return tokenizer
 
 
 # The tiny vision tower's pixel budget (the processor's min/max pixels). The pipeline hands the processor
@@ -233,7 +133,7 @@ def build_qwen_image_edit_plus(path: Path) -> None:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     torch.manual_seed(0)
-    tokenizer = _qwen_tokenizer(chat_template=_QWEN2_VL_CHAT_TEMPLATE)
+    tokenizer = qwen_tokenizer(chat_template=_QWEN2_VL_CHAT_TEMPLATE, merges_from=_BPE_CORPUS)
     ids = tokenizer.convert_tokens_to_ids
     processor = _qwen2_vl_processor(tokenizer, _QWEN2_VL_CHAT_TEMPLATE)
 
@@ -327,7 +227,9 @@ def build_z_image(path: Path) -> None:
     from transformers import Qwen3Config, Qwen3Model
 
     torch.manual_seed(0)
-    tokenizer = _qwen_tokenizer(extra_tokens=_QWEN3_EXTRA_TOKENS, chat_template=_QWEN3_CHAT_TEMPLATE)
+    tokenizer = qwen_tokenizer(
+        chat_template=QWEN3_CHAT_TEMPLATE, merges_from=_BPE_CORPUS, added_tokens=_QWEN3_EXTRA_TOKENS
+    )
     ids = tokenizer.convert_tokens_to_ids
 
     text_hidden = 32
@@ -349,13 +251,9 @@ def build_z_image(path: Path) -> None:
     ).eval()
 
     torch.manual_seed(0)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
+    vae = four_level_vae(
+        AutoencoderKL,
         block_out_channels=[8, 16, 16, 16],
-        layers_per_block=1,
         latent_channels=16,
         norm_num_groups=8,
         sample_size=64,

@@ -20,84 +20,18 @@ from diffusers import (
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-_MAX_LEN = 77  # tokenizer.model_max_length == text_encoder max_position_embeddings
-_BOS = "<|startoftext|>"
-_EOS = "<|endoftext|>"
-
-
-def _bytes_to_unicode() -> list[str]:
-    """GPT-2/CLIP byte -> printable unicode char table (256 chars)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for _, c in sorted(zip(bs, cs))]
-
-
-def _make_clip_tokenizer(pad_token: str = _EOS) -> CLIPTokenizer:
-    """Byte-level CLIP BPE: every byte char plus its ``</w>`` variant, a few
-    merges, and the two special tokens last (like real CLIP, so the EOS token
-    has the highest id and argmax-pooling also finds it)."""
-    chars = _bytes_to_unicode()
-    tokens = chars + [c + "</w>" for c in chars]
-    merges = []
-    for word in ("the", "a", "in", "of", "and", "red", "fox", "snow", "street", "sign", "blurry", "photo"):
-        # merge left-to-right: t h -> th, th e</w> -> the</w>
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
-        while len(pieces) > 1:
-            left, right = pieces[0], pieces[1]
-            merged = left + right
-            if (left, right) not in merges:
-                merges.append((left, right))
-            if merged not in tokens:
-                tokens.append(merged)
-            pieces = [merged] + pieces[2:]
-    tokens += [_BOS, _EOS]
-    vocab = {tok: i for i, tok in enumerate(tokens)}
-    return CLIPTokenizer(
-        vocab=vocab,
-        merges=merges,
-        bos_token=_BOS,
-        eos_token=_EOS,
-        unk_token=_EOS,
-        pad_token=pad_token,
-        model_max_length=_MAX_LEN,
-    )
-
-
-def _text_config(tok: CLIPTokenizer, **extra) -> CLIPTextConfig:
-    return CLIPTextConfig(
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=37,
-        layer_norm_eps=1e-05,
-        num_attention_heads=4,
-        num_hidden_layers=2,
-        max_position_embeddings=_MAX_LEN,
-        hidden_act="gelu",
-        **extra,
-    )
+from .components import clip_text_config, four_level_vae
+from .text_tokenizers import clip_tokenizer
 
 
 def _vae():
-    # 4 levels -> vae_scale_factor 8 (same as real SD/SDXL); narrow channels keep it tiny.
-    return AutoencoderKL(
+    # Narrow channels keep it tiny; the four levels keep SD/SDXL's vae_scale_factor of 8.
+    return four_level_vae(
+        AutoencoderKL,
         block_out_channels=[16, 16, 32, 32],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
         latent_channels=4,
-        layers_per_block=1,
         norm_num_groups=8,
         sample_size=128,
         force_upcast=False,  # fp32 fixtures; avoids per-call vae.to(float32) warning spam in the inpaint pipeline
@@ -135,10 +69,10 @@ def _sdxl_components(in_channels: int) -> dict:
         norm_num_groups=1,
     )
     vae = _vae()
-    tokenizer = _make_clip_tokenizer()
-    tokenizer_2 = _make_clip_tokenizer(pad_token="!")  # SDXL's second tokenizer pads with "!"
-    text_encoder = CLIPTextModel(_text_config(tokenizer, projection_dim=32))
-    text_encoder_2 = CLIPTextModelWithProjection(_text_config(tokenizer_2, projection_dim=32))
+    tokenizer = clip_tokenizer()
+    tokenizer_2 = clip_tokenizer(pad_token="!")  # SDXL's second tokenizer pads with "!"
+    text_encoder = CLIPTextModel(clip_text_config(tokenizer, hidden_act="gelu", projection_dim=32))
+    text_encoder_2 = CLIPTextModelWithProjection(clip_text_config(tokenizer_2, hidden_act="gelu", projection_dim=32))
     return {
         "unet": unet,
         "scheduler": _scheduler(),
@@ -166,8 +100,8 @@ def build_sd_turbo(path: Path) -> None:
         norm_num_groups=8,
     )
     vae = _vae()
-    tokenizer = _make_clip_tokenizer(pad_token="!")  # SD 2.x / SD-Turbo tokenizer pads with "!"
-    text_encoder = CLIPTextModel(_text_config(tokenizer))
+    tokenizer = clip_tokenizer(pad_token="!")  # SD 2.x / SD-Turbo tokenizer pads with "!"
+    text_encoder = CLIPTextModel(clip_text_config(tokenizer, hidden_act="gelu"))
     pipe = StableDiffusionPipeline(
         unet=unet,
         scheduler=_scheduler(),
