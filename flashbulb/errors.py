@@ -15,6 +15,7 @@ class ErrorKind(enum.Enum):
     NOT_FOUND = "NOT_FOUND"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"  # e.g. the model asked for is not installed
     ALREADY_EXISTS = "ALREADY_EXISTS"
+    TOO_LARGE = "TOO_LARGE"  # the request body is over the limit (413 where the wire format has one)
     OUT_OF_CREDITS = "OUT_OF_CREDITS"
     RATE_LIMITED = "RATE_LIMITED"
     OVERLOADED = "OVERLOADED"
@@ -26,12 +27,17 @@ class ErrorKind(enum.Enum):
 class FlashbulbError(Exception):
     """An error the caller should see, with a message that names what is wrong."""
 
-    def __init__(self, kind: ErrorKind, message: str, *, retry_after_s: int | None = None):
+    def __init__(
+        self, kind: ErrorKind, message: str, *, retry_after_s: int | None = None, param: str | None = None,
+        code: str | None = None,
+    ):
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.retry_after_s = retry_after_s
+        self.param = param  # the request field at fault, for wire formats that name it (OpenAI's `param`)
+        self.code = code  # a finer machine-readable reason than `kind` (OpenAI's `code`)
 
 
-def invalid(message: str) -> FlashbulbError:
-    return FlashbulbError(ErrorKind.INVALID_ARGUMENT, message)
+def invalid(message: str, *, param: str | None = None, code: str | None = None) -> FlashbulbError:
+    return FlashbulbError(ErrorKind.INVALID_ARGUMENT, message, param=param, code=code)

@@ -9,7 +9,6 @@ import asyncio
 import base64
 import binascii
 import json
-import math
 from typing import Any, AsyncIterator
 
 from fastapi import APIRouter, Request
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from flashbulb.api.errors import describe_validation, google_error_body
+from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers
 from flashbulb.api.serving import api_key_of, new_request_id, serve
 from flashbulb.engine.aspect import check_aspect_ratio
 from flashbulb.engine.imageio import decode_image, encode_png
@@ -26,8 +26,6 @@ from flashbulb.engine.types import Caller, FinishReason, ImageRequest, JobContex
 from flashbulb.errors import FlashbulbError, invalid
 from flashbulb.gateway.gateway import Gateway, Served
 
-TOKENS_PER_IMAGE_TILE = 258
-TOKENS_PER_OUTPUT_IMAGE = 1290
 MAX_CANDIDATES = 4
 
 
@@ -167,13 +165,6 @@ def to_image_request(
 # ---- domain -> wire ----
 
 
-def image_tokens(width: int, height: int) -> int:
-    """Gemini counts 258 tokens for an image up to 384 px a side, else 258 per 768x768 tile."""
-    if width <= 384 and height <= 384:
-        return TOKENS_PER_IMAGE_TILE
-    return TOKENS_PER_IMAGE_TILE * math.ceil(width / 768) * math.ceil(height / 768)
-
-
 def to_response(request: ImageRequest, served: Served) -> dict[str, Any]:
     result = served.result
     parts: list[dict[str, Any]] = []
@@ -181,16 +172,13 @@ def to_response(request: ImageRequest, served: Served) -> dict[str, Any]:
         parts.append({"text": result.text})
     for image in result.images:
         parts.append({"inlineData": {"mimeType": "image/png", "data": base64.b64encode(encode_png(image)).decode()}})
-    text_tokens = max(1, math.ceil(len(request.prompt) / 4)) if request.prompt else 0
-    in_image_tokens = sum(image_tokens(im.width, im.height) for im in request.images)
-    out_image_tokens = TOKENS_PER_OUTPUT_IMAGE * len(result.images)
-    out_text_tokens = math.ceil(len(result.text) / 4) if parts and "text" in parts[0] else 0
-    prompt_details = [{"modality": "TEXT", "tokenCount": text_tokens}]
-    if in_image_tokens:
-        prompt_details.append({"modality": "IMAGE", "tokenCount": in_image_tokens})
-    candidate_details = [{"modality": "IMAGE", "tokenCount": out_image_tokens}] if out_image_tokens else []
-    if out_text_tokens:
-        candidate_details.insert(0, {"modality": "TEXT", "tokenCount": out_text_tokens})
+    tokens = count_tokens(request, served, text_out=parts[0]["text"] if parts and "text" in parts[0] else "")
+    prompt_details = [{"modality": "TEXT", "tokenCount": tokens.text_in}]
+    if tokens.image_in:
+        prompt_details.append({"modality": "IMAGE", "tokenCount": tokens.image_in})
+    candidate_details = [{"modality": "IMAGE", "tokenCount": tokens.image_out}] if tokens.image_out else []
+    if tokens.text_out:
+        candidate_details.insert(0, {"modality": "TEXT", "tokenCount": tokens.text_out})
     return {
         "candidates": [
             {
@@ -200,44 +188,16 @@ def to_response(request: ImageRequest, served: Served) -> dict[str, Any]:
             }
         ],
         "usageMetadata": {
-            "promptTokenCount": text_tokens + in_image_tokens,
-            "candidatesTokenCount": out_text_tokens + out_image_tokens,
-            "totalTokenCount": text_tokens + in_image_tokens + out_text_tokens + out_image_tokens,
+            "promptTokenCount": tokens.prompt,
+            "candidatesTokenCount": tokens.output,
+            "totalTokenCount": tokens.total,
             "promptTokensDetails": prompt_details,
             "candidatesTokensDetails": candidate_details,
         },
         "modelVersion": request.model,
         "responseId": request.request_id,
-        # flashbulb's own fields (the SDK ignores unknown fields): what it cost and what we measured.
-        "flashbulb": {
-            "requestId": request.request_id,
-            "chargeMicros": served.charge_micros,
-            "timingsMs": result.timings_ms,
-            "quality": result.quality,
-        },
+        "flashbulb": flashbulb_fields(request, served),
     }
-
-
-def flashbulb_headers(request: ImageRequest, served: Served) -> dict[str, str]:
-    headers = {
-        "x-flashbulb-request-id": request.request_id,
-        "x-flashbulb-charge-micros": str(served.charge_micros),
-        "x-flashbulb-timings-ms": json.dumps(served.result.timings_ms, separators=(",", ":")),
-    }
-    if served.result.quality:
-        headers["x-flashbulb-quality"] = json.dumps(quality_summary(served.result.quality), separators=(",", ":"))
-    return headers
-
-
-def quality_summary(quality: dict[str, Any]) -> dict[str, Any]:
-    """The measurements a script checks without parsing the body (ASCII JSON, so it fits in a header)."""
-    summary = {key: quality[key] for key in ("faces_in", "faces_out", "identity_distance", "same_person") if key in quality}
-    if "safety" in quality:
-        verdicts = [*quality["safety"].get("inputs", []), quality["safety"].get("output", {"safe": True})]
-        summary["safe"] = all(v["safe"] for v in verdicts)
-    if "ocr" in quality:
-        summary["ocr_accuracy"] = [w["accuracy"] for w in quality["ocr"]["wanted"]]
-    return summary
 
 
 def model_resource(entry: ModelEntry) -> dict[str, Any]:

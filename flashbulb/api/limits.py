@@ -1,11 +1,12 @@
-"""ASGI middleware that refuses oversized request bodies with a 400 before they reach a handler."""
+"""ASGI middleware that refuses oversized request bodies before they reach a handler (Gemini: 400, OpenAI: 413)."""
 
 from __future__ import annotations
 
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flashbulb.api.errors import error_response
-from flashbulb.errors import invalid
+from flashbulb.errors import ErrorKind, FlashbulbError
 
 # Past this many bytes we stop draining an oversized body and simply close the connection.
 _DRAIN_LIMIT_FACTOR = 8
@@ -16,8 +17,9 @@ class BodySizeLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _too_large(self, size: str) -> Exception:
-        return invalid(f"request body is {size}; the limit is {self.max_bytes:,} bytes (send smaller images)")
+    def _too_large(self, size: str) -> FlashbulbError:
+        message = f"request body is {size}; the limit is {self.max_bytes:,} bytes (send smaller images)"
+        return FlashbulbError(ErrorKind.TOO_LARGE, message)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -30,7 +32,7 @@ class BodySizeLimit:
             if int(declared) <= self.max_bytes * _DRAIN_LIMIT_FACTOR:
                 while (message := await receive())["type"] == "http.request" and message.get("more_body"):
                     pass
-            response = error_response(self._too_large(f"{int(declared):,} bytes"))
+            response = error_response(self._too_large(f"{int(declared):,} bytes"), HTTPConnection(scope))
             response.headers["connection"] = "close"
             await response(scope, receive, send)
             return

@@ -58,3 +58,24 @@ def encode_png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
+
+
+def encode(image: Image.Image, fmt: str = "png", *, quality: int = 100, opaque: bool = False) -> bytes:
+    """PNG, JPEG or WebP bytes. JPEG has no alpha, and `opaque` asks for none: both flatten onto white."""
+    if image.mode not in ("RGB", "RGBA"):
+        image = image.convert("RGBA" if "A" in image.mode else "RGB")
+    if image.mode == "RGBA" and (opaque or fmt == "jpeg"):
+        flat = Image.new("RGB", image.size, (255, 255, 255))
+        flat.paste(image, mask=image.getchannel("A"))
+        image = flat
+    if fmt == "png":
+        return encode_png(image)
+    buffer = io.BytesIO()
+    if fmt == "jpeg":
+        image.save(buffer, format="JPEG", quality=max(1, min(quality, 100)), optimize=True)
+    elif fmt == "webp":
+        # WebP's quality 100 is still lossy; only `lossless` keeps every pixel.
+        image.save(buffer, format="WEBP", quality=max(0, min(quality, 100)), lossless=quality >= 100)
+    else:
+        raise ValueError(f"unknown image format {fmt!r}")
+    return buffer.getvalue()

@@ -1,0 +1,357 @@
+"""The OpenAI Images API wire format (images/generations, images/edits, models) <-> ImageRequest/ImageResult.
+
+Only translation lives here: no pricing or scheduling, and no pixel work beyond reading OpenAI's mask
+convention and encoding results in the format asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+import re
+import time
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from PIL import Image, ImageOps
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import UploadFile
+from starlette.requests import HTTPConnection
+from starlette.routing import Match
+from starlette.types import Scope
+
+from flashbulb.api.errors import bearer_only, openai_error_body
+from flashbulb.api.outputs import OutputStore
+from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers
+from flashbulb.api.serving import api_key_of, new_request_id, serve
+from flashbulb.engine.aspect import GEMINI_SIZES, ratio_value
+from flashbulb.engine.imageio import decode_image, encode
+from flashbulb.engine.registry import ModelEntry, Registry
+from flashbulb.engine.types import Caller, FinishReason, ImageRequest, ImageResult
+from flashbulb.errors import ErrorKind, FlashbulbError, invalid
+from flashbulb.gateway.gateway import Gateway, Served
+
+DEFAULT_MODEL = "gpt-image-1"  # an alias: the installed default generative model, else flashbulb-photo
+MAX_N = 10
+MAX_PROMPT_CHARS = 32_000
+_SIZE = re.compile(r"(\d{1,5})x(\d{1,5})")
+# An edit's images arrive as `image`, or as `image[]` / `image[0]`... (the SDK sends a list as image[]).
+_IMAGE_FIELD = re.compile(r"image(\[\d*\])?")
+# The quality gpt-image-1 reports for each one it accepts (flashbulb runs each model at its one setting).
+REPORTED_QUALITY = {"auto": "high", "low": "low", "medium": "medium", "standard": "medium", "high": "high", "hd": "high"}
+# The models' `created`: flashbulb's catalog has no dates, so the time this server started.
+_STARTED = int(time.time())
+
+
+# ---- request shapes (unknown fields ignored: the SDK learns new ones before we do) ----
+
+
+class ImageParams(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str
+    model: str | None = None
+    n: int | None = Field(None, ge=1, le=MAX_N)
+    size: str | None = None
+    quality: Literal["auto", "low", "medium", "high", "standard", "hd"] | None = None
+    response_format: Literal["b64_json", "url"] | None = None
+    output_format: Literal["png", "jpeg", "webp"] | None = None
+    output_compression: int | None = Field(None, ge=0, le=100)
+    background: Literal["auto", "opaque", "transparent"] | None = None
+    user: str | None = None
+    seed: int | None = None  # not OpenAI's, but flashbulb's models repeat an image given its seed
+    stream: bool | None = None
+
+
+class GenerateParams(ImageParams):
+    style: Literal["vivid", "natural"] | None = None  # dall-e-3's; accepted, no model here uses it
+    moderation: Literal["auto", "low"] | None = None
+
+
+_CODES = {
+    "missing": "missing_required_parameter",
+    "literal_error": "invalid_value",
+    "greater_than_equal": "integer_below_min_value",
+    "less_than_equal": "integer_above_max_value",
+}
+
+
+# ---- wire -> domain ----
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise invalid(f"We could not parse the JSON body of your request: {exc}", code="invalid_json") from exc
+    if not isinstance(payload, dict):
+        raise invalid("The request body must be a JSON object with at least 'prompt'.", code="invalid_json")
+    return payload
+
+
+def parse_params(shape: type[ImageParams], payload: dict[str, Any]) -> ImageParams:
+    """Validate the options; every error names the offending field in `param`."""
+    try:
+        params = shape.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        kind = first["type"]
+        code = _CODES.get(kind, "invalid_type" if kind.endswith(("_type", "_parsing")) else "invalid_value")
+        message = f"Missing required parameter: '{param}'." if kind == "missing" else f"Invalid '{param}': {first['msg']}."
+        raise invalid(message, param=param, code=code) from exc
+    if not params.prompt.strip():
+        raise invalid("Invalid 'prompt': empty string. Say what to draw or change.", param="prompt", code="empty_string")
+    if len(params.prompt) > MAX_PROMPT_CHARS:
+        message = f"Invalid 'prompt': longer than {MAX_PROMPT_CHARS:,} characters."
+        raise invalid(message, param="prompt", code="string_above_max_length")
+    if params.stream:
+        raise invalid("Streaming is not supported here; leave 'stream' off.", param="stream", code="unsupported_value")
+    if params.background == "transparent" and params.output_format == "jpeg":
+        message = "A transparent background needs output_format 'png' or 'webp'."
+        raise invalid(message, param="background", code="invalid_value")
+    aspect_ratio_of(params.size)  # a bad size is a 400 before any image is decoded
+    return params
+
+
+def aspect_ratio_of(size: str | None) -> str | None:
+    """OpenAI's WIDTHxHEIGHT -> the nearest Gemini aspect ratio, which each model draws at its native area."""
+    if size is None or size.strip() in ("", "auto"):
+        return None
+    match = _SIZE.fullmatch(size.strip().lower())
+    if not match or not all(0 < int(side) <= 16384 for side in match.groups()):
+        raise invalid(
+            f"Invalid 'size': {size!r}. Use 'auto' or WIDTHxHEIGHT, e.g. '1024x1024', '1536x1024' or '1024x1536'.",
+            param="size", code="invalid_value",
+        )
+    wanted = math.log(int(match[1]) / int(match[2]))
+    return min(GEMINI_SIZES, key=lambda ratio: abs(math.log(ratio_value(ratio)) - wanted))
+
+
+def resolve_model(registry: Registry, name: str) -> ModelEntry:
+    try:
+        return registry.resolve(name)
+    except FlashbulbError as error:
+        raise FlashbulbError(error.kind, error.message, param="model", code="model_not_found") from error
+
+
+def decode(data: bytes, what: str, param: str, max_pixels: int) -> Image.Image:
+    try:
+        return decode_image(data, max_pixels=max_pixels, what=what)
+    except FlashbulbError as error:
+        raise invalid(error.message, param=param) from error
+
+
+def repaint_mask(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """OpenAI marks where to edit with transparent pixels; ImageRequest.mask wants 255 = repaint."""
+    if mask.mode != "RGBA":
+        raise invalid("The mask needs an alpha channel: a PNG, transparent where the image should change.", param="mask")
+    if mask.size != size:
+        raise invalid(
+            f"The mask is {mask.width}x{mask.height} but the image is {size[0]}x{size[1]}; they must be the same size.",
+            param="mask",
+        )
+    return ImageOps.invert(mask.getchannel("A"))
+
+
+def decode_inputs(
+    images: list[bytes], mask: bytes | None, *, max_pixels: int, max_images: int
+) -> tuple[list[Image.Image], Image.Image | None]:
+    if not images:
+        raise invalid("Missing required parameter: 'image'.", param="image", code="missing_required_parameter")
+    if len(images) > max_images:
+        raise invalid(f"{len(images)} images were sent; the limit is {max_images}.", param="image")
+    names = [f"image {k + 1}" for k in range(len(images))] if len(images) > 1 else ["image"]
+    decoded = [decode(data, name, "image", max_pixels) for name, data in zip(names, images)]
+    if mask is None:
+        return decoded, None
+    return decoded, repaint_mask(decode(mask, "mask", "mask", max_pixels), decoded[0].size)
+
+
+async def read_edit_form(request: Request, max_images: int) -> tuple[dict[str, str], list[bytes], bytes | None]:
+    """The multipart form of an edit: its option fields, its image files and its mask file."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise invalid("images/edits takes multipart/form-data: image files, prompt and options as form fields.")
+    form = await request.form(max_files=max_images + 1, max_fields=100)
+    try:
+        fields: dict[str, str] = {}
+        images: list[bytes] = []
+        mask: bytes | None = None
+        for key, value in form.multi_items():
+            is_file = isinstance(value, UploadFile)
+            if _IMAGE_FIELD.fullmatch(key) or key == "mask":
+                param = "mask" if key == "mask" else "image"
+                if not is_file:
+                    raise invalid(f"'{key}' must be a file part (PNG, JPEG or WebP).", param=param, code="invalid_type")
+                if param == "mask":
+                    mask = await value.read()
+                else:
+                    images.append(await value.read())
+            elif is_file:
+                raise invalid(f"'{key}' must be a plain form field, not a file.", param=key, code="invalid_type")
+            else:
+                fields[key] = value
+    finally:
+        await form.close()
+    return fields, images, mask
+
+
+def to_image_request(
+    params: ImageParams, images: list[Image.Image], mask: Image.Image | None, *, caller: Caller, request_id: str
+) -> ImageRequest:
+    return ImageRequest(
+        request_id=request_id,
+        model=params.model or DEFAULT_MODEL,
+        prompt=params.prompt.strip(),
+        images=images,
+        mask=mask,
+        aspect_ratio=aspect_ratio_of(params.size),
+        n=params.n or 1,
+        seed=params.seed,
+        want_text=False,
+        caller=caller,
+    )
+
+
+# ---- domain -> wire ----
+
+
+def refusal(result: ImageResult) -> FlashbulbError:
+    """A result without images, as OpenAI reports it: a 400 whose code says why (nothing was charged)."""
+    if result.finish_reason is FinishReason.IMAGE_SAFETY:
+        return invalid(result.text or "The request was blocked by the safety check.", code="moderation_blocked")
+    return invalid(result.text or "The model made no image.", code="image_generation_failed")
+
+
+def encode_all(images: list[Image.Image], params: ImageParams) -> list[bytes]:
+    fmt = params.output_format or "png"
+    quality = 100 if params.output_compression is None else params.output_compression
+    return [encode(image, fmt, quality=quality, opaque=params.background == "opaque") for image in images]
+
+
+def to_response(
+    request: ImageRequest, served: Served, params: ImageParams, data: list[dict[str, str]]
+) -> dict[str, Any]:
+    images = served.result.images
+    fmt = params.output_format or "png"
+    transparent = fmt != "jpeg" and params.background != "opaque" and any(im.mode == "RGBA" for im in images)
+    tokens = count_tokens(request, served)
+    return {
+        "created": int(time.time()),
+        "data": data,
+        "background": "transparent" if transparent else "opaque",
+        "output_format": fmt,
+        "quality": REPORTED_QUALITY[params.quality or "auto"],
+        "size": f"{images[0].width}x{images[0].height}",
+        "usage": {
+            "total_tokens": tokens.total,
+            "input_tokens": tokens.prompt,
+            "output_tokens": tokens.output,
+            "input_tokens_details": {"text_tokens": tokens.text_in, "image_tokens": tokens.image_in},
+            "output_tokens_details": {"text_tokens": tokens.text_out, "image_tokens": tokens.image_out},
+        },
+        "flashbulb": {**flashbulb_fields(request, served), "model": request.model, "aspectRatio": request.aspect_ratio},
+    }
+
+
+def model_object(name: str, entry: ModelEntry) -> dict[str, Any]:
+    return {
+        "id": name,
+        "object": "model",
+        "created": _STARTED,
+        "owned_by": "flashbulb",
+        "flashbulb": {
+            "model": entry.name,  # differs from `id` for aliases such as gpt-image-1
+            "capabilities": list(entry.capabilities),
+            "priceMicrosPerImage": entry.price_micros_per_image,
+            "installed": entry.installed(),
+        },
+    }
+
+
+# ---- routes ----
+
+
+class OpenAIRoute(APIRoute):
+    """A route that matches only OpenAI callers (a bearer token, no Gemini key): /v1/models is Gemini's
+    path too, and Gemini's routes, registered after these, answer everyone else."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE and not bearer_only(HTTPConnection(scope)):
+            return Match.NONE, {}
+        return match, child_scope
+
+
+def build_models_router(gateway: Gateway) -> APIRouter:
+    """GET /models and /models/{model} in OpenAI's shape; include it before the Gemini routers."""
+    router = APIRouter(route_class=OpenAIRoute)
+    registry = gateway.engine.registry
+
+    @router.get("/models")
+    async def list_models(request: Request) -> dict:
+        await gateway.authenticate(api_key_of(request))
+        names = [*registry.entries, *(alias for alias in registry.aliases if alias not in registry.entries)]
+        return {"object": "list", "data": [model_object(name, registry.resolve(name)) for name in names]}
+
+    @router.get("/models/{model}")
+    async def retrieve_model(request: Request, model: str) -> dict:
+        await gateway.authenticate(api_key_of(request))
+        return model_object(model, resolve_model(registry, model))
+
+    return router
+
+
+def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
+    """POST /images/generations and /images/edits."""
+    router = APIRouter()
+    settings = gateway.settings
+    registry = gateway.engine.registry
+
+    async def respond(request: Request, params: ImageParams, image_request: ImageRequest) -> JSONResponse:
+        resolve_model(registry, image_request.model)  # an unknown model is a 404 naming `model`
+        try:
+            served = await serve(gateway, request, image_request)
+        except FlashbulbError as error:
+            if error.kind is ErrorKind.FAILED_PRECONDITION and error.param is None:
+                error.param = "model"  # the model asked for is not installed (or failed to load)
+            raise
+        headers = {**flashbulb_headers(image_request, served), "x-request-id": image_request.request_id}
+        if served.result.finish_reason is not FinishReason.STOP or not served.result.images:
+            status, body = openai_error_body(refusal(served.result))
+            body["flashbulb"] = flashbulb_fields(image_request, served)
+            return JSONResponse(body, status_code=status, headers=headers)
+
+        fmt = params.output_format or "png"
+        encoded = await asyncio.to_thread(encode_all, served.result.images, params)
+        if params.response_format == "url":
+            names = await asyncio.to_thread(lambda: [outputs.save(data, fmt) for data in encoded])
+            data = [{"url": str(request.url_for("result_image", name=name))} for name in names]
+        else:
+            data = await asyncio.to_thread(lambda: [{"b64_json": base64.b64encode(d).decode()} for d in encoded])
+        return JSONResponse(to_response(image_request, served, params, data), headers=headers)
+
+    @router.post("/images/generations")
+    async def generations(request: Request) -> JSONResponse:
+        caller = await gateway.authenticate(api_key_of(request))
+        params = parse_params(GenerateParams, parse_json(await request.body()))
+        image_request = to_image_request(params, [], None, caller=caller, request_id=new_request_id(request, caller))
+        return await respond(request, params, image_request)
+
+    @router.post("/images/edits")
+    async def edits(request: Request) -> JSONResponse:
+        caller = await gateway.authenticate(api_key_of(request))
+        fields, files, mask_file = await read_edit_form(request, settings.max_input_images)
+        params = parse_params(ImageParams, fields)
+        images, mask = await asyncio.to_thread(
+            decode_inputs, files, mask_file, max_pixels=settings.max_input_pixels, max_images=settings.max_input_images
+        )
+        request_id = new_request_id(request, caller)
+        image_request = to_image_request(params, images, mask, caller=caller, request_id=request_id)
+        return await respond(request, params, image_request)
+
+    return router

@@ -1,0 +1,89 @@
+"""What every wire format tells the caller about a served request: token counts, and flashbulb's own
+fields and `x-flashbulb-*` headers (request id, charge, timings, measured quality)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+from flashbulb.engine.types import ImageRequest
+from flashbulb.gateway.gateway import Served
+
+# Gemini's published token rules; the OpenAI format reports the same counts under its own names.
+TOKENS_PER_IMAGE_TILE = 258
+TOKENS_PER_OUTPUT_IMAGE = 1290
+
+
+@dataclasses.dataclass(frozen=True)
+class Tokens:
+    text_in: int
+    image_in: int
+    text_out: int
+    image_out: int
+
+    @property
+    def prompt(self) -> int:
+        return self.text_in + self.image_in
+
+    @property
+    def output(self) -> int:
+        return self.text_out + self.image_out
+
+    @property
+    def total(self) -> int:
+        return self.prompt + self.output
+
+
+def image_tokens(width: int, height: int) -> int:
+    """Gemini counts 258 tokens for an image up to 384 px a side, else 258 per 768x768 tile."""
+    if width <= 384 and height <= 384:
+        return TOKENS_PER_IMAGE_TILE
+    return TOKENS_PER_IMAGE_TILE * math.ceil(width / 768) * math.ceil(height / 768)
+
+
+def text_tokens(text: str) -> int:
+    return max(1, math.ceil(len(text) / 4)) if text else 0
+
+
+def count_tokens(request: ImageRequest, served: Served, *, text_out: str = "") -> Tokens:
+    """`text_out` is the text the wire format actually returned (none for OpenAI's images API)."""
+    return Tokens(
+        text_in=text_tokens(request.prompt),
+        image_in=sum(image_tokens(im.width, im.height) for im in request.images),
+        text_out=math.ceil(len(text_out) / 4),
+        image_out=TOKENS_PER_OUTPUT_IMAGE * len(served.result.images),
+    )
+
+
+def flashbulb_fields(request: ImageRequest, served: Served) -> dict[str, Any]:
+    """flashbulb's own body object (SDKs ignore unknown fields): what it cost and what we measured."""
+    return {
+        "requestId": request.request_id,
+        "chargeMicros": served.charge_micros,
+        "timingsMs": served.result.timings_ms,
+        "quality": served.result.quality,
+    }
+
+
+def flashbulb_headers(request: ImageRequest, served: Served) -> dict[str, str]:
+    headers = {
+        "x-flashbulb-request-id": request.request_id,
+        "x-flashbulb-charge-micros": str(served.charge_micros),
+        "x-flashbulb-timings-ms": json.dumps(served.result.timings_ms, separators=(",", ":")),
+    }
+    if served.result.quality:
+        headers["x-flashbulb-quality"] = json.dumps(quality_summary(served.result.quality), separators=(",", ":"))
+    return headers
+
+
+def quality_summary(quality: dict[str, Any]) -> dict[str, Any]:
+    """The measurements a script checks without parsing the body (ASCII JSON, so it fits in a header)."""
+    summary = {key: quality[key] for key in ("faces_in", "faces_out", "identity_distance", "same_person") if key in quality}
+    if "safety" in quality:
+        verdicts = [*quality["safety"].get("inputs", []), quality["safety"].get("output", {"safe": True})]
+        summary["safe"] = all(v["safe"] for v in verdicts)
+    if "ocr" in quality:
+        summary["ocr_accuracy"] = [w["accuracy"] for w in quality["ocr"]["wanted"]]
+    return summary

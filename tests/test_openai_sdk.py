@@ -1,0 +1,344 @@
+"""The unchanged `openai` SDK against a live flashbulb server: images.generate / images.edit / models,
+with tiny random-weight diffusers pipelines (built here) for real generation and flashbulb-photo for
+photo edits, and every error class the SDK raises."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import openai
+import pytest
+from PIL import Image
+from skimage import data
+
+import tiny_pipelines
+from conftest import astronaut, png_bytes, start_server
+from flashbulb.engine.backends.diffusion import catalog
+from flashbulb.vision.safety import EXPLICIT
+
+TINY_PIXELS = 64 * 64
+URL_TTL_S = 20
+MAX_BODY_BYTES = 2 * 1024 * 1024
+TINY_MODELS = {"tiny-sd": "sd-turbo", "tiny-klein": "flux2-klein-4b"}  # a generator, and an edit model
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    root = tmp_path_factory.mktemp("openai-weights")
+    tables = []
+    for name, like in TINY_MODELS.items():
+        path = tiny_pipelines.build(catalog.by_name()[like].pipeline, root / name)
+        tables.append(f'[models.{name}]\nlike = "{like}"\npath = "{path}"\nsteps = 2\npixels = {TINY_PIXELS}\n')
+    config = (
+        f"[limits]\nmax_body_bytes = {MAX_BODY_BYTES}\noutput_url_ttl_s = {URL_TTL_S}\n\n"
+        f"[diffusion]\nbatch_window_ms = 0\nwarm_models = {json.dumps(['flashbulb-photo', *TINY_MODELS])}\n\n"
+        # A face counts as unsafe here: a harmless way to see moderation_blocked (the astronaut has one).
+        f"[safety]\nblock = {json.dumps([*EXPLICIT, 'FACE_FEMALE'])}\n\n" + "\n".join(tables)
+    )
+    srv = start_server(tmp_path_factory.mktemp("openai-server"), "", config=config)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def key(server) -> str:  # noqa: ANN001
+    return server.create_key("100")
+
+
+def client_for(server, key: str, **options) -> openai.OpenAI:  # noqa: ANN001
+    return openai.OpenAI(api_key=key, base_url=f"{server.base_url}/v1", **{"max_retries": 0, "timeout": 120, **options})
+
+
+@pytest.fixture(scope="module")
+def client(server, key) -> openai.OpenAI:  # noqa: ANN001
+    return client_for(server, key)
+
+
+def balance(server, key: str) -> int:  # noqa: ANN001
+    return httpx.get(f"{server.base_url}/flashbulb/account", headers={"authorization": f"Bearer {key}"}).json()["balanceMicros"]
+
+
+def tiny_size(name: str, ratio: str) -> tuple[int, int]:
+    return catalog.local_model(name, {"like": TINY_MODELS[name], "pixels": TINY_PIXELS}).size(ratio)
+
+
+def decoded(item) -> Image.Image:  # noqa: ANN001
+    return Image.open(io.BytesIO(base64.b64decode(item.b64_json)))
+
+
+def photo(name: str = "coffee", size: tuple[int, int] = (64, 48)) -> Image.Image:
+    """Reference photos without faces (a face is 'unsafe' on this server)."""
+    return Image.fromarray(getattr(data, name)()).convert("RGB").resize(size, Image.Resampling.LANCZOS)
+
+
+def upload(image: Image.Image, name: str = "photo.png") -> tuple[str, bytes, str]:
+    return (name, png_bytes(image), "image/png")
+
+
+# ---- models ----
+
+
+def test_models_list_and_retrieve_in_openai_shape_while_gemini_callers_get_theirs(server, key, client):  # noqa: ANN001
+    listed = {m.id: m for m in client.models.list()}
+    assert {"flashbulb-photo", "tiny-sd", "tiny-klein", "gpt-image-1", "dall-e-3"} <= set(listed)
+    assert listed["tiny-sd"].object == "model" and listed["tiny-sd"].owned_by == "flashbulb"
+    gpt = client.models.retrieve("gpt-image-1")
+    assert gpt.id == "gpt-image-1" and gpt.flashbulb["model"] == "flashbulb-photo"  # no FLUX.2 klein installed
+    # The same paths in Gemini's shape for a Gemini key, even next to a bearer token.
+    for headers in ({"x-goog-api-key": key}, {"x-goog-api-key": key, "authorization": f"Bearer {key}"}):
+        body = httpx.get(f"{server.base_url}/v1/models", headers=headers).json()
+        assert "models/tiny-sd" in {m["name"] for m in body["models"]}
+    gemini = httpx.get(f"{server.base_url}/v1/models/tiny-sd", params={"key": key}).json()
+    assert gemini["name"] == "models/tiny-sd"
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("no-such-model")
+    assert caught.value.code == "model_not_found" and caught.value.param == "model"
+
+
+# ---- generations ----
+
+
+def test_generate_b64_png_maps_the_size_and_charges_what_it_reports(server, key, client):  # noqa: ANN001
+    before = balance(server, key)
+    raw = client.images.with_raw_response.generate(model="tiny-sd", prompt="a lighthouse at dusk", size="1536x1024")
+    result = raw.parse()
+    [item] = result.data
+    image = decoded(item)
+    assert image.format == "PNG" and image.size == tiny_size("tiny-sd", "3:2") and image.width > image.height
+    assert result.size == f"{image.width}x{image.height}" and result.output_format == "png"
+    assert result.quality == "high" and result.background == "opaque" and result.created > 0
+    assert result.usage.output_tokens == 1290 and result.usage.input_tokens_details.text_tokens > 0
+    charged = int(raw.headers["x-flashbulb-charge-micros"])
+    assert charged == result.flashbulb["chargeMicros"] > 0 and balance(server, key) == before - charged
+    assert result.flashbulb["model"] == "tiny-sd" and result.flashbulb["aspectRatio"] == "3:2"
+    assert raw.headers["x-request-id"] == result.flashbulb["requestId"]
+
+
+@pytest.mark.parametrize(("size", "ratio"), [("1024x1536", "2:3"), ("1792x1024", "16:9"), ("256x256", "1:1"), ("auto", "1:1")])
+def test_any_size_maps_to_the_nearest_aspect_ratio(client, size, ratio):  # noqa: ANN001
+    result = client.images.generate(model="tiny-sd", prompt="a red fox", size=size)
+    assert decoded(result.data[0]).size == tiny_size("tiny-sd", ratio)
+
+
+def test_n_2_with_a_seed_gives_two_images_repeatably(client):  # noqa: ANN001
+    def generate() -> list[bytes]:
+        result = client.images.generate(model="tiny-sd", prompt="a red fox in snow", n=2, extra_body={"seed": 7})
+        return [png_bytes(decoded(item)) for item in result.data]
+
+    first = generate()
+    assert len(first) == 2 and first[0] != first[1]
+    assert generate() == first
+
+
+@pytest.mark.parametrize(("fmt", "magic", "pil_format"), [("png", b"\x89PNG", "PNG"), ("jpeg", b"\xff\xd8\xff", "JPEG"), ("webp", b"RIFF", "WEBP")])
+def test_url_results_are_served_without_a_key_in_the_format_asked(client, fmt, magic, pil_format):  # noqa: ANN001
+    result = client.images.generate(model="tiny-sd", prompt="a city at night", response_format="url", output_format=fmt)
+    [item] = result.data
+    assert item.b64_json is None and item.url.startswith("http://127.0.0.1:")
+    response = httpx.get(item.url)  # no key: the URL is the permission
+    assert response.status_code == 200 and response.content.startswith(magic)
+    assert response.headers["content-type"] == f"image/{fmt}"
+    image = Image.open(io.BytesIO(response.content))
+    assert image.format == pil_format and f"{image.width}x{image.height}" == result.size
+    assert result.output_format == fmt
+
+
+def test_jpeg_compression_makes_smaller_files(client):  # noqa: ANN001
+    def jpeg(compression: int) -> bytes:
+        result = client.images.generate(
+            model="tiny-sd", prompt="a forest", output_format="jpeg", output_compression=compression, extra_body={"seed": 3}
+        )
+        return base64.b64decode(result.data[0].b64_json)
+
+    small, large = jpeg(10), jpeg(100)
+    assert small[:3] == large[:3] == b"\xff\xd8\xff" and len(small) < len(large)
+
+
+def test_a_text_only_prompt_on_the_photo_model_is_image_generation_failed_and_free(server):  # noqa: ANN001
+    key = server.create_key("1")
+    client = client_for(server, key)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.images.generate(prompt="a cat on a skateboard")  # the default model: gpt-image-1 -> flashbulb-photo
+    assert caught.value.code == "image_generation_failed" and "attach an image" in caught.value.message
+    assert caught.value.response.headers["x-flashbulb-charge-micros"] == "0"
+    assert balance(server, key) == 1_000_000
+
+
+# ---- edits ----
+
+
+def test_edit_one_image_with_the_photo_model(server, key, client):  # noqa: ANN001
+    result = client.images.edit(image=upload(photo("rocket", (48, 64))), prompt="upscale 2x", model="flashbulb-photo")
+    assert decoded(result.data[0]).size == (96, 128)
+    assert result.usage.input_tokens_details.image_tokens == 258
+
+
+def test_edit_with_several_images(client):  # noqa: ANN001
+    refs = [upload(photo("coffee"), "a.png"), upload(photo("rocket"), "b.png"), upload(photo("chelsea"), "c.png")]
+    result = client.images.edit(image=refs, prompt="the cat on the coffee table next to the rocket", model="tiny-klein")
+    assert decoded(result.data[0]).size == tiny_size("tiny-klein", "4:3")  # the first reference's shape
+    assert result.usage.input_tokens_details.image_tokens == 3 * 258
+
+
+def test_edit_with_a_mask_repaints_only_the_transparent_area(client):  # noqa: ANN001
+    original = photo("coffee")
+    mask = Image.new("RGBA", original.size, (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (0, 0, 32, 48))  # transparent left half: repaint it
+    result = client.images.edit(
+        image=upload(original), mask=("mask.png", png_bytes(mask), "image/png"), prompt="a latte instead", model="tiny-klein"
+    )
+    out = np.asarray(decoded(result.data[0]).convert("RGB"), dtype=np.int16)
+    before = np.asarray(original, dtype=np.int16)
+    assert out.shape == before.shape  # the photo at its own size
+    assert np.array_equal(out[:, 34:], before[:, 34:])  # opaque in the mask: the exact pixels sent
+    assert np.abs(out[:, :30] - before[:, :30]).mean() > 5
+
+
+def test_masks_need_alpha_and_the_images_size(client):  # noqa: ANN001
+    original = photo("coffee")
+    for mask, says in ((Image.new("RGB", original.size), "alpha channel"), (Image.new("RGBA", (10, 10)), "same size")):
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.images.edit(image=upload(original), mask=("m.png", png_bytes(mask), "image/png"), prompt="x", model="tiny-klein")
+        assert caught.value.param == "mask" and says in caught.value.message
+
+
+def test_an_unsafe_input_is_moderation_blocked_and_free(server):  # noqa: ANN001
+    key = server.create_key("1")
+    with pytest.raises(openai.BadRequestError) as caught:
+        client_for(server, key).images.edit(image=upload(astronaut(128)), prompt="restore", model="flashbulb-photo")
+    assert caught.value.code == "moderation_blocked" and caught.value.type == "invalid_request_error"
+    assert "safety" in caught.value.message and balance(server, key) == 1_000_000
+
+
+# ---- errors ----
+
+
+BAD_OPTIONS = {
+    "n above 10": ({"n": 11}, "n", "integer_above_max_value"),
+    "n of the wrong type": ({"n": "two"}, "n", "invalid_type"),
+    "unknown size": ({"size": "huge"}, "size", "invalid_value"),
+    "unknown quality": ({"quality": "ultra"}, "quality", "invalid_value"),
+    "unknown format": ({"output_format": "gif"}, "output_format", "invalid_value"),
+    "compression out of range": ({"output_compression": 101}, "output_compression", "integer_above_max_value"),
+    "transparent jpeg": ({"background": "transparent", "output_format": "jpeg"}, "background", "invalid_value"),
+    "unknown response format": ({"response_format": "base64"}, "response_format", "invalid_value"),
+    "empty prompt": ({"prompt": "  "}, "prompt", "empty_string"),
+    "prompt of the wrong type": ({"prompt": 42}, "prompt", "invalid_type"),
+    "a model that is not installed": ({"model": "flux2-klein-4b"}, "model", "model_not_installed"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_OPTIONS))
+def test_bad_options_are_400s_naming_the_param_and_cost_nothing(server, key, client, case):  # noqa: ANN001
+    options, param, code = BAD_OPTIONS[case]
+    before = balance(server, key)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.images.generate(**{"model": "tiny-sd", "prompt": "a fox", **options})
+    assert (caught.value.param, caught.value.code, caught.value.type) == (param, code, "invalid_request_error")
+    assert balance(server, key) == before
+
+
+def test_missing_prompt_and_malformed_json_are_400s(server, key):  # noqa: ANN001
+    url, auth = f"{server.base_url}/v1/images/generations", {"authorization": f"Bearer {key}"}
+    missing = httpx.post(url, headers=auth, json={"model": "tiny-sd"})
+    assert missing.status_code == 400 and missing.json()["error"]["code"] == "missing_required_parameter"
+    assert missing.json()["error"]["param"] == "prompt"
+    broken = httpx.post(url, headers={**auth, "content-type": "application/json"}, content=b"{not json")
+    assert broken.status_code == 400 and broken.json()["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [(b"%PDF-1.4 not an image", "not a readable"), (png_bytes(photo("coffee"))[:300], "corrupt")],
+)
+def test_a_corrupt_upload_is_a_400_naming_image(client, content, says):  # noqa: ANN001
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.images.edit(image=("bad.png", content, "image/png"), prompt="restore", model="flashbulb-photo")
+    assert caught.value.param == "image" and says in caught.value.message
+
+
+def test_an_upload_over_the_body_limit_is_a_413_and_the_server_stays_up(server, client):  # noqa: ANN001
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (1100, 1100, 3), dtype=np.uint8))
+    big = png_bytes(noise)
+    assert len(big) > MAX_BODY_BYTES
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.images.edit(image=("big.png", big, "image/png"), prompt="restore", model="flashbulb-photo")
+    assert caught.value.status_code == 413 and caught.value.code == "request_too_large"
+
+    def chunks():  # no content-length: the limit is enforced while reading
+        yield b'{"prompt": "'
+        for _ in range(3):
+            yield b"a" * (1024 * 1024)
+        yield b'"}'
+
+    response = httpx.post(
+        f"{server.base_url}/v1/images/generations", content=chunks(),
+        headers={"authorization": f"Bearer {client.api_key}", "content-type": "application/json"},
+    )
+    assert response.status_code == 413 and response.json()["error"]["type"] == "invalid_request_error"
+    assert server.healthy()
+
+
+def test_edits_take_multipart_only(server, key):  # noqa: ANN001
+    response = httpx.post(f"{server.base_url}/v1/images/edits", headers={"authorization": f"Bearer {key}"}, json={"prompt": "x"})
+    assert response.status_code == 400 and "multipart/form-data" in response.json()["error"]["message"]
+
+
+def test_keys_missing_or_wrong_are_401s(server):  # noqa: ANN001
+    with pytest.raises(openai.AuthenticationError) as caught:
+        client_for(server, "fb-not-a-real-key").images.generate(prompt="a fox", model="tiny-sd")
+    assert caught.value.code == "invalid_api_key" and caught.value.type == "authentication_error"
+    for path in ("/v1/images/generations", "/v1/images/edits"):
+        response = httpx.post(f"{server.base_url}{path}", json={"prompt": "a fox"})
+        assert response.status_code == 401 and "Authorization: Bearer" in response.json()["error"]["message"]
+    with pytest.raises(openai.AuthenticationError):
+        client_for(server, "fb-not-a-real-key").models.list()
+
+
+def test_unknown_model_and_unknown_path_are_404s(client):  # noqa: ANN001
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.images.generate(prompt="a fox", model="no-such-model")
+    assert caught.value.param == "model" and caught.value.code == "model_not_found"
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.post("/images/variations", body={"prompt": "a fox"}, cast_to=object)  # dall-e-2's; not offered
+    assert "Invalid URL" in caught.value.message
+
+
+def test_out_of_credits_is_a_rate_limit_error_the_sdk_does_not_retry(server):  # noqa: ANN001
+    client = client_for(server, server.create_key("0"), max_retries=2)  # x-should-retry: false stops the SDK's retries
+    started = time.monotonic()
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.images.generate(prompt="a fox", model="tiny-sd")
+    assert caught.value.code == "insufficient_quota" and time.monotonic() - started < 5
+    assert caught.value.response.headers["x-should-retry"] == "false"
+
+
+def test_a_reused_idempotency_key_is_a_409_conflict(client):  # noqa: ANN001
+    headers = {"Idempotency-Key": f"retry-{time.time_ns()}"}
+    first = client.images.edit(image=upload(photo("rocket")), prompt="upscale 2x", model="flashbulb-photo", extra_headers=headers)
+    assert first.data
+    with pytest.raises(openai.ConflictError):
+        client.images.edit(image=upload(photo("rocket")), prompt="upscale 2x", model="flashbulb-photo", extra_headers=headers)
+
+
+def test_an_expired_url_is_a_404_and_its_file_is_swept(server, client):  # noqa: ANN001
+    result = client.images.generate(model="tiny-sd", prompt="a desert", response_format="url")
+    url = result.data[0].url
+    path = Path(server.data_dir) / "outputs" / url.rsplit("/", 1)[1]
+    assert httpx.get(url).status_code == 200
+    past = time.time() - URL_TTL_S - 1
+    os.utime(path, (past, past))  # as if issued longer ago than the URL lives
+    response = httpx.get(url)
+    assert response.status_code == 404 and response.json()["error"]["type"] == "invalid_request_error"
+    deadline = time.time() + 10  # the sweeper runs every URL_TTL_S / 10 seconds
+    while path.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert not path.exists()
+    assert httpx.get(url.rsplit("/", 1)[0] + "/" + "A" * 32 + ".png").status_code == 404
