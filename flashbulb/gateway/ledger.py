@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+from typing import Callable
+
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -67,10 +69,14 @@ def hold(
         raise FlashbulbError(ErrorKind.ALREADY_EXISTS, f"request id {request_id!r} was already used") from exc
 
 
-def close_hold(db: Engine, request_id: str, charge_micros: int, usage: Usage) -> bool:
+def close_hold(
+    db: Engine, request_id: str, charge_micros: int, usage: Usage, also: Callable[[Connection], None] | None = None
+) -> bool:
     """Settle (charge > 0) or release (charge 0) a hold and write its usage record, atomically.
 
-    Returns False, changing nothing, when the hold was already closed: closing is idempotent.
+    `also` runs the caller's own statements in the same transaction (a batch item's result): they
+    commit with the settlement or, if they raise, roll it back. Returns False, changing nothing
+    (and not running `also`), when the hold was already closed: closing is idempotent.
     """
     with db.begin() as conn:
         row = conn.execute(
@@ -103,6 +109,8 @@ def close_hold(db: Engine, request_id: str, charge_micros: int, usage: Usage) ->
                 **dataclasses.asdict(usage),
             )
         )
+        if also is not None:
+            also(conn)
     return True
 
 

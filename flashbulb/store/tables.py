@@ -91,3 +91,64 @@ class UsageRecord(Base):
     quality: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class StoredFile(Base):
+    """A file of the Files API: uploaded batch input (JSONL) or a batch's responses. Bytes live
+    under <data dir>/files; the row says whose it is and whether it is complete."""
+
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    display_name: Mapped[str] = mapped_column(String(512), default="")
+    mime_type: Mapped[str] = mapped_column(String(200), default="")
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # announced while uploading, exact once active
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(16))  # uploading | active
+    source: Mapped[str] = mapped_column(String(16))  # uploaded | generated
+    # The upload URL's secret (chunk requests carry no API key); only its hash is kept.
+    upload_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+
+
+class BatchJob(Base):
+    """A batch of generateContent requests, run in the background at a discount."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    key_id: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(200))
+    display_name: Mapped[str] = mapped_column(String(512), default="")
+    state: Mapped[str] = mapped_column(String(16), index=True)  # pending | running | succeeded | failed | cancelled
+    input_file: Mapped[str | None] = mapped_column(String(64), nullable=True)  # "files/..."; None: inline requests
+    responses_file: Mapped[str | None] = mapped_column(String(64), nullable=True)  # "files/..." once done
+    request_count: Mapped[int] = mapped_column(Integer)
+    # Kept with each item's result (same transaction), so stats and "all done?" never scan the items.
+    succeeded_count: Mapped[int] = mapped_column(Integer, default=0)
+    failed_count: Mapped[int] = mapped_column(Integer, default=0)  # cancelled items included
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class BatchItem(Base):
+    """One request of a batch. Its result is written in the transaction that settles its hold."""
+
+    __tablename__ = "batch_items"
+
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)  # input order, from 0
+    key: Mapped[str] = mapped_column(Text, default="")  # the JSONL line's "key"
+    labels: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # an inline request's "metadata"
+    state: Mapped[str] = mapped_column(String(16), index=True)  # pending | running | succeeded | failed | cancelled
+    attempt: Mapped[int] = mapped_column(Integer, default=0)  # part of the hold's request id: one hold per run
+    request: Mapped[str | None] = mapped_column(Text, nullable=True)  # GenerateContentRequest JSON; dropped once done
+    result: Mapped[str | None] = mapped_column(Text, nullable=True)  # {"response": ...} or {"error": ...}
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

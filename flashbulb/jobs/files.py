@@ -1,0 +1,263 @@
+"""The file store behind the Files API: bytes under <data dir>/files, one row per file.
+
+Uploads are resumable: `start` reserves a file and returns a secret upload token; chunks are
+appended at the offset the client names, which must be the number of bytes received so far (the
+size of the partial file on disk, so an upload survives a restart); `finalize` checks the size,
+hashes the bytes and makes the file ACTIVE. Files belong to an account; to anyone else they do
+not exist. They expire after `ttl_s`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import os
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from flashbulb.errors import ErrorKind, FlashbulbError, invalid
+from flashbulb.store.tables import StoredFile, utcnow
+
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")  # the Gemini API's rule for a file id
+
+
+@dataclasses.dataclass(frozen=True)
+class FileInfo:
+    id: str
+    account_id: int
+    display_name: str
+    mime_type: str
+    size_bytes: int
+    sha256: str
+    state: str
+    source: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    expires_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """Where an upload stands after a chunk: still `active` with `received` bytes, or `final`."""
+
+    received: int
+    file: FileInfo | None = None  # set once finalized
+
+
+class OffsetMismatch(FlashbulbError):
+    """A chunk's offset is not where the upload stands; the client resumes from `received`."""
+
+    def __init__(self, offset: int, received: int):
+        super().__init__(
+            ErrorKind.INVALID_ARGUMENT, f"X-Goog-Upload-Offset is {offset} but {received} bytes have been received; resume from there"
+        )
+        self.received = received
+
+
+def _info(row) -> FileInfo:  # noqa: ANN001
+    return FileInfo(**{f.name: getattr(row, f.name) for f in dataclasses.fields(FileInfo)})
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_id(length: int = 16) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def _not_found(file_id: str) -> FlashbulbError:
+    return FlashbulbError(ErrorKind.NOT_FOUND, f"files/{file_id} is not found (or is not yours, or has expired).")
+
+
+class FileStore:
+    def __init__(self, db: Engine, root: Path, *, max_bytes: int, ttl_s: float):
+        self.db = db
+        self.root = root
+        self.max_bytes = max_bytes
+        self.ttl_s = ttl_s
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def path(self, file_id: str) -> Path:
+        return self.root / file_id
+
+    def _part(self, file_id: str) -> Path:
+        return self.root / f"{file_id}.part"
+
+    def _lock(self, file_id: str) -> threading.Lock:
+        # Two chunk requests for one upload must not interleave their appends.
+        with self._locks_guard:
+            return self._locks.setdefault(file_id, threading.Lock())
+
+    # ---- uploads ----
+
+    def start_upload(
+        self, account_id: int, *, mime_type: str, size_bytes: int | None, display_name: str = "", name: str | None = None
+    ) -> tuple[str, str]:
+        """Reserve a file for an upload; returns (file id, upload token)."""
+        if size_bytes is not None and size_bytes > self.max_bytes:
+            raise FlashbulbError(ErrorKind.TOO_LARGE, f"the file is {size_bytes:,} bytes; the limit is {self.max_bytes:,} bytes")
+        if len(display_name) > 512:
+            raise invalid("displayName must be at most 512 characters")
+        file_id = name.removeprefix("files/") if name else new_id()
+        if not _NAME.match(file_id):
+            raise invalid(f"file name {name!r}: use 1-40 lowercase letters, digits or dashes (not first or last)")
+        token = secrets.token_urlsafe(32)
+        now = utcnow()
+        try:
+            with self.db.begin() as conn:
+                conn.execute(
+                    insert(StoredFile).values(
+                        id=file_id, account_id=account_id, display_name=display_name, mime_type=mime_type or "application/octet-stream",
+                        size_bytes=size_bytes if size_bytes is not None else -1, sha256="", state="uploading", source="uploaded",
+                        upload_token_hash=_hash_token(token), created_at=now, updated_at=now,
+                        expires_at=now + dt.timedelta(seconds=self.ttl_s),
+                    )
+                )
+        except IntegrityError as exc:
+            raise FlashbulbError(ErrorKind.ALREADY_EXISTS, f"files/{file_id} already exists") from exc
+        self._part(file_id).write_bytes(b"")
+        return file_id, token
+
+    def _upload_row(self, token: str):  # noqa: ANN202
+        with self.db.connect() as conn:
+            row = conn.execute(
+                select(StoredFile).where(StoredFile.upload_token_hash == _hash_token(token), StoredFile.state == "uploading")
+            ).first()
+        if row is None or row.expires_at < utcnow():
+            raise FlashbulbError(ErrorKind.NOT_FOUND, "no upload in progress has this upload_id (finished, cancelled or expired)")
+        return row
+
+    def received(self, token: str) -> int:
+        row = self._upload_row(token)
+        part = self._part(row.id)
+        return part.stat().st_size if part.exists() else 0
+
+    def append(self, token: str, offset: int, chunk: bytes, *, finalize: bool) -> Progress:
+        """Write `chunk` at `offset`; a chunk re-sent after a lost answer is acknowledged, not written twice."""
+        row = self._upload_row(token)
+        part = self._part(row.id)
+        with self._lock(row.id):
+            received = part.stat().st_size if part.exists() else 0
+            if offset == received:
+                if received + len(chunk) > self.max_bytes:
+                    self.cancel(token)
+                    raise FlashbulbError(ErrorKind.TOO_LARGE, f"the file is over the limit of {self.max_bytes:,} bytes; the upload was cancelled")
+                with open(part, "ab") as out:
+                    out.write(chunk)
+                received += len(chunk)
+            elif not (offset < received and offset + len(chunk) == received):
+                raise OffsetMismatch(offset, received)
+            if not finalize:
+                return Progress(received)
+            return Progress(received, self._finish(row, part, received))
+
+    def _finish(self, row, part: Path, received: int) -> FileInfo:  # noqa: ANN001
+        if row.size_bytes >= 0 and received != row.size_bytes:
+            raise invalid(f"the upload announced {row.size_bytes:,} bytes but {received:,} arrived; send the rest, then finalize")
+        digest = hashlib.sha256()
+        with open(part, "rb") as data:
+            while block := data.read(1 << 20):
+                digest.update(block)
+        os.replace(part, self.path(row.id))
+        now = utcnow()
+        with self.db.begin() as conn:
+            conn.execute(
+                update(StoredFile)
+                .where(StoredFile.id == row.id)
+                .values(state="active", size_bytes=received, sha256=digest.hexdigest(), upload_token_hash=None, updated_at=now)
+            )
+        return self.get(row.account_id, row.id)
+
+    def cancel(self, token: str) -> None:
+        row = self._upload_row(token)
+        self._remove(row.id)
+
+    # ---- files ----
+
+    def get(self, account_id: int, file_id: str) -> FileInfo:
+        with self.db.connect() as conn:
+            row = conn.execute(
+                select(StoredFile).where(StoredFile.id == file_id, StoredFile.account_id == account_id, StoredFile.state == "active")
+            ).first()
+        if row is None or row.expires_at < utcnow():
+            raise _not_found(file_id)
+        return _info(row)
+
+    def list(self, account_id: int, *, offset: int, limit: int) -> tuple[list[FileInfo], bool]:
+        """Newest first; (page, whether there are more)."""
+        with self.db.connect() as conn:
+            rows = conn.execute(
+                select(StoredFile)
+                .where(StoredFile.account_id == account_id, StoredFile.state == "active", StoredFile.expires_at >= utcnow())
+                .order_by(StoredFile.created_at.desc(), StoredFile.id)
+                .offset(offset)
+                .limit(limit + 1)
+            ).all()
+        return [_info(r) for r in rows[:limit]], len(rows) > limit
+
+    def open(self, account_id: int, file_id: str) -> tuple[FileInfo, BinaryIO]:
+        info = self.get(account_id, file_id)
+        try:
+            return info, open(self.path(file_id), "rb")
+        except FileNotFoundError as exc:
+            raise _not_found(file_id) from exc
+
+    def delete(self, account_id: int, file_id: str) -> None:
+        self.get(account_id, file_id)  # 404 for anyone else's
+        self._remove(file_id)
+
+    def _remove(self, file_id: str) -> None:
+        with self.db.begin() as conn:
+            conn.execute(delete(StoredFile).where(StoredFile.id == file_id))
+        for path in (self.path(file_id), self._part(file_id)):
+            path.unlink(missing_ok=True)
+
+    def write_generated(
+        self, account_id: int, file_id: str, *, display_name: str, mime_type: str, lines: Iterable[bytes],
+        commit: Callable | None = None,
+    ) -> FileInfo:
+        """Write a file the server made (a batch's responses) and register it. `commit(conn)` runs in
+        the transaction that registers it, so the file and whatever points at it appear together.
+        Writing the same id again replaces the file (a finalization interrupted and redone)."""
+        digest = hashlib.sha256()
+        size = 0
+        part = self._part(file_id)
+        with open(part, "wb") as out:
+            for line in lines:
+                out.write(line)
+                digest.update(line)
+                size += len(line)
+        os.replace(part, self.path(file_id))
+        now = utcnow()
+        with self.db.begin() as conn:
+            conn.execute(delete(StoredFile).where(StoredFile.id == file_id))
+            conn.execute(
+                insert(StoredFile).values(
+                    id=file_id, account_id=account_id, display_name=display_name, mime_type=mime_type, size_bytes=size,
+                    sha256=digest.hexdigest(), state="active", source="generated", upload_token_hash=None,
+                    created_at=now, updated_at=now, expires_at=now + dt.timedelta(seconds=self.ttl_s),
+                )
+            )
+            if commit is not None:
+                commit(conn)
+        return self.get(account_id, file_id)
+
+    def sweep_expired(self) -> int:
+        """Delete expired files and abandoned uploads. Returns how many."""
+        with self.db.connect() as conn:
+            stale = conn.execute(select(StoredFile.id).where(StoredFile.expires_at < utcnow())).scalars().all()
+        for file_id in stale:
+            self._remove(file_id)
+        return len(stale)
