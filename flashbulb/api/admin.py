@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from flashbulb.api.gemini import api_key_of
@@ -13,6 +13,9 @@ from flashbulb.engine.types import Caller
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
 from flashbulb.gateway import accounts, ledger, usage
 from flashbulb.gateway.gateway import Gateway
+
+MAX_PAGE = 1000  # usage records in one JSON page
+MAX_CSV_ROWS = 100_000
 
 
 class CreateKey(BaseModel):
@@ -92,8 +95,35 @@ def build_account_router(gateway: Gateway) -> APIRouter:
         }
 
     @router.get("/account/usage")
-    async def account_usage(request: Request, limit: int = 100) -> dict:
+    async def account_usage(request: Request, limit: int = 100, pageToken: str = "") -> dict:  # noqa: N803
+        """Newest first; pass the answer's `nextPageToken` as `pageToken` for older records."""
         caller = await gateway.authenticate(api_key_of(request))
-        return {"records": await asyncio.to_thread(usage.recent, gateway.db, account_id=caller.account_id, limit=limit)}
+        if not 1 <= limit <= MAX_PAGE:
+            raise invalid(f"limit must be between 1 and {MAX_PAGE}", param="limit")
+        records, next_token = await asyncio.to_thread(
+            usage.page, gateway.db, account_id=caller.account_id, limit=limit, page_token=pageToken
+        )
+        return {"records": records, **({"nextPageToken": next_token} if next_token else {})}
+
+    @router.get("/account/usage/summary")
+    async def account_usage_summary(request: Request, days: int = 30) -> dict:
+        """Spend per UTC day (every day of the window, zeros included) and per model."""
+        caller = await gateway.authenticate(api_key_of(request))
+        if not 1 <= days <= 366:
+            raise invalid("days must be between 1 and 366", param="days")
+        return await asyncio.to_thread(usage.summary, gateway.db, account_id=caller.account_id, days=days)
+
+    @router.get("/account/usage.csv")
+    async def account_usage_csv(request: Request, limit: int = 10_000) -> Response:
+        """The newest `limit` usage records as a CSV file (for a spreadsheet or an invoice check)."""
+        caller = await gateway.authenticate(api_key_of(request))
+        if not 1 <= limit <= MAX_CSV_ROWS:
+            raise invalid(f"limit must be between 1 and {MAX_CSV_ROWS}", param="limit")
+        records = await asyncio.to_thread(usage.recent, gateway.db, account_id=caller.account_id, limit=limit)
+        return Response(
+            usage.to_csv(records),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": 'attachment; filename="flashbulb-usage.csv"'},
+        )
 
     return router

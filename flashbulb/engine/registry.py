@@ -43,6 +43,11 @@ def _photo_entry(settings: Settings) -> ModelEntry:
         price_micros_per_image=2_000,
         make_backend=lambda: _photo_backend(settings),
         check=_check_photo,
+        details={
+            "licence": "Apache-2.0; its packaged models: Real-ESRGAN BSD-3-Clause, MediaPipe and RapidOCR "
+            "Apache-2.0, dlib Boost, face-recognition-models and NudeNet MIT",
+            "commercialUse": True,
+        },
     )
 
 

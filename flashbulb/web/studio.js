@@ -1,0 +1,563 @@
+// flashbulb studio: sign in, browse models, edit/generate with the Gemini API, compare, continue.
+import { api, forgetKey, storedKey, storeKey, usd } from "./api.js";
+import { $, el, say, sayNow } from "./dom.js";
+import { rememberThumb } from "./thumbs.js";
+import { showUsage } from "./usage.js";
+
+const MAX_REFS = 3;
+const VIEWS = ["signin", "studio", "models", "usage"];
+
+const state = {
+  key: "",
+  account: null,
+  models: [],
+  refs: [], // {name, mime, b64, url}
+  conversation: [], // Gemini contents sent and received, oldest first
+  turns: [], // what each answered turn showed: {prompt, before, outputs, selected, text, fb, model, requestId}
+  shown: -1, // the turn in the result panel
+  running: null, // {controller, started, timer}
+};
+
+// ---------------------------------------------------------------- views and sign-in
+
+function show(view) {
+  if (!state.key) view = "signin";
+  if (!VIEWS.includes(view)) view = "studio";
+  for (const name of VIEWS) $(`#view-${name}`).hidden = name !== view;
+  for (const link of document.querySelectorAll("#nav a")) {
+    if (link.dataset.view === view) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  $("#nav").hidden = $("#account").hidden = !state.key;
+  document.title = `${view === "signin" ? "Sign in" : view[0].toUpperCase() + view.slice(1)} · flashbulb studio`;
+  if (view === "usage") showUsage(state, refreshAccount);
+  if (view === "signin") $("#api-key").focus();
+}
+
+function route() {
+  show(location.hash.replace(/^#\/?/, "") || "studio");
+}
+
+async function signIn(key, { remember = false, quiet = false } = {}) {
+  const error = $("#signin-error");
+  sayNow(error, "");
+  $("#signin-button").disabled = true;
+  try {
+    const account = await api.account(key);
+    $("#api-key").removeAttribute("aria-invalid");
+    state.key = key;
+    if (!quiet) storeKey(key, remember);
+    setAccount(account);
+    await loadModels();
+    if (location.hash === "#signin") location.hash = "#studio";
+    route();
+    if (!quiet) $("#main").focus();
+  } catch (err) {
+    state.key = "";
+    if (quiet && err.kind === "key") forgetKey();
+    show("signin");
+    sayNow(error, err.message);
+    $("#api-key").setAttribute("aria-invalid", String(err.kind === "key"));
+  } finally {
+    $("#signin-button").disabled = false;
+  }
+}
+
+function signOut() {
+  forgetKey();
+  Object.assign(state, { key: "", account: null, models: [], conversation: [], turns: [], shown: -1 });
+  state.running?.controller.abort();
+  clearRefs();
+  renderResult();
+  $("#api-key").value = "";
+  location.hash = "#signin";
+  show("signin");
+}
+
+function setAccount(account) {
+  state.account = account;
+  $("#account-name").textContent = account.account;
+  $("#balance").textContent = usd(account.availableMicros);
+}
+
+async function refreshAccount() {
+  try {
+    setAccount(await api.account(state.key));
+  } catch (err) {
+    if (err.kind === "key") signOut();
+  }
+  return state.account;
+}
+
+// ---------------------------------------------------------------- models
+
+async function loadModels() {
+  state.models = await api.models(state.key);
+  const select = $("#model");
+  const previous = select.value || localStorage.getItem("flashbulb.model") || "";
+  select.replaceChildren(
+    ...[...state.models]
+      .sort((a, b) => Number(b.flashbulb.installed) - Number(a.flashbulb.installed))
+      .map((m) =>
+        el("option", { value: m.baseModelId, disabled: !m.flashbulb.installed },
+          `${m.baseModelId} — ${usd(m.flashbulb.priceMicrosPerImage)}/image${m.flashbulb.installed ? "" : " (not installed)"}`),
+      ),
+  );
+  const usable = state.models.filter((m) => m.flashbulb.installed).map((m) => m.baseModelId);
+  select.value = usable.includes(previous) ? previous : usable[0] || "";
+  modelChanged();
+  renderCatalog();
+}
+
+function currentModel() {
+  return state.models.find((m) => m.baseModelId === $("#model").value) || null;
+}
+
+function modelChanged() {
+  const model = currentModel();
+  const hint = $("#model-hint");
+  if (!model) {
+    hint.textContent = "No model is installed on this server.";
+    return;
+  }
+  localStorage.setItem("flashbulb.model", model.baseModelId);
+  const caps = model.flashbulb.capabilities;
+  const canDraw = caps.includes("generate");
+  hint.textContent = `${caps.join(", ")} · ${usd(model.flashbulb.priceMicrosPerImage)} per image${canDraw ? "" : " · needs a photo"}`;
+  updateRunLabel();
+}
+
+function renderCatalog() {
+  const list = $("#catalog");
+  list.replaceChildren(
+    ...state.models.map((m) => {
+      const f = m.flashbulb;
+      const title = `catalog-${m.baseModelId}`;
+      return el("li", { class: `model-card${f.installed ? "" : " not-installed"}`, "aria-labelledby": title },
+        el("div", { class: "model-head" },
+          el("h2", { id: title, text: m.baseModelId }),
+          el("span", { class: `badge ${f.installed ? "ok" : "off"}`, text: f.installed ? "installed" : "not installed" }),
+        ),
+        el("p", { class: "muted", text: m.displayName }),
+        el("ul", { class: "chips", "aria-label": "Capabilities" }, f.capabilities.map((c) => el("li", { text: c }))),
+        el("dl", { class: "facts" },
+          el("dt", { text: "Price" }), el("dd", { text: `${usd(f.priceMicrosPerImage)} per image` }),
+          el("dt", { text: "Licence" }), el("dd", {},
+            f.licence || "not stated",
+            f.commercialUse === false ? el("strong", { class: "warn", text: " — not for commercial use" }) : null),
+          f.maxReferenceImages ? [el("dt", { text: "References" }), el("dd", { text: `up to ${f.maxReferenceImages}` })] : null,
+          f.steps ? [el("dt", { text: "Steps" }), el("dd", { text: String(f.steps) })] : null,
+        ),
+        el("details", {}, el("summary", { text: "Description" }), el("p", { text: m.description })),
+        f.installed
+          ? el("button", { type: "button", class: "primary", onclick: () => useModel(m.baseModelId), text: `Use ${m.baseModelId}` })
+          : el("p", { class: "hint", text: f.install || "Not installed on this server." }),
+      );
+    }),
+  );
+}
+
+function useModel(name) {
+  $("#model").value = name;
+  modelChanged();
+  location.hash = "#studio";
+  show("studio"); // now, not on hashchange: the prompt must be visible to take focus
+  $("#prompt").focus();
+}
+
+// ---------------------------------------------------------------- reference photos
+
+function readFile(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+let adding = Promise.resolve();
+
+/** Add photos (from the picker, a drop or a paste) one batch at a time, so two quick pastes can't
+ * both see room for one more. */
+function addFiles(files) {
+  files = [...files];
+  adding = adding.then(() => addFilesNow(files), () => addFilesNow(files));
+  return adding;
+}
+
+async function addFilesNow(files) {
+  const error = $("#run-error");
+  sayNow(error, "");
+  const images = [...files].filter((f) => f.type.startsWith("image/"));
+  if (images.length < files.length) sayNow(error, "Only image files can be references.");
+  const room = MAX_REFS - state.refs.length;
+  if (images.length > room) sayNow(error, `Up to ${MAX_REFS} photos: ${images.length - room > 1 ? "the extra ones were" : "one was"} left out.`);
+  for (const file of images.slice(0, Math.max(0, room))) {
+    const url = await readFile(file);
+    state.refs.push({ name: file.name || "pasted image", mime: file.type, b64: url.slice(url.indexOf(",") + 1), url });
+  }
+  renderRefs();
+  say($("#status"), state.refs.length ? `${state.refs.length} photo${state.refs.length > 1 ? "s" : ""} ready.` : "");
+}
+
+function clearRefs() {
+  state.refs = [];
+  renderRefs();
+}
+
+function renderRefs() {
+  $("#refs").replaceChildren(
+    ...state.refs.map((ref, i) =>
+      el("li", {},
+        el("img", { src: ref.url, alt: `Photo ${i + 1}: ${ref.name}` }),
+        el("button", {
+          type: "button", class: "remove", "aria-label": `Remove photo ${i + 1} (${ref.name})`, text: "×",
+          onclick: () => {
+            state.refs.splice(i, 1);
+            renderRefs();
+            $("#files").focus();
+          },
+        }),
+      ),
+    ),
+  );
+  $("#dropzone").classList.toggle("full", state.refs.length >= MAX_REFS);
+  updateRunLabel();
+}
+
+function updateRunLabel() {
+  const editing = state.refs.length > 0 || state.conversation.length > 0;
+  $("#run").textContent = editing ? "Edit" : "Generate";
+  const last = state.turns.at(-1);
+  const continuing = $("#continuing");
+  continuing.hidden = !last;
+  $("#prompt").placeholder = last ? "What next? e.g. make it black and white" : "restore this old photo";
+  if (last) {
+    const out = last.outputs[last.selected];
+    $("#continuing-thumb").src = out.url;
+    $("#continuing-text").textContent = state.refs.length
+      ? `Turn ${state.turns.length + 1} uses the photos above (the conversation so far is sent too).`
+      : `Turn ${state.turns.length + 1} edits the result of turn ${state.turns.length}.`;
+  }
+}
+
+// ---------------------------------------------------------------- running a request
+
+/** The history to send: every turn's text, and only the newest image (the one a follow-up edits),
+ * so a long conversation of large images stays well under the request size limit. */
+function historyToSend() {
+  let newest = -1;
+  state.conversation.forEach((turn, i) => { if (turn.parts.some((p) => p.inlineData)) newest = i; });
+  return state.conversation.map((turn, i) => {
+    if (i === newest) return turn;
+    const parts = turn.parts.filter((p) => !p.inlineData);
+    return { role: turn.role, parts: parts.length ? parts : [{ text: "(image)" }] };
+  });
+}
+
+async function run(event) {
+  event.preventDefault();
+  if (state.running) return;
+  const error = $("#run-error");
+  sayNow(error, "");
+  const model = currentModel();
+  const prompt = $("#prompt").value.trim();
+  const count = Math.round(Number($("#count").value));
+  if (!model) return sayNow(error, "Choose a model first.");
+  if (!prompt && !state.refs.length) return sayNow(error, "Write what you want, and add a photo to edit one.");
+  if (!(count >= 1 && count <= 4)) return sayNow(error, "Images must be a number from 1 to 4.");
+  if (!state.refs.length && !state.conversation.length && !model.flashbulb.capabilities.includes("generate")) {
+    return sayNow(error, `${model.baseModelId} edits photos and can't draw from text alone: add a photo first.`);
+  }
+
+  const userTurn = {
+    role: "user",
+    parts: [...state.refs.map((r) => ({ inlineData: { mimeType: r.mime, data: r.b64 } })), ...(prompt ? [{ text: prompt }] : [])],
+  };
+  const generationConfig = { responseModalities: ["TEXT", "IMAGE"], candidateCount: count };
+  if ($("#aspect").value) generationConfig.imageConfig = { aspectRatio: $("#aspect").value };
+  const body = { contents: [...historyToSend(), userTurn], generationConfig };
+  const previous = state.turns.at(-1);
+  const before = state.refs[0]?.url || (previous ? previous.outputs[previous.selected].url : null);
+
+  startProgress();
+  try {
+    const answer = await api.generate(state.key, model.baseModelId, body, state.running.controller.signal);
+    await received(answer, { prompt, before, userTurn, model: model.baseModelId });
+  } catch (err) {
+    sayNow(error, err.message);
+    say($("#status"), err.kind === "cancelled" ? "Cancelled." : "");
+    if (err.kind === "key") setTimeout(signOut, 2500);
+  } finally {
+    stopProgress();
+    refreshAccount();
+  }
+}
+
+function startProgress() {
+  const controller = new AbortController();
+  const started = performance.now();
+  const tick = () => { $("#elapsed").textContent = `${((performance.now() - started) / 1000).toFixed(1)} s`; };
+  state.running = { controller, started, timer: setInterval(tick, 100) };
+  tick();
+  $("#progress").hidden = false;
+  $("#run").disabled = true;
+  $("#cancel").hidden = false;
+  say($("#status"), "Working… Cancel stops it, and nothing is charged.");
+}
+
+function stopProgress() {
+  clearInterval(state.running.timer);
+  const seconds = ((performance.now() - state.running.started) / 1000).toFixed(1);
+  state.running = null;
+  $("#progress").hidden = true;
+  $("#run").disabled = false;
+  if (document.activeElement === $("#cancel")) $("#run").focus();
+  $("#cancel").hidden = true;
+  return seconds;
+}
+
+function decodeImage(part) {
+  const bytes = Uint8Array.from(atob(part.inlineData.data), (c) => c.charCodeAt(0));
+  const url = URL.createObjectURL(new Blob([bytes], { type: part.inlineData.mimeType || "image/png" }));
+  return { url, part };
+}
+
+async function received(answer, { prompt, before, userTurn, model }) {
+  const candidate = (answer.candidates || [])[0] || {};
+  const parts = candidate.content?.parts || [];
+  const text = parts.filter((p) => p.text && !p.thought).map((p) => p.text).join("\n");
+  const images = parts.filter((p) => p.inlineData);
+  const fb = answer.flashbulb || {};
+  const seconds = ((performance.now() - state.running.started) / 1000).toFixed(1);
+  if (!images.length) {
+    const why = {
+      IMAGE_SAFETY: "The safety check blocked this image.",
+      IMAGE_OTHER: "The result lost the person's likeness, so it was not returned.",
+      NO_IMAGE: "The model made no image.",
+    }[candidate.finishReason] || "The model made no image.";
+    sayNow($("#run-error"), `${why} ${text} Nothing was charged.`.trim());
+    say($("#status"), `No image (${candidate.finishReason || "no reason given"}).`);
+    return;
+  }
+  const turn = {
+    prompt, before, text, fb, model, requestId: fb.requestId || answer.responseId,
+    outputs: images.map(decodeImage), selected: 0,
+  };
+  const modelTurn = { role: "model", parts: [...(text ? [{ text }] : []), images[0]] };
+  state.conversation.push(userTurn, modelTurn);
+  turn.modelTurn = modelTurn;
+  state.turns.push(turn);
+  clearRefs();
+  $("#prompt").value = "";
+  state.shown = state.turns.length - 1;
+  renderResult();
+  renderHistory();
+  say($("#status"), `Done in ${seconds} s. Charged ${usd(fb.chargeMicros)}.`);
+  const panel = $("#result").getBoundingClientRect();
+  if (panel.top > window.innerHeight * 0.6) $("#result").scrollIntoView({ block: "start" }); // a phone: it is below the form
+  const img = new Image();
+  img.onload = () => rememberThumb(turn.requestId, img, prompt);
+  img.src = turn.outputs[0].url;
+}
+
+// ---------------------------------------------------------------- the result panel
+
+function renderResult() {
+  const turn = state.turns[state.shown];
+  $("#result-empty").hidden = Boolean(turn);
+  $("#result-body").hidden = !turn;
+  if (!turn) return;
+  const newest = state.shown === state.turns.length - 1;
+  $("#result-title").textContent = state.turns.length > 1 ? `Result of turn ${state.shown + 1}` : "Result";
+  const out = turn.outputs[turn.selected];
+  const after = $("#after-img");
+  after.alt = `After: ${turn.prompt || "result"}`;
+  after.onload = () => {
+    $("#compare").style.aspectRatio = `${after.naturalWidth} / ${after.naturalHeight}`;
+    renderQuality(turn, after);
+  };
+  after.src = out.url;
+  const compare = $("#compare");
+  compare.classList.toggle("single", !turn.before);
+  $("#before-img").src = turn.before || "";
+  $("#before-img").alt = turn.before ? "Before: the photo that was edited" : "";
+  $("#compare-range").hidden = !turn.before;
+  setSplit(Number($("#compare-range").value));
+
+  $("#outputs").hidden = turn.outputs.length < 2;
+  $("#outputs").replaceChildren(
+    ...turn.outputs.map((o, i) =>
+      el("li", {},
+        el("button", {
+          type: "button", class: "output-pick", "aria-pressed": String(i === turn.selected),
+          "aria-label": `Show image ${i + 1} of ${turn.outputs.length}`,
+          onclick: () => pickOutput(turn, i),
+        }, el("img", { src: o.url, alt: "" })),
+      ),
+    ),
+  );
+  $("#model-text").textContent = turn.text;
+  const download = $("#download");
+  download.href = out.url;
+  download.download = `flashbulb-${turn.requestId || "result"}${turn.outputs.length > 1 ? `-${turn.selected + 1}` : ""}.png`;
+  $("#continue").hidden = !newest;
+}
+
+function pickOutput(turn, index) {
+  turn.selected = index;
+  if (turn === state.turns.at(-1)) {
+    const keep = turn.modelTurn.parts.filter((p) => !p.inlineData);
+    turn.modelTurn.parts = [...keep, turn.outputs[index].part];
+    updateRunLabel();
+  }
+  renderResult();
+  renderHistory();
+}
+
+function setSplit(percent) {
+  // The before image shows left of the divider: clip its right-hand (100 - percent)%.
+  $("#before-wrap").style.clipPath = `inset(0 ${100 - percent}% 0 0)`;
+  $("#divider").style.left = `${percent}%`;
+  $("#compare-range").setAttribute("aria-valuetext", `${percent}% before, ${100 - percent}% after`);
+}
+
+function fmt(ms) {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
+}
+
+function renderQuality(turn, image) {
+  const q = turn.fb.quality || {};
+  const rows = [];
+  const add = (term, ...value) => rows.push(el("dt", { text: term }), el("dd", {}, ...value));
+  add("Charge", el("strong", { text: usd(turn.fb.chargeMicros) }));
+  if (Array.isArray(q.identity_distance) && q.identity_distance.length) {
+    const threshold = q.identity_threshold || 0.6;
+    const same = q.same_person ?? q.identity_distance.every((d) => d >= 0 && d < threshold);
+    add("Identity",
+      el("span", { class: "identity", text: `distance ${q.identity_distance.map((d) => (d < 0 ? "no face" : d.toFixed(3))).join(", ")}` }),
+      " — ",
+      el("span", { class: same ? "good" : "bad", text: same ? "✓ same person" : "✗ not the same person" }),
+      el("span", { class: "muted", text: ` (< ${threshold} is the same person)` }));
+  } else if ("faces_in" in q && !q.faces_in) {
+    add("Identity", el("span", { class: "muted", text: "no face in the photo to compare" }));
+  }
+  if ("faces_in" in q || "faces_out" in q) add("Faces", `${q.faces_in ?? "—"} in → ${q.faces_out ?? "—"} out`);
+  if (q.safety) {
+    const verdicts = [...(q.safety.inputs || []), ...(q.safety.output ? [q.safety.output] : [])];
+    const flagged = verdicts.flatMap((v) => v.found || []);
+    const safe = verdicts.every((v) => v.safe);
+    add("Safety", el("span", { class: safe ? "good" : "bad", text: safe ? "✓ safe (inputs and output)" : `✗ flagged: ${flagged.join(", ")}` }));
+  }
+  if (q.ocr) {
+    const wanted = q.ocr.wanted || [];
+    add("Text read back",
+      wanted.length
+        ? wanted.map((w) => `“${w.text}” ${Math.round(w.accuracy * 100)}%`).join(", ")
+        : "no quoted text asked for",
+      (q.ocr.read || []).length ? el("span", { class: "muted", text: ` — read: ${q.ocr.read.join(" / ")}` }) : null);
+  }
+  if (Array.isArray(q.edits) && q.edits.length) {
+    add("Edits", q.edits.map((e) => {
+      const value = (v) => (typeof v === "boolean" ? (v ? "yes" : "no") : typeof v === "object" ? JSON.stringify(v) : v);
+      const extra = Object.entries(e).filter(([k]) => k !== "operation").map(([k, v]) => `${k.replaceAll("_", " ")}: ${value(v)}`);
+      return `${e.operation}${extra.length ? ` (${extra.join(", ")})` : ""}`;
+    }).join("; "));
+  }
+  add("Size", `${image.naturalWidth} × ${image.naturalHeight}`);
+  const timings = turn.fb.timingsMs || {};
+  const total = timings.model ?? Object.values(timings).reduce((a, b) => a + b, 0);
+  add("Time", el("details", {},
+    el("summary", { text: `${fmt(total)} in the model` }),
+    el("ul", { class: "timings" }, Object.entries(timings).map(([k, v]) => el("li", { text: `${k}: ${fmt(v)}` })))));
+  const known = new Set(["identity_distance", "identity_threshold", "same_person", "faces_in", "faces_out", "safety", "ocr", "edits", "timings_ms"]);
+  const more = Object.fromEntries(Object.entries(q).filter(([k]) => !known.has(k)));
+  if (Object.keys(more).length) {
+    add("More", el("details", {}, el("summary", { text: "other measurements" }), el("pre", { text: JSON.stringify(more, null, 1) })));
+  }
+  add("Request", el("code", { text: turn.requestId || "—" }));
+  $("#quality").replaceChildren(...rows);
+}
+
+function renderHistory() {
+  $("#history-section").hidden = state.turns.length < 1;
+  const spent = state.turns.reduce((sum, t) => sum + (t.fb.chargeMicros || 0), 0);
+  $("#history-total").textContent = `${state.turns.length} turn${state.turns.length === 1 ? "" : "s"} · ${usd(spent)}`;
+  $("#history").replaceChildren(
+    ...state.turns.map((turn, i) =>
+      el("li", { class: i === state.shown ? "current" : "" },
+        el("button", { type: "button", class: "turn", "aria-current": i === state.shown ? "true" : false, onclick: () => { state.shown = i; renderResult(); renderHistory(); } },
+          el("img", { src: turn.outputs[turn.selected].url, alt: "" }),
+          el("span", { class: "turn-text" },
+            el("strong", { text: `Turn ${i + 1}` }),
+            el("span", { text: turn.prompt || "(no prompt)" }),
+            el("span", { class: "muted", text: `${turn.model} · ${usd(turn.fb.chargeMicros)}` })),
+        ),
+      ),
+    ),
+  );
+}
+
+function newSession() {
+  state.conversation = [];
+  state.turns = [];
+  state.shown = -1;
+  clearRefs();
+  renderResult();
+  renderHistory();
+  updateRunLabel();
+  say($("#status"), "Started a new conversation.");
+  $("#prompt").focus();
+}
+
+// ---------------------------------------------------------------- wiring
+
+function wire() {
+  window.addEventListener("hashchange", route);
+  $("#signin-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const key = $("#api-key").value.trim();
+    if (!key) return sayNow($("#signin-error"), "Paste your API key first.");
+    signIn(key, { remember: $("#remember").checked });
+  });
+  $("#sign-out").addEventListener("click", signOut);
+  $("#model").addEventListener("change", modelChanged);
+  $("#compose").addEventListener("submit", run);
+  $("#cancel").addEventListener("click", () => state.running?.controller.abort());
+  $("#files").addEventListener("change", async (e) => {
+    await addFiles(e.target.files);
+    e.target.value = "";
+  });
+  const zone = $("#dropzone");
+  for (const type of ["dragenter", "dragover"]) {
+    zone.addEventListener(type, (e) => { e.preventDefault(); zone.classList.add("over"); });
+  }
+  for (const type of ["dragleave", "drop"]) zone.addEventListener(type, () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    addFiles(e.dataTransfer.files);
+  });
+  document.addEventListener("paste", (e) => {
+    if ($("#view-studio").hidden) return;
+    const files = [...(e.clipboardData?.files || [])].filter((f) => f.type.startsWith("image/"));
+    if (files.length) {
+      e.preventDefault();
+      addFiles(files);
+    }
+  });
+  $("#compare-range").addEventListener("input", (e) => setSplit(Number(e.target.value)));
+  $("#continue").addEventListener("click", () => {
+    $("#compose").scrollIntoView({ behavior: "smooth", block: "start" });
+    $("#prompt").focus();
+  });
+  $("#new-session").addEventListener("click", newSession);
+  $("#prompt").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("#compose").requestSubmit();
+  });
+}
+
+wire();
+const key = storedKey();
+if (key) signIn(key, { quiet: true });
+else route();

@@ -1,0 +1,379 @@
+"""The web studio at `/`: its static files and the public usage endpoints it reads (plain HTTP), then
+the page itself in Debian's Chromium driven by Playwright against a live server: sign in, upload,
+restore, a second turn, the usage page, bad keys, no credits, phone width, the admin view.
+
+Screenshots go to $FLASHBULB_ARTIFACTS/screenshots (default test-artifacts/screenshots)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import io
+import os
+import re
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, Server, astronaut, gemini_body, png_bytes, start_server
+
+CHROMIUM = Path(os.environ.get("FLASHBULB_CHROMIUM", "/usr/bin/chromium"))
+SCREENSHOTS = Path(os.environ.get("FLASHBULB_ARTIFACTS") or ROOT / "test-artifacts") / "screenshots"
+SLOW = 60_000  # ms: a model call on a busy 2-core CI machine
+
+
+@pytest.fixture(scope="module")
+def studio_server(tmp_path_factory: pytest.TempPathFactory) -> Server:
+    data_dir = tmp_path_factory.mktemp("studio")
+    srv = start_server(data_dir, f"sqlite:///{data_dir / 'flashbulb.db'}")
+    yield srv
+    srv.stop()
+
+
+def get(server: Server, path: str, key: str | None = None) -> httpx.Response:
+    return httpx.get(server.base_url + path, headers={"x-goog-api-key": key} if key else {}, timeout=30)
+
+
+# ---------------------------------------------------------------- plain HTTP (no browser needed)
+
+
+def test_the_studio_is_served_at_root_without_shadowing_the_api(studio_server):
+    page = get(studio_server, "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<script type="module" src="/studio/studio.js">' in page.text
+    csp = page.headers["content-security-policy"]
+    assert "connect-src 'self'" in csp and "script-src 'self'" in csp  # the key can only go to this server
+    for name, kind in [("studio.js", "javascript"), ("api.js", "javascript"), ("studio.css", "text/css")]:
+        asset = get(studio_server, f"/studio/{name}")
+        assert asset.status_code == 200 and kind in asset.headers["content-type"], name
+    missing = get(studio_server, "/studio/nope.js")
+    assert missing.status_code == 404 and missing.json()["error"]["status"] == "NOT_FOUND"
+    # The API around it is untouched: JSON answers and Google-shaped errors.
+    assert get(studio_server, "/v1beta/models").json()["error"]["status"] == "PERMISSION_DENIED"
+    assert get(studio_server, "/healthz").json()["status"] == "ok"
+
+
+def test_usage_summary_paging_and_csv(any_db_server):
+    """On SQLite and PostgreSQL (per-day sums group by each one's date())."""
+    server = any_db_server
+    key = server.create_key("1", name="=csv-check")  # a name a spreadsheet would run as a formula
+    for _ in range(3):
+        assert server.generate(key, gemini_body(png_bytes(astronaut(32)), "make it brighter")).status_code == 200
+    summary = get(server, "/flashbulb/account/usage/summary?days=7", key).json()
+    assert [d["date"] for d in summary["days"]][-1] == dt.datetime.now(dt.UTC).date().isoformat() and len(summary["days"]) == 7
+    assert summary["days"][-1] == {"date": summary["to"], "calls": 3, "images": 3, "charge_micros": 6_000}
+    assert sum(d["charge_micros"] for d in summary["days"][:-1]) == 0
+    assert summary["models"] == [{"model": "flashbulb-photo", "calls": 3, "images": 3, "charge_micros": 6_000}]
+    assert summary["charge_micros"] == 6_000 and summary["calls"] == 3
+
+    first = get(server, "/flashbulb/account/usage?limit=2", key).json()
+    assert len(first["records"]) == 2 and first["nextPageToken"]
+    rest = get(server, f"/flashbulb/account/usage?limit=2&pageToken={first['nextPageToken']}", key).json()
+    assert len(rest["records"]) == 1 and "nextPageToken" not in rest
+    ids = [r["request_id"] for r in first["records"] + rest["records"]]
+    assert len(set(ids)) == 3
+
+    exported = get(server, "/flashbulb/account/usage.csv", key)
+    assert exported.headers["content-type"].startswith("text/csv") and "attachment" in exported.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert [r["request_id"] for r in rows] == ids
+    assert all(r["charge_usd"] == "0.002000" and r["same_person"] == "true" and r["account"] == "'=csv-check" for r in rows)
+
+    for bad in ("/flashbulb/account/usage/summary?days=0", "/flashbulb/account/usage?limit=0", "/flashbulb/account/usage?pageToken=x"):
+        assert get(server, bad, key).status_code == 400, bad
+    assert get(server, "/flashbulb/account/usage/summary").status_code == 403  # no key
+
+
+# ---------------------------------------------------------------- the page in a browser
+
+
+@pytest.fixture(scope="module")
+def browser():  # noqa: ANN201
+    why = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        why = "the playwright package is not installed (pip install -e '.[test]')"
+    if why is None and not CHROMIUM.exists():
+        why = f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does)"
+    if why:
+        if os.environ.get("FLASHBULB_REQUIRE_BROWSER"):
+            pytest.fail(f"browser tests are required (FLASHBULB_REQUIRE_BROWSER) but {why}")
+        pytest.skip(f"browser tests skipped: {why}")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def page(browser, studio_server):  # noqa: ANN001, ANN201
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    context.set_default_timeout(15_000)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield tab
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def shot(page, name: str) -> None:  # noqa: ANN001
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page, server: Server, key: str) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect
+
+    page.goto(server.base_url + "/")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#view-studio")).to_be_visible()
+
+
+def photo_file(tmp_path: Path, size: int, name: str = "astronaut.png") -> Path:
+    path = tmp_path / name
+    astronaut(size).save(path)
+    return path
+
+
+def balance_micros(server: Server, key: str) -> int:
+    return get(server, "/flashbulb/account", key).json()["balanceMicros"]
+
+
+def test_restore_then_a_second_turn_then_the_usage_page(page, studio_server, tmp_path):
+    from playwright.sync_api import expect
+
+    key = studio_server.create_key("1", name="studio-alice")
+    sent: list[dict] = []
+    page.on("request", lambda r: sent.append(r.post_data_json) if ":generateContent" in r.url else None)
+    sign_in(page, studio_server, key)
+    expect(page.locator("#balance")).to_have_text("$1.00")
+    expect(page.locator("#model")).to_have_value("flashbulb-photo")
+
+    page.locator("#files").set_input_files(photo_file(tmp_path, 128))
+    expect(page.locator("#refs img")).to_have_count(1)
+    page.get_by_label("Prompt").fill("restore this old photo")
+    page.get_by_role("button", name="Edit", exact=True).click()
+    expect(page.locator("#progress")).to_be_visible()
+    expect(page.locator("#quality")).to_contain_text("same person", timeout=SLOW)
+    distance = float(re.search(r"distance (\d\.\d+)", page.locator("#quality").inner_text()).group(1))
+    assert 0 <= distance < 0.6
+    expect(page.locator("#quality")).to_contain_text("$0.002")
+    expect(page.locator("#quality")).to_contain_text("safe")
+    expect(page.locator("#quality")).to_contain_text("512 × 512")
+    expect(page.locator("#status")).to_contain_text("Charged $0.002")
+    shot(page, "studio-restore")
+
+    # The before/after slider works from the keyboard.
+    slider = page.get_by_label("Before and after: percent of the photo showing before")
+    slider.focus()
+    for _ in range(10):
+        page.keyboard.press("ArrowLeft")
+    expect(slider).to_have_value("40")
+    assert "60%" in page.locator("#before-wrap").evaluate("e => e.style.clipPath")
+    box = page.locator("#compare").bounding_box()  # with a margin, to show the focus ring around it
+    clip = {"x": box["x"] - 8, "y": box["y"] - 8, "width": box["width"] + 16, "height": box["height"] + 16}
+    page.screenshot(path=str(SCREENSHOTS / "slider-keyboard-focus.png"), clip=clip)
+
+    # Turn 2 sends the conversation; the server edits the previous result.
+    page.get_by_role("button", name="Continue editing").click()
+    expect(page.get_by_label("Prompt")).to_be_focused()
+    page.keyboard.type("make it black and white")
+    page.get_by_role("button", name="Edit", exact=True).click()
+    expect(page.locator("#history li")).to_have_count(2, timeout=SLOW)
+    expect(page.locator("#result-title")).to_have_text("Result of turn 2")
+    expect(page.locator("#quality")).to_contain_text("same person")
+    contents = sent[-1]["contents"]
+    assert [c["role"] for c in contents] == ["user", "model", "user"]
+    assert any("inlineData" in p for p in contents[1]["parts"])  # the previous result
+    assert contents[2]["parts"] == [{"text": "make it black and white"}]
+    assert not any("inlineData" in p for p in contents[0]["parts"])  # older images are not re-sent
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download PNG").click()
+    result = Image.open(download.value.path())
+    assert result.format == "PNG" and result.size == (512, 512)
+    pixels = np.asarray(result.convert("RGB"), dtype=np.int16)
+    assert np.abs(pixels - pixels.mean(axis=2, keepdims=True)).max() < 3  # black and white
+    shot(page, "studio-second-turn")
+
+    # The usage page: both charges, thumbnails of both, the balance down by their sum.
+    records = get(studio_server, "/flashbulb/account/usage", key).json()["records"]
+    charges = [r["charge_micros"] for r in records]
+    assert charges == [2_000, 2_000]
+    assert balance_micros(studio_server, key) == 1_000_000 - sum(charges)
+    page.get_by_role("link", name="Usage").click()
+    rows = page.locator("#calls tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.locator(".charge")).to_have_text(["$0.002", "$0.002"])
+    expect(rows.locator("img.thumb")).to_have_count(2)
+    expect(page.locator("#u-balance")).to_have_text("$0.996")
+    expect(page.locator("#u-spent")).to_have_text("$0.004")
+    expect(page.locator("#balance")).to_have_text("$0.996")
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    assert float(page.locator(f'#chart-days rect[data-date="{today}"]').get_attribute("height")) > 50
+    expect(page.locator('#chart-models rect[data-model="flashbulb-photo"]')).to_have_count(1)
+    expect(page.locator("#admin")).to_be_hidden()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export CSV").click()
+    exported = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert [r["request_id"] for r in exported] == [r["request_id"] for r in records]
+    shot(page, "usage")
+
+
+def test_drop_and_paste_add_reference_photos_up_to_three(page, studio_server):
+    from playwright.sync_api import expect
+
+    sign_in(page, studio_server, studio_server.create_key("1"))
+    data = base64.b64encode(png_bytes(astronaut(48))).decode()
+    give = """([data, name, how]) => {
+        const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], name, { type: "image/png" }));
+        if (how === "drop") {
+            document.querySelector("#dropzone").dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+        } else {
+            document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true, cancelable: true }));
+        }
+    }"""
+    page.evaluate(give, [data, "dropped.png", "drop"])
+    expect(page.locator("#refs img")).to_have_count(1)
+    page.evaluate(give, [data, "pasted.png", "paste"])
+    expect(page.locator("#refs img")).to_have_count(2)
+    expect(page.get_by_role("img", name="Photo 2: pasted.png")).to_be_visible()
+    page.evaluate(give, [data, "third.png", "paste"])
+    page.evaluate(give, [data, "fourth.png", "paste"])
+    expect(page.locator("#refs img")).to_have_count(3)
+    expect(page.locator("#run-error")).to_contain_text("Up to 3 photos")
+    page.get_by_role("button", name="Remove photo 1 (dropped.png)").click()
+    expect(page.locator("#refs img")).to_have_count(2)
+
+
+def test_a_bad_key_and_an_empty_account_get_clear_messages(page, studio_server, tmp_path):
+    from playwright.sync_api import expect
+
+    page.goto(studio_server.base_url + "/")
+    page.get_by_label("API key").fill("fb-not-a-real-key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert").filter(has_text="isn't valid")).to_be_visible()
+    expect(page.locator("#view-studio")).to_be_hidden()
+    shot(page, "bad-key")
+
+    broke = studio_server.create_key("0")
+    page.get_by_label("API key").fill(broke)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#balance")).to_have_text("$0.00")
+    page.locator("#files").set_input_files(photo_file(tmp_path, 32))
+    page.get_by_label("Prompt").fill("make it brighter")
+    page.get_by_role("button", name="Edit", exact=True).click()
+    expect(page.locator("#run-error")).to_contain_text("out of credits")
+    expect(page.locator("#run-error")).to_contain_text("Nothing was charged")
+    assert balance_micros(studio_server, broke) == 0
+    shot(page, "out-of-credits")
+
+
+def test_phone_width_in_the_dark_has_no_horizontal_scroll(browser, studio_server, tmp_path):
+    from playwright.sync_api import expect
+
+    context = browser.new_context(  # a phone, in the dark colour scheme (the desktop tests use the light one)
+        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True, color_scheme="dark"
+    )
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    try:
+        key = studio_server.create_key("1", name="a-rather-long-account-name-on-a-phone")
+        sign_in(page, studio_server, key)
+
+        def fits(name: str) -> None:
+            width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+            shot(page, f"phone-{name}")
+            assert width[0] <= width[1], f"{name}: the page is {width[0]} px wide in a {width[1]} px window"
+
+        fits("signed-in")
+        page.locator("#files").set_input_files(photo_file(tmp_path, 64))
+        page.get_by_label("Prompt").fill("make it black and white")
+        page.get_by_role("button", name="Edit", exact=True).click()
+        expect(page.locator("#quality")).to_contain_text("same person", timeout=SLOW)
+        fits("studio-result")
+        page.get_by_role("link", name="Models").click()
+        expect(page.locator("#catalog li.model-card").first).to_be_visible()
+        fits("models")
+        page.get_by_role("link", name="Usage").click()
+        expect(page.locator("#calls tbody tr")).to_have_count(1)
+        fits("usage")
+    finally:
+        context.close()
+
+
+def test_the_model_catalog_shows_prices_installed_and_licences(page, studio_server):
+    from playwright.sync_api import expect
+
+    sign_in(page, studio_server, studio_server.create_key("1"))
+    page.get_by_role("link", name="Models").click()
+    photo = page.locator("li.model-card", has=page.get_by_role("heading", name="flashbulb-photo"))
+    expect(photo).to_contain_text("installed")
+    expect(photo).to_contain_text("$0.002 per image")
+    expect(photo).to_contain_text("restore")
+    klein = page.locator("li.model-card", has=page.get_by_role("heading", name="flux2-klein-4b"))
+    expect(klein).to_contain_text("not installed")
+    expect(klein).to_contain_text("Apache-2.0")
+    expect(klein).to_contain_text("flashbulb pull flux2-klein-4b")
+    kontext = page.locator("li.model-card", has=page.get_by_role("heading", name="flux1-kontext-dev"))
+    expect(kontext).to_contain_text("not for commercial use")
+    shot(page, "models")
+    photo.get_by_role("button", name="Use flashbulb-photo").click()
+    expect(page.locator("#view-studio")).to_be_visible()
+    expect(page.get_by_label("Prompt")).to_be_focused()
+
+
+def test_an_admin_key_sees_accounts_and_can_create_keys(page, studio_server):
+    from playwright.sync_api import expect
+
+    studio_server.create_key("2", name="studio-bob")
+    sign_in(page, studio_server, studio_server.admin_key)
+    page.get_by_role("link", name="Usage").click()
+    admin = page.locator("#admin")
+    expect(admin).to_be_visible()
+    expect(admin.locator("#keys")).to_contain_text("studio-bob")
+    expect(admin.locator("#keys")).to_contain_text("$2.00")
+    page.get_by_label("Account name").fill("studio-carol")
+    page.get_by_label("Credits (USD)").fill("3")
+    page.get_by_role("button", name="Create key").click()
+    new_key = page.get_by_label("New key for studio-carol").input_value()
+    assert new_key.startswith("fb-") and balance_micros(studio_server, new_key) == 3_000_000
+    expect(admin.locator("#keys")).to_contain_text("studio-carol")
+    page.get_by_label("Account to credit").fill("studio-bob")
+    page.get_by_label("USD (negative removes)").fill("1.5")
+    page.get_by_role("button", name="Add credits").click()
+    expect(page.locator("#ac-result")).to_have_text("studio-bob now has $3.50.")
+    shot(page, "admin")
+
+
+def test_cancel_stops_the_call_and_charges_nothing(page, studio_server, tmp_path):
+    from playwright.sync_api import expect
+
+    key = studio_server.create_key("1")
+    sign_in(page, studio_server, key)
+    page.locator("#files").set_input_files(photo_file(tmp_path, 512, "big.png"))
+    page.get_by_label("Prompt").fill("restore this old photo, upscale 4x")
+    page.get_by_role("button", name="Edit", exact=True).click()
+    cancel = page.get_by_role("button", name="Cancel")
+    expect(cancel).to_be_visible()
+    expect(page.locator("#elapsed")).not_to_have_text("0.0 s")
+    shot(page, "working")
+    cancel.click()
+    expect(page.locator("#run-error")).to_contain_text("Cancelled. Nothing was charged.")
+    expect(cancel).to_be_hidden()
+    deadline = time.monotonic() + 15
+    while (account := get(studio_server, "/flashbulb/account", key).json())["heldMicros"] and time.monotonic() < deadline:
+        time.sleep(0.2)  # the server releases the hold as it notices the disconnect
+    assert account["balanceMicros"] == 1_000_000 and account["heldMicros"] == 0
+    [record] = get(studio_server, "/flashbulb/account/usage", key).json()["records"]
+    assert record["status"] == "cancelled" and record["charge_micros"] == 0
