@@ -48,6 +48,17 @@ class Settings:
     # A hold outlives its request by this much; a crash leaves it to the sweeper.
     hold_ttl_s: float = 900.0
     hold_sweep_interval_s: float = 30.0
+    # How long an image URL (OpenAI's response_format=url) works; the file is deleted after.
+    output_url_ttl_s: float = 3600.0
+    # Files API: the largest upload, and how long a file is kept.
+    max_file_bytes: int = 2 * 1024**3
+    file_ttl_s: float = 48 * 3600.0
+    # Batch jobs (flashbulb.toml [batch] discount_percent, max_in_flight, max_attempts): a discount on the
+    # per-image price; how many items run at once (few, so live traffic is never starved); how many
+    # times an interrupted item is tried before it fails.
+    batch_discount_percent: int = 50
+    batch_max_in_flight: int = 4
+    batch_max_attempts: int = 5
     # Price overrides per model, micro-USD per output image (flashbulb.toml [prices]).
     prices_micros: dict[str, int] = dataclasses.field(default_factory=dict)
     # NudeNet classes that block an input or output (flashbulb.toml [safety] block = [...]).
@@ -89,6 +100,12 @@ class Settings:
                     raise ValueError(f"flashbulb.toml: unknown setting [{section}].{name}")
                 current = getattr(self, name)
                 setattr(self, name, Path(value).expanduser() if name == "model_dir" else type(current)(value))
+        for name, value in doc.get("batch", {}).items():
+            if name not in ("discount_percent", "max_in_flight", "max_attempts"):
+                raise ValueError(f"flashbulb.toml: unknown setting [batch].{name}")
+            setattr(self, f"batch_{name}", int(value))
+        if not 0 <= self.batch_discount_percent <= 100:
+            raise ValueError("flashbulb.toml: the batch discount must be between 0 and 100 percent")
         for name, fields in doc.get("models", {}).items():
             if not isinstance(fields, dict):
                 raise ValueError(f"flashbulb.toml: [models.{name}] must be a table")

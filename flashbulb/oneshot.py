@@ -110,6 +110,7 @@ _KIND_OF_STATUS = {
     401: ErrorKind.API_KEY_INVALID,
     403: ErrorKind.PERMISSION_DENIED,
     404: ErrorKind.NOT_FOUND,
+    413: ErrorKind.TOO_LARGE,
     429: ErrorKind.OUT_OF_CREDITS,
 }
 

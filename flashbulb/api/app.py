@@ -10,13 +10,17 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from flashbulb import __version__
-from flashbulb.api import admin, errors, gemini
+from flashbulb.api import metrics, admin, errors, gemini, openai, outputs
+from flashbulb.api import batches, files
+from flashbulb.api import studio
 from flashbulb.api.limits import BodySizeLimit
 from flashbulb.config import Settings
 from flashbulb.engine.engine import Engine
 from flashbulb.engine.registry import Registry
 from flashbulb.gateway import ledger
 from flashbulb.gateway.gateway import Gateway
+from flashbulb.jobs.files import FileStore
+from flashbulb.jobs.runner import BatchRunner
 from flashbulb.store import db as store
 
 log = logging.getLogger("flashbulb")
@@ -66,22 +70,41 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
     # The installed models among those to warm (aliases resolved): readiness waits for them.
     to_warm = sorted({name for m in settings.warm_models if (name := registry.installed_name(m))}) if warm_up else []
     failed_warm: dict[str, str] = {}
+    result_files = outputs.OutputStore(settings.data_dir / "outputs", settings.output_url_ttl_s)
+
+    # Batch jobs: the Files API store and the in-process runner (started and stopped with the app).
+    file_store = FileStore(gateway.db, settings.data_dir / "files", max_bytes=settings.max_file_bytes, ttl_s=settings.file_ttl_s)
+    batch_runner = BatchRunner(gateway, batches.GeminiItemCodec(settings), file_store)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):  # noqa: ANN202
         sweeper = asyncio.create_task(_sweep_expired_holds(gateway))
+        output_sweeper = asyncio.create_task(result_files.sweep_forever())
         if to_warm:
             asyncio.get_running_loop().run_in_executor(None, _warm_up, gateway, to_warm, failed_warm)
+        await batch_runner.start()
         yield
+        await batch_runner.stop()  # before the engine closes: running items are released and put back
         sweeper.cancel()
+        output_sweeper.cancel()
         gateway.engine.close()
 
     app = FastAPI(title="flashbulb", version=__version__, lifespan=lifespan)
     app.state.gateway = gateway
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    metrics.install(app, gateway)
+    # /v1/models is both APIs' path: OpenAI's routes match only OpenAI callers, so they go first.
+    app.include_router(openai.build_models_router(gateway), prefix="/v1")
     for version in GEMINI_VERSIONS:
         app.include_router(gemini.build_router(gateway), prefix=f"/{version}")
+    app.include_router(openai.build_router(gateway, result_files), prefix="/v1")
+    app.include_router(outputs.build_router(result_files), prefix="/v1/files/images")
+    for version in GEMINI_VERSIONS:  # google-genai 3.x calls /v1, older SDKs /v1beta
+        app.include_router(files.build_router(gateway, file_store, version), prefix=f"/{version}")
+        app.include_router(files.build_upload_router(gateway, file_store, version), prefix=f"/upload/{version}")
+        app.include_router(files.build_download_router(gateway, file_store, version), prefix=f"/download/{version}")
+        app.include_router(batches.build_router(gateway, file_store, batch_runner), prefix=f"/{version}")
     app.include_router(admin.build_router(gateway), prefix="/admin")
     app.include_router(admin.build_account_router(gateway), prefix="/flashbulb")
 
@@ -96,4 +119,5 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
         body = {"ready": ready, "warm_models": sorted(gateway.engine.warm), "failed_models": failed_warm}
         return JSONResponse(body, status_code=200 if ready else 503)
 
+    studio.install(app)  # the web studio at / (static files; after the API routes, shadowing none)
     return app

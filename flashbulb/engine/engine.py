@@ -161,6 +161,11 @@ class Engine:
             job.cancel.set()  # stop the worker at its next check; it must not run on for nobody
             raise
 
+    def queue_depths(self) -> dict[str, int]:
+        with self._lock:
+            workers = dict(self._workers)
+        return {name: len(worker.waiting) for name, worker in workers.items()}
+
     def warm_up(self, model: str) -> None:
         """Load a model's backend now (on its own worker thread), not in its first request."""
         worker = self._worker(self.registry.resolve(model))

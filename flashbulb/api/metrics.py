@@ -1,0 +1,110 @@
+"""GET /metrics for Prometheus. HTTP traffic is measured in this process; calls, images, charges
+and open holds are read from the database at scrape time, so every server sharing one database
+reports the same, exact totals (nothing is lost when a process restarts)."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from sqlalchemy import func, select
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flashbulb.engine.engine import Engine
+from flashbulb.gateway.gateway import Gateway
+from flashbulb.store.tables import Hold, UsageRecord
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class _DatabaseCollector:
+    """Totals that must be exact across processes: straight from the ledger's tables."""
+
+    def __init__(self, gateway: Gateway):
+        self.db = gateway.db
+        self.engine: Engine = gateway.engine
+
+    def collect(self):  # noqa: ANN201 - prometheus_client's collector protocol
+        calls = CounterMetricFamily("flashbulb_calls", "Finished calls by model and outcome.", labels=["model", "status"])
+        images = CounterMetricFamily("flashbulb_images", "Images returned to callers.", labels=["model"])
+        charges = CounterMetricFamily("flashbulb_charged_micros", "Micro-USD charged.", labels=["model"])
+        query = select(
+            UsageRecord.model, UsageRecord.status, func.count(), func.sum(UsageRecord.output_images), func.sum(UsageRecord.charge_micros)
+        ).group_by(UsageRecord.model, UsageRecord.status)
+        holds_query = select(func.count(), func.sum(Hold.amount_micros)).where(Hold.state == "held")
+        with self.db.connect() as conn:
+            rows = conn.execute(query).all()
+            open_holds, held = conn.execute(holds_query).one()
+        per_model: dict[str, list[int]] = {}
+        for model, status, count, out, charged in rows:
+            calls.add_metric([model, status], count)
+            totals = per_model.setdefault(model, [0, 0])
+            totals[0] += int(out or 0)
+            totals[1] += int(charged or 0)
+        for model, (out, charged) in per_model.items():
+            images.add_metric([model], out)
+            charges.add_metric([model], charged)
+        yield from (calls, images, charges)
+        yield GaugeMetricFamily("flashbulb_holds_open", "Holds not yet settled or released.", value=open_holds)
+        yield GaugeMetricFamily("flashbulb_holds_open_micros", "Micro-USD reserved by open holds.", value=int(held or 0))
+        queued = GaugeMetricFamily("flashbulb_queue_depth", "Jobs waiting per model worker.", labels=["model"])
+        for model, waiting in self.engine.queue_depths().items():
+            queued.add_metric([model], waiting)
+        yield queued
+
+
+class HttpMetrics:
+    """ASGI middleware: requests and latency by route template (not raw path: bounded labels)."""
+
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry):
+        self.app = app
+        self.requests = Counter("flashbulb_http_requests", "HTTP requests.", ["method", "route", "status"], registry=registry)
+        self.latency = Histogram(
+            "flashbulb_http_request_seconds", "HTTP latency.", ["method", "route"], buckets=LATENCY_BUCKETS, registry=registry
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = _route_template(scope)
+            self.requests.labels(scope["method"], route, str(status)).inc()
+            self.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched path with its parameters named ("/v1beta/models/{model}:generateContent"):
+    bounded label values, whatever ids callers send. Unmatched paths share one label."""
+    if scope.get("route") is None:
+        return "unmatched"
+    path = scope.get("path", "")
+    for name, value in scope.get("path_params", {}).items():
+        path = path.replace(str(value), "{" + name + "}", 1)
+    return path
+
+
+def install(app, gateway: Gateway) -> None:  # noqa: ANN001
+    registry = CollectorRegistry()
+    registry.register(_DatabaseCollector(gateway))
+    app.add_middleware(HttpMetrics, registry=registry)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(_request: Request) -> Response:
+        import asyncio
+
+        body = await asyncio.to_thread(generate_latest, registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
