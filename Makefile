@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # pin to the CPU build it has on disk (no multi-GB CUDA download). On a GPU box: make TORCH=torch.
 TORCH ?= torch==2.13.0
 
-.PHONY: run test install install-test bench clean
+.PHONY: run test install install-test bench bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ bench: install-test
 	$(BIN)/python bench/restore_speed.py
 	$(BIN)/python bench/server_overhead.py
 	$(BIN)/python bench/restore_quality.py
+	$(BIN)/python bench/batch_throughput.py --items 300
+
+# Needs a CUDA GPU (and diffusers/transformers importable there); --tiny smoke-tests it on CPU.
+bench-gpu: install-test
+	$(BIN)/python bench/gpu_latency.py --runs 5
 
 clean:
 	rm -rf $(VENV) build *.egg-info
