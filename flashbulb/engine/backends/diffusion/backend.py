@@ -25,9 +25,10 @@ from flashbulb.engine.backends.diffusion.catalog import GENERATE, INPAINT, Diffu
 from flashbulb.engine.backends.diffusion.fastpath import FastPath, speed_up
 from flashbulb.engine.backends.diffusion.loading import load_pipeline
 from flashbulb.engine.backends.diffusion.measure import better, identity_summary, measure
+from flashbulb.engine.input_safety import check_inputs
 from flashbulb.engine.types import Cancelled, FinishReason, ImageRequest, ImageResult, JobContext
 from flashbulb.errors import ErrorKind, FlashbulbError
-from flashbulb.vision import ocr, safety
+from flashbulb.vision import ocr
 from flashbulb.vision.identity import THRESHOLD, Subject
 
 log = logging.getLogger(__name__)
@@ -140,16 +141,8 @@ class DiffusionBackend:
     # ---- steps ----
 
     def _unsafe_inputs(self, request: ImageRequest) -> ImageResult | None:
-        verdicts = [safety.check(np.asarray(im.convert("RGB")), self.settings.safety_block) for im in request.images]
-        for number, verdict in enumerate(verdicts, start=1):
-            if not verdict.safe:
-                log.warning("request %s: reference %d blocked by safety: %s", request.request_id, number, ", ".join(verdict.found))
-                return ImageResult(
-                    text=f"Reference image {number} was blocked by the safety check ({', '.join(verdict.found)}); nothing was charged.",
-                    finish_reason=FinishReason.IMAGE_SAFETY,
-                    quality={"safety": {"inputs": [v.as_json() for v in verdicts]}},
-                )
-        return None
+        rgb = [np.asarray(im.convert("RGB")) for im in request.images]
+        return check_inputs(request.request_id, rgb, self.settings.safety_block)[1]
 
     def _seeds(self, request: ImageRequest) -> list[int]:
         base = request.seed if request.seed is not None else random.randrange(2**31)

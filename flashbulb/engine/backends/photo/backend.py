@@ -13,6 +13,7 @@ from flashbulb.engine.backends.photo import adjust, background, headshot, instru
 from flashbulb.engine.backends.photo.canvas import Canvas, to_uint8
 from flashbulb.engine.backends.photo.errors import EditRefused
 from flashbulb.engine.backends.photo.instructions import Operation
+from flashbulb.engine.input_safety import check_inputs
 from flashbulb.engine.types import FinishReason, ImageRequest, ImageResult, JobContext
 from flashbulb.vision import ocr, safety, superres
 from flashbulb.vision.identity import Subject
@@ -64,16 +65,10 @@ class PhotoBackend:
 
         timings: dict[str, float] = {}
         inputs = [to_uint8(Canvas(image).rgb) for image in request.images]
-        verdicts = _timed(timings, "safety_in", lambda: [safety.check(rgb, self.safety_block) for rgb in inputs])
-        for number, verdict in enumerate(verdicts, start=1):
-            if not verdict.safe:
-                log.warning("request %s: input image %d blocked by safety: %s", request.request_id, number, ", ".join(verdict.found))
-                return ImageResult(
-                    text=f"Input image {number} was blocked by the safety check ({', '.join(verdict.found)}); nothing was charged.",
-                    finish_reason=FinishReason.IMAGE_SAFETY,
-                    quality={"safety": {"inputs": [v.as_json() for v in verdicts]}},
-                    timings_ms=timings,
-                )
+        verdicts, refused = _timed(timings, "safety_in", lambda: check_inputs(request.request_id, inputs, self.safety_block))
+        if refused is not None:
+            refused.timings_ms = timings
+            return refused
         subject = _timed(timings, "identity_in", lambda: Subject(inputs[0]))
 
         canvas = Canvas(request.images[0])
