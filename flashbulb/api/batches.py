@@ -26,6 +26,7 @@ from flashbulb.api.serving import api_key_of
 from flashbulb.config import Settings
 from flashbulb.engine.types import Caller, ImageRequest
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
+from flashbulb.gateway import accounts
 from flashbulb.gateway.gateway import Gateway, Served
 from flashbulb.jobs import queue
 from flashbulb.jobs.files import FileStore, new_id
@@ -187,6 +188,7 @@ def build_router(gateway: Gateway, files: FileStore, runner: BatchRunner) -> API
     async def create_batch(request: Request, model: str) -> dict:
         caller = await gateway.authenticate(api_key_of(request))
         entry = registry.resolve(model)
+        accounts.check_scope(caller, model, entry.name)  # a key scoped to other models can't batch them either
         if not entry.installed():
             raise FlashbulbError(ErrorKind.FAILED_PRECONDITION, f"{entry.name} is not installed here; see `flashbulb pull {entry.name}`.")
         spec = await asyncio.to_thread(parse_create, await request.body())

@@ -213,6 +213,7 @@ def model_resource(entry: ModelEntry) -> dict[str, Any]:
         "flashbulb": {
             "capabilities": list(entry.capabilities),
             "priceMicrosPerImage": entry.price_micros_per_image,
+            "prices": entry.prices.describe(),
             "installed": entry.installed(),
             **entry.details,
         },

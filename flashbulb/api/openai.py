@@ -214,6 +214,7 @@ def to_image_request(
         seed=params.seed,
         want_text=False,
         caller=caller,
+        quality=params.quality,
     )
 
 
@@ -268,6 +269,7 @@ def model_object(name: str, entry: ModelEntry) -> dict[str, Any]:
             "model": entry.name,  # differs from `id` for aliases such as gpt-image-1
             "capabilities": list(entry.capabilities),
             "priceMicrosPerImage": entry.price_micros_per_image,
+            "prices": entry.prices.describe(),
             "installed": entry.installed(),
         },
     }

@@ -62,6 +62,7 @@ def flashbulb_fields(request: ImageRequest, served: Served) -> dict[str, Any]:
     return {
         "requestId": request.request_id,
         "chargeMicros": served.charge_micros,
+        **({"priceMicros": served.price} if served.price else {}),
         "timingsMs": served.result.timings_ms,
         "quality": served.result.quality,
     }

@@ -10,6 +10,7 @@ from flashbulb.config import Settings
 from flashbulb.engine.backends import Backend
 from flashbulb.engine.types import ImageRequest
 from flashbulb.errors import ErrorKind, FlashbulbError
+from flashbulb.prices import PriceSchedule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,9 +28,16 @@ class ModelEntry:
     # Refuses, before any credit is held, a request this model can't serve (400/404 with how to fix it).
     check: Callable[[ImageRequest], None] = lambda request: None
     details: dict[str, object] = dataclasses.field(default_factory=dict)  # licence, source, sizes...
+    # Prices by output size class, quality and input image (flashbulb.toml [prices]); None: flat
+    # price_micros_per_image for every size, nothing per input image.
+    schedule: PriceSchedule | None = None
 
     def installed(self) -> bool:
         return self.is_installed()
+
+    @property
+    def prices(self) -> PriceSchedule:
+        return self.schedule or PriceSchedule.flat(self.price_micros_per_image)
 
 
 def _photo_entry(settings: Settings) -> ModelEntry:
@@ -140,9 +148,17 @@ class Registry:
     def default(cls, settings: Settings | None = None) -> "Registry":
         settings = settings or Settings()
         entries = [_photo_entry(settings), *(_diffusion_entry(m, settings) for m in _diffusion_models(settings))]
-        prices = settings.prices_micros
+        prices = settings.prices
+        unknown = set(prices) - {e.name for e in entries}
+        if unknown:
+            raise ValueError(
+                f"flashbulb.toml [prices]: no model named {', '.join(sorted(unknown))}; "
+                f"models: {', '.join(e.name for e in entries)}"
+            )
         entries = [
-            dataclasses.replace(e, price_micros_per_image=prices[e.name]) if e.name in prices else e for e in entries
+            dataclasses.replace(e, price_micros_per_image=prices[e.name].standard, schedule=prices[e.name])
+            if e.name in prices else e
+            for e in entries
         ]
         registry = cls(entries)
         registry.aliases = default_aliases(registry.entries[DEFAULT_IMAGE_MODEL].installed())

@@ -27,6 +27,7 @@ class Caller:
     account_name: str
     key_id: int
     is_admin: bool
+    models: tuple[str, ...] | None = None  # the key's scope: the models it may call (None: all)
 
 
 @dataclasses.dataclass
@@ -46,6 +47,8 @@ class ImageRequest:
     want_text: bool = True
     caller: Caller | None = None
     priority: int = 0  # lower runs first: live traffic 0, batch jobs 1
+    quality: str | None = None  # OpenAI's low | medium | high (priced, see flashbulb.prices); None: default
+    quote: object | None = None  # the gateway's price quote (gateway.pricing.Quote), set when credit is held
 
     @property
     def input_pixels(self) -> int:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
+import re
 import secrets
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flashbulb.engine.types import Caller
 from flashbulb.errors import ErrorKind, FlashbulbError
 from flashbulb.gateway import ledger
-from flashbulb.store.tables import Account, ApiKey
+from flashbulb.store.tables import Account, ApiKey, utcnow
 
 KEY_PREFIX = "fb-"
+REFERRAL_PREFIX = "ref-"
 
 
 def hash_key(key: str) -> str:
@@ -30,13 +33,41 @@ def authenticate(db: Engine, key: str | None) -> Caller:
         )
     with db.connect() as conn:
         row = conn.execute(
-            select(ApiKey.id, ApiKey.account_id, Account.name, Account.is_admin)
+            select(ApiKey.id, ApiKey.account_id, ApiKey.revoked_at, ApiKey.expires_at, ApiKey.models, Account.name, Account.is_admin)
             .join(Account, Account.id == ApiKey.account_id)
-            .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+            .where(ApiKey.key_hash == hash_key(key))
         ).first()
     if row is None:
         raise FlashbulbError(ErrorKind.API_KEY_INVALID, "API key not valid. Please pass a valid API key.")
-    return Caller(account_id=row.account_id, account_name=row.name, key_id=row.id, is_admin=row.is_admin)
+    if row.revoked_at is not None:
+        raise FlashbulbError(
+            ErrorKind.API_KEY_INVALID, f"API key not valid: it was revoked on {row.revoked_at.isoformat(timespec='seconds')} UTC."
+        )
+    if row.expires_at is not None and row.expires_at <= utcnow():
+        raise FlashbulbError(
+            ErrorKind.API_KEY_INVALID,
+            f"API key expired on {row.expires_at.isoformat(timespec='seconds')} UTC. Ask the operator for a new key.",
+            code="expired_api_key",
+        )
+    models = tuple(row.models) if row.models is not None else None
+    return Caller(account_id=row.account_id, account_name=row.name, key_id=row.id, is_admin=row.is_admin, models=models)
+
+
+def check_scope(caller: Caller, requested: str, model: str) -> None:
+    """403 when the caller's key may not call this model (by the name asked for or the model it resolves to)."""
+    if caller.models is None or requested.removeprefix("models/") in caller.models or model in caller.models:
+        return
+    allowed = ", ".join(caller.models) or "none"
+    raise FlashbulbError(ErrorKind.PERMISSION_DENIED, f"This API key may not call {model}; it may call: {allowed}.")
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """"30d", "12h", "45m", "90s" (or a bare number of days)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([dhms]?)\s*", text or "")
+    if not match or int(match.group(1)) <= 0:
+        raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, f"{text!r} is not a duration such as 30d, 12h, 45m or 90s")
+    unit = {"d": "days", "": "days", "h": "hours", "m": "minutes", "s": "seconds"}[match.group(2)]
+    return dt.timedelta(**{unit: int(match.group(1))})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,10 +77,21 @@ class NewKey:
     key_id: int
 
 
-def create_key(db: Engine, account_name: str, *, key_name: str = "default", credits_micros: int = 0, admin: bool = False) -> NewKey:
-    """Create the account if it does not exist, give it a new key and, optionally, credits."""
+def create_key(
+    db: Engine, account_name: str, *, key_name: str = "default", credits_micros: int = 0, admin: bool = False,
+    models: list[str] | None = None, expires_in: dt.timedelta | None = None, cap_micros: int | None = None,
+    referred_by: str | None = None, referral_percent: int = 10, referral_days: int = 365,
+) -> NewKey:
+    """Create the account if it does not exist, give it a new key (optionally scoped to `models`,
+    expiring, with a spending cap) and, optionally, credits and a referrer (by referral code)."""
     if not account_name.strip():
         raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, "account name is empty")
+    if cap_micros is not None and cap_micros < 0:
+        raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, "a spending cap can't be negative")
+    if models is not None:
+        models = [m.strip().removeprefix("models/") for m in models if m.strip()]
+        if not models:
+            raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, "a scoped key needs at least one model name")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     with db.begin() as conn:
         account_id = conn.execute(select(Account.id).where(Account.name == account_name)).scalar()
@@ -58,19 +100,51 @@ def create_key(db: Engine, account_name: str, *, key_name: str = "default", cred
                 with conn.begin_nested():
                     account_id = conn.execute(
                         Account.__table__.insert()
-                        .values(name=account_name, is_admin=admin, balance_micros=0, held_micros=0)
+                        .values(
+                            name=account_name, is_admin=admin, balance_micros=0, held_micros=0,
+                            referral_code=new_referral_code(), commission_percent=0,
+                        )
                         .returning(Account.id)
                     ).scalar_one()
             except IntegrityError:  # created by a concurrent caller
                 account_id = conn.execute(select(Account.id).where(Account.name == account_name)).scalar_one()
         key_id = conn.execute(
             ApiKey.__table__.insert()
-            .values(account_id=account_id, name=key_name, prefix=key[:10], key_hash=hash_key(key))
+            .values(
+                account_id=account_id, name=key_name, prefix=key[:10], key_hash=hash_key(key), models=models,
+                expires_at=utcnow() + expires_in if expires_in else None, cap_micros=cap_micros, spent_micros=0, held_micros=0,
+            )
             .returning(ApiKey.id)
         ).scalar_one()
+    if referred_by:
+        ledger.set_referrer(db, account_id, referred_by, percent=referral_percent, days=referral_days)
     if credits_micros:
         ledger.grant(db, account_name, credits_micros, note="initial credits")
     return NewKey(key=key, account_id=account_id, key_id=key_id)
+
+
+def new_referral_code() -> str:
+    return REFERRAL_PREFIX + secrets.token_hex(6)
+
+
+def revoke_key(db: Engine, key_id: int) -> bool:
+    """Revoke a key (it answers 401/400 from now on). False when it was revoked already."""
+    with db.begin() as conn:
+        if conn.execute(select(ApiKey.id).where(ApiKey.id == key_id)).first() is None:
+            raise FlashbulbError(ErrorKind.NOT_FOUND, f"no key with id {key_id}")
+        return conn.execute(
+            update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
+        ).rowcount == 1
+
+
+def account_info(db: Engine, account_id: int) -> dict:
+    with db.connect() as conn:
+        row = conn.execute(select(Account.referral_code, Account.referrer_id, Account.commission_percent, Account.commission_until).where(Account.id == account_id)).one()
+    return {
+        "referralCode": row.referral_code,
+        "referred": row.referrer_id is not None,
+        **({"commissionPercent": row.commission_percent} if row.referrer_id is not None else {}),
+    }
 
 
 def has_admin(db: Engine) -> bool:
@@ -91,6 +165,11 @@ def list_keys(db: Engine) -> list[dict]:
                 ApiKey.prefix,
                 ApiKey.created_at,
                 ApiKey.revoked_at,
+                ApiKey.expires_at,
+                ApiKey.models,
+                ApiKey.cap_micros,
+                ApiKey.spent_micros,
+                Account.referral_code,
             )
             .join(ApiKey, ApiKey.account_id == Account.id)
             .order_by(Account.name, ApiKey.id)
@@ -106,6 +185,11 @@ def list_keys(db: Engine) -> list[dict]:
             "key_prefix": r.prefix,
             "created_at": r.created_at.isoformat(timespec="seconds"),
             "revoked": r.revoked_at is not None,
+            "expires_at": r.expires_at.isoformat(timespec="seconds") if r.expires_at else None,
+            "models": r.models,
+            "cap_micros": r.cap_micros,
+            "spent_micros": r.spent_micros,
+            "referral_code": r.referral_code,
         }
         for r in rows
     ]

@@ -2,7 +2,8 @@
 keyed by request id so that a retry or a second caller can never charge twice.
 
 Invariants (checked by the tests): balance = sum of ledger entries; held = sum of open holds;
-balance - held >= 0 at every commit.
+balance - held >= 0 at every commit; a key's spent + held <= its cap; each (kind, request id) once in
+the ledger: one charge, one refund (<= the charge), one commission and one clawback per request.
 """
 
 from __future__ import annotations
@@ -12,11 +13,25 @@ import datetime as dt
 
 from typing import Callable
 
-from sqlalchemy import Connection, Engine, insert, select, update
+import hashlib
+import secrets
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, Engine, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from flashbulb.config import micros_to_usd
 from flashbulb.errors import ErrorKind, FlashbulbError
-from flashbulb.store.tables import Account, Hold, LedgerEntry, UsageRecord, utcnow
+from flashbulb.store.tables import Account, ApiKey, CreditCode, Hold, LedgerEntry, UsageRecord, utcnow
+
+if TYPE_CHECKING:
+    from flashbulb.gateway.pricing import Quote
+
+CODE_PREFIX = "fbc-"
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 @dataclasses.dataclass
@@ -35,13 +50,15 @@ class Usage:
 
 
 def hold(
-    db: Engine, *, request_id: str, account_id: int, key_id: int, model: str, amount_micros: int, ttl_s: float
+    db: Engine, *, request_id: str, account_id: int, key_id: int, model: str, amount_micros: int, ttl_s: float,
+    quote: "Quote | None" = None,
 ) -> None:
-    """Reserve `amount_micros`; fails (429) if it would take the account's free balance below zero."""
+    """Reserve `amount_micros`; fails (429) if it would take the account's free balance below zero or
+    the key past its spending cap. `quote`'s unit prices are recorded: the settlement charges them."""
     try:
         with db.begin() as conn:
-            # Lock order is hold row, then account row, in every transaction (close_hold too):
-            # the other order deadlocks a retried request id against its own settlement.
+            # Lock order is hold row, then account row, then key row, in every transaction (close_hold,
+            # refund too): the other order deadlocks a retried request id against its own settlement.
             conn.execute(
                 insert(Hold).values(
                     request_id=request_id,
@@ -51,7 +68,9 @@ def hold(
                     amount_micros=amount_micros,
                     state="held",
                     charged_micros=0,
+                    refunded_micros=0,
                     expires_at=utcnow() + dt.timedelta(seconds=ttl_s),
+                    **(_quoted_columns(quote) if quote is not None else {}),
                 )
             )
             # One conditional UPDATE: the check and the reservation cannot be separated by a race.
@@ -65,20 +84,60 @@ def hold(
                     ErrorKind.OUT_OF_CREDITS,
                     "Not enough credits for this request; ask the operator to add credits to your account.",
                 )
+            # The key's cap, the same way: spent + held + this hold <= cap, checked and reserved at once.
+            within_cap = conn.execute(
+                update(ApiKey)
+                .where(
+                    ApiKey.id == key_id,
+                    or_(ApiKey.cap_micros.is_(None), ApiKey.spent_micros + ApiKey.held_micros + amount_micros <= ApiKey.cap_micros),
+                )
+                .values(held_micros=ApiKey.held_micros + amount_micros)
+            ).rowcount
+            if within_cap != 1:
+                key = conn.execute(select(ApiKey.cap_micros, ApiKey.spent_micros, ApiKey.held_micros).where(ApiKey.id == key_id)).first()
+                if key is not None:  # (no such key: a key id 0 of the tests, or a deleted one; nothing to cap)
+                    raise FlashbulbError(
+                        ErrorKind.OUT_OF_CREDITS,
+                        f"This API key has reached its spending cap of {micros_to_usd(key.cap_micros)} USD "
+                        f"(spent {micros_to_usd(key.spent_micros)}, held for running requests {micros_to_usd(key.held_micros)}, "
+                        f"this request needs up to {micros_to_usd(amount_micros)}); ask the operator to raise it or use another key.",
+                        code="key_spending_cap",
+                    )
     except IntegrityError as exc:
         raise FlashbulbError(ErrorKind.ALREADY_EXISTS, f"request id {request_id!r} was already used") from exc
 
 
+def _quoted_columns(quote: "Quote") -> dict:
+    return {
+        "unit_small_micros": quote.small,
+        "unit_standard_micros": quote.standard,
+        "unit_large_micros": quote.large,
+        "unit_input_micros": quote.input_image,
+        "input_images": quote.inputs,
+    }
+
+
 def close_hold(
-    db: Engine, request_id: str, charge_micros: int, usage: Usage, also: Callable[[Connection], None] | None = None
+    db: Engine, request_id: str, charge_micros: int, usage: Usage, also: Callable[[Connection], None] | None = None,
+    *, output_pixels: list[int] | None = None,
 ) -> bool:
     """Settle (charge > 0) or release (charge 0) a hold and write its usage record, atomically.
+
+    With `output_pixels` (one entry per image returned), the charge is computed from the unit prices
+    recorded on the hold when it was taken (`charge_micros` is then ignored): a price change between
+    hold and settle never alters it. A settled charge of a referred account pays its referrer's
+    commission in the same transaction, once (the ledger's (kind, request_id) is unique).
 
     `also` runs the caller's own statements in the same transaction (a batch item's result): they
     commit with the settlement or, if they raise, roll it back. Returns False, changing nothing
     (and not running `also`), when the hold was already closed: closing is idempotent.
     """
     with db.begin() as conn:
+        if output_pixels is not None:
+            quoted = conn.execute(select(*_QUOTE_COLUMNS).where(Hold.request_id == request_id)).first()
+            if quoted is None:
+                return False
+            charge_micros = _quote_of(quoted).charge_for(output_pixels) if quoted.unit_standard_micros is not None else 0
         row = conn.execute(
             update(Hold)
             .where(Hold.request_id == request_id, Hold.state == "held")
@@ -87,18 +146,25 @@ def close_hold(
         ).first()
         if row is None:
             return False
-        if charge_micros > row.amount_micros:
-            raise ValueError(f"charge {charge_micros} exceeds hold {row.amount_micros} for {request_id}")
-        conn.execute(
+        if not 0 <= charge_micros <= row.amount_micros:
+            raise ValueError(f"charge {charge_micros} is not within the hold of {row.amount_micros} for {request_id}")
+        account = conn.execute(
             update(Account)
             .where(Account.id == row.account_id)
             .values(
                 held_micros=Account.held_micros - row.amount_micros,
                 balance_micros=Account.balance_micros - charge_micros,
             )
+            .returning(Account.referrer_id, Account.commission_percent, Account.commission_until)
+        ).one()
+        conn.execute(
+            update(ApiKey)
+            .where(ApiKey.id == row.key_id)
+            .values(held_micros=ApiKey.held_micros - row.amount_micros, spent_micros=ApiKey.spent_micros + charge_micros)
         )
         if charge_micros:
             _append_entry(conn, row.account_id, -charge_micros, "charge", request_id, row.model)
+            _pay_commission(conn, account, charge_micros, request_id)
         conn.execute(
             insert(UsageRecord).values(
                 request_id=request_id,
@@ -112,6 +178,163 @@ def close_hold(
         if also is not None:
             also(conn)
     return True
+
+
+_QUOTE_COLUMNS = (
+    Hold.unit_small_micros, Hold.unit_standard_micros, Hold.unit_large_micros, Hold.unit_input_micros,
+    Hold.input_images, Hold.amount_micros,
+)
+
+
+def _quote_of(row) -> "Quote":  # noqa: ANN001
+    from flashbulb.gateway.pricing import Quote
+
+    return Quote(
+        small=row.unit_small_micros, standard=row.unit_standard_micros, large=row.unit_large_micros,
+        input_image=row.unit_input_micros, images=0, inputs=row.input_images or 0,
+    )
+
+
+def _pay_commission(conn: Connection, account, charge_micros: int, request_id: str) -> None:  # noqa: ANN001
+    """The referrer's share of a settled charge, if the referral is still running."""
+    if account.referrer_id is None or not account.commission_percent:
+        return
+    if account.commission_until is not None and utcnow() > account.commission_until:
+        return
+    commission = charge_micros * account.commission_percent // 100
+    if commission <= 0:
+        return
+    conn.execute(
+        update(Account).where(Account.id == account.referrer_id).values(balance_micros=Account.balance_micros + commission)
+    )
+    _append_entry(conn, account.referrer_id, commission, "commission", request_id, f"{account.commission_percent}% of a referred charge")
+
+
+def refund(db: Engine, request_id: str, amount_micros: int | None = None, note: str = "") -> dict:
+    """Give back a settled charge, fully (None) or partly, once. The referrer's commission on it is
+    clawed back in proportion (as far as the referrer's free balance allows: never below zero)."""
+    if amount_micros is not None and amount_micros <= 0:
+        raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, "a refund must be more than 0")
+    with db.begin() as conn:
+        refunded = Hold.charged_micros if amount_micros is None else amount_micros
+        conditions = [Hold.request_id == request_id, Hold.state == "settled", Hold.refunded_micros == 0]
+        if amount_micros is not None:
+            conditions.append(Hold.charged_micros >= amount_micros)
+        row = conn.execute(
+            update(Hold).where(*conditions).values(refunded_micros=refunded)
+            .returning(Hold.account_id, Hold.key_id, Hold.charged_micros, Hold.refunded_micros)
+        ).first()
+        if row is None:
+            _why_no_refund(conn, request_id, amount_micros)
+        amount = row.refunded_micros
+        balance = conn.execute(
+            update(Account).where(Account.id == row.account_id)
+            .values(balance_micros=Account.balance_micros + amount).returning(Account.balance_micros)
+        ).scalar_one()
+        conn.execute(update(ApiKey).where(ApiKey.id == row.key_id).values(spent_micros=ApiKey.spent_micros - amount))
+        _append_entry(conn, row.account_id, amount, "refund", request_id, note)
+        clawed = _claw_back(conn, request_id, amount, row.charged_micros)
+    return {"requestId": request_id, "refundedMicros": amount, "chargedMicros": row.charged_micros, "balanceMicros": balance, "clawedBackMicros": clawed}
+
+
+def _why_no_refund(conn: Connection, request_id: str, amount_micros: int | None) -> None:
+    hold_row = conn.execute(select(Hold.state, Hold.charged_micros, Hold.refunded_micros).where(Hold.request_id == request_id)).first()
+    if hold_row is None:
+        raise FlashbulbError(ErrorKind.NOT_FOUND, f"no request {request_id!r}")
+    if hold_row.state != "settled":
+        raise FlashbulbError(ErrorKind.FAILED_PRECONDITION, f"request {request_id!r} was not charged ({hold_row.state}): nothing to refund")
+    if hold_row.refunded_micros:
+        raise FlashbulbError(ErrorKind.ALREADY_EXISTS, f"request {request_id!r} was already refunded ({micros_to_usd(hold_row.refunded_micros)} USD)")
+    raise FlashbulbError(
+        ErrorKind.INVALID_ARGUMENT,
+        f"a refund of {micros_to_usd(amount_micros or 0)} USD is more than the {micros_to_usd(hold_row.charged_micros)} USD charged",
+    )
+
+
+def _claw_back(conn: Connection, request_id: str, refunded: int, charged: int) -> int:
+    paid = conn.execute(
+        select(LedgerEntry.account_id, LedgerEntry.amount_micros).where(LedgerEntry.kind == "commission", LedgerEntry.request_id == request_id)
+    ).first()
+    if paid is None:
+        return 0
+    due = paid.amount_micros * refunded // charged
+    referrer = conn.execute(
+        select(Account.balance_micros, Account.held_micros).where(Account.id == paid.account_id).with_for_update()
+    ).one()
+    taken = max(0, min(due, referrer.balance_micros - referrer.held_micros))
+    if due <= 0:
+        return 0
+    conn.execute(update(Account).where(Account.id == paid.account_id).values(balance_micros=Account.balance_micros - taken))
+    note = f"commission on a refunded charge: {taken} of {due} micro-USD due" + ("" if taken == due else " (the rest exceeded the free balance)")
+    _append_entry(conn, paid.account_id, -taken, "clawback", request_id, note)
+    return taken
+
+
+def redeem_code(db: Engine, account_id: int, code: str) -> dict:
+    """Credit a redemption code's value to the account, once: a conditional UPDATE claims the code,
+    so of two concurrent redemptions exactly one credits (the other finds it redeemed)."""
+    now = utcnow()
+    with db.begin() as conn:
+        row = conn.execute(
+            update(CreditCode)
+            .where(
+                CreditCode.code_hash == hash_secret(code),
+                CreditCode.redeemed_at.is_(None),
+                or_(CreditCode.expires_at.is_(None), CreditCode.expires_at > now),
+            )
+            .values(redeemed_at=now, redeemed_by=account_id)
+            .returning(CreditCode.id, CreditCode.amount_micros)
+        ).first()
+        if row is None:
+            known = conn.execute(select(CreditCode.redeemed_at, CreditCode.expires_at).where(CreditCode.code_hash == hash_secret(code))).first()
+            if known is None:
+                raise FlashbulbError(ErrorKind.NOT_FOUND, "no such code; check it was typed exactly")
+            if known.redeemed_at is not None:
+                raise FlashbulbError(ErrorKind.ALREADY_EXISTS, "this code has already been redeemed")
+            raise FlashbulbError(ErrorKind.FAILED_PRECONDITION, f"this code expired on {known.expires_at.isoformat(timespec='seconds')} UTC")
+        balance = conn.execute(
+            update(Account).where(Account.id == account_id)
+            .values(balance_micros=Account.balance_micros + row.amount_micros).returning(Account.balance_micros)
+        ).scalar_one()
+        _append_entry(conn, account_id, row.amount_micros, "redeem", f"code-{row.id}", "redemption code")
+    return {"amountMicros": row.amount_micros, "balanceMicros": balance}
+
+
+def create_code(db: Engine, amount_micros: int, *, expires_at: dt.datetime | None = None, note: str = "") -> str:
+    """A new single-use code worth `amount_micros` (shown once; only its hash is kept)."""
+    if amount_micros <= 0:
+        raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, "a code must be worth more than 0 USD")
+    code = CODE_PREFIX + secrets.token_urlsafe(16)
+    with db.begin() as conn:
+        conn.execute(
+            insert(CreditCode).values(
+                code_hash=hash_secret(code), prefix=code[:10], amount_micros=amount_micros, note=note, expires_at=expires_at
+            )
+        )
+    return code
+
+
+def set_referrer(db: Engine, account_id: int, referral_code: str, *, percent: int, days: int) -> str:
+    """Make the owner of `referral_code` this account's referrer (once, never oneself or a cycle).
+    The commission rate and end date are fixed now. Returns the referrer's account name."""
+    with db.begin() as conn:
+        referrer = conn.execute(select(Account.id, Account.name).where(Account.referral_code == referral_code)).first()
+        if referrer is None:
+            raise FlashbulbError(ErrorKind.NOT_FOUND, f"no referral code {referral_code!r}")
+        ancestor, steps = referrer.id, 0
+        while ancestor is not None and steps < 100:
+            if ancestor == account_id:
+                raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, "an account can't be referred by itself or by an account it referred")
+            ancestor = conn.execute(select(Account.referrer_id).where(Account.id == ancestor)).scalar()
+            steps += 1
+        changed = conn.execute(
+            update(Account)
+            .where(Account.id == account_id, Account.referrer_id.is_(None))
+            .values(referrer_id=referrer.id, commission_percent=percent, commission_until=utcnow() + dt.timedelta(days=days))
+        ).rowcount
+        if changed != 1:
+            raise FlashbulbError(ErrorKind.ALREADY_EXISTS, "this account already has a referrer")
+    return referrer.name
 
 
 def release_expired(db: Engine, now: dt.datetime | None = None) -> int:
