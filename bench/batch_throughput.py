@@ -166,6 +166,8 @@ def main() -> None:
     parser.add_argument("--database-url", default="", help="default: SQLite in a fresh data dir")
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="flashbulb-bench-"))
+    # The baseline sends live calls as fast as one client can: a benchmark, not a customer to limit.
+    (data_dir / "flashbulb.toml").write_text("[rate_limits]\nkey_rpm = 0\naccount_rpm = 0\nkey_concurrent = 0\naccount_concurrent = 0\n")
     database_url = args.database_url or f"sqlite:///{data_dir / 'flashbulb.db'}"
     server = Server(data_dir, database_url)
     try:

@@ -34,6 +34,8 @@ def main() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    # Many calls from one key as fast as possible: a benchmark, not a customer to limit.
+    (data_dir / "flashbulb.toml").write_text("[rate_limits]\nkey_rpm = 0\naccount_rpm = 0\nkey_concurrent = 0\naccount_concurrent = 0\n")
     env = {**os.environ, "FLASHBULB_DATA_DIR": str(data_dir)}
     log = open(data_dir / "server.log", "w")  # noqa: SIM115
     server = subprocess.Popen([sys.executable, "-m", "flashbulb.cli", "serve", "--port", str(port)], stdout=log, stderr=log, env=env)

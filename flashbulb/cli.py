@@ -82,16 +82,50 @@ def keys() -> None:
 @click.option("--credits", "credits_usd", default="0", help="Credits to grant, in USD.")
 @click.option("--key-name", default="default")
 @click.option("--admin", is_flag=True, help="Make the account an admin account.")
+@click.option("--models", "models_csv", default=None, help="Scope: the only models the key may call, comma-separated.")
+@click.option("--expires", default=None, help="The key stops working after this long: 30d, 12h, 45m.")
+@click.option("--cap", "cap_usd", default=None, help="The most this key may spend, in USD (settled + held).")
+@click.option("--referred-by", default=None, help="A referral code: its account earns [referrals] percent of this one's spend.")
 @click.pass_obj
-def keys_create(obj: Context, name: str, credits_usd: str, key_name: str, admin: bool) -> None:
+def keys_create(
+    obj: Context, name: str, credits_usd: str, key_name: str, admin: bool, models_csv: str | None, expires: str | None,
+    cap_usd: str | None, referred_by: str | None,
+) -> None:
     """Create a key; prints only the key on stdout (shown once, stored hashed)."""
     from flashbulb.gateway import accounts
 
     try:
-        new = accounts.create_key(obj.db, name, key_name=key_name, credits_micros=usd_to_micros(credits_usd), admin=admin)
+        new = accounts.create_key(
+            obj.db, name, key_name=key_name, credits_micros=_usd(credits_usd), admin=admin,
+            models=models_csv.split(",") if models_csv is not None else None,
+            expires_in=accounts.parse_duration(expires) if expires else None,
+            cap_micros=_usd(cap_usd) if cap_usd is not None else None, referred_by=referred_by,
+            referral_percent=obj.settings.referral_percent, referral_days=obj.settings.referral_days,
+        )
     except FlashbulbError as error:
         _fail(error)
     print(new.key)
+
+
+def _usd(text: str) -> int:
+    try:
+        return usd_to_micros(text)
+    except ValueError as exc:
+        _fail(FlashbulbError(ErrorKind.INVALID_ARGUMENT, str(exc)))
+
+
+@keys.command("revoke")
+@click.argument("key_id", type=int)
+@click.pass_obj
+def keys_revoke(obj: Context, key_id: int) -> None:
+    """Revoke the key KEY_ID (see `flashbulb keys list`): it is refused from now on."""
+    from flashbulb.gateway import accounts
+
+    try:
+        changed = accounts.revoke_key(obj.db, key_id)
+    except FlashbulbError as error:
+        _fail(error)
+    print(f"key {key_id}: {'revoked' if changed else 'was already revoked'}")
 
 
 @keys.command("list")
@@ -104,11 +138,16 @@ def keys_list(obj: Context, as_json: bool) -> None:
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("account", "admin", "balance USD", "held USD", "key id", "key name", "key prefix", "created", "revoked")
+    table = Table(
+        "account", "admin", "balance USD", "held USD", "key id", "key name", "key prefix", "created", "revoked",
+        "expires", "models", "spent / cap USD", "referral code",
+    )
     for r in rows:
+        cap = f"{micros_to_usd(r['spent_micros'])} / {micros_to_usd(r['cap_micros'])}" if r["cap_micros"] is not None else micros_to_usd(r["spent_micros"])
         table.add_row(
             r["account"], "yes" if r["admin"] else "", micros_to_usd(r["balance_micros"]), micros_to_usd(r["held_micros"]),
             str(r["key_id"]), r["key_name"], r["key_prefix"] + "…", r["created_at"], "yes" if r["revoked"] else "",
+            r["expires_at"] or "", ",".join(r["models"]) if r["models"] is not None else "all", cap, r["referral_code"] or "",
         )
     Console().print(table)
 
@@ -133,13 +172,58 @@ def credits_add(obj: Context, account: str, usd: str) -> None:
     print(f"{account}: balance {micros_to_usd(balance)} USD")
 
 
-@main.command()
+@credits.command("refund")
+@click.argument("request_id")
+@click.argument("usd", required=False)
+@click.option("--note", default="", help="Why (kept in the ledger).")
+@click.pass_obj
+def credits_refund(obj: Context, request_id: str, usd: str | None, note: str) -> None:
+    """Refund the charge of REQUEST_ID, all of it or USD of it (once; never more than was charged)."""
+    from flashbulb.gateway import ledger
+
+    try:
+        done = ledger.refund(obj.db, request_id, _usd(usd) if usd is not None else None, note or "flashbulb credits refund")
+    except FlashbulbError as error:
+        _fail(error)
+    clawed = f", {micros_to_usd(done['clawedBackMicros'])} USD commission clawed back" if done["clawedBackMicros"] else ""
+    print(f"{request_id}: refunded {micros_to_usd(done['refundedMicros'])} of {micros_to_usd(done['chargedMicros'])} USD{clawed}")
+
+
+@main.group()
+def codes() -> None:
+    """Redemption codes: single-use credits a customer redeems (POST /flashbulb/account/redeem)."""
+
+
+@codes.command("create")
+@click.argument("usd")
+@click.option("--expires", default=None, help="The code stops working after this long: 30d, 12h.")
+@click.option("--count", default=1, show_default=True, help="How many codes (one a line).")
+@click.option("--note", default="")
+@click.pass_obj
+def codes_create(obj: Context, usd: str, expires: str | None, count: int, note: str) -> None:
+    """Create COUNT codes worth USD each; prints them (shown once, stored hashed)."""
+    from flashbulb.gateway import accounts, ledger
+    from flashbulb.store.tables import utcnow
+
+    try:
+        until = utcnow() + accounts.parse_duration(expires) if expires else None
+        for _ in range(count):
+            print(ledger.create_code(obj.db, _usd(usd), expires_at=until, note=note))
+    except FlashbulbError as error:
+        _fail(error)
+
+
+@main.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--limit", default=50, show_default=True)
-@click.pass_obj
-def usage(obj: Context, as_json: bool, limit: int) -> None:
-    """Recent calls and totals per account and model."""
+@click.pass_context
+def usage(ctx: click.Context, as_json: bool, limit: int) -> None:
+    """Recent calls and totals per account and model (`usage export`, `usage rollup`: see their --help)."""
     from flashbulb.gateway import usage as usage_report
+
+    if ctx.invoked_subcommand is not None:
+        return
+    obj: Context = ctx.obj
 
     records = usage_report.recent(obj.db, limit=limit)
     totals = usage_report.totals(obj.db)
@@ -160,6 +244,56 @@ def usage(obj: Context, as_json: bool, limit: int) -> None:
     console.print(summary)
 
 
+@usage.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--from", "start", help="First UTC day, YYYY-MM-DD (default: the oldest).")
+@click.option("--to", "end", help="Last UTC day, YYYY-MM-DD, included (default: today).")
+@click.option("--account", help="Only this account.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-", help="File to write (default stdout).")
+@click.pass_obj
+def usage_export(obj: Context, fmt: str, start: str | None, end: str | None, account: str | None, output: str) -> None:
+    """Every usage row in a date range as CSV or JSON: rolled-up days as daily totals (kind "day"),
+    then each call still kept (kind "call"); summing `calls` and `charge_micros` gives the totals."""
+    from flashbulb.gateway import usage as usage_report
+
+    try:
+        first, last = usage_report.parse_day(start, "from"), usage_report.parse_day(end, "to")
+        account_id = usage_report.account_id_of(obj.db, account) if account else None
+    except FlashbulbError as error:
+        _fail(error)
+    rows = usage_report.export_rows(obj.db, start=first, end=last, account_id=account_id)
+    meta = {"from": first and first.isoformat(), "to": last and last.isoformat(), "account": account}
+    if output == "-":
+        usage_report.write_export(rows, sys.stdout, fmt, meta)
+        return
+    with open(output, "w", encoding="utf-8", newline="") as out:
+        count = usage_report.write_export(rows, out, fmt, meta)
+    err.print(f"wrote {count} rows to {output}")
+
+
+@usage.command("rollup")
+@click.option("--older-than", required=True, help="Roll up days older than this: 90d (or a number of days).")
+@click.option("--batch-days", default=7, show_default=True, help="Days moved per transaction.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def usage_rollup(obj: Context, older_than: str, batch_days: int, as_json: bool) -> None:
+    """Move per-call usage records older than a cutoff into daily totals and delete them
+    (summaries, exports and /metrics still count them). Running it again changes nothing."""
+    from flashbulb.gateway import usage as usage_report
+
+    days = older_than.strip().lower().removesuffix("d")
+    if not days.isdigit() or batch_days < 1:
+        _fail(FlashbulbError(ErrorKind.INVALID_ARGUMENT, "--older-than takes a number of days, like 90d"))
+    try:
+        moved = usage_report.rollup(obj.db, older_than_days=int(days), batch_days=batch_days)
+    except FlashbulbError as error:
+        _fail(error)
+    if as_json:
+        print(json.dumps(moved))
+    else:
+        print(f"rolled up {moved['records']} usage records from {moved['days']} days before {moved['before']} into {moved['daily_rows']} daily rows")
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
@@ -173,6 +307,7 @@ def models(obj: Context, as_json: bool) -> None:
             "name": e.name,
             "capabilities": list(e.capabilities),
             "price_usd_per_image": micros_to_usd(e.price_micros_per_image),
+            "prices": e.prices.describe(),
             "installed": e.installed(),
             "licence": e.details.get("licence", "Apache-2.0"),
             "commercial_use": e.details.get("commercialUse", True),
@@ -182,10 +317,16 @@ def models(obj: Context, as_json: bool) -> None:
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("model", "capabilities", "USD / image", "installed", "licence")
+    table = Table("model", "capabilities", "USD / image (small/standard/large)", "input", "quality %", "installed", "licence")
     for r in rows:
         licence = r["licence"] if r["commercial_use"] else f"{r['licence']} (non-commercial)"
-        table.add_row(r["name"], ", ".join(r["capabilities"]), r["price_usd_per_image"], "yes" if r["installed"] else "no", licence)
+        p = r["prices"]
+        sizes = "/".join(micros_to_usd(p["imageMicros"][c]) for c in ("small", "standard", "large"))
+        quality = " ".join(f"{q}={v}" for q, v in p["qualityPercent"].items() if v != 100) or "-"
+        table.add_row(
+            r["name"], ", ".join(r["capabilities"]), sizes, micros_to_usd(p["inputImageMicros"]), quality,
+            "yes" if r["installed"] else "no", licence,
+        )
     Console().print(table)
 
 

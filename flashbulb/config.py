@@ -32,6 +32,50 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("FLASHBULB_DATA_DIR") or Path.home() / ".flashbulb")
 
 
+RATE_LIMIT_NAMES = ("key_rpm", "account_rpm", "key_concurrent", "account_concurrent")
+
+
+@dataclasses.dataclass
+class RateLimits:
+    """flashbulb.toml [rate_limits]: live calls per minute and calls in flight, per key and per
+    account (0 = unlimited); [rate_limits.accounts.NAME] overrides any of the four for one account.
+    With `redis_url` every server using that Redis shares the counts (else each process counts its own)."""
+
+    key_rpm: int = 60
+    account_rpm: int = 300
+    key_concurrent: int = 4
+    account_concurrent: int = 16
+    redis_url: str = ""
+    redis_prefix: str = "flashbulb"  # Redis keys start with this (several deployments on one Redis)
+    accounts: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+
+    def for_account(self, account_name: str) -> dict[str, int]:
+        """The four limits that apply to one account."""
+        return {**{name: getattr(self, name) for name in RATE_LIMIT_NAMES}, **self.accounts.get(account_name, {})}
+
+    def apply_toml(self, section: dict) -> None:
+        def limit(where: str, name: str, value: object) -> int:
+            if name not in RATE_LIMIT_NAMES:
+                raise ValueError(f"flashbulb.toml: unknown setting [{where}].{name}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"flashbulb.toml: [{where}].{name} must be a whole number >= 0 (0 = unlimited)")
+            return value
+
+        for name, value in section.items():
+            if name == "accounts":
+                if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+                    raise ValueError("flashbulb.toml: [rate_limits.accounts.NAME] must be tables")
+                for account, limits in value.items():
+                    where = f"rate_limits.accounts.{account}"
+                    self.accounts[account] = {n: limit(where, n, v) for n, v in limits.items()}
+            elif name in ("redis_url", "redis_prefix"):
+                if not isinstance(value, str):
+                    raise ValueError(f"flashbulb.toml: [rate_limits].{name} must be a string")
+                setattr(self, name, value)
+            else:
+                setattr(self, name, limit("rate_limits", name, value))
+
+
 @dataclasses.dataclass
 class Settings:
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
@@ -59,8 +103,12 @@ class Settings:
     batch_discount_percent: int = 50
     batch_max_in_flight: int = 4
     batch_max_attempts: int = 5
-    # Price overrides per model, micro-USD per output image (flashbulb.toml [prices]).
-    prices_micros: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Price overrides per model (flashbulb.toml [prices]): flashbulb.prices.PriceSchedule by model name.
+    prices: dict[str, object] = dataclasses.field(default_factory=dict)
+    # Referrals (flashbulb.toml [referrals] percent, days): the share of a referred account's settled
+    # spend credited to its referrer, for this many days after the referral (fixed at referral time).
+    referral_percent: int = 10
+    referral_days: int = 365
     # NudeNet classes that block an input or output (flashbulb.toml [safety] block = [...]).
     safety_block: tuple[str, ...] = EXPLICIT_NUDITY
     # Generative models (flashbulb.toml [diffusion]; local weights in [models.NAME]).
@@ -75,6 +123,8 @@ class Settings:
     cpu_max_weights_gb: float = 8.0  # larger models refuse to load without a GPU
     warm_models: tuple[str, ...] = ("flashbulb-photo", "flashbulb-image")  # loaded at start when installed
     local_models: dict[str, dict] = dataclasses.field(default_factory=dict)
+    # Requests per minute and in flight, per key and per account (flashbulb.toml [rate_limits]).
+    rate_limits: RateLimits = dataclasses.field(default_factory=RateLimits)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()
@@ -92,8 +142,18 @@ class Settings:
         return settings
 
     def apply_toml(self, doc: dict) -> None:
-        for model, usd in doc.get("prices", {}).items():
-            self.prices_micros[model] = usd_to_micros(usd)
+        from flashbulb import prices
+
+        if not isinstance(doc.get("prices", {}), dict):
+            raise ValueError("flashbulb.toml: [prices] must be a table of model = price")
+        for model, value in doc.get("prices", {}).items():
+            self.prices[model] = prices.parse(model, value)
+        for name, value in doc.get("referrals", {}).items():
+            if name not in ("percent", "days"):
+                raise ValueError(f"flashbulb.toml: unknown setting [referrals].{name}; use percent, days")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (name == "percent" and value > 100):
+                raise ValueError(f"flashbulb.toml: [referrals].{name} must be a whole number (percent 0-100), not {value!r}")
+            setattr(self, f"referral_{name}", value)
         for section in ("limits", "diffusion"):
             for name, value in doc.get(section, {}).items():
                 if not hasattr(self, name) or name == "local_models":
@@ -106,6 +166,7 @@ class Settings:
             setattr(self, f"batch_{name}", int(value))
         if not 0 <= self.batch_discount_percent <= 100:
             raise ValueError("flashbulb.toml: the batch discount must be between 0 and 100 percent")
+        self.rate_limits.apply_toml(doc.get("rate_limits", {}))
         for name, fields in doc.get("models", {}).items():
             if not isinstance(fields, dict):
                 raise ValueError(f"flashbulb.toml: [models.{name}] must be a table")

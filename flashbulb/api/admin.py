@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from flashbulb.api.gemini import api_key_of
@@ -13,6 +13,7 @@ from flashbulb.engine.types import Caller
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
 from flashbulb.gateway import accounts, ledger, usage
 from flashbulb.gateway.gateway import Gateway
+from flashbulb.store.tables import utcnow
 
 MAX_PAGE = 1000  # usage records in one JSON page
 MAX_CSV_ROWS = 100_000
@@ -23,6 +24,26 @@ class CreateKey(BaseModel):
     key_name: str = "default"
     credits_usd: str = "0"
     admin: bool = False
+    models: list[str] | None = None  # scope: the models the key may call (None: all)
+    expires: str | None = None  # "30d", "12h": the key stops working after this long
+    cap_usd: str | None = None  # the most the key may ever spend (settled + held, net of refunds)
+    referred_by: str | None = None  # a referral code: its account earns a commission on this one's spend
+
+
+class CreateCode(BaseModel):
+    usd: str
+    expires: str | None = None
+    note: str = ""
+
+
+class Refund(BaseModel):
+    request_id: str
+    usd: str | None = None  # None: the whole charge
+    note: str = ""
+
+
+class Redeem(BaseModel):
+    code: str
 
 
 class AddCredits(BaseModel):
@@ -51,10 +72,35 @@ def build_router(gateway: Gateway) -> APIRouter:
     @router.post("/keys")
     async def create_key(request: Request, body: CreateKey) -> dict:
         await admin(request)
+        settings = gateway.settings
         new = await asyncio.to_thread(
-            accounts.create_key, db, body.account, key_name=body.key_name, credits_micros=_micros(body.credits_usd), admin=body.admin
+            accounts.create_key, db, body.account, key_name=body.key_name, credits_micros=_micros(body.credits_usd), admin=body.admin,
+            models=body.models, expires_in=accounts.parse_duration(body.expires) if body.expires else None,
+            cap_micros=_micros(body.cap_usd) if body.cap_usd is not None else None, referred_by=body.referred_by,
+            referral_percent=settings.referral_percent, referral_days=settings.referral_days,
         )
         return {"key": new.key, "account": body.account, "keyId": new.key_id}
+
+    @router.post("/keys/{key_id}/revoke")
+    async def revoke_key(request: Request, key_id: int) -> dict:
+        await admin(request)
+        changed = await asyncio.to_thread(accounts.revoke_key, db, key_id)
+        return {"keyId": key_id, "revoked": True, "alreadyRevoked": not changed}
+
+    @router.post("/codes")
+    async def create_code(request: Request, body: CreateCode) -> dict:
+        await admin(request)
+        expires = accounts.parse_duration(body.expires) if body.expires else None
+        code = await asyncio.to_thread(
+            ledger.create_code, db, _micros(body.usd), expires_at=utcnow() + expires if expires else None, note=body.note
+        )
+        return {"code": code, "amountMicros": _micros(body.usd)}
+
+    @router.post("/refunds")
+    async def refund(request: Request, body: Refund) -> dict:
+        await admin(request)
+        amount = _micros(body.usd) if body.usd is not None else None
+        return await asyncio.to_thread(ledger.refund, db, body.request_id, amount, body.note)
 
     @router.get("/keys")
     async def list_keys(request: Request) -> dict:
@@ -75,12 +121,47 @@ def build_router(gateway: Gateway) -> APIRouter:
             "totals": await asyncio.to_thread(usage.totals, db),
         }
 
+    @router.get("/usage/summary")
+    async def usage_summary(
+        request: Request, group: str = "account,model", start: str | None = Query(None, alias="from"),
+        end: str | None = Query(None, alias="to"), account: str | None = None,
+    ) -> dict:
+        """Calls, images and charges per account, key, model, day and/or status (?group=account,day),
+        over UTC days ?from= to ?to= (both included; default the last 30), rolled-up days included."""
+        await admin(request)
+        first, last = usage.window(start, end)
+        account_id = await asyncio.to_thread(usage.account_id_of, db, account) if account else None
+        return await asyncio.to_thread(
+            usage.summarize, db, group=usage.parse_group(group), start=first, end=last, account_id=account_id
+        )
+
     return router
 
 
 def build_account_router(gateway: Gateway) -> APIRouter:
     """What any key may read about its own account."""
     router = APIRouter()
+
+    @router.post("/account/redeem")
+    async def redeem(request: Request, body: Redeem) -> dict:
+        """A redemption code (credits, once) or a referral code (sets this account's referrer, once)."""
+        caller = await gateway.authenticate(api_key_of(request))
+        code = body.code.strip()
+        if code.startswith(accounts.REFERRAL_PREFIX):
+            settings = gateway.settings
+            referrer = await asyncio.to_thread(
+                ledger.set_referrer, gateway.db, caller.account_id, code,
+                percent=settings.referral_percent, days=settings.referral_days,
+            )
+            return {"account": caller.account_name, "redeemed": "referral", "referrer": referrer}
+        redeemed = await asyncio.to_thread(ledger.redeem_code, gateway.db, caller.account_id, code)
+        return {"account": caller.account_name, "redeemed": "credits", **redeemed, "balanceUsd": micros_to_usd(redeemed["balanceMicros"])}
+
+    @router.get("/account/referral")
+    async def referral(request: Request) -> dict:
+        """This account's referral code (to hand out) and whether it was referred itself."""
+        caller = await gateway.authenticate(api_key_of(request))
+        return await asyncio.to_thread(accounts.account_info, gateway.db, caller.account_id)
 
     @router.get("/account")
     async def account(request: Request) -> dict:
@@ -106,12 +187,24 @@ def build_account_router(gateway: Gateway) -> APIRouter:
         return {"records": records, **({"nextPageToken": next_token} if next_token else {})}
 
     @router.get("/account/usage/summary")
-    async def account_usage_summary(request: Request, days: int = 30) -> dict:
-        """Spend per UTC day (every day of the window, zeros included) and per model."""
+    async def account_usage_summary(
+        request: Request, days: int = 30, group: str = "", start: str | None = Query(None, alias="from"),
+        end: str | None = Query(None, alias="to"),
+    ) -> dict:
+        """Spend per UTC day (every day of the window, zeros included) and per model; with
+        ?group=key,model,day also one row per combination ("rows"). The window is the last `days`
+        days, or ?from= to ?to= (UTC days, both included)."""
         caller = await gateway.authenticate(api_key_of(request))
         if not 1 <= days <= 366:
             raise invalid("days must be between 1 and 366", param="days")
-        return await asyncio.to_thread(usage.summary, gateway.db, account_id=caller.account_id, days=days)
+        first, last = usage.window(start, end, default_days=days, max_days=366)
+        body = await asyncio.to_thread(usage.summary, gateway.db, account_id=caller.account_id, start=first, end=last)
+        if group:
+            grouped = await asyncio.to_thread(
+                usage.summarize, gateway.db, group=usage.parse_group(group), start=first, end=last, account_id=caller.account_id
+            )
+            body.update(group=grouped["group"], rows=grouped["rows"])
+        return body
 
     @router.get("/account/usage.csv")
     async def account_usage_csv(request: Request, limit: int = 10_000) -> Response:

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flashbulb.engine.engine import Engine
 from flashbulb.gateway.gateway import Gateway
-from flashbulb.store.tables import Hold, UsageRecord
+from flashbulb.store.tables import Hold, UsageDaily, UsageRecord
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -33,16 +33,23 @@ class _DatabaseCollector:
         query = select(
             UsageRecord.model, UsageRecord.status, func.count(), func.sum(UsageRecord.output_images), func.sum(UsageRecord.charge_micros)
         ).group_by(UsageRecord.model, UsageRecord.status)
+        # Days moved out by `flashbulb usage rollup` are added back, so the counters never go down.
+        rolled_up = select(
+            UsageDaily.model, UsageDaily.status, func.sum(UsageDaily.calls), func.sum(UsageDaily.output_images), func.sum(UsageDaily.charge_micros)
+        ).group_by(UsageDaily.model, UsageDaily.status)
         holds_query = select(func.count(), func.sum(Hold.amount_micros)).where(Hold.state == "held")
         with self.db.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(query).all() + conn.execute(rolled_up).all()
             open_holds, held = conn.execute(holds_query).one()
         per_model: dict[str, list[int]] = {}
+        per_status: dict[tuple[str, str], int] = {}
         for model, status, count, out, charged in rows:
-            calls.add_metric([model, status], count)
+            per_status[(model, status)] = per_status.get((model, status), 0) + int(count or 0)
             totals = per_model.setdefault(model, [0, 0])
             totals[0] += int(out or 0)
             totals[1] += int(charged or 0)
+        for (model, status), count in per_status.items():
+            calls.add_metric([model, status], count)
         for model, (out, charged) in per_model.items():
             images.add_metric([model], out)
             charges.add_metric([model], charged)

@@ -19,6 +19,7 @@ from flashbulb.engine.engine import Engine
 from flashbulb.engine.types import Caller, Cancelled, FinishReason, ImageRequest, ImageResult, JobContext
 from flashbulb.errors import ErrorKind, FlashbulbError
 from flashbulb.gateway import accounts, ledger, pricing
+from flashbulb.gateway.ratelimits import Lease, RateLimiter
 
 log = logging.getLogger("flashbulb.gateway")
 
@@ -36,6 +37,7 @@ class Served:
 
     result: ImageResult
     charge_micros: int
+    price: dict | None = None  # the charge's breakdown (unit prices, size classes): the response's priceMicros
 
 
 # Given how a request ended (Served, or the exception it ended with), the statements to commit in
@@ -49,6 +51,8 @@ class Gateway:
         self.db = db
         self.engine = engine
         self.settings = settings
+        self.limiter = RateLimiter(settings.rate_limits, max_lease_s=settings.hold_ttl_s)
+        self._leases: dict[str, Lease] = {}  # request id -> its rate limit slots, from reserve to fulfil
 
     async def authenticate(self, api_key: str | None) -> Caller:
         return await asyncio.to_thread(accounts.authenticate, self.db, api_key)
@@ -63,8 +67,22 @@ class Gateway:
         if it never does (a crash, a stream that never started) the hold expires and is released."""
         assert request.caller is not None
         entry = self.engine.registry.resolve(request.model)
+        accounts.check_scope(request.caller, request.model, entry.name)  # a key scoped to other models: 403
         request.model = entry.name
         entry.check(request)  # not installed, or a request this model can't serve: 400 before any hold
+        # Rate limits come before the hold, so a refused call is never charged. Batch items
+        # (priority 1) are exempt: the batch runner meters them itself ([batch] max_in_flight).
+        lease = await self.limiter.acquire(request.caller) if request.priority == 0 else None
+        try:
+            await self._hold(request, entry, discount_percent)
+        except BaseException:
+            await self.limiter.release(lease)
+            raise
+        if lease is not None:
+            self._leases[request.request_id] = lease
+
+    async def _hold(self, request: ImageRequest, entry, discount_percent: int) -> None:  # noqa: ANN001
+        quote = pricing.quote(entry, request, discount_percent)
         await asyncio.to_thread(
             ledger.hold,
             self.db,
@@ -72,9 +90,11 @@ class Gateway:
             account_id=request.caller.account_id,
             key_id=request.caller.key_id,
             model=entry.name,
-            amount_micros=pricing.quote(entry, request, discount_percent),
+            amount_micros=quote.hold_micros,
             ttl_s=self.settings.hold_ttl_s,
+            quote=quote,
         )
+        request.quote = quote  # the hold recorded these unit prices; the settlement charges them
 
     async def fulfil(
         self, request: ImageRequest, job: JobContext, *, discount_percent: int = 0, record: Recorder | None = None
@@ -84,16 +104,19 @@ class Gateway:
         started = time.perf_counter()
         usage = ledger.Usage(status="error", input_images=len(request.images), input_pixels=request.input_pixels)
         charge = 0
+        output_pixels: list[int] | None = None
+        quote = request.quote if isinstance(request.quote, pricing.Quote) else pricing.quote(entry, request, discount_percent)
         outcome: Served | BaseException = asyncio.CancelledError()
         try:
             result = await asyncio.wait_for(self.engine.run(request, job), self.settings.request_timeout_s)
-            charge = pricing.charge(entry, result, discount_percent)
+            charge = pricing.charge(quote, result)
+            output_pixels = [im.width * im.height for im in result.images] if charge else None
             usage.status = _STATUS[result.finish_reason]
             usage.finish_reason = result.finish_reason.value
             usage.output_images = len(result.images)
             usage.output_pixels = result.output_pixels
             usage.quality = {**result.quality, "timings_ms": result.timings_ms}
-            outcome = Served(result=result, charge_micros=charge)
+            outcome = Served(result=result, charge_micros=charge, price=quote.breakdown(output_pixels or []) if charge else None)
             return outcome
         except (asyncio.CancelledError, Cancelled) as exc:
             outcome = exc
@@ -115,9 +138,19 @@ class Gateway:
             raise outcome from exc
         finally:
             usage.latency_ms = round((time.perf_counter() - started) * 1000)
-            # Shielded: a cancelled caller must still settle or release its hold.
-            await asyncio.shield(asyncio.to_thread(self._close, request.request_id, charge, usage, outcome, record))
+            lease = self._leases.pop(request.request_id, None)
+            try:
+                # Shielded: a cancelled caller must still settle or release its hold.
+                pixels = output_pixels if isinstance(outcome, Served) else None
+                await asyncio.shield(asyncio.to_thread(self._close, request.request_id, charge, usage, outcome, record, pixels))
+            finally:
+                await self.limiter.release(lease)  # the rate limit slot, exactly once
 
-    def _close(self, request_id: str, charge: int, usage: ledger.Usage, outcome: Served | BaseException, record: Recorder | None) -> None:
+    def _close(
+        self, request_id: str, charge: int, usage: ledger.Usage, outcome: Served | BaseException, record: Recorder | None,
+        output_pixels: list[int] | None = None,
+    ) -> None:
         also = record(outcome) if record is not None else None
-        ledger.close_hold(self.db, request_id, charge, usage, also=also)
+        # With output_pixels the ledger charges the unit prices recorded on the hold (the same quote
+        # `charge` was computed from, so the caller is shown exactly what the ledger charges).
+        ledger.close_hold(self.db, request_id, charge if output_pixels else 0, usage, also=also, output_pixels=output_pixels)

@@ -1,16 +1,18 @@
-"""Reading usage records back: per-call rows and per-account/model totals."""
+"""Reading usage back (per-call rows, summaries grouped by account/key/model/day, exports) and
+retention: `rollup` moves old per-call records into daily totals that every summary still counts."""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
 import io
+import json
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, insert, select, text, update
 
 from flashbulb.config import micros_to_usd
-from flashbulb.errors import invalid
-from flashbulb.store.tables import Account, UsageRecord, utcnow
+from flashbulb.errors import ErrorKind, FlashbulbError, invalid
+from flashbulb.store.tables import Account, ApiKey, UsageDaily, UsageRecord, utcnow
 
 
 def recent(db: Engine, *, account_id: int | None = None, limit: int = 100) -> list[dict]:
@@ -53,55 +55,31 @@ _REPORTED = (
 
 
 def totals(db: Engine, *, account_id: int | None = None) -> list[dict]:
-    query = (
-        select(
-            Account.name.label("account"),
-            UsageRecord.model,
-            func.count().label("calls"),
-            func.sum(UsageRecord.output_images).label("images"),
-            func.sum(UsageRecord.charge_micros).label("charge_micros"),
-        )
-        .join(Account, Account.id == UsageRecord.account_id)
-        .group_by(Account.name, UsageRecord.model)
-        .order_by(Account.name, UsageRecord.model)
-    )
-    if account_id is not None:
-        query = query.where(UsageRecord.account_id == account_id)
-    with db.connect() as conn:
-        rows = conn.execute(query).all()
-    return [
-        {"account": r.account, "model": r.model, "calls": r.calls, "images": int(r.images or 0), "charge_micros": int(r.charge_micros or 0)}
-        for r in rows
-    ]
+    """All-time calls, images and charges per account and model (rolled-up days included)."""
+    rows = summarize(db, group=("account", "model"), account_id=account_id)["rows"]
+    return [{k: r[k] for k in ("account", "model", "calls", "images", "charge_micros")} for r in rows]
 
 
-def summary(db: Engine, *, account_id: int | None = None, days: int = 30, today: dt.date | None = None) -> dict:
-    """Spend over the last `days` UTC days (today included): one row per day, zeros included, and
-    one row per model, newest spend first."""
+def summary(
+    db: Engine, *, account_id: int | None = None, days: int = 30, today: dt.date | None = None,
+    start: dt.date | None = None, end: dt.date | None = None,
+) -> dict:
+    """Spend over the last `days` UTC days (today included), or from `start` to `end` (both
+    included): one row per day, zeros included, and one row per model, newest spend first.
+    Rolled-up days count the same as days still kept call by call."""
     today = today or utcnow().date()
-    first = today - dt.timedelta(days=days - 1)
-    since = dt.datetime.combine(first, dt.time())
-    day = func.date(UsageRecord.created_at)
-    where = [UsageRecord.created_at >= since]
-    if account_id is not None:
-        where.append(UsageRecord.account_id == account_id)
-    sums = (
-        func.count().label("calls"),
-        func.sum(UsageRecord.output_images).label("images"),
-        func.sum(UsageRecord.charge_micros).label("charge_micros"),
-    )
-    with db.connect() as conn:
-        per_day = conn.execute(select(day.label("day"), *sums).where(*where).group_by(day)).all()
-        per_model = conn.execute(select(UsageRecord.model, *sums).where(*where).group_by(UsageRecord.model)).all()
+    end = end or today
+    first = start or end - dt.timedelta(days=days - 1)
+    per_day = summarize(db, group=("day",), start=first, end=end, account_id=account_id)["rows"]
+    per_model = summarize(db, group=("model",), start=first, end=end, account_id=account_id)["rows"]
 
-    def row(r) -> dict:  # noqa: ANN001
-        return {"calls": int(r.calls), "images": int(r.images or 0), "charge_micros": int(r.charge_micros or 0)}
+    def row(r: dict) -> dict:
+        return {"calls": r["calls"], "images": r["images"], "charge_micros": r["charge_micros"]}
 
-    # SQLite's date() gives 'YYYY-MM-DD', PostgreSQL's a date: both print the same.
-    by_day = {str(r.day)[:10]: row(r) for r in per_day}
+    by_day = {r["day"]: row(r) for r in per_day}
     zero = {"calls": 0, "images": 0, "charge_micros": 0}
-    dates = [(first + dt.timedelta(days=i)).isoformat() for i in range(days)]
-    models = sorted(({"model": r.model, **row(r)} for r in per_model), key=lambda m: (-m["charge_micros"], m["model"]))
+    dates = [(first + dt.timedelta(days=i)).isoformat() for i in range((end - first).days + 1)]
+    models = sorted(({"model": r["model"], **row(r)} for r in per_model), key=lambda m: (-m["charge_micros"], m["model"]))
     return {
         "from": dates[0],
         "to": dates[-1],
@@ -110,6 +88,254 @@ def summary(db: Engine, *, account_id: int | None = None, days: int = 30, today:
         "calls": sum(m["calls"] for m in models),
         "charge_micros": sum(m["charge_micros"] for m in models),
     }
+
+
+def account_id_of(db: Engine, name: str) -> int:
+    with db.connect() as conn:
+        found = conn.execute(select(Account.id).where(Account.name == name)).scalar()
+    if found is None:
+        raise FlashbulbError(ErrorKind.NOT_FOUND, f"no account named {name!r}")
+    return found
+
+
+def window(start: str | None, end: str | None, *, default_days: int = 30, max_days: int = 3700) -> tuple[dt.date, dt.date]:
+    """?from=&to= (UTC days, both included) -> dates; by default the last `default_days` days."""
+    last = parse_day(end, "to") or utcnow().date()
+    first = parse_day(start, "from") or last - dt.timedelta(days=default_days - 1)
+    if first > last:
+        raise invalid("from must not be after to", param="from")
+    if (last - first).days >= max_days:
+        raise invalid(f"ask for at most {max_days} days at a time", param="from")
+    return first, last
+
+
+GROUPS = ("account", "key", "model", "day", "status")
+_SUMS = ("calls", "input_images", "images", "output_pixels", "latency_ms", "charge_micros")
+
+
+def parse_group(text: str | None) -> tuple[str, ...]:
+    """"account,key,model,day" -> the dimensions to group by (each once, in the order of GROUPS)."""
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    unknown = [n for n in names if n not in GROUPS]
+    if unknown:
+        raise invalid(f"cannot group by {', '.join(unknown)}; choose from {', '.join(GROUPS)}", param="group")
+    return tuple(g for g in GROUPS if g in names)
+
+
+def parse_day(text: str | None, what: str) -> dt.date | None:
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text[:10])
+    except ValueError as exc:
+        raise invalid(f"{what} must be a date like 2025-01-31", param=what) from exc
+
+
+def summarize(
+    db: Engine, *, group: tuple[str, ...] | list[str] = (), start: dt.date | None = None, end: dt.date | None = None,
+    account_id: int | None = None,
+) -> dict:
+    """Calls, images and charges between two UTC days (both included; None: unbounded), one row
+    per combination of the `group` dimensions (account, key, model, day, status). Detail records
+    and rolled-up daily totals are added together, so a rollup never changes an answer."""
+    group = tuple(g for g in GROUPS if g in group)
+    detail_day = func.date(UsageRecord.created_at)
+    dims = {
+        "account": (UsageRecord.account_id, UsageDaily.account_id),
+        "key": (UsageRecord.key_id, UsageDaily.key_id),
+        "model": (UsageRecord.model, UsageDaily.model),
+        "day": (detail_day, UsageDaily.day),
+        "status": (UsageRecord.status, UsageDaily.status),
+    }
+    detail = select(
+        *(dims[g][0].label(g) for g in group),
+        func.count().label("calls"),
+        func.sum(UsageRecord.input_images).label("input_images"),
+        func.sum(UsageRecord.output_images).label("images"),
+        func.sum(UsageRecord.output_pixels).label("output_pixels"),
+        func.sum(UsageRecord.latency_ms).label("latency_ms"),
+        func.sum(UsageRecord.charge_micros).label("charge_micros"),
+    )
+    daily = select(
+        *(dims[g][1].label(g) for g in group),
+        func.sum(UsageDaily.calls).label("calls"),
+        func.sum(UsageDaily.input_images).label("input_images"),
+        func.sum(UsageDaily.output_images).label("images"),
+        func.sum(UsageDaily.output_pixels).label("output_pixels"),
+        func.sum(UsageDaily.latency_ms).label("latency_ms"),
+        func.sum(UsageDaily.charge_micros).label("charge_micros"),
+    )
+    if start is not None:
+        detail = detail.where(UsageRecord.created_at >= dt.datetime.combine(start, dt.time()))
+        daily = daily.where(UsageDaily.day >= start)
+    if end is not None:
+        detail = detail.where(UsageRecord.created_at < dt.datetime.combine(end + dt.timedelta(days=1), dt.time()))
+        daily = daily.where(UsageDaily.day <= end)
+    if account_id is not None:
+        detail = detail.where(UsageRecord.account_id == account_id)
+        daily = daily.where(UsageDaily.account_id == account_id)
+    if group:
+        detail = detail.group_by(*(dims[g][0] for g in group))
+        daily = daily.group_by(*(dims[g][1] for g in group))
+    merged: dict[tuple, dict[str, int]] = {}
+    with db.connect() as conn:
+        for query in (detail, daily):
+            for r in conn.execute(query).mappings():
+                if not r["calls"]:
+                    continue  # an ungrouped sum over nothing
+                # SQLite's date() gives 'YYYY-MM-DD', PostgreSQL's a date: both print the same.
+                key = tuple(str(r[g])[:10] if g == "day" else r[g] for g in group)
+                sums = merged.setdefault(key, dict.fromkeys(_SUMS, 0))
+                for name in _SUMS:
+                    sums[name] += int(r[name] or 0)
+        names = dict(conn.execute(select(Account.id, Account.name)).all()) if "account" in group else {}
+        keys = {r.id: r for r in conn.execute(select(ApiKey.id, ApiKey.name, ApiKey.prefix))} if "key" in group else {}
+    rows = []
+    for key in sorted(merged, key=lambda k: tuple("" if v is None else v for v in k)):
+        row: dict = {}
+        for g, value in zip(group, key):
+            if g == "account":
+                row["account"] = names.get(value, str(value))
+            elif g == "key":
+                found = keys.get(value)
+                row.update(key_id=value, key_name=found.name if found else "", key_prefix=found.prefix if found else "")
+            else:
+                row[g] = value
+        row.update(merged[key])
+        row["charge_usd"] = micros_to_usd(row["charge_micros"])
+        rows.append(row)
+    total = {name: sum(r[name] for r in rows) for name in _SUMS}
+    return {
+        "from": start.isoformat() if start else None,
+        "to": end.isoformat() if end else None,
+        "group": list(group),
+        "rows": rows,
+        "totals": {**total, "charge_usd": micros_to_usd(total["charge_micros"])},
+    }
+
+
+def rollup(db: Engine, *, older_than_days: int, batch_days: int = 7, today: dt.date | None = None) -> dict:
+    """Move usage records of UTC days before `today - older_than_days` into daily totals
+    (usage_daily) and delete them: one transaction per `batch_days` days, so an interrupted run
+    loses nothing and a second run finds nothing left to move (it is idempotent)."""
+    if older_than_days < 1:
+        raise invalid("--older-than must be at least one day")
+    cutoff = (today or utcnow().date()) - dt.timedelta(days=older_than_days)
+    cutoff_at = dt.datetime.combine(cutoff, dt.time())
+    moved = {"before": cutoff.isoformat(), "days": 0, "records": 0, "daily_rows": 0}
+    day = func.date(UsageRecord.created_at)
+    while True:
+        with db.connect() as conn:
+            oldest = conn.execute(select(func.min(UsageRecord.created_at)).where(UsageRecord.created_at < cutoff_at)).scalar()
+        if oldest is None:
+            return moved
+        first = oldest.date()
+        last = min(first + dt.timedelta(days=batch_days), cutoff)  # exclusive
+        window = (UsageRecord.created_at >= dt.datetime.combine(first, dt.time()), UsageRecord.created_at < dt.datetime.combine(last, dt.time()))
+        with db.begin() as conn:
+            if conn.dialect.name == "postgresql":  # one rollup at a time (SQLite's BEGIN IMMEDIATE already is)
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('flashbulb.usage_rollup'))"))
+            groups = conn.execute(
+                select(
+                    UsageRecord.account_id, UsageRecord.key_id, UsageRecord.model, day.label("day"), UsageRecord.status,
+                    func.count().label("calls"),
+                    func.sum(UsageRecord.input_images).label("input_images"),
+                    func.sum(UsageRecord.input_pixels).label("input_pixels"),
+                    func.sum(UsageRecord.output_images).label("output_images"),
+                    func.sum(UsageRecord.output_pixels).label("output_pixels"),
+                    func.sum(UsageRecord.latency_ms).label("latency_ms"),
+                    func.sum(UsageRecord.charge_micros).label("charge_micros"),
+                )
+                .where(*window)
+                .group_by(UsageRecord.account_id, UsageRecord.key_id, UsageRecord.model, day, UsageRecord.status)
+            ).mappings().all()
+            for g in groups:
+                the_day = g["day"] if isinstance(g["day"], dt.date) else dt.date.fromisoformat(str(g["day"])[:10])
+                where = (
+                    UsageDaily.account_id == g["account_id"], UsageDaily.key_id == g["key_id"], UsageDaily.model == g["model"],
+                    UsageDaily.day == the_day, UsageDaily.status == g["status"],
+                )
+                sums = {name: int(g[name] or 0) for name in _DAILY_SUMS}
+                updated = conn.execute(
+                    update(UsageDaily).where(*where).values({name: getattr(UsageDaily, name) + sums[name] for name in _DAILY_SUMS})
+                ).rowcount
+                if not updated:
+                    conn.execute(
+                        insert(UsageDaily).values(
+                            account_id=g["account_id"], key_id=g["key_id"], model=g["model"], day=the_day, status=g["status"], **sums
+                        )
+                    )
+            deleted = conn.execute(delete(UsageRecord).where(*window)).rowcount
+            if deleted != sum(int(g["calls"]) for g in groups):
+                raise RuntimeError("usage records changed during the rollup; nothing was moved")  # rolls back
+        moved["days"] += len({g["day"] for g in groups})
+        moved["records"] += deleted
+        moved["daily_rows"] += len(groups)
+
+
+_DAILY_SUMS = ("calls", "input_images", "input_pixels", "output_images", "output_pixels", "latency_ms", "charge_micros")
+
+
+EXPORT_COLUMNS = (
+    "kind", "date", "request_id", "account", "key_id", "model", "status", "calls", "input_images", "output_images",
+    "output_pixels", "latency_ms", "charge_micros", "charge_usd", "finish_reason", "error",
+)
+
+
+def export_rows(db: Engine, *, start: dt.date | None = None, end: dt.date | None = None, account_id: int | None = None):  # noqa: ANN201
+    """Every usage row between two UTC days (both included): rolled-up days as one row per
+    account, key, model, day and status (kind "day"), then each call still kept (kind "call").
+    Summing `calls` and `charge_micros` over the rows gives the summaries' totals exactly."""
+    daily = select(*UsageDaily.__table__.c, Account.name.label("account")).join(Account, Account.id == UsageDaily.account_id)
+    detail = (
+        select(*UsageRecord.__table__.c, Account.name.label("account"))
+        .join(Account, Account.id == UsageRecord.account_id)
+        .order_by(UsageRecord.created_at, UsageRecord.id)
+    )
+    if start is not None:
+        daily = daily.where(UsageDaily.day >= start)
+        detail = detail.where(UsageRecord.created_at >= dt.datetime.combine(start, dt.time()))
+    if end is not None:
+        daily = daily.where(UsageDaily.day <= end)
+        detail = detail.where(UsageRecord.created_at < dt.datetime.combine(end + dt.timedelta(days=1), dt.time()))
+    if account_id is not None:
+        daily = daily.where(UsageDaily.account_id == account_id)
+        detail = detail.where(UsageRecord.account_id == account_id)
+    daily = daily.order_by(UsageDaily.day, Account.name, UsageDaily.key_id, UsageDaily.model, UsageDaily.status)
+    with db.connect() as conn:
+        for d in conn.execute(daily):
+            yield {
+                "kind": "day", "date": d.day.isoformat(), "request_id": "", "account": d.account, "key_id": d.key_id,
+                "model": d.model, "status": d.status, "calls": d.calls, "input_images": d.input_images,
+                "output_images": d.output_images, "output_pixels": d.output_pixels, "latency_ms": d.latency_ms,
+                "charge_micros": d.charge_micros, "charge_usd": micros_to_usd(d.charge_micros), "finish_reason": "", "error": "",
+            }
+        for r in conn.execution_options(yield_per=1000).execute(detail).mappings():
+            yield {
+                "kind": "call", "date": r["created_at"].isoformat(timespec="seconds") + "Z", "request_id": r["request_id"],
+                "account": r["account"], "key_id": r["key_id"], "model": r["model"], "status": r["status"], "calls": 1,
+                "input_images": r["input_images"], "output_images": r["output_images"], "output_pixels": r["output_pixels"],
+                "latency_ms": r["latency_ms"], "charge_micros": r["charge_micros"], "charge_usd": micros_to_usd(r["charge_micros"]),
+                "finish_reason": r["finish_reason"], "error": r["error"] or "",
+            }
+
+
+def write_export(rows, out, fmt: str, meta: dict) -> int:  # noqa: ANN001
+    """Write export rows to a text file as CSV or as one JSON document; returns how many."""
+    count = 0
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(EXPORT_COLUMNS)
+        for r in rows:
+            writer.writerow([_no_formula(v) if isinstance(v, str) else v for v in (r[c] for c in EXPORT_COLUMNS)])
+            count += 1
+        return count
+    out.write(json.dumps(meta)[:-1] + ', "rows": [')
+    for r in rows:
+        out.write(("," if count else "") + "\n" + json.dumps(r))
+        count += 1
+    out.write("\n]}\n")
+    return count
 
 
 CSV_COLUMNS = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -27,6 +27,12 @@ class Account(Base):
     balance_micros: Mapped[int] = mapped_column(BigInteger, default=0)
     held_micros: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # Referrals: this account's own code to hand out, and who referred it (set once). The commission
+    # rate and its end are fixed when the referral is made, so a config change never alters them.
+    referral_code: Mapped[str | None] = mapped_column(String(32), nullable=True, unique=True, index=True)
+    referrer_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    commission_percent: Mapped[int] = mapped_column(Integer, default=0)
+    commission_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class ApiKey(Base):
@@ -39,6 +45,12 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    models: Mapped[list | None] = mapped_column(JSON, nullable=True)  # scope: model names it may call; None: all
+    # Spending cap: spent (settled, net of refunds) + held may never pass cap_micros (None: no cap).
+    cap_micros: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    spent_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    held_micros: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Hold(Base):
@@ -55,6 +67,30 @@ class Hold(Base):
     charged_micros: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    # The unit prices quoted when the credit was held (micro-USD, after quality and discount): the
+    # settlement charges these, whatever the price list says by then. None: a hold from before 0003.
+    unit_small_micros: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    unit_standard_micros: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    unit_large_micros: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    unit_input_micros: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    input_images: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    refunded_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CreditCode(Base):
+    """A redemption code worth `amount_micros`, used at most once (only its SHA-256 is stored)."""
+
+    __tablename__ = "credit_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    amount_micros: Mapped[int] = mapped_column(BigInteger)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    redeemed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    redeemed_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class LedgerEntry(Base):
@@ -66,7 +102,8 @@ class LedgerEntry(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
     amount_micros: Mapped[int] = mapped_column(BigInteger)  # + credit, - charge
-    kind: Mapped[str] = mapped_column(String(16))  # grant | charge
+    # grant | charge | redeem | refund | commission | clawback ((kind, request_id) is unique: each once)
+    kind: Mapped[str] = mapped_column(String(16))
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
@@ -91,6 +128,28 @@ class UsageRecord(Base):
     quality: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class UsageDaily(Base):
+    """Usage records rolled up by `flashbulb usage rollup`: one row per account, key, model, UTC day
+    and status, with the totals of the detail rows it replaced (which are deleted)."""
+
+    __tablename__ = "usage_daily"
+    __table_args__ = (UniqueConstraint("account_id", "key_id", "model", "day", "status", name="uq_usage_daily"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    key_id: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(200))
+    day: Mapped[dt.date] = mapped_column(Date, index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    calls: Mapped[int] = mapped_column(BigInteger, default=0)
+    input_images: Mapped[int] = mapped_column(BigInteger, default=0)
+    input_pixels: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_images: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_pixels: Mapped[int] = mapped_column(BigInteger, default=0)
+    latency_ms: Mapped[int] = mapped_column(BigInteger, default=0)  # the sum: mean = latency_ms / calls
+    charge_micros: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class StoredFile(Base):
