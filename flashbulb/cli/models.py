@@ -1,0 +1,77 @@
+"""`flashbulb models | pull`: the catalog, and downloading a generative model's weights."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from flashbulb.config import micros_to_usd
+from flashbulb.cli.root import Context, err, main
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models(obj: Context, as_json: bool) -> None:
+    """The model catalog with prices."""
+    from flashbulb.engine.registry import Registry
+
+    entries = Registry.default(obj.settings).entries.values()
+    rows = [
+        {
+            "name": e.name,
+            "capabilities": list(e.capabilities),
+            "price_usd_per_image": micros_to_usd(e.price_micros_per_image),
+            "prices": e.prices.describe(),
+            "installed": e.installed(),
+            "licence": e.details.get("licence", "Apache-2.0"),
+            "commercial_use": e.details.get("commercialUse", True),
+        }
+        for e in entries
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("model", "capabilities", "USD / image (small/standard/large)", "input", "quality %", "installed", "licence")
+    for r in rows:
+        licence = r["licence"] if r["commercial_use"] else f"{r['licence']} (non-commercial)"
+        p = r["prices"]
+        sizes = "/".join(micros_to_usd(p["imageMicros"][c]) for c in ("small", "standard", "large"))
+        quality = " ".join(f"{q}={v}" for q, v in p["qualityPercent"].items() if v != 100) or "-"
+        table.add_row(
+            r["name"], ", ".join(r["capabilities"]), sizes, micros_to_usd(p["inputImageMicros"]), quality,
+            "yes" if r["installed"] else "no", licence,
+        )
+    Console().print(table)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--model-dir", type=click.Path(file_okay=False), help="Where weights go (default: <data dir>/models, or [diffusion] model_dir).")
+@click.option("--token", envvar="HF_TOKEN", help="Hugging Face token, for gated models (default: $HF_TOKEN).")
+@click.pass_obj
+def pull(obj: Context, name: str, model_dir: str | None, token: str | None) -> None:
+    """Download a generative model's weights (with progress), verify them and record them."""
+    from pathlib import Path
+
+    from flashbulb.engine.backends.diffusion import catalog, weights
+
+    settings = obj.settings
+    target = Path(model_dir).expanduser() if model_dir else settings.model_dir
+    models = {**catalog.by_name(), "flashbulb-image": catalog.by_name()[catalog.DEFAULT]}
+    if name not in models:
+        err.print(f"[red]error:[/red] {name} is not in the catalog; pull one of: {', '.join(catalog.by_name())}")
+        sys.exit(2)
+    model = models[name]
+    if not model.commercial_use:
+        err.print(f"[yellow]note:[/yellow] {model.title} is licensed under {model.licence}: not for commercial use.")
+    err.print(f"pulling {model.source} ({model.pipeline}, about {model.download_gb:g} GB) into {target / model.name}")
+    try:
+        where = weights.pull(model, target, token=token)
+    except weights.WeightsError as error:
+        err.print(f"[red]error:[/red] {error}")
+        sys.exit(3)
+    err.print(f"[green]installed[/green] {model.name} in {where}")
