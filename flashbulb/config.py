@@ -11,6 +11,7 @@ from pathlib import Path
 from flashbulb.vision.safety import EXPLICIT as EXPLICIT_NUDITY
 
 MICROS_PER_USD = 1_000_000
+MAX_USD = 1_000_000_000  # any one amount; far below what a 64-bit micro-USD column holds
 
 
 def usd_to_micros(value: str | int | float | Decimal) -> int:
@@ -19,6 +20,8 @@ def usd_to_micros(value: str | int | float | Decimal) -> int:
         amount = Decimal(str(value)) * MICROS_PER_USD
     except InvalidOperation as exc:
         raise ValueError(f"{value!r} is not an amount of USD") from exc
+    if not amount.is_finite() or abs(amount) > MAX_USD * MICROS_PER_USD:
+        raise ValueError(f"{value!r} is not an amount of USD between -{MAX_USD} and {MAX_USD}")
     if amount != amount.to_integral_value():
         raise ValueError(f"{value!r} USD has more than 6 decimal places")
     return int(amount)

@@ -29,6 +29,7 @@ from flashbulb.gateway import accounts
 from flashbulb.jobs.files import FileStore
 from flashbulb.store import db as store
 from flashbulb.store.tables import Account, BatchItem, BatchJob, Hold, LedgerEntry, UsageRecord
+from test_money import account_state
 
 PRICE = 2_000  # flashbulb-photo, micro-USD per image
 BATCH_PRICE = PRICE // 2  # the default 50% batch discount
@@ -260,6 +261,36 @@ def test_live_requests_are_not_stuck_behind_a_running_batch(server, image):
     assert all(r.status_code == 200 for r in live)
     assert max(r.json()["flashbulb"]["timingsMs"]["queue"] for r in live) < 600
     wait_done(client, job.name)
+
+
+def test_revoking_the_key_stops_its_running_batch_from_spending(server, image):
+    name = f"revoke-{uuid.uuid4().hex[:6]}"
+    key = server.create_key("1", name=name)
+    client = server.genai(key)
+    job = client.batches.create(model="flashbulb-photo", src=[{"contents": contents(image)} for _ in range(60)])
+    admin = {"x-goog-api-key": server.admin_key}
+    listing = httpx.get(f"{server.base_url}/admin/keys", headers=admin).json()["keys"]
+    key_id = next(k["key_id"] for k in listing if k["account"] == name)
+    assert httpx.post(f"{server.base_url}/admin/keys/{key_id}/revoke", headers=admin).status_code == 200
+    # The revoked key can't read the batch any more; its remaining items fail without a charge.
+    batch_id = job.name.removeprefix("batches/")
+    database = store.connect(server.database_url)
+    try:
+        wait_until(lambda: batch_state(database, batch_id) == "succeeded", timeout=60)
+        with database.connect() as conn:
+            results = [json.loads(r) for r in conn.execute(select(BatchItem.result).where(BatchItem.batch_id == batch_id)).scalars()]
+    finally:
+        database.dispose()
+    refused = [r["error"]["message"] for r in results if "error" in r]
+    assert refused and all("revoked" in m for m in refused), refused[:3]
+    state = account_state(server, name)
+    assert state["balance"] == 1_000_000 - (60 - len(refused)) * BATCH_PRICE == state["ledger_sum"]
+    assert state["held"] == 0 and state["open_holds"] == 0
+
+
+def batch_state(database, batch_id: str) -> str:  # noqa: ANN001
+    with database.connect() as conn:
+        return conn.execute(select(BatchJob.state).where(BatchJob.id == batch_id)).scalar()
 
 
 def test_running_out_of_credits_is_an_error_of_the_items_not_of_the_batch(server, image):

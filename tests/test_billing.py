@@ -306,7 +306,91 @@ def test_a_refund_is_paid_once_and_never_more_than_the_charge(billing):
     assert sorted(answers) == [200] + [409] * 5
 
 
+def test_the_statement_accounts_for_every_cent_with_running_balances(billing):
+    referrer = f"stmt-{uuid.uuid4().hex[:6]}"
+    key = billing.create_key("1", name=referrer)  # a grant
+    code = admin(billing, "POST", "/codes", json={"usd": "0.5"}).json()["code"]
+    assert own(billing, key, "POST", "/account/redeem", json={"code": code}).status_code == 200
+    ids = [billing.generate(key, small_body()).json()["flashbulb"]["requestId"] for _ in range(2)]  # 1_500 each
+    admin(billing, "POST", "/refunds", json={"request_id": ids[0], "usd": "0.0005", "note": "soft focus"})
+    referral = own(billing, key, "GET", "/account/referral").json()["referralCode"]
+    customer = billing.cli("keys", "create", "--name", f"c-{referrer}", "--credits", "1", "--referred-by", referral).stdout.strip()
+    earned = billing.generate(customer, small_body()).json()["flashbulb"]["requestId"]
+
+    whole = own(billing, key, "GET", "/account/ledger").json()
+    kinds = [(e["kind"], e["amount_micros"], e["request_id"]) for e in whole["entries"]]
+    assert kinds == [
+        ("commission", 150, earned), ("refund", 500, ids[0]), ("charge", -1_500, ids[1]), ("charge", -1_500, ids[0]),
+        ("redeem", 500_000, kinds[4][2]), ("grant", 1_000_000, None),
+    ]
+    assert whole["entries"][1]["note"] == "soft focus"
+    # Each balance is the one before it plus the entry; the newest is the account's balance.
+    after = [e["balance_after_micros"] for e in whole["entries"]]
+    assert after[0] == whole["balanceMicros"] == 1_500_000 - 3_000 + 500 + 150
+    assert all(after[i] - whole["entries"][i]["amount_micros"] == after[i + 1] for i in range(len(after) - 1))
+    # Paged two at a time it is the same list; the operator and the CLI see the same entries.
+    paged, token = [], ""
+    while True:
+        page = own(billing, key, "GET", f"/account/ledger?limit=2{'&pageToken=' + token if token else ''}").json()
+        paged += page["entries"]
+        if not (token := page.get("nextPageToken", "")):
+            break
+    assert paged == whole["entries"]
+    assert admin(billing, "GET", f"/ledger?account={referrer}").json()["entries"] == whole["entries"]
+    assert json.loads(billing.cli("credits", "history", referrer, "--json").stdout) == whole["entries"]
+    # Bad paging is a clear 400; another account's ledger is for admins only.
+    assert own(billing, key, "GET", "/account/ledger?pageToken=abc").status_code == 400
+    assert own(billing, key, "GET", "/account/ledger?limit=0").json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert httpx.get(f"{billing.base_url}/admin/ledger?account={referrer}", headers={"x-goog-api-key": key}).status_code == 403
+    assert admin(billing, "GET", "/ledger?account=nobody-here").status_code == 404
+
+
+def test_absurd_amounts_durations_pages_and_dates_get_a_clear_400_never_a_500(billing):
+    key = billing.create_key("1")
+    bad = [
+        ("POST", "/admin/credits", {"json": {"account": "admin", "usd": "Infinity"}}),
+        ("POST", "/admin/credits", {"json": {"account": "admin", "usd": "1e30"}}),
+        ("POST", "/admin/credits", {"json": {"account": "admin", "usd": "NaN"}}),
+        ("POST", "/admin/codes", {"json": {"usd": "-Infinity"}}),
+        ("POST", "/admin/codes", {"json": {"usd": "1", "expires": "99999999d"}}),
+        ("POST", "/admin/keys", {"json": {"account": "x", "expires": "999999999999999d"}}),
+        ("POST", "/admin/keys", {"json": {"account": "x", "cap_usd": "1e30"}}),
+        ("POST", "/admin/refunds", {"json": {"request_id": "r", "usd": "1e30"}}),
+        ("GET", "/admin/usage?limit=-5", {}),
+        ("GET", "/admin/usage?limit=99999999999999999999", {}),
+        ("GET", "/flashbulb/account/usage?pageToken=%C2%B2", {}),
+        ("GET", "/flashbulb/account/ledger?pageToken=99999999999999999999", {}),
+    ]
+    for method, path, kwargs in bad:
+        answer = httpx.request(method, billing.base_url + path, headers={"x-goog-api-key": billing.admin_key}, timeout=30, **kwargs)
+        assert answer.status_code in (400, 422) and answer.json()["error"]["status"] == "INVALID_ARGUMENT", (path, kwargs, answer.text)
+    assert admin(billing, "POST", "/keys/99999999999999999999/revoke").status_code == 404
+    # Days beyond what a date can hold are clamped: the answer is just empty.
+    for query in ("from=9999-12-30&to=9999-12-31", "from=0001-01-01&to=0001-01-02", "to=0001-01-01&days=30"):
+        assert own(billing, key, "GET", f"/account/usage/summary?{query}").status_code == 200, query
+        assert admin(billing, "GET", f"/usage/summary?{query}").status_code == 200, query
+    # A key request that fails leaves no account (and no admin account, and no key) behind.
+    for body in ({"account": "dave-x", "credits_usd": "-5", "admin": True}, {"account": "erin-x", "referred_by": "ref-bogus"}):
+        assert admin(billing, "POST", "/keys", json=body).status_code in (400, 404)
+    assert {"dave-x", "erin-x"}.isdisjoint(k["account"] for k in admin(billing, "GET", "/keys").json()["keys"])
+
+
 # ---- referrals ----
+
+
+def test_two_accounts_naming_each_other_at_once_never_make_a_referral_cycle(any_db_server):
+    server = any_db_server
+    for _ in range(12):
+        keys = [server.create_key("0") for _ in range(2)]
+        codes = [own(server, k, "GET", "/account/referral").json()["referralCode"] for k in keys]
+        barrier = threading.Barrier(2)
+
+        def redeem(mine: int) -> int:
+            barrier.wait()
+            return own(server, keys[mine], "POST", "/account/redeem", json={"code": codes[1 - mine]}).status_code
+
+        with ThreadPoolExecutor(2) as pool:
+            assert sorted(pool.map(redeem, (0, 1))) == [200, 400]
 
 
 def test_referral_commission_is_paid_once_per_settled_charge_and_clawed_back_on_refund(billing):

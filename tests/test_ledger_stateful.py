@@ -25,7 +25,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from sqlalchemy import func, select
 
 from flashbulb.errors import FlashbulbError
-from flashbulb.gateway import accounts, ledger
+from flashbulb.gateway import accounts, ledger, usage
 from flashbulb.store import db as store
 from flashbulb.store.tables import Account, ApiKey, Hold, LedgerEntry
 
@@ -166,6 +166,7 @@ class Books(RuleBasedStateMachine):
     def books_are_exact(self) -> None:
         if not hasattr(self, "customer"):
             return
+        balances: dict[int, int] = {}
         with self.db.connect() as conn:
             for account_id in (self.customer.account_id, self.referrer.account_id):
                 row = conn.execute(select(Account.balance_micros, Account.held_micros).where(Account.id == account_id)).one()
@@ -174,6 +175,7 @@ class Books(RuleBasedStateMachine):
                     select(func.coalesce(func.sum(Hold.amount_micros), 0)).where(Hold.account_id == account_id, Hold.state == "held")
                 ).scalar()
                 assert row.balance_micros == total
+                balances[account_id] = row.balance_micros
                 assert row.held_micros == open_holds
                 assert row.balance_micros - row.held_micros >= 0
             holds = {
@@ -188,6 +190,9 @@ class Books(RuleBasedStateMachine):
                 entries.setdefault((e.kind, e.request_id), []).append(e.amount_micros)
             key = conn.execute(select(ApiKey.spent_micros, ApiKey.held_micros, ApiKey.cap_micros).where(ApiKey.id == self.customer.key_id)).one()
         assert all(len(amounts) == 1 for amounts in entries.values())  # each request charged (refunded...) at most once
+        for account_id, balance in balances.items():  # what the customer's statement shows
+            newest = usage.statement(self.db, account_id, limit=1)[0]
+            assert (newest[0]["balance_after_micros"] if newest else 0) == balance
         spent = 0
         for rid, h in holds.items():
             charge = entries.get(("charge", rid), [0])[0]

@@ -101,6 +101,47 @@ def test_client_disconnect_releases_the_hold_and_charges_nothing(server):
     assert state["usage"] == [("cancelled", 0, 0)]
 
 
+def test_a_caller_gone_while_its_hold_is_written_leaves_no_hold(tmp_path):
+    """The hold is written in a thread, which a cancelled request can't stop: the gateway waits for
+    it and releases the credit at once instead of leaving it held until the hold expires."""
+    import asyncio
+    import sqlite3
+
+    from flashbulb.api.app import build_gateway
+    from flashbulb.config import Settings
+    from flashbulb.engine.types import Caller, ImageRequest
+    from flashbulb.gateway import accounts, ledger
+
+    settings = Settings.load(tmp_path)
+    gateway = build_gateway(settings)
+    new = accounts.create_key(gateway.db, "gone", credits_micros=1_000_000)
+    caller = Caller(account_id=new.account_id, account_name="gone", key_id=new.key_id, is_admin=False)
+    request = ImageRequest(request_id="gone-1", model="flashbulb-photo", prompt="x", images=[astronaut(8)], caller=caller)
+    writer = sqlite3.connect(tmp_path / "flashbulb.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # the database is busy: the hold waits for it
+
+    async def leave_while_holding() -> None:
+        reserving = asyncio.create_task(gateway.reserve(request))
+        await asyncio.sleep(0.5)
+        reserving.cancel()  # what a client hanging up does to its request
+        await asyncio.sleep(0.2)
+        writer.execute("ROLLBACK")  # the hold can now be written, after its caller is gone
+        with pytest.raises(asyncio.CancelledError):
+            await reserving
+
+    try:
+        asyncio.run(leave_while_holding())
+        with gateway.db.connect() as conn:
+            holds = conn.execute(select(Hold.state)).scalars().all()
+            usage = conn.execute(select(UsageRecord.status, UsageRecord.charge_micros)).all()
+        assert holds == ["released"] and [tuple(u) for u in usage] == [("cancelled", 0)]
+        assert ledger.balance(gateway.db, new.account_id) == (1_000_000, 0)
+    finally:
+        writer.close()
+        gateway.engine.close()
+        gateway.db.dispose()
+
+
 def test_idempotency_key_makes_a_retry_unable_to_charge_twice(server):
     name = f"retry-{uuid.uuid4().hex[:6]}"
     key = server.create_key("1", name=name)

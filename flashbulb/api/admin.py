@@ -116,6 +116,8 @@ def build_router(gateway: Gateway) -> APIRouter:
     @router.get("/usage")
     async def usage_report(request: Request, limit: int = 100) -> dict:
         await admin(request)
+        if not 1 <= limit <= MAX_PAGE:
+            raise invalid(f"limit must be between 1 and {MAX_PAGE}", param="limit")
         return {
             "records": await asyncio.to_thread(usage.recent, db, limit=limit),
             "totals": await asyncio.to_thread(usage.totals, db),
@@ -135,7 +137,27 @@ def build_router(gateway: Gateway) -> APIRouter:
             usage.summarize, db, group=usage.parse_group(group), start=first, end=last, account_id=account_id
         )
 
+    @router.get("/ledger")
+    async def account_ledger(request: Request, account: str, limit: int = 100, pageToken: str = "") -> dict:  # noqa: N803
+        """One account's ledger entries (grants, charges, refunds, ...), newest first, with running balances."""
+        await admin(request)
+        account_id = await asyncio.to_thread(usage.account_id_of, db, account)
+        return await statement_page(gateway, account_id, limit, pageToken)
+
     return router
+
+
+async def statement_page(gateway: Gateway, account_id: int, limit: int, page_token: str) -> dict:
+    if not 1 <= limit <= MAX_PAGE:
+        raise invalid(f"limit must be between 1 and {MAX_PAGE}", param="limit")
+    entries, next_token = await asyncio.to_thread(usage.statement, gateway.db, account_id, limit=limit, page_token=page_token)
+    balance, held = await asyncio.to_thread(ledger.balance, gateway.db, account_id)
+    return {
+        "balanceMicros": balance,
+        "heldMicros": held,
+        "entries": entries,
+        **({"nextPageToken": next_token} if next_token else {}),
+    }
 
 
 def build_account_router(gateway: Gateway) -> APIRouter:
@@ -174,6 +196,13 @@ def build_account_router(gateway: Gateway) -> APIRouter:
             "availableMicros": balance - held,
             "balanceUsd": micros_to_usd(balance),
         }
+
+    @router.get("/account/ledger")
+    async def account_ledger(request: Request, limit: int = 100, pageToken: str = "") -> dict:  # noqa: N803
+        """Every movement of this account's balance, newest first, each with the balance after it:
+        grants, redeemed codes, charges, refunds, commissions earned and clawed back."""
+        caller = await gateway.authenticate(api_key_of(request))
+        return await statement_page(gateway, caller.account_id, limit, pageToken)
 
     @router.get("/account/usage")
     async def account_usage(request: Request, limit: int = 100, pageToken: str = "") -> dict:  # noqa: N803

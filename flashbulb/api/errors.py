@@ -136,6 +136,11 @@ async def on_http_error(request: Request, error: HTTPException) -> JSONResponse:
     return error_response(FlashbulbError(kind, message), request)
 
 
+async def on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    """A bug still answers in the caller's wire format (the traceback goes to the server log)."""
+    return error_response(FlashbulbError(ErrorKind.INTERNAL, "Internal error; the server log has the details."), request)
+
+
 def describe_validation(errors: list[dict]) -> str:
     """pydantic errors -> one sentence naming each field that is wrong."""
     parts = []
@@ -149,3 +154,4 @@ def install(app) -> None:  # noqa: ANN001
     app.add_exception_handler(FlashbulbError, on_flashbulb_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected_error)

@@ -12,6 +12,7 @@ from flashbulb.cli.root import Context, fail, main
 from flashbulb.config import micros_to_usd, usd_to_micros
 from flashbulb.errors import ErrorKind, FlashbulbError
 
+
 @main.group()
 def keys() -> None:
     """Create and list API keys."""
@@ -94,7 +95,7 @@ def keys_list(obj: Context, as_json: bool) -> None:
 
 @main.group()
 def credits() -> None:
-    """Grant credits."""
+    """Grant and refund credits; show an account's ledger."""
 
 
 @credits.command("add")
@@ -106,7 +107,7 @@ def credits_add(obj: Context, account: str, usd: str) -> None:
     from flashbulb.gateway import ledger
 
     try:
-        balance = ledger.grant(obj.db, account, usd_to_micros(usd), note="flashbulb credits add")
+        balance = ledger.grant(obj.db, account, _usd(usd), note="flashbulb credits add")
     except FlashbulbError as error:
         fail(error)
     print(f"{account}: balance {micros_to_usd(balance)} USD")
@@ -127,6 +128,31 @@ def credits_refund(obj: Context, request_id: str, usd: str | None, note: str) ->
         fail(error)
     clawed = f", {micros_to_usd(done['clawedBackMicros'])} USD commission clawed back" if done["clawedBackMicros"] else ""
     print(f"{request_id}: refunded {micros_to_usd(done['refundedMicros'])} of {micros_to_usd(done['chargedMicros'])} USD{clawed}")
+
+
+@credits.command("history")
+@click.argument("account")
+@click.option("--limit", default=50, show_default=True, help="How many entries, newest first.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def credits_history(obj: Context, account: str, limit: int, as_json: bool) -> None:
+    """ACCOUNT's ledger: every grant, code, charge, refund and commission, with the balance after each."""
+    from flashbulb.gateway import usage
+
+    try:
+        entries, _next = usage.statement(obj.db, usage.account_id_of(obj.db, account), limit=limit)
+    except FlashbulbError as error:
+        fail(error)
+    if as_json:
+        print(json.dumps(entries, indent=2))
+        return
+    table = Table("when", "kind", "USD", "balance USD", "request", "note", title=f"{account}: newest first")
+    for e in entries:
+        table.add_row(
+            e["created_at"], e["kind"], micros_to_usd(e["amount_micros"]), micros_to_usd(e["balance_after_micros"]),
+            e["request_id"] or "", e["note"],
+        )
+    Console().print(table)
 
 
 @main.group()

@@ -13,6 +13,7 @@ from flashbulb.cli.root import Context, err, fail, main
 from flashbulb.config import micros_to_usd
 from flashbulb.errors import ErrorKind, FlashbulbError
 
+
 @main.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--limit", default=50, show_default=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import re
 import secrets
 
@@ -18,11 +17,7 @@ from flashbulb.store.tables import Account, ApiKey, utcnow
 
 KEY_PREFIX = "fb-"
 REFERRAL_PREFIX = "ref-"
-
-
-def hash_key(key: str) -> str:
-    # Keys are 256 random bits, so a plain hash is enough (no password stretching needed).
-    return hashlib.sha256(key.encode()).hexdigest()
+MAX_DURATION = dt.timedelta(days=36_500)  # key and code expiry: past this, dates stop being representable
 
 
 def authenticate(db: Engine, key: str | None) -> Caller:
@@ -35,20 +30,11 @@ def authenticate(db: Engine, key: str | None) -> Caller:
         row = conn.execute(
             select(ApiKey.id, ApiKey.account_id, ApiKey.revoked_at, ApiKey.expires_at, ApiKey.models, Account.name, Account.is_admin)
             .join(Account, Account.id == ApiKey.account_id)
-            .where(ApiKey.key_hash == hash_key(key))
+            .where(ApiKey.key_hash == ledger.hash_secret(key))
         ).first()
     if row is None:
         raise FlashbulbError(ErrorKind.API_KEY_INVALID, "API key not valid. Please pass a valid API key.")
-    if row.revoked_at is not None:
-        raise FlashbulbError(
-            ErrorKind.API_KEY_INVALID, f"API key not valid: it was revoked on {row.revoked_at.isoformat(timespec='seconds')} UTC."
-        )
-    if row.expires_at is not None and row.expires_at <= utcnow():
-        raise FlashbulbError(
-            ErrorKind.API_KEY_INVALID,
-            f"API key expired on {row.expires_at.isoformat(timespec='seconds')} UTC. Ask the operator for a new key.",
-            code="expired_api_key",
-        )
+    ledger.check_key_live(row.revoked_at, row.expires_at, utcnow())
     models = tuple(row.models) if row.models is not None else None
     return Caller(account_id=row.account_id, account_name=row.name, key_id=row.id, is_admin=row.is_admin, models=models)
 
@@ -63,11 +49,14 @@ def check_scope(caller: Caller, requested: str, model: str) -> None:
 
 def parse_duration(text: str) -> dt.timedelta:
     """"30d", "12h", "45m", "90s" (or a bare number of days)."""
-    match = re.fullmatch(r"\s*(\d+)\s*([dhms]?)\s*", text or "")
+    match = re.fullmatch(r"\s*(\d{1,9})\s*([dhms]?)\s*", text or "")  # (9 digits: any unit fits a timedelta)
     if not match or int(match.group(1)) <= 0:
         raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, f"{text!r} is not a duration such as 30d, 12h, 45m or 90s")
     unit = {"d": "days", "": "days", "h": "hours", "m": "minutes", "s": "seconds"}[match.group(2)]
-    return dt.timedelta(**{unit: int(match.group(1))})
+    duration = dt.timedelta(**{unit: int(match.group(1))})
+    if duration > MAX_DURATION:
+        raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, f"{text!r} is longer than {MAX_DURATION.days} days")
+    return duration
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,15 +100,16 @@ def create_key(
         key_id = conn.execute(
             ApiKey.__table__.insert()
             .values(
-                account_id=account_id, name=key_name, prefix=key[:10], key_hash=hash_key(key), models=models,
+                account_id=account_id, name=key_name, prefix=key[:10], key_hash=ledger.hash_secret(key), models=models,
                 expires_at=utcnow() + expires_in if expires_in else None, cap_micros=cap_micros, spent_micros=0, held_micros=0,
             )
             .returning(ApiKey.id)
         ).scalar_one()
-    if referred_by:
-        ledger.set_referrer(db, account_id, referred_by, percent=referral_percent, days=referral_days)
-    if credits_micros:
-        ledger.grant(db, account_name, credits_micros, note="initial credits")
+        # In the same transaction: a bad referral code or amount leaves no account and no key behind.
+        if referred_by:
+            ledger.set_referrer_in(conn, account_id, referred_by, percent=referral_percent, days=referral_days)
+        if credits_micros:
+            ledger.grant_in(conn, account_id, credits_micros, note="initial credits")
     return NewKey(key=key, account_id=account_id, key_id=key_id)
 
 
@@ -130,7 +120,7 @@ def new_referral_code() -> str:
 def revoke_key(db: Engine, key_id: int) -> bool:
     """Revoke a key (it answers 401/400 from now on). False when it was revoked already."""
     with db.begin() as conn:
-        if conn.execute(select(ApiKey.id).where(ApiKey.id == key_id)).first() is None:
+        if not 0 < key_id < 2**62 or conn.execute(select(ApiKey.id).where(ApiKey.id == key_id)).first() is None:
             raise FlashbulbError(ErrorKind.NOT_FOUND, f"no key with id {key_id}")
         return conn.execute(
             update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())

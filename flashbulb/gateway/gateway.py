@@ -46,6 +46,18 @@ class Served:
 Recorder = Callable[["Served | BaseException"], Callable[[Connection], None] | None]
 
 
+async def _succeeded(task: asyncio.Future) -> bool:
+    """Wait for `task` (even if this coroutine is cancelled again); whether it ended without error."""
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            continue
+        except Exception:  # noqa: BLE001 (its error is reported by whoever else awaits it, or nobody)
+            break
+    return task.done() and not task.cancelled() and task.exception() is None
+
+
 class Gateway:
     def __init__(self, db: Database, engine: Engine, settings: Settings):
         self.db = db
@@ -83,7 +95,7 @@ class Gateway:
 
     async def _hold(self, request: ImageRequest, entry, discount_percent: int) -> None:  # noqa: ANN001
         quote = pricing.quote(entry, request, discount_percent)
-        await asyncio.to_thread(
+        holding = asyncio.ensure_future(asyncio.to_thread(
             ledger.hold,
             self.db,
             request_id=request.request_id,
@@ -93,7 +105,17 @@ class Gateway:
             amount_micros=quote.hold_micros,
             ttl_s=self.settings.hold_ttl_s,
             quote=quote,
-        )
+        ))
+        try:
+            await asyncio.shield(holding)
+        except asyncio.CancelledError:
+            # The caller left while the hold was being written (a thread can't be stopped): let it
+            # finish and give the credit back now, rather than leave it held until the hold expires.
+            if not await _succeeded(holding):
+                raise
+            usage = ledger.Usage(status="cancelled", error="the client went away before the call started")
+            await asyncio.shield(asyncio.to_thread(ledger.close_hold, self.db, request.request_id, 0, usage))
+            raise
         request.quote = quote  # the hold recorded these unit prices; the settlement charges them
 
     async def fulfil(

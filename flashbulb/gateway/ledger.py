@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-
-from typing import Callable
-
 import hashlib
 import secrets
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
-from sqlalchemy import Connection, Engine, insert, or_, select, update
+from sqlalchemy import Connection, Engine, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from flashbulb.config import micros_to_usd
@@ -31,6 +28,7 @@ CODE_PREFIX = "fbc-"
 
 
 def hash_secret(secret: str) -> str:
+    """API keys and codes are long random strings, so a plain hash is enough (no password stretching)."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -84,27 +82,55 @@ def hold(
                     ErrorKind.OUT_OF_CREDITS,
                     "Not enough credits for this request; ask the operator to add credits to your account.",
                 )
-            # The key's cap, the same way: spent + held + this hold <= cap, checked and reserved at once.
-            within_cap = conn.execute(
+            # The key, the same way: still live (a batch item runs long after its key was checked, and
+            # a live call may race a revocation) and spent + held + this hold <= its cap.
+            now = utcnow()
+            key_ok = conn.execute(
                 update(ApiKey)
                 .where(
                     ApiKey.id == key_id,
+                    ApiKey.revoked_at.is_(None),
+                    or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
                     or_(ApiKey.cap_micros.is_(None), ApiKey.spent_micros + ApiKey.held_micros + amount_micros <= ApiKey.cap_micros),
                 )
                 .values(held_micros=ApiKey.held_micros + amount_micros)
             ).rowcount
-            if within_cap != 1:
-                key = conn.execute(select(ApiKey.cap_micros, ApiKey.spent_micros, ApiKey.held_micros).where(ApiKey.id == key_id)).first()
-                if key is not None:  # (no such key: a key id 0 of the tests, or a deleted one; nothing to cap)
-                    raise FlashbulbError(
-                        ErrorKind.OUT_OF_CREDITS,
-                        f"This API key has reached its spending cap of {micros_to_usd(key.cap_micros)} USD "
-                        f"(spent {micros_to_usd(key.spent_micros)}, held for running requests {micros_to_usd(key.held_micros)}, "
-                        f"this request needs up to {micros_to_usd(amount_micros)}); ask the operator to raise it or use another key.",
-                        code="key_spending_cap",
-                    )
+            if key_ok != 1:
+                _refuse_key(conn, key_id, amount_micros, now)
     except IntegrityError as exc:
         raise FlashbulbError(ErrorKind.ALREADY_EXISTS, f"request id {request_id!r} was already used") from exc
+
+
+def _refuse_key(conn: Connection, key_id: int, amount_micros: int, now: dt.datetime) -> None:
+    """Say why the key could not hold `amount_micros` (a missing key, id 0 in the tests, has no limits)."""
+    key = conn.execute(
+        select(ApiKey.revoked_at, ApiKey.expires_at, ApiKey.cap_micros, ApiKey.spent_micros, ApiKey.held_micros)
+        .where(ApiKey.id == key_id)
+    ).first()
+    if key is None:
+        return
+    check_key_live(key.revoked_at, key.expires_at, now)
+    raise FlashbulbError(
+        ErrorKind.OUT_OF_CREDITS,
+        f"This API key has reached its spending cap of {micros_to_usd(key.cap_micros)} USD "
+        f"(spent {micros_to_usd(key.spent_micros)}, held for running requests {micros_to_usd(key.held_micros)}, "
+        f"this request needs up to {micros_to_usd(amount_micros)}); ask the operator to raise it or use another key.",
+        code="key_spending_cap",
+    )
+
+
+def check_key_live(revoked_at: dt.datetime | None, expires_at: dt.datetime | None, now: dt.datetime) -> None:
+    """A revoked or expired key answers as an invalid one, saying which and when."""
+    if revoked_at is not None:
+        raise FlashbulbError(
+            ErrorKind.API_KEY_INVALID, f"API key not valid: it was revoked on {revoked_at.isoformat(timespec='seconds')} UTC."
+        )
+    if expires_at is not None and expires_at <= now:
+        raise FlashbulbError(
+            ErrorKind.API_KEY_INVALID,
+            f"API key expired on {expires_at.isoformat(timespec='seconds')} UTC. Ask the operator for a new key.",
+            code="expired_api_key",
+        )
 
 
 def _quoted_columns(quote: "Quote") -> dict:
@@ -318,22 +344,31 @@ def set_referrer(db: Engine, account_id: int, referral_code: str, *, percent: in
     """Make the owner of `referral_code` this account's referrer (once, never oneself or a cycle).
     The commission rate and end date are fixed now. Returns the referrer's account name."""
     with db.begin() as conn:
-        referrer = conn.execute(select(Account.id, Account.name).where(Account.referral_code == referral_code)).first()
-        if referrer is None:
-            raise FlashbulbError(ErrorKind.NOT_FOUND, f"no referral code {referral_code!r}")
-        ancestor, steps = referrer.id, 0
-        while ancestor is not None and steps < 100:
-            if ancestor == account_id:
-                raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, "an account can't be referred by itself or by an account it referred")
-            ancestor = conn.execute(select(Account.referrer_id).where(Account.id == ancestor)).scalar()
-            steps += 1
-        changed = conn.execute(
-            update(Account)
-            .where(Account.id == account_id, Account.referrer_id.is_(None))
-            .values(referrer_id=referrer.id, commission_percent=percent, commission_until=utcnow() + dt.timedelta(days=days))
-        ).rowcount
-        if changed != 1:
-            raise FlashbulbError(ErrorKind.ALREADY_EXISTS, "this account already has a referrer")
+        return set_referrer_in(conn, account_id, referral_code, percent=percent, days=days)
+
+
+def set_referrer_in(conn: Connection, account_id: int, referral_code: str, *, percent: int, days: int) -> str:
+    """`set_referrer` inside the caller's transaction."""
+    if conn.dialect.name == "postgresql":
+        # Referral changes take turns: two accounts naming each other at once would each pass the
+        # cycle check below, and a cycle would make their settlements lock each other's rows.
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('flashbulb.referrals'))"))
+    referrer = conn.execute(select(Account.id, Account.name).where(Account.referral_code == referral_code)).first()
+    if referrer is None:
+        raise FlashbulbError(ErrorKind.NOT_FOUND, f"no referral code {referral_code!r}")
+    ancestor, steps = referrer.id, 0
+    while ancestor is not None and steps < 100:
+        if ancestor == account_id:
+            raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, "an account can't be referred by itself or by an account it referred")
+        ancestor = conn.execute(select(Account.referrer_id).where(Account.id == ancestor)).scalar()
+        steps += 1
+    changed = conn.execute(
+        update(Account)
+        .where(Account.id == account_id, Account.referrer_id.is_(None))
+        .values(referrer_id=referrer.id, commission_percent=percent, commission_until=utcnow() + dt.timedelta(days=days))
+    ).rowcount
+    if changed != 1:
+        raise FlashbulbError(ErrorKind.ALREADY_EXISTS, "this account already has a referrer")
     return referrer.name
 
 
@@ -352,16 +387,21 @@ def grant(db: Engine, account_name: str, amount_micros: int, note: str = "") -> 
         account_id = conn.execute(select(Account.id).where(Account.name == account_name)).scalar()
         if account_id is None:
             raise FlashbulbError(ErrorKind.NOT_FOUND, f"no account named {account_name!r}")
-        changed = conn.execute(
-            update(Account)
-            .where(Account.id == account_id, Account.balance_micros - Account.held_micros + amount_micros >= 0)
-            .values(balance_micros=Account.balance_micros + amount_micros)
-            .returning(Account.balance_micros)
-        ).scalar()
-        if changed is None:
-            raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, "that would make the balance negative")
-        _append_entry(conn, account_id, amount_micros, "grant", None, note)
-        return changed
+        return grant_in(conn, account_id, amount_micros, note)
+
+
+def grant_in(conn: Connection, account_id: int, amount_micros: int, note: str = "") -> int:
+    """`grant` inside the caller's transaction; returns the new balance."""
+    changed = conn.execute(
+        update(Account)
+        .where(Account.id == account_id, Account.balance_micros - Account.held_micros + amount_micros >= 0)
+        .values(balance_micros=Account.balance_micros + amount_micros)
+        .returning(Account.balance_micros)
+    ).scalar()
+    if changed is None:
+        raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, "that would make the balance negative")
+    _append_entry(conn, account_id, amount_micros, "grant", None, note)
+    return changed
 
 
 def _append_entry(conn: Connection, account_id: int, amount: int, kind: str, request_id: str | None, note: str) -> None:
@@ -379,3 +419,4 @@ def balance(db: Engine, account_id: int) -> tuple[int, int]:
             select(Account.balance_micros, Account.held_micros).where(Account.id == account_id)
         ).one()
     return row.balance_micros, row.held_micros
+

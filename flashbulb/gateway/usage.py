@@ -1,4 +1,5 @@
-"""Reading usage back (per-call rows, summaries grouped by account/key/model/day, exports) and
+"""Reading usage back (per-call rows, an account's ledger statement, summaries grouped by
+account/key/model/day, exports) and
 retention: `rollup` moves old per-call records into daily totals that every summary still counts."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from sqlalchemy import Engine, delete, func, insert, select, text, update
 
 from flashbulb.config import micros_to_usd
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
-from flashbulb.store.tables import Account, ApiKey, UsageDaily, UsageRecord, utcnow
+from flashbulb.store.tables import Account, ApiKey, LedgerEntry, UsageDaily, UsageRecord, utcnow
 
 
 def recent(db: Engine, *, account_id: int | None = None, limit: int = 100) -> list[dict]:
@@ -31,9 +32,7 @@ def page(db: Engine, *, account_id: int | None = None, limit: int = 100, page_to
     if account_id is not None:
         query = query.where(UsageRecord.account_id == account_id)
     if page_token:
-        if not page_token.isdigit():
-            raise invalid("pageToken is not one this server gave out")
-        query = query.where(UsageRecord.id < int(page_token))
+        query = query.where(UsageRecord.id < _before_id(page_token))
     with db.connect() as conn:
         rows = conn.execute(query).mappings().all()
     more = len(rows) > limit
@@ -46,6 +45,47 @@ def page(db: Engine, *, account_id: int | None = None, limit: int = 100, page_to
         for row in rows
     ]
     return records, str(rows[-1]["id"]) if more and rows else ""
+
+
+def statement(db: Engine, account_id: int, *, limit: int = 100, page_token: str = "") -> tuple[list[dict], str]:
+    """The account's ledger entries, newest first, each with the balance right after it, so a
+    customer can follow every cent (the newest entry's balance is the account's balance). Returns
+    `limit` entries from `page_token` on and the next page's token ("" when there is none)."""
+    running = (
+        select(
+            LedgerEntry.id, LedgerEntry.kind, LedgerEntry.amount_micros, LedgerEntry.request_id, LedgerEntry.note,
+            LedgerEntry.created_at,
+            func.sum(LedgerEntry.amount_micros).over(order_by=LedgerEntry.id).label("balance_after_micros"),
+        )
+        .where(LedgerEntry.account_id == account_id)
+        .subquery()
+    )
+    # One statement: the running sums and the page come from one snapshot of the ledger.
+    query = select(running).order_by(running.c.id.desc()).limit(limit + 1)
+    if page_token:
+        query = query.where(running.c.id < _before_id(page_token))
+    with db.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    entries = [
+        {
+            "kind": r["kind"],
+            "amount_micros": r["amount_micros"],
+            "balance_after_micros": int(r["balance_after_micros"]),
+            "request_id": r["request_id"],
+            "note": r["note"],
+            "created_at": r["created_at"].isoformat(timespec="seconds"),
+        }
+        for r in rows
+    ]
+    return entries, str(rows[-1]["id"]) if more and rows else ""
+
+def _before_id(page_token: str) -> int:
+    """A page token is the id of the last row of the page before (opaque to callers)."""
+    if not (page_token.isascii() and page_token.isdigit() and len(page_token) < 19):
+        raise invalid("pageToken is not one this server gave out", param="pageToken")
+    return int(page_token)
 
 
 _REPORTED = (
@@ -122,13 +162,17 @@ def parse_group(text: str | None) -> tuple[str, ...]:
     return tuple(g for g in GROUPS if g in names)
 
 
+EARLIEST_DAY, LATEST_DAY = dt.date(1970, 1, 1), dt.date(9000, 12, 31)  # days outside are clamped: no date overflow
+
+
 def parse_day(text: str | None, what: str) -> dt.date | None:
     if not text:
         return None
     try:
-        return dt.date.fromisoformat(text[:10])
+        day = dt.date.fromisoformat(text[:10])
     except ValueError as exc:
         raise invalid(f"{what} must be a date like 2025-01-31", param=what) from exc
+    return min(max(day, EARLIEST_DAY), LATEST_DAY)
 
 
 def summarize(
@@ -367,3 +411,4 @@ def to_csv(records: list[dict]) -> str:
 def _no_formula(text: str) -> str:
     """A cell a spreadsheet would run as a formula gets a leading quote (CSV injection)."""
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
