@@ -278,6 +278,31 @@ def test_a_bad_key_and_an_empty_account_get_clear_messages(page, studio_server, 
     assert balance_micros(studio_server, broke) == 0
     shot(page, "out-of-credits")
 
+    # A code from the operator tops the account up from the usage page; the history shows it.
+    code = httpx.post(f"{studio_server.base_url}/admin/codes", json={"usd": "1"}, headers={"x-goog-api-key": studio_server.admin_key}).json()["code"]
+    page.get_by_role("link", name="Usage").click()
+    expect(page.locator("#ledger tbody")).to_contain_text("No credits yet")
+    page.get_by_label("Redeem a code").fill("fbc-not-a-code")
+    page.get_by_role("button", name="Redeem").click()
+    expect(page.locator("#redeem-result")).to_contain_text("no such code")
+    page.get_by_label("Redeem a code").fill(code)
+    page.get_by_role("button", name="Redeem").click()
+    expect(page.locator("#redeem-result")).to_have_text("Added $1.00. Your balance is $1.00.")
+    expect(page.locator("#balance")).to_have_text("$1.00")
+    entries = page.locator("#ledger tbody tr")
+    expect(entries).to_have_count(1)
+    expect(entries.locator(".amount")).to_have_text(["+$1.00"])
+    expect(entries.locator(".after")).to_have_text(["$1.00"])
+    expect(page.locator("#referral-code")).to_have_text(re.compile(r"^ref-"))
+    page.get_by_role("link", name="Studio").click()
+    page.get_by_role("button", name="Edit", exact=True).click()
+    expect(page.locator("#run-error")).to_be_hidden()
+    expect(page.locator("#balance")).to_have_text("$0.998", timeout=60_000)
+    page.get_by_role("link", name="Usage").click()
+    expect(page.locator("#ledger tbody tr .after")).to_have_text(["$0.998", "$1.00"])
+    expect(page.locator("#ledger tbody tr .amount")).to_have_text(["−$0.002", "+$1.00"])
+    shot(page, "balance-history")
+
 
 def test_phone_width_in_the_dark_has_no_horizontal_scroll(browser, studio_server, tmp_path):
     from playwright.sync_api import expect

@@ -101,6 +101,10 @@ export const api = {
     call(key, `/flashbulb/account/usage?limit=${limit}${pageToken ? `&pageToken=${encodeURIComponent(pageToken)}` : ""}`),
   summary: (key, days = 30) => call(key, `/flashbulb/account/usage/summary?days=${days}`),
   usageCsv: (key) => call(key, "/flashbulb/account/usage.csv", { raw: true }),
+  ledger: (key, pageToken = "", limit = 25) =>
+    call(key, `/flashbulb/account/ledger?limit=${limit}${pageToken ? `&pageToken=${encodeURIComponent(pageToken)}` : ""}`),
+  redeem: (key, code) => call(key, "/flashbulb/account/redeem", { method: "POST", body: { code } }),
+  referral: (key) => call(key, "/flashbulb/account/referral"),
   adminKeys: (key) => call(key, "/admin/keys"),
   adminUsage: (key) => call(key, "/admin/usage?limit=1"),
   createKey: (key, body) => call(key, "/admin/keys", { method: "POST", body }),

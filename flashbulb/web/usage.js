@@ -1,20 +1,26 @@
-// The usage page: balance, spend per day and per model (SVG drawn here), recent calls, CSV, admin.
+// The usage page: balance, spend per day and per model (SVG drawn here), recent calls, CSV, the
+// balance history (every ledger entry) with code redemption, admin.
 import { api, usd } from "./api.js";
 import { $, el, say, sayNow, svg } from "./dom.js";
 import { thumbFor } from "./thumbs.js";
 
 let nextToken = "";
+let nextLedgerToken = "";
 let session = null;
+let refresh = null; // the studio's refreshAccount: the header balance after a redemption
 let wired = false;
 let drawn = null; // the summary last drawn, to redraw at a new width
 
 export async function showUsage(state, refreshAccount) {
   session = state;
+  refresh = refreshAccount;
   if (!wired) wire();
   const status = $("#usage-status");
   say(status, "Loading usage…");
   try {
-    const [account, summary, page] = await Promise.all([refreshAccount(), api.summary(state.key, 30), api.usage(state.key)]);
+    const [account, summary, page, ledger, referral] = await Promise.all([
+      refreshAccount(), api.summary(state.key, 30), api.usage(state.key), api.ledger(state.key), api.referral(state.key),
+    ]);
     if (account) {
       $("#u-balance").textContent = usd(account.balanceMicros);
       $("#u-held").textContent = usd(account.heldMicros);
@@ -25,6 +31,9 @@ export async function showUsage(state, refreshAccount) {
     drawCharts();
     $("#calls tbody").replaceChildren();
     addCalls(page);
+    $("#ledger tbody").replaceChildren();
+    addEntries(ledger);
+    $("#referral-code").textContent = referral.referralCode || "—";
     say(status, `Loaded ${page.records.length} recent call${page.records.length === 1 ? "" : "s"}.`);
     await showAdmin();
   } catch (err) {
@@ -168,6 +177,57 @@ async function exportCsv() {
   }
 }
 
+// ---------------------------------------------------------------- balance history
+
+const KINDS = {
+  grant: "Credits added", redeem: "Code redeemed", charge: "Charge", refund: "Refund",
+  commission: "Referral commission", clawback: "Commission taken back",
+};
+
+function addEntries(page) {
+  nextLedgerToken = page.nextPageToken || "";
+  $("#more-ledger").hidden = !nextLedgerToken;
+  const body = $("#ledger tbody");
+  if (!page.entries.length && !body.children.length) {
+    body.append(el("tr", {}, el("td", { colspan: "5", class: "muted", text: "No credits yet: redeem a code or ask the operator." })));
+    return;
+  }
+  for (const e of page.entries) {
+    const what = KINDS[e.kind] || e.kind;
+    const request = e.request_id && !e.request_id.startsWith("code-") ? e.request_id : "";
+    body.append(el("tr", { "data-kind": e.kind },
+      el("td", { "data-label": "When" }, el("time", { datetime: `${e.created_at}Z`, text: when(e.created_at) })),
+      el("td", { "data-label": "What", title: e.note || "", text: e.kind === "charge" ? `${what} (${e.note})` : what }),
+      el("td", { "data-label": "Request" }, request ? el("code", { text: request.slice(0, 12), title: request }) : "—"),
+      el("td", { "data-label": "Amount", class: `num amount ${e.amount_micros < 0 ? "debit" : "credit"}`, text: `${e.amount_micros > 0 ? "+" : ""}${usd(e.amount_micros)}` }),
+      el("td", { "data-label": "Balance after", class: "num after", text: usd(e.balance_after_micros) }),
+    ));
+  }
+}
+
+async function moreEntries() {
+  try {
+    addEntries(await api.ledger(session.key, nextLedgerToken));
+  } catch (err) {
+    sayNow($("#redeem-result"), err.message);
+  }
+}
+
+async function redeem(e) {
+  e.preventDefault();
+  const out = $("#redeem-result");
+  const code = $("#redeem-code").value.trim();
+  if (!code) return sayNow(out, "Paste a code first.");
+  try {
+    const done = await api.redeem(session.key, code);
+    $("#redeem-code").value = "";
+    sayNow(out, done.redeemed === "referral" ? `You were referred by ${done.referrer}.` : `Added ${usd(done.amountMicros)}. Your balance is ${usd(done.balanceMicros)}.`);
+    await showUsage(session, refresh);
+  } catch (err) {
+    sayNow(out, err.message);
+  }
+}
+
 // ---------------------------------------------------------------- admin
 
 /** The admin section, when this is an admin key (any other gets 403 from /admin: the section stays hidden). */
@@ -235,6 +295,8 @@ async function addCredits(e) {
 function wire() {
   wired = true;
   $("#more-calls").addEventListener("click", moreCalls);
+  $("#more-ledger").addEventListener("click", moreEntries);
+  $("#redeem").addEventListener("submit", redeem);
   $("#export-csv").addEventListener("click", exportCsv);
   $("#create-key").addEventListener("submit", createKey);
   $("#add-credits").addEventListener("submit", addCredits);
