@@ -97,6 +97,8 @@ class Settings:
     hold_sweep_interval_s: float = 30.0
     # How long an image URL (OpenAI's response_format=url) works; the file is deleted after.
     output_url_ttl_s: float = 3600.0
+    # How long a call sent with an Idempotency-Key keeps its answer for a retry to get back.
+    idempotency_ttl_s: float = 24 * 3600.0
     # Files API: the largest upload, and how long a file is kept.
     max_file_bytes: int = 2 * 1024**3
     file_ttl_s: float = 48 * 3600.0

@@ -142,14 +142,67 @@ def test_a_caller_gone_while_its_hold_is_written_leaves_no_hold(tmp_path):
         gateway.db.dispose()
 
 
-def test_idempotency_key_makes_a_retry_unable_to_charge_twice(server):
+def test_an_idempotency_key_runs_a_call_once_and_replays_its_answer(any_db_server):
+    server = any_db_server
     name = f"retry-{uuid.uuid4().hex[:6]}"
     key = server.create_key("1", name=name)
-    first = server.generate(key, body(16), headers={"idempotency-key": "order-42"})
-    again = server.generate(key, body(16), headers={"idempotency-key": "order-42"})
-    assert first.status_code == 200
-    assert again.status_code == 409 and again.json()["error"]["status"] == "ALREADY_EXISTS"
+    order = {"idempotency-key": f"order-{uuid.uuid4().hex[:6]}"}
+    payload = body(64, "restore")  # about a second of work: the copies arrive while it runs
+    barrier = threading.Barrier(4)
+
+    def send(_: int) -> httpx.Response:
+        barrier.wait()
+        return server.generate(key, payload, headers=order)
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(send, range(4)))
+    ran = [a for a in answers if a.status_code == 200 and "idempotent-replayed" not in a.headers]
+    assert len(ran) == 1 and all(a.status_code in (200, 409) for a in answers), [a.status_code for a in answers]
+    running = next((a for a in answers if a.status_code == 409), None)
+    if running is not None:
+        assert "still running" in running.json()["error"]["message"] and running.headers["retry-after"] == "5"
+    # A retry gets the very same answer (same request id, same image), marked as replayed.
+    again = server.generate(key, payload, headers=order)
+    assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+    assert again.content == ran[0].content
+    state = account_state(server, name)
+    assert state["charges"] == 1 and state["balance"] == 1_000_000 - PRICE and len(state["usage"]) == 1
+    # The same key for a different request is a mistake worth a clear 400.
+    other = server.generate(key, body(16), headers=order)
+    assert other.status_code == 400 and "different request" in other.json()["error"]["message"]
+    # Keys belong to one API key: another key's call with the same Idempotency-Key runs on its own.
+    assert "idempotent-replayed" not in server.generate(server.create_key("1"), payload, headers=order).headers
+
+
+def test_a_call_that_failed_runs_again_when_retried_with_its_idempotency_key(server):
+    name = f"broke-{uuid.uuid4().hex[:6]}"
+    key = server.create_key("0", name=name)
+    order = {"idempotency-key": "order-7"}
+    refused = server.generate(key, body(16), headers=order)
+    assert refused.status_code == 429  # out of credits: nothing charged, so the key is free again
+    server.cli("credits", "add", name, "1")
+    retried = server.generate(key, body(16), headers=order)
+    assert retried.status_code == 200 and "idempotent-replayed" not in retried.headers
     assert account_state(server, name)["charges"] == 1
+
+
+def test_an_idempotency_claim_left_by_a_crash_is_taken_over_once_its_lease_ends(tmp_path):
+    from flashbulb.api.idempotency import Idempotency, sweep_expired
+
+    database = store.connect(f"sqlite:///{tmp_path / 'i.db'}")
+    store.migrate(database)
+    crashed = Idempotency(None, database, ttl_s=60, run_lease_s=0.2)  # its run never finishes
+    assert crashed._claim("k", "same call", "run-1") is None
+    assert crashed._claim("k", "same call", "run-2").state == "running"  # still leased: a retry gets 409
+    time.sleep(0.3)
+    assert crashed._claim("k", "same call", "run-3") is None  # the lease is over: this run takes it
+    crashed._finish("k", "run-1", {"status": 200, "headers": [], "chunks": [b"late"]})  # the lost run can't store
+    crashed._finish("k", "run-3", {"status": 200, "headers": [(b"content-type", b"application/json")], "chunks": [b"{}"]})
+    assert crashed._claim("k", "same call", "run-4").body == b"{}"
+    assert sweep_expired(database) == 0
+    Idempotency(None, database, ttl_s=0, run_lease_s=60)._finish("k", "run-3", {"status": 200, "headers": [], "chunks": []})
+    assert sweep_expired(database) == 1
+    database.dispose()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])

@@ -320,12 +320,20 @@ def test_out_of_credits_is_a_rate_limit_error_the_sdk_does_not_retry(server):  #
     assert caught.value.response.headers["x-should-retry"] == "false"
 
 
-def test_a_reused_idempotency_key_is_a_409_conflict(client):  # noqa: ANN001
+def test_a_retry_with_the_same_idempotency_key_gets_the_first_answer_and_pays_once(server):  # noqa: ANN001
+    key = server.create_key("1")
+    client = client_for(server, key)
     headers = {"Idempotency-Key": f"retry-{time.time_ns()}"}
     first = client.images.edit(image=upload(photo("rocket")), prompt="upscale 2x", model="flashbulb-photo", extra_headers=headers)
-    assert first.data
-    with pytest.raises(openai.ConflictError):
-        client.images.edit(image=upload(photo("rocket")), prompt="upscale 2x", model="flashbulb-photo", extra_headers=headers)
+    paid = balance(server, key)
+    again = client.images.with_raw_response.edit(
+        image=upload(photo("rocket")), prompt="upscale 2x", model="flashbulb-photo", extra_headers=headers
+    )
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.parse().data[0].b64_json == first.data[0].b64_json  # (a new multipart boundary: still the same call)
+    assert balance(server, key) == paid < 1_000_000
+    with pytest.raises(openai.BadRequestError, match="different request"):
+        client.images.edit(image=upload(photo("rocket")), prompt="make it brighter", model="flashbulb-photo", extra_headers=headers)
 
 
 def test_an_expired_url_is_a_404_and_its_file_is_swept(server, client):  # noqa: ANN001

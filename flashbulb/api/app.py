@@ -10,9 +10,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from flashbulb import __version__
-from flashbulb.api import metrics, admin, errors, gemini, openai, outputs
-from flashbulb.api import batches, files
-from flashbulb.api import studio
+from flashbulb.api import admin, batches, errors, files, gemini, idempotency, metrics, openai, outputs, studio
 from flashbulb.api.limits import BodySizeLimit
 from flashbulb.config import Settings
 from flashbulb.engine.engine import Engine
@@ -40,14 +38,16 @@ def build_gateway(settings: Settings) -> Gateway:
     return Gateway(database, engine, settings)
 
 
-async def _sweep_expired_holds(gateway: Gateway) -> None:
+async def _sweep_expired(gateway: Gateway) -> None:
+    """Release holds left by a crash; forget idempotent answers past their time."""
     while True:
         try:
             released = await asyncio.to_thread(ledger.release_expired, gateway.db)
             if released:
                 log.warning("released %d expired holds", released)
+            await asyncio.to_thread(idempotency.sweep_expired, gateway.db)
         except Exception:  # the sweeper must outlive a database hiccup
-            log.exception("hold sweep failed")
+            log.exception("sweep of expired holds and answers failed")
         await asyncio.sleep(gateway.settings.hold_sweep_interval_s)
 
 
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):  # noqa: ANN202
-        sweeper = asyncio.create_task(_sweep_expired_holds(gateway))
+        sweeper = asyncio.create_task(_sweep_expired(gateway))
         output_sweeper = asyncio.create_task(result_files.sweep_forever())
         if to_warm:
             asyncio.get_running_loop().run_in_executor(None, _warm_up, gateway, to_warm, failed_warm)
@@ -92,6 +92,10 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
     app = FastAPI(title="flashbulb", version=__version__, lifespan=lifespan)
     app.state.gateway = gateway
     errors.install(app)
+    # Inside the size limit (added later, so outside it): a retry's body is read only once it is allowed.
+    app.add_middleware(
+        idempotency.Idempotency, db=gateway.db, ttl_s=settings.idempotency_ttl_s, run_lease_s=settings.request_timeout_s + 60
+    )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     metrics.install(app, gateway)
     # /v1/models is both APIs' path: OpenAI's routes match only OpenAI callers, so they go first.

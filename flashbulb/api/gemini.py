@@ -232,7 +232,7 @@ def build_router(gateway: Gateway) -> APIRouter:
         caller = await gateway.authenticate(api_key_of(request))
         registry.resolve(model)  # an unknown model is a 404 before the body is even parsed
         body = await request.body()
-        request_id = new_request_id(request, caller)
+        request_id = new_request_id()
 
         def translate() -> ImageRequest:  # JSON, base64 and image decoding: off the event loop
             return to_image_request(

@@ -341,7 +341,7 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
     async def generations(request: Request) -> JSONResponse:
         caller = await gateway.authenticate(api_key_of(request))
         params = parse_params(GenerateParams, parse_json(await request.body()))
-        image_request = to_image_request(params, [], None, caller=caller, request_id=new_request_id(request, caller))
+        image_request = to_image_request(params, [], None, caller=caller, request_id=new_request_id())
         return await respond(request, params, image_request)
 
     @router.post("/images/edits")
@@ -352,7 +352,7 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
         images, mask = await asyncio.to_thread(
             decode_inputs, files, mask_file, max_pixels=settings.max_input_pixels, max_images=settings.max_input_images
         )
-        request_id = new_request_id(request, caller)
+        request_id = new_request_id()
         image_request = to_image_request(params, images, mask, caller=caller, request_id=request_id)
         return await respond(request, params, image_request)
 

@@ -4,17 +4,17 @@ through the gateway while watching for the client to go away."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 
 from fastapi import Request
+from starlette.requests import HTTPConnection
 
-from flashbulb.engine.types import Caller, ImageRequest, JobContext
+from flashbulb.engine.types import ImageRequest, JobContext
 from flashbulb.errors import ErrorKind, FlashbulbError
 from flashbulb.gateway.gateway import Gateway, Served
 
 
-def api_key_of(request: Request) -> str | None:
+def api_key_of(request: HTTPConnection) -> str | None:
     """Gemini clients send x-goog-api-key (or ?key=); OpenAI clients send a bearer token."""
     key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
     if not key and (auth := request.headers.get("authorization", "")).lower().startswith("bearer "):
@@ -22,11 +22,9 @@ def api_key_of(request: Request) -> str | None:
     return key or None
 
 
-def new_request_id(request: Request, caller: Caller) -> str:
-    """A client-sent Idempotency-Key makes retries of one call share one hold (never two charges)."""
-    idempotency_key = request.headers.get("idempotency-key")
-    if idempotency_key:
-        return hashlib.sha256(f"{caller.account_id}:{idempotency_key}".encode()).hexdigest()[:32]
+def new_request_id() -> str:
+    """Each run of a call its own id (and hold). Retries sent with an Idempotency-Key never reach a
+    second run while the first's answer is kept: api/idempotency.py replays it."""
     return uuid.uuid4().hex
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -211,3 +211,18 @@ class BatchItem(Base):
     request: Mapped[str | None] = mapped_column(Text, nullable=True)  # GenerateContentRequest JSON; dropped once done
     result: Mapped[str | None] = mapped_column(Text, nullable=True)  # {"response": ...} or {"error": ...}
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class IdempotentCall(Base):
+    """A POST sent with an Idempotency-Key: claimed while it runs, then its answer, kept for retries."""
+
+    __tablename__ = "idempotent_calls"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the API key and the Idempotency-Key
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the method, path and body: the same call?
+    claim: Mapped[str] = mapped_column(String(32))  # the run that holds the row
+    state: Mapped[str] = mapped_column(String(16))  # running | done
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    headers: Mapped[list | None] = mapped_column(JSON, nullable=True)  # [[name, value], ...] of the answer
+    body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)  # a running claim's lease, or the answer's end
