@@ -151,6 +151,30 @@ def new_postgres_database():  # noqa: ANN201
     admin.dispose()
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def any_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """A migrated, empty database per backend (no server), for the ledger-level tests."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'flashbulb.db'}"
+    else:
+        url = request.getfixturevalue("new_postgres_database")()
+    from flashbulb.store import db as store
+
+    engine = store.connect(url)
+    store.migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+def wait_for(condition, timeout: float = 30.0, what: str = "condition", every: float = 0.1) -> None:  # noqa: ANN001
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Server:
     """The shared server on SQLite (the embedded default)."""

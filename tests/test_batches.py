@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from conftest import FLASHBULB, astronaut, gemini_body, png_bytes, start_server
+from conftest import FLASHBULB, astronaut, gemini_body, png_bytes, start_server, wait_for
 from flashbulb.config import Settings
 from flashbulb.errors import ErrorKind, FlashbulbError
 from flashbulb.gateway import accounts
@@ -276,7 +276,7 @@ def test_revoking_the_key_stops_its_running_batch_from_spending(server, image):
     batch_id = job.name.removeprefix("batches/")
     database = store.connect(server.database_url)
     try:
-        wait_until(lambda: batch_state(database, batch_id) == "succeeded", timeout=60)
+        wait_for(lambda: batch_state(database, batch_id) == "succeeded", 60, "the batch to end", every=0.25)
         with database.connect() as conn:
             results = [json.loads(r) for r in conn.execute(select(BatchItem.result).where(BatchItem.batch_id == batch_id)).scalars()]
     finally:
@@ -395,7 +395,7 @@ def test_a_batch_survives_two_sigkills_running_and_charging_every_item_exactly_o
     database = store.connect(url)
     try:
         for fraction in (1 / 3, 2 / 3):  # SIGKILL mid-batch, then start again on the same database
-            wait_until(lambda: items_done(database, batch_id) >= fraction * KILL_TEST_ITEMS, timeout=60)
+            wait_for(lambda: items_done(database, batch_id) >= fraction * KILL_TEST_ITEMS, 60, "items to finish", every=0.25)
             server.process.send_signal(signal.SIGKILL)
             server.process.wait(10)
             server = start_server(tmp_path, url, admin_key=server.admin_key)
@@ -446,9 +446,3 @@ def items_done(database, batch_id: str) -> int:  # noqa: ANN001
     with database.connect() as conn:
         return conn.execute(select(BatchJob.succeeded_count).where(BatchJob.id == batch_id)).scalar()
 
-
-def wait_until(condition, timeout: float) -> None:  # noqa: ANN001
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.25)  # a read takes SQLite's write lock (store.db): don't poll it hard

@@ -17,7 +17,7 @@ import openai
 import pytest
 from sqlalchemy import func, select
 
-from conftest import astronaut, gemini_body, png_bytes, start_server
+from conftest import astronaut, gemini_body, png_bytes, start_server, wait_for
 from flashbulb import prices
 from flashbulb.config import Settings
 from flashbulb.engine.registry import Registry
@@ -26,7 +26,7 @@ from flashbulb.errors import FlashbulbError
 from flashbulb.gateway import accounts, ledger, pricing
 from flashbulb.store import db as store
 from flashbulb.store.tables import Account, Hold, LedgerEntry
-from test_money import _swallow, account_state, wait_for
+from test_money import _swallow, account_state
 
 CONFIG = """
 [prices.flashbulb-photo]

@@ -5,14 +5,12 @@ from __future__ import annotations
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from flashbulb.errors import FlashbulbError
 from flashbulb.gateway import accounts, ledger
-from flashbulb.store import db as store
 from flashbulb.store.tables import Account, Hold, LedgerEntry
 
 REQUESTS = [f"r{i}" for i in range(6)]
@@ -22,18 +20,6 @@ operation = st.one_of(
     st.tuples(st.just("release"), st.sampled_from(REQUESTS), st.just(0)),
     st.tuples(st.just("grant"), st.just(""), st.integers(-300, 300)),
 )
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def database(request, tmp_path_factory):  # noqa: ANN001, ANN201
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'l.db'}"
-    else:
-        url = request.getfixturevalue("new_postgres_database")()
-    engine = store.connect(url)
-    store.migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 def apply(db, account: str, account_id: int, prefix: str, op: tuple) -> None:  # noqa: ANN001
@@ -56,17 +42,17 @@ def apply(db, account: str, account_id: int, prefix: str, op: tuple) -> None:  #
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(operation, min_size=1, max_size=30))
-def test_books_balance_after_any_concurrent_sequence(database, ops):
+def test_books_balance_after_any_concurrent_sequence(any_database, ops):
     account = f"inv-{uuid.uuid4().hex[:8]}"
     prefix = uuid.uuid4().hex[:8] + "-"
-    account_id = accounts.create_key(database, account, credits_micros=1_000).account_id
+    account_id = accounts.create_key(any_database, account, credits_micros=1_000).account_id
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda op: apply(database, account, account_id, prefix, op), ops))
+        list(pool.map(lambda op: apply(any_database, account, account_id, prefix, op), ops))
     # Closing again changes nothing: each request is settled or released exactly once.
     for rid in REQUESTS:
-        if _state(database, prefix + rid) in ("settled", "released"):
-            assert not ledger.close_hold(database, prefix + rid, 0, ledger.Usage(status="retry"))
-    with database.connect() as conn:
+        if _state(any_database, prefix + rid) in ("settled", "released"):
+            assert not ledger.close_hold(any_database, prefix + rid, 0, ledger.Usage(status="retry"))
+    with any_database.connect() as conn:
         row = conn.execute(select(Account.balance_micros, Account.held_micros).where(Account.id == account_id)).one()
         entries = conn.execute(select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(LedgerEntry.account_id == account_id)).scalar()
         open_holds = conn.execute(select(func.coalesce(func.sum(Hold.amount_micros), 0)).where(Hold.account_id == account_id, Hold.state == "held")).scalar()

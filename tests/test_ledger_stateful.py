@@ -18,7 +18,6 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -26,22 +25,9 @@ from sqlalchemy import func, select
 
 from flashbulb.errors import FlashbulbError
 from flashbulb.gateway import accounts, ledger, usage
-from flashbulb.store import db as store
 from flashbulb.store.tables import Account, ApiKey, Hold, LedgerEntry
 
 PERCENT = 10
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def database(request, tmp_path_factory):  # noqa: ANN001, ANN201
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('stateful') / 's.db'}"
-    else:
-        url = request.getfixturevalue("new_postgres_database")()
-    engine = store.connect(url)
-    store.migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 class Books(RuleBasedStateMachine):
@@ -220,8 +206,8 @@ class Books(RuleBasedStateMachine):
             assert conn.execute(select(Account.held_micros).where(Account.id == self.customer.account_id)).scalar() == 0
 
 
-def test_the_books_stay_exact_under_random_concurrent_sequences(database):
-    Books.db = database
+def test_the_books_stay_exact_under_random_concurrent_sequences(any_database):
+    Books.db = any_database
     Books.TestCase.settings = settings(
         max_examples=60, stateful_step_count=20, deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from conftest import astronaut, gemini_body, png_bytes, start_server
+from conftest import astronaut, gemini_body, png_bytes, start_server, wait_for
 from flashbulb.store import db as store
 from flashbulb.store.tables import Account, Hold, LedgerEntry, UsageRecord
 
@@ -43,15 +43,6 @@ def account_state(server, name: str) -> dict:  # noqa: ANN001
             }
     finally:
         database.dispose()
-
-
-def wait_for(condition, timeout: float = 30.0, what: str = "condition") -> None:  # noqa: ANN001
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_credits_for_n_images_hit_by_4n_concurrent_requests_buy_exactly_n(any_db_server):

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import astronaut, gemini_body, png_bytes, start_server
+from conftest import astronaut, gemini_body, png_bytes, start_server, wait_for
 from flashbulb.store import db as store
 from flashbulb.store.tables import Hold, UsageRecord
 from sqlalchemy import func, select
@@ -55,15 +55,6 @@ def open_holds(server) -> int:  # noqa: ANN001
             return conn.execute(select(func.count()).select_from(Hold).where(Hold.state == "held")).scalar()
     finally:
         database.dispose()
-
-
-def wait_for(condition, timeout: float = 30.0, what: str = "condition") -> None:  # noqa: ANN001
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def assert_gemini_rate_limited(response: httpx.Response, words: str) -> None:
