@@ -52,6 +52,11 @@ class AddCredits(BaseModel):
     note: str = ""
 
 
+def check_limit(limit: int, most: int) -> None:
+    if not 1 <= limit <= most:
+        raise invalid(f"limit must be between 1 and {most}", param="limit")
+
+
 def _micros(usd: str) -> int:
     try:
         return usd_to_micros(usd)
@@ -116,8 +121,7 @@ def build_router(gateway: Gateway) -> APIRouter:
     @router.get("/usage")
     async def usage_report(request: Request, limit: int = 100) -> dict:
         await admin(request)
-        if not 1 <= limit <= MAX_PAGE:
-            raise invalid(f"limit must be between 1 and {MAX_PAGE}", param="limit")
+        check_limit(limit, MAX_PAGE)
         return {
             "records": await asyncio.to_thread(usage.recent, db, limit=limit),
             "totals": await asyncio.to_thread(usage.totals, db),
@@ -148,8 +152,7 @@ def build_router(gateway: Gateway) -> APIRouter:
 
 
 async def statement_page(gateway: Gateway, account_id: int, limit: int, page_token: str) -> dict:
-    if not 1 <= limit <= MAX_PAGE:
-        raise invalid(f"limit must be between 1 and {MAX_PAGE}", param="limit")
+    check_limit(limit, MAX_PAGE)
     entries, next_token = await asyncio.to_thread(usage.statement, gateway.db, account_id, limit=limit, page_token=page_token)
     balance, held = await asyncio.to_thread(ledger.balance, gateway.db, account_id)
     return {
@@ -208,8 +211,7 @@ def build_account_router(gateway: Gateway) -> APIRouter:
     async def account_usage(request: Request, limit: int = 100, pageToken: str = "") -> dict:  # noqa: N803
         """Newest first; pass the answer's `nextPageToken` as `pageToken` for older records."""
         caller = await gateway.authenticate(api_key_of(request))
-        if not 1 <= limit <= MAX_PAGE:
-            raise invalid(f"limit must be between 1 and {MAX_PAGE}", param="limit")
+        check_limit(limit, MAX_PAGE)
         records, next_token = await asyncio.to_thread(
             usage.page, gateway.db, account_id=caller.account_id, limit=limit, page_token=pageToken
         )
@@ -239,8 +241,7 @@ def build_account_router(gateway: Gateway) -> APIRouter:
     async def account_usage_csv(request: Request, limit: int = 10_000) -> Response:
         """The newest `limit` usage records as a CSV file (for a spreadsheet or an invoice check)."""
         caller = await gateway.authenticate(api_key_of(request))
-        if not 1 <= limit <= MAX_CSV_ROWS:
-            raise invalid(f"limit must be between 1 and {MAX_CSV_ROWS}", param="limit")
+        check_limit(limit, MAX_CSV_ROWS)
         records = await asyncio.to_thread(usage.recent, gateway.db, account_id=caller.account_id, limit=limit)
         return Response(
             usage.to_csv(records),

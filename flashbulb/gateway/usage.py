@@ -9,7 +9,7 @@ import datetime as dt
 import io
 import json
 
-from sqlalchemy import Engine, delete, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Engine, Select, delete, func, insert, select, text, update
 
 from flashbulb.config import micros_to_usd
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
@@ -23,20 +23,10 @@ def recent(db: Engine, *, account_id: int | None = None, limit: int = 100) -> li
 def page(db: Engine, *, account_id: int | None = None, limit: int = 100, page_token: str = "") -> tuple[list[dict], str]:
     """Newest first, `limit` records from `page_token` on; returns them and the token of the next
     page ("" when there is none). The token is opaque to callers (it is the last record's id)."""
-    query = (
-        select(*UsageRecord.__table__.c, Account.name.label("account"))
-        .join(Account, Account.id == UsageRecord.account_id)
-        .order_by(UsageRecord.id.desc())
-        .limit(limit + 1)
-    )
+    query = select(*UsageRecord.__table__.c, Account.name.label("account")).join(Account, Account.id == UsageRecord.account_id)
     if account_id is not None:
         query = query.where(UsageRecord.account_id == account_id)
-    if page_token:
-        query = query.where(UsageRecord.id < _before_id(page_token))
-    with db.connect() as conn:
-        rows = conn.execute(query).mappings().all()
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, next_token = _newest_first(db, query, UsageRecord.id, limit, page_token)
     records = [
         {
             **{name: row[name] for name in _REPORTED},
@@ -44,7 +34,7 @@ def page(db: Engine, *, account_id: int | None = None, limit: int = 100, page_to
         }
         for row in rows
     ]
-    return records, str(rows[-1]["id"]) if more and rows else ""
+    return records, next_token
 
 
 def statement(db: Engine, account_id: int, *, limit: int = 100, page_token: str = "") -> tuple[list[dict], str]:
@@ -61,13 +51,7 @@ def statement(db: Engine, account_id: int, *, limit: int = 100, page_token: str 
         .subquery()
     )
     # One statement: the running sums and the page come from one snapshot of the ledger.
-    query = select(running).order_by(running.c.id.desc()).limit(limit + 1)
-    if page_token:
-        query = query.where(running.c.id < _before_id(page_token))
-    with db.connect() as conn:
-        rows = conn.execute(query).mappings().all()
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, next_token = _newest_first(db, select(running), running.c.id, limit, page_token)
     entries = [
         {
             "kind": r["kind"],
@@ -79,13 +63,22 @@ def statement(db: Engine, account_id: int, *, limit: int = 100, page_token: str 
         }
         for r in rows
     ]
-    return entries, str(rows[-1]["id"]) if more and rows else ""
+    return entries, next_token
 
-def _before_id(page_token: str) -> int:
-    """A page token is the id of the last row of the page before (opaque to callers)."""
-    if not (page_token.isascii() and page_token.isdigit() and len(page_token) < 19):
-        raise invalid("pageToken is not one this server gave out", param="pageToken")
-    return int(page_token)
+
+def _newest_first(db: Engine, query: Select, id_column: ColumnElement[int], limit: int, page_token: str) -> tuple[list, str]:
+    """One page of `query`'s rows, newest (highest id) first, and the next page's token: the id of
+    this page's last row ("" when nothing is older). Tokens are opaque to callers."""
+    query = query.order_by(id_column.desc()).limit(limit + 1)
+    if page_token:
+        if not (page_token.isascii() and page_token.isdigit() and len(page_token) < 19):
+            raise invalid("pageToken is not one this server gave out", param="pageToken")
+        query = query.where(id_column < int(page_token))
+    with db.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    if len(rows) > limit:
+        return rows[:limit], str(rows[limit - 1]["id"])
+    return rows, ""
 
 
 _REPORTED = (
