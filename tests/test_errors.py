@@ -146,3 +146,25 @@ def test_a_chunked_oversized_body_is_400_too(server, key):
 def test_unknown_route_is_a_google_shaped_404(server, key):
     response = httpx.get(f"{server.base_url}/v1beta/nothing-here", headers={"x-goog-api-key": key})
     assert_google_error(response, 404, "NOT_FOUND", "not found")
+
+
+# Each of these once tripped OpenCV's remap assertion (a side of 32767 or more) and aborted the server.
+OVERSIZED = [
+    (astronaut(64), "resize to 99999x10"),
+    (astronaut(64), "resize to 10x99999"),
+    (Image.new("RGB", (33000, 10), (120, 90, 80)), "make it brighter"),
+    (Image.new("RGB", (10, 33000), (120, 90, 80)), "restore"),
+]
+
+
+@pytest.mark.parametrize("image,prompt", OVERSIZED, ids=["resize-wide", "resize-tall", "wide-png", "tall-png"])
+def test_sizes_past_every_library_limit_are_refused_free(server, image, prompt):
+    key = server.create_key("1")
+    response = server.generate(key, gemini_body(png_bytes(image), prompt))
+    assert response.status_code in (200, 400), response.text
+    if response.status_code == 200:  # the instruction was understood but can't be done: no image, no charge
+        assert response.json()["candidates"][0]["finishReason"] == "NO_IMAGE"
+    assert "16,384" in response.text
+    assert server.process.poll() is None and server.healthy()
+    account = httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
+    assert account["balanceMicros"] == 1_000_000 and account["heldMicros"] == 0

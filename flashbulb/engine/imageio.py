@@ -12,6 +12,23 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from flashbulb.errors import invalid
 
 ACCEPTED_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+# Every image a request brings in or asks for stays below the smallest per-side limit of the native
+# libraries that touch its pixels: OpenCV's remap asserts at 32767 (SHRT_MAX) a side and aborts the
+# whole process (measured: "resize to 99999x10", or a 33000x10 PNG with "make it brighter").
+MAX_SIDE = 16384
+# The largest image an edit may produce (4096x4096): bounds a request's memory and CPU time.
+MAX_OUTPUT_PIXELS = 4096 * 4096
+
+
+def size_problem(width: int, height: int, *, max_pixels: int, what: str) -> str | None:
+    """Why an image of this size can't be taken or made, or None: the one check of every size."""
+    if width < 1 or height < 1:
+        return f"{what} would be {width}x{height} pixels; each side must be at least 1 pixel"
+    if width > MAX_SIDE or height > MAX_SIDE:
+        return f"{what} is {width}x{height} pixels; each side may be at most {MAX_SIDE:,} pixels"
+    if width * height > max_pixels:
+        return f"{what} is {width}x{height} pixels; the limit is {max_pixels:,} pixels"
+    return None
 
 
 def decode_image(data: bytes, *, max_pixels: int, what: str = "image") -> Image.Image:
@@ -25,10 +42,8 @@ def decode_image(data: bytes, *, max_pixels: int, what: str = "image") -> Image.
             if image.format not in ACCEPTED_FORMATS:
                 raise invalid(f"{what} is {image.format}; send PNG, JPEG or WebP")
             # The header gives the size without decoding pixels: refuse bombs here.
-            if image.width * image.height > max_pixels:
-                raise invalid(
-                    f"{what} is {image.width}x{image.height} pixels; the limit is {max_pixels:,} pixels"
-                )
+            if problem := size_problem(image.width, image.height, max_pixels=max_pixels, what=what):
+                raise invalid(problem)
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise invalid(f"{what} claims more pixels than the limit of {max_pixels:,} (a decompression bomb?)") from exc

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from flashbulb.engine.aspect import ratio_value
-from flashbulb.engine.backends.photo.restore import MAX_OUTPUT_PIXELS
+from flashbulb.engine.imageio import MAX_OUTPUT_PIXELS, size_problem
 from flashbulb.engine.backends.photo.canvas import Canvas, luminance
 
 
@@ -63,8 +63,8 @@ def crop(canvas: Canvas, ratio: float) -> None:
 
 
 def resize(canvas: Canvas, width: int, height: int) -> None:
-    if width * height > MAX_OUTPUT_PIXELS:
-        raise ValueError(f"{width}x{height} is larger than the largest output, {MAX_OUTPUT_PIXELS:,} pixels")
+    if problem := size_problem(width, height, max_pixels=MAX_OUTPUT_PIXELS, what="the resized image"):
+        raise ValueError(problem)
     shrinking = width * height < canvas.size[0] * canvas.size[1]
     method = cv2.INTER_AREA if shrinking else cv2.INTER_LANCZOS4
     rgb = cv2.resize(canvas.rgb, (width, height), interpolation=method)

@@ -13,11 +13,11 @@ import cv2
 import numpy as np
 
 from flashbulb.engine.backends.photo.canvas import Canvas, luminance, to_uint8
+from flashbulb.engine.imageio import MAX_OUTPUT_PIXELS, size_problem
 from flashbulb.vision import superres
 
 MAX_SCALE = 4.0
 DEFAULT_LONG_SIDE = 2048  # the default upscale stops where the long side would pass this
-MAX_OUTPUT_PIXELS = 4096 * 4096
 MAX_ENHANCE_INPUT_PIXELS = 1024 * 1024  # larger inputs are reduced first, so CPU time stays bounded
 HEAVY_NOISE_SIGMA = 20.0  # beyond this Real-ESRGAN leaves blotches; non-local means goes first
 # A faded print has lost its blacks and its tones span a short range; healthy photos, even dim or
@@ -92,12 +92,8 @@ def check_scale(width: int, height: int, scale: float) -> str | None:
     if not 1 <= scale <= MAX_SCALE:
         return f"flashbulb-photo upscales between 1x and {MAX_SCALE:g}x; {scale:g}x was asked."
     out_w, out_h = round(width * scale), round(height * scale)
-    if out_w * out_h > MAX_OUTPUT_PIXELS:
-        return (
-            f"{width}x{height} upscaled {scale:g}x would be {out_w}x{out_h}; the largest output is "
-            f"{MAX_OUTPUT_PIXELS:,} pixels. Ask for a smaller scale."
-        )
-    return None
+    problem = size_problem(out_w, out_h, max_pixels=MAX_OUTPUT_PIXELS, what=f"{width}x{height} upscaled {scale:g}x")
+    return f"{problem}. Ask for a smaller scale." if problem else None
 
 
 def super_resolve(canvas: Canvas, scale: float, noise: float, on_progress: Callable[[float], None]) -> None:
