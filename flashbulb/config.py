@@ -35,6 +35,9 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("FLASHBULB_DATA_DIR") or Path.home() / ".flashbulb")
 
 
+CLUSTER_ENGINES = ("local", "inline")
+DEPLOYMENT_KEYS = ("replicas", "gpus_per_replica")
+
 RATE_LIMIT_NAMES = ("key_rpm", "account_rpm", "key_concurrent", "account_concurrent")
 
 
@@ -128,6 +131,13 @@ class Settings:
     cpu_max_weights_gb: float = 8.0  # larger models refuse to load without a GPU
     warm_models: tuple[str, ...] = ("flashbulb-photo", "flashbulb-image")  # loaded at start when installed
     local_models: dict[str, dict] = dataclasses.field(default_factory=dict)
+    # [models.NAME] backend = "module:factory": the operator's own backends (plugins, tests' faults).
+    custom_backends: dict[str, dict] = dataclasses.field(default_factory=dict)
+    # Where models run ([cluster] engine): "local", each replica in a supervised child process; or
+    # "inline", in the API process (no isolation: the one-shot CLI and benchmarks' baseline).
+    cluster_engine: str = "local"
+    # [models.NAME] replicas / gpus_per_replica: how many copies of a model serve, and their GPUs.
+    deployments: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     # Requests per minute and in flight, per key and per account (flashbulb.toml [rate_limits]).
     rate_limits: RateLimits = dataclasses.field(default_factory=RateLimits)
 
@@ -172,10 +182,24 @@ class Settings:
         if not 0 <= self.batch_discount_percent <= 100:
             raise ValueError("flashbulb.toml: the batch discount must be between 0 and 100 percent")
         self.rate_limits.apply_toml(doc.get("rate_limits", {}))
+        for name, value in doc.get("cluster", {}).items():
+            if name != "engine" or value not in CLUSTER_ENGINES:
+                raise ValueError(f"flashbulb.toml: [cluster] takes engine = one of {', '.join(CLUSTER_ENGINES)}")
+            self.cluster_engine = value
         for name, fields in doc.get("models", {}).items():
             if not isinstance(fields, dict):
                 raise ValueError(f"flashbulb.toml: [models.{name}] must be a table")
-            self.local_models[name] = fields
+            fields = dict(fields)
+            deployment = {k: fields.pop(k) for k in DEPLOYMENT_KEYS if k in fields}
+            for k, v in deployment.items():
+                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                    raise ValueError(f"flashbulb.toml: [models.{name}].{k} must be a whole number >= 1")
+            if deployment:
+                self.deployments[name] = deployment
+            if "backend" in fields:
+                self.custom_backends[name] = fields
+            elif fields:  # a model of the catalog's kind with weights of the operator's (`like = ...`)
+                self.local_models[name] = fields
         safety = doc.get("safety", {})
         if "block" in safety:
             if not isinstance(safety["block"], list) or not all(isinstance(c, str) for c in safety["block"]):

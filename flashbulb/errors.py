@@ -18,7 +18,9 @@ class ErrorKind(enum.Enum):
     TOO_LARGE = "TOO_LARGE"  # the request body is over the limit (413 where the wire format has one)
     OUT_OF_CREDITS = "OUT_OF_CREDITS"
     RATE_LIMITED = "RATE_LIMITED"
-    OVERLOADED = "OVERLOADED"
+    OVERLOADED = "OVERLOADED"  # the model's queue is full: retry shortly
+    UNAVAILABLE = "UNAVAILABLE"  # the model worker running the call died (it restarts): retry
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"  # the model ran out of GPU or CPU memory on this call
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     CANCELLED = "CANCELLED"
     INTERNAL = "INTERNAL"
@@ -37,6 +39,13 @@ class FlashbulbError(Exception):
         self.retry_after_s = retry_after_s
         self.param = param  # the request field at fault, for wire formats that name it (OpenAI's `param`)
         self.code = code  # a finer machine-readable reason than `kind` (OpenAI's `code`)
+
+    def __reduce__(self):  # noqa: ANN204 - it crosses the process boundary from a model worker
+        return _rebuild, (self.kind, self.message, self.retry_after_s, self.param, self.code)
+
+
+def _rebuild(kind: ErrorKind, message: str, retry_after_s: int | None, param: str | None, code: str | None) -> FlashbulbError:
+    return FlashbulbError(kind, message, retry_after_s=retry_after_s, param=param, code=code)
 
 
 def invalid(message: str, *, param: str | None = None, code: str | None = None) -> FlashbulbError:

@@ -68,7 +68,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, weights: dict[str, Path]): 
         "[diffusion]\n"
         "batch_window_ms = 400\n"  # long enough that concurrent test requests meet in one batch
         "identity_retries = 1\n"
-        f"warm_models = {json.dumps(['flashbulb-photo', *TINY_MODELS])}\n\n"
+        # tiny-slow too: its worker must be up before the call that the client abandons after 1.5 s.
+        f"warm_models = {json.dumps(['flashbulb-photo', *TINY_MODELS, 'tiny-slow'])}\n\n"
         "[rate_limits]\n"  # these tests fire concurrent requests from one key on purpose
         "key_rpm = 0\nkey_concurrent = 0\naccount_rpm = 0\naccount_concurrent = 0\n\n" + "\n".join(tables)
     )

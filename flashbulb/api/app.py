@@ -14,6 +14,7 @@ from flashbulb.api import admin, batches, errors, files, gemini, idempotency, me
 from flashbulb.api.limits import BodySizeLimit
 from flashbulb.config import Settings
 from flashbulb.engine.engine import Engine
+from flashbulb.engine.executors import make_executor
 from flashbulb.engine.registry import Registry
 from flashbulb.gateway import ledger
 from flashbulb.gateway.gateway import Gateway
@@ -31,6 +32,7 @@ def build_gateway(settings: Settings) -> Gateway:
     store.migrate(database)
     engine = Engine(
         Registry.default(settings),
+        executor=make_executor(settings),
         max_queue=settings.max_queue_per_model,
         batch_window_s=settings.batch_window_ms / 1000,
         max_batch=settings.max_batch,
@@ -54,6 +56,8 @@ async def _sweep_expired(gateway: Gateway) -> None:
 def _warm_up(gateway: Gateway, models: list[str], failed: dict[str, str]) -> None:
     """Load each model now so the first request doesn't wait for it; one that can't load is
     reported by /readyz and tried again on its first request."""
+    for model in models:  # every model's replicas load at once, each in its own process
+        gateway.engine.start(model)
     for model in models:
         try:
             gateway.engine.warm_up(model)
@@ -120,7 +124,8 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
     async def readyz() -> JSONResponse:
         """503 until the models to warm are loaded (or failed to): a load balancer's readiness probe."""
         ready = all(m in gateway.engine.warm or m in failed_warm for m in to_warm)
-        body = {"ready": ready, "warm_models": sorted(gateway.engine.warm), "failed_models": failed_warm}
+        body = {"ready": ready, "warm_models": sorted(gateway.engine.warm), "failed_models": failed_warm,
+                "replicas": gateway.engine.replicas()}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     studio.install(app)  # the web studio at / (static files; after the API routes, shadowing none)

@@ -65,6 +65,7 @@ def flashbulb_fields(request: ImageRequest, served: Served) -> dict[str, Any]:
         **({"priceMicros": served.price} if served.price else {}),
         "timingsMs": served.result.timings_ms,
         "quality": served.result.quality,
+        **({"replica": served.result.replica} if served.result.replica else {}),
     }
 
 

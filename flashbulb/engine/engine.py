@@ -1,54 +1,83 @@
-"""The engine: one worker thread per model owns that model's backend and runs its jobs.
+"""The engine: a queue per model, drained by that model's replicas.
 
-A backend is never called from two threads at once (a diffusers pipeline shared across threads
-corrupts its scheduler's state). A backend that can batch says which jobs may share a run
-(`batch_key`): the worker then waits up to `batch_window_s` for more jobs with the same key and
-runs them together. Past `max_queue` waiting jobs a model answers 503 instead of queueing forever.
+A replica owns one loaded backend and runs one job (or one batch of jobs) at a time: a diffusers
+pipeline shared across threads corrupts its scheduler's state. Where the replica runs is the
+executor's business (`engine/executors/`): in a supervised child process by default, so a native
+crash in a model costs only the calls it was running. A model with several replicas (one per GPU)
+has them all take from its one queue, live traffic ahead of batch jobs.
+
+A model that can batch says which requests may share a run (`ModelEntry.batch_key`): a replica then
+waits up to `batch_window_s` for more with the same key. Past `max_queue` waiting jobs a model
+answers 503 instead of queueing forever. A request whose run killed its worker twice is refused at
+once from then on (a poison request must not take down replica after replica).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import logging
 import threading
 import time
 from collections.abc import Hashable
 from concurrent.futures import Future
 
-from flashbulb.engine.backends import Backend
+from flashbulb.engine.executors import Executor, Replica, WorkerDied
 from flashbulb.engine.registry import ModelEntry, Registry
 from flashbulb.engine.types import Cancelled, ImageRequest, ImageResult, JobContext
-from flashbulb.errors import ErrorKind, FlashbulbError
+from flashbulb.errors import ErrorKind, FlashbulbError, invalid
+
+log = logging.getLogger("flashbulb.engine")
+
+POISON_CRASHES = 2  # runs of one request that killed a worker before it is refused outright
 
 
 @dataclasses.dataclass
-class _Job:
-    request: ImageRequest | None  # None: just load the backend (warm-up)
+class Job:
+    request: ImageRequest
     context: JobContext
     queued_at: float = dataclasses.field(default_factory=time.perf_counter)
     future: Future = dataclasses.field(default_factory=Future)
 
 
-def _priority(job: _Job) -> int:
-    return -1 if job.request is None else job.request.priority  # a warm-up goes first
+def fingerprint(request: ImageRequest) -> str:
+    """What makes two requests the same run for a model: the poison list's key."""
+    digest = hashlib.sha256()
+    for part in (request.model, request.prompt, request.system, request.aspect_ratio, request.n, request.seed, request.quality):
+        digest.update(repr(part).encode() + b"\0")
+    for image in [*request.images, *([request.mask] if request.mask is not None else [])]:
+        digest.update(f"{image.mode}{image.size}".encode())
+        digest.update(image.tobytes())
+    return digest.hexdigest()
 
 
-class _Worker:
-    def __init__(self, entry: ModelEntry, batch_window_s: float, max_batch: int):
+class _ModelQueue:
+    """One model's waiting jobs and the threads that feed them to its replicas."""
+
+    def __init__(self, entry: ModelEntry, replicas: list[Replica], batch_window_s: float, max_batch: int,
+                 on_crash) -> None:  # noqa: ANN001
         self.entry = entry
+        self.replicas = replicas
         self.batch_window_s = batch_window_s
         self.max_batch = max_batch
-        self.backend: Backend | None = None
-        self.waiting: list[_Job] = []
+        self.on_crash = on_crash
+        self.waiting: list[Job] = []
         self.cond = threading.Condition()
         self.closed = False
-        self.thread = threading.Thread(target=self._loop, name=f"worker-{entry.name}", daemon=True)
-        self.thread.start()
+        self.started: dict[int, BaseException | None] = {}  # replica index -> its start error (None: serving)
+        self.threads = [
+            threading.Thread(target=self._loop, args=(i, r), name=f"replica-{entry.name}-{i}", daemon=True)
+            for i, r in enumerate(replicas)
+        ]
+        for thread in self.threads:
+            thread.start()
 
-    def submit(self, job: _Job) -> Future:
+    def submit(self, job: Job) -> Future:
         with self.cond:
             # Behind every job of the same or a more urgent priority: live traffic overtakes batch jobs.
-            position = next((i for i, w in enumerate(self.waiting) if _priority(w) > _priority(job)), len(self.waiting))
+            priority = job.request.priority
+            position = next((i for i, w in enumerate(self.waiting) if w.request.priority > priority), len(self.waiting))
             self.waiting.insert(position, job)
             self.cond.notify()
         return job.future
@@ -58,9 +87,37 @@ class _Worker:
             self.closed = True
             for job in self.waiting:
                 job.future.cancel()
-            self.cond.notify()
+            self.cond.notify_all()
+        for replica in self.replicas:
+            replica.close()
 
-    def _loop(self) -> None:
+    def wait_started(self, timeout: float | None = None) -> None:
+        """Until every replica has loaded its backend; raises the first one's error if one could not."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.cond:
+            while len(self.started) < len(self.replicas):
+                if not self.cond.wait(None if deadline is None else max(0.0, deadline - time.monotonic())):
+                    raise TimeoutError(f"{self.entry.name} did not start in time")
+            errors = [e for e in self.started.values() if e is not None]
+        if errors and len(errors) == len(self.replicas):
+            raise errors[0]
+
+    def _start(self, index: int, replica: Replica) -> bool:
+        """Start (or restart) a replica. One that can't load fails the job that found it so, and is
+        tried again on the next job."""
+        try:
+            replica.start()
+            error = None
+        except Exception as exc:  # noqa: BLE001
+            log.error("%s replica %d failed to start: %s", self.entry.name, index, exc)
+            error = exc
+        with self.cond:
+            self.started[index] = error
+            self.cond.notify_all()
+        return error is None
+
+    def _loop(self, index: int, replica: Replica) -> None:
+        self._start(index, replica)
         while True:
             with self.cond:
                 while not self.waiting and not self.closed:
@@ -68,33 +125,40 @@ class _Worker:
                 if self.closed:
                     return
                 first = self.waiting.pop(0)
+            if self.started.get(index) is not None and not self._start(index, replica):
+                first.future.set_exception(self.started[index])
+                continue
+            jobs = [first, *self._gather(first)]
             try:
-                backend = self._ensure_backend()
-            except Exception as exc:  # a model that fails to load fails its jobs, and is tried again later
-                first.future.set_exception(exc)
-                continue
-            if first.request is None:
-                first.future.set_result(None)
-                continue
-            self._run(backend, [first, *self._gather(backend, first)])
+                self._run(replica, jobs)
+            except WorkerDied as died:
+                log.error("%s replica %d died running %d request(s): %s; restarting it",
+                          self.entry.name, index, len(jobs), died)
+                self.on_crash(jobs)
+                error = FlashbulbError(
+                    ErrorKind.UNAVAILABLE,
+                    f"The {self.entry.name} worker stopped while running this request ({died}); it is restarting. "
+                    "You were not charged; retry shortly.",
+                    retry_after_s=2,
+                )
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(error)
+                if not self.closed:
+                    self._start(index, replica)
 
-    def _ensure_backend(self) -> Backend:
-        if self.backend is None:
-            self.backend = self.entry.make_backend()
-        return self.backend
-
-    def _gather(self, backend: Backend, first: _Job) -> list[_Job]:
+    def _gather(self, first: Job) -> list[Job]:
         """Jobs that may share `first`'s run: same batch key, arriving within the batch window."""
-        batch_key = getattr(backend, "batch_key", None)
+        batch_key = self.entry.batch_key
         key: Hashable | None = batch_key(first.request) if batch_key else None
         if key is None or self.max_batch <= 1:
             return []
-        found: list[_Job] = []
+        found: list[Job] = []
         deadline = time.perf_counter() + self.batch_window_s
         with self.cond:
             while len(found) < self.max_batch - 1:
                 for job in list(self.waiting):
-                    if len(found) < self.max_batch - 1 and job.request is not None and batch_key(job.request) == key:
+                    if len(found) < self.max_batch - 1 and batch_key(job.request) == key:
                         self.waiting.remove(job)
                         found.append(job)
                 remaining = deadline - time.perf_counter()
@@ -103,7 +167,7 @@ class _Worker:
                 self.cond.wait(remaining)
         return found
 
-    def _run(self, backend: Backend, jobs: list[_Job]) -> None:
+    def _run(self, replica: Replica, jobs: list[Job]) -> None:
         live = []
         for job in jobs:
             if job.context.cancel.is_set():  # the caller went away while this job waited
@@ -114,10 +178,9 @@ class _Worker:
             return
         started = time.perf_counter()
         try:
-            if len(live) == 1:
-                results = [backend.run(live[0].request, live[0].context)]
-            else:
-                results = backend.run_batch([j.request for j in live], [j.context for j in live])
+            results = replica.run([j.request for j in live], [j.context for j in live])
+        except WorkerDied:
+            raise
         except BaseException as exc:  # noqa: BLE001 - every waiting caller must hear about it
             for job in live:
                 job.future.set_exception(exc)
@@ -125,36 +188,61 @@ class _Worker:
         model_ms = round((time.perf_counter() - started) * 1000, 1)
         for job, result in zip(live, results):
             result.timings_ms = {"queue": round((started - job.queued_at) * 1000, 1), **result.timings_ms, "model": model_ms}
+            result.replica = dict(replica.info)
             job.future.set_result(result)
 
 
 class Engine:
-    def __init__(self, registry: Registry, max_queue: int = 32, batch_window_s: float = 0.02, max_batch: int = 4):
+    def __init__(self, registry: Registry, executor: Executor | None = None, max_queue: int = 32,
+                 batch_window_s: float = 0.02, max_batch: int = 4):
+        from flashbulb.engine.executors.inline import InlineExecutor
+
         self.registry = registry
+        self.executor = executor or InlineExecutor()
         self.max_queue = max_queue
         self.batch_window_s = batch_window_s
         self.max_batch = max_batch
-        self._workers: dict[str, _Worker] = {}
+        self._queues: dict[str, _ModelQueue] = {}
         self._lock = threading.Lock()
-        self.warm: set[str] = set()  # models whose backend is loaded and answering
+        self._crashes: dict[str, int] = {}  # request fingerprint -> runs of it that killed a worker
+        self.warm: set[str] = set()  # models whose replicas are loaded and answering
 
-    def _worker(self, entry: ModelEntry) -> _Worker:
+    def _queue(self, entry: ModelEntry) -> _ModelQueue:
         with self._lock:
-            if entry.name not in self._workers:
-                self._workers[entry.name] = _Worker(entry, self.batch_window_s, self.max_batch)
-            return self._workers[entry.name]
+            if entry.name not in self._queues:
+                self._queues[entry.name] = _ModelQueue(
+                    entry, self.executor.replicas(entry), self.batch_window_s, self.max_batch, self._record_crash
+                )
+            return self._queues[entry.name]
+
+    def _record_crash(self, jobs: list[Job]) -> None:
+        with self._lock:
+            for job in jobs:
+                key = fingerprint(job.request)
+                self._crashes[key] = self._crashes.get(key, 0) + 1
+
+    def _check_not_poison(self, request: ImageRequest) -> None:
+        if not self._crashes:  # the common case: nothing has crashed, nothing to hash
+            return
+        if self._crashes.get(fingerprint(request), 0) >= POISON_CRASHES:
+            raise invalid(
+                f"This exact request stopped the {request.model} worker {POISON_CRASHES} times, so it is refused "
+                "(nothing was charged). Change the input or the instruction.",
+                code="poison_request",
+            )
 
     async def run(self, request: ImageRequest, job: JobContext) -> ImageResult:
-        worker = self._worker(self.registry.resolve(request.model))
-        with worker.cond:
-            waiting = len(worker.waiting)
+        queue = self._queue(self.registry.resolve(request.model))
+        await asyncio.to_thread(self._check_not_poison, request)
+        with queue.cond:
+            waiting = len(queue.waiting)
         if waiting >= self.max_queue:
             raise FlashbulbError(
                 ErrorKind.OVERLOADED,
-                f"{worker.entry.name} is overloaded ({waiting} requests waiting); retry shortly.",
+                f"{queue.entry.name} is overloaded ({waiting} requests waiting); retry shortly.",
                 retry_after_s=5,
             )
-        future = worker.submit(_Job(request, job))
+        future = queue.submit(Job(request, job))
         try:
             return await asyncio.shield(asyncio.wrap_future(future))
         except asyncio.CancelledError:
@@ -163,15 +251,27 @@ class Engine:
 
     def queue_depths(self) -> dict[str, int]:
         with self._lock:
-            workers = dict(self._workers)
-        return {name: len(worker.waiting) for name, worker in workers.items()}
+            queues = dict(self._queues)
+        return {name: len(queue.waiting) for name, queue in queues.items()}
 
-    def warm_up(self, model: str) -> None:
-        """Load a model's backend now (on its own worker thread), not in its first request."""
-        worker = self._worker(self.registry.resolve(model))
-        worker.submit(_Job(None, JobContext())).result()
-        self.warm.add(worker.entry.name)
+    def replicas(self) -> dict[str, list[dict]]:
+        """Each model's replicas as they are now (for /readyz and the operator)."""
+        with self._lock:
+            queues = dict(self._queues)
+        return {name: [dict(r.info) for r in queue.replicas] for name, queue in queues.items()}
+
+    def start(self, model: str) -> None:
+        """Have a model's replicas start loading (without waiting for them)."""
+        self._queue(self.registry.resolve(model))
+
+    def warm_up(self, model: str, timeout: float | None = None) -> None:
+        """Start a model's replicas now (each loads its backend), not in its first request."""
+        queue = self._queue(self.registry.resolve(model))
+        queue.wait_started(timeout)
+        self.warm.add(queue.entry.name)
 
     def close(self) -> None:
-        for worker in self._workers.values():
-            worker.close()
+        with self._lock:
+            queues = list(self._queues.values())
+        for queue in queues:
+            queue.close()

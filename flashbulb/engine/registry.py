@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
+from collections.abc import Hashable
 from typing import Callable
 
 from flashbulb import __version__
@@ -31,6 +34,10 @@ class ModelEntry:
     # Prices by output size class, quality and input image (flashbulb.toml [prices]); None: flat
     # price_micros_per_image for every size, nothing per input image.
     schedule: PriceSchedule | None = None
+    # Which requests may share one run of the backend (None: each runs alone); a pure function of
+    # the request, so the engine can batch without the backend in its process.
+    batch_key: Callable[[ImageRequest], Hashable | None] | None = None
+    uses_gpu: bool = False  # its replicas get GPUs where there are some (one per replica by default)
 
     def installed(self) -> bool:
         return self.is_installed()
@@ -91,6 +98,8 @@ def _diffusion_entry(model, settings: Settings) -> ModelEntry:  # noqa: ANN001
         capabilities=model.tasks,
         price_micros_per_image=model.price_micros_per_image,
         make_backend=lambda: _diffusion_backend(model, settings),
+        batch_key=functools.partial(_diffusion_batch_key, model),
+        uses_gpu=True,
         is_installed=lambda: weights.installed(model, settings.model_dir),
         check=lambda request: _check_diffusion(model, request, settings),
         details={
@@ -103,6 +112,34 @@ def _diffusion_entry(model, settings: Settings) -> ModelEntry:  # noqa: ANN001
             "weightsDir": str(weights.folder(model, settings.model_dir)),
             "install": weights.how_to_install(model, settings.model_dir),
         },
+    )
+
+
+def _diffusion_batch_key(model, request: ImageRequest) -> Hashable | None:  # noqa: ANN001
+    """Text-to-image requests of one shape and image count share a batch; edits run alone."""
+    if request.images:
+        return None
+    return (model.size(request.aspect_ratio or "1:1"), request.n)
+
+
+def _custom_entry(name: str, fields: dict) -> ModelEntry:
+    """[models.NAME] backend = "package.module:factory": a backend of the operator's own (a plugin, or a
+    test's), run by the engine like any other model."""
+    target = fields["backend"]
+    if not isinstance(target, str) or ":" not in target:
+        raise ValueError(f'flashbulb.toml [models.{name}]: backend must be "package.module:factory", not {target!r}')
+    if unknown := set(fields) - {"backend", "description", "price_usd"}:
+        raise ValueError(f"flashbulb.toml [models.{name}]: unknown keys {sorted(unknown)} for a custom backend")
+    from flashbulb.config import usd_to_micros
+
+    def make() -> Backend:
+        module, attribute = target.split(":", 1)
+        return getattr(importlib.import_module(module), attribute)()
+
+    return ModelEntry(
+        name=name, display_name=name, description=str(fields.get("description", f"custom backend {target}")),
+        capabilities=("generate", "edit"), price_micros_per_image=usd_to_micros(fields.get("price_usd", "0.001")),
+        make_backend=make, details={"backend": target},
     )
 
 
@@ -147,7 +184,11 @@ class Registry:
     @classmethod
     def default(cls, settings: Settings | None = None) -> "Registry":
         settings = settings or Settings()
-        entries = [_photo_entry(settings), *(_diffusion_entry(m, settings) for m in _diffusion_models(settings))]
+        entries = [
+            _photo_entry(settings),
+            *(_diffusion_entry(m, settings) for m in _diffusion_models(settings)),
+            *(_custom_entry(name, fields) for name, fields in settings.custom_backends.items()),
+        ]
         prices = settings.prices
         unknown = set(prices) - {e.name for e in entries}
         if unknown:

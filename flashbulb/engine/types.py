@@ -64,6 +64,7 @@ class ImageResult:
     finish_reason: FinishReason = FinishReason.STOP
     timings_ms: dict[str, float] = dataclasses.field(default_factory=dict)
     quality: dict[str, object] = dataclasses.field(default_factory=dict)
+    replica: dict | None = None  # {"id", "host", "pid"} of the replica that made it (set by the engine)
 
     @property
     def output_pixels(self) -> int:

@@ -138,6 +138,7 @@ class Gateway:
             usage.output_images = len(result.images)
             usage.output_pixels = result.output_pixels
             usage.quality = {**result.quality, "timings_ms": result.timings_ms}
+            usage.replica = result.replica
             outcome = Served(result=result, charge_micros=charge, price=quote.breakdown(output_pixels or []) if charge else None)
             return outcome
         except (asyncio.CancelledError, Cancelled) as exc:

@@ -45,6 +45,7 @@ class Usage:
     latency_ms: int = 0
     quality: dict = dataclasses.field(default_factory=dict)
     error: str = ""
+    replica: dict | None = None  # {"id", "host", "pid"}: where it ran
 
 
 def hold(

@@ -83,7 +83,7 @@ def _newest_first(db: Engine, query: Select, id_column: ColumnElement[int], limi
 
 _REPORTED = (
     "request_id", "account", "key_id", "model", "status", "finish_reason", "input_images", "input_pixels",
-    "output_images", "output_pixels", "latency_ms", "charge_micros", "quality", "error",
+    "output_images", "output_pixels", "latency_ms", "charge_micros", "quality", "error", "replica",
 )
 
 

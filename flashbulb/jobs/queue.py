@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, or_, select, update
 
 from flashbulb.errors import ErrorKind, FlashbulbError
 from flashbulb.store.tables import Account, BatchItem, BatchJob, utcnow
@@ -192,9 +192,10 @@ def results(db: Engine, batch_id: str, *, chunk: int = 200) -> Iterator[tuple[st
 # ---- the runner's side ----
 
 
-def claim(db: Engine, limit: int) -> list[Claimed]:
-    """Take up to `limit` pending items, oldest batch first, in input order."""
-    if limit <= 0:
+def claim(db: Engine, limit: int, *, owner: str, lease_s: float, models: Collection[str]) -> list[Claimed]:
+    """Take up to `limit` pending items of the given models, oldest batch first, in input order, leased
+    to `owner` for `lease_s` (its heartbeat renews the lease)."""
+    if limit <= 0 or not models:
         return []
     now = utcnow()
     with db.begin() as conn:
@@ -203,7 +204,7 @@ def claim(db: Engine, limit: int) -> list[Claimed]:
                    BatchJob.account_id, Account.name, BatchJob.key_id, BatchJob.model)
             .join(BatchJob, BatchJob.id == BatchItem.batch_id)
             .join(Account, Account.id == BatchJob.account_id)
-            .where(BatchItem.state == PENDING)
+            .where(BatchItem.state == PENDING, BatchJob.model.in_(list(models)))
             .order_by(BatchJob.created_at, BatchItem.batch_id, BatchItem.position)
             .limit(limit)
             .with_for_update(of=BatchItem, skip_locked=True)  # PostgreSQL; SQLite's BEGIN IMMEDIATE serializes
@@ -215,7 +216,8 @@ def claim(db: Engine, limit: int) -> list[Claimed]:
             conn.execute(
                 update(BatchItem)
                 .where(BatchItem.batch_id == batch_id, BatchItem.position.in_(positions), BatchItem.state == PENDING)
-                .values(state=RUNNING, attempt=BatchItem.attempt + 1, updated_at=now)
+                .values(state=RUNNING, attempt=BatchItem.attempt + 1, updated_at=now,
+                        owner=owner, lease_until=now + dt.timedelta(seconds=lease_s))
             )
             conn.execute(
                 update(BatchJob).where(BatchJob.id == batch_id, BatchJob.state == PENDING).values(state="running", updated_at=now)
@@ -287,13 +289,25 @@ def requeue_now(db: Engine, item: Claimed, max_attempts: int | None) -> None:
         requeue(item, max_attempts)(conn)
 
 
-def interrupted(db: Engine) -> list[Claimed]:
-    """Items a killed process left running (at start-up, before anything is claimed)."""
+def renew_leases(db: Engine, owner: str, lease_s: float) -> int:
+    """The heartbeat: `owner` is alive, so its running items stay its own for another `lease_s`."""
+    with db.begin() as conn:
+        return conn.execute(
+            update(BatchItem)
+            .where(BatchItem.state == RUNNING, BatchItem.owner == owner)
+            .values(lease_until=utcnow() + dt.timedelta(seconds=lease_s))
+        ).rowcount
+
+
+def interrupted(db: Engine, *, owner: str | None = None) -> list[Claimed]:
+    """Running items whose lease expired: their server died (or lost the database) and stopped renewing.
+    With `owner`, also that server's own (at its start-up, everything it ran before is over)."""
+    expired = or_(BatchItem.lease_until.is_(None), BatchItem.lease_until < utcnow())
     with db.connect() as conn:
         rows = conn.execute(
             select(BatchItem.batch_id, BatchItem.position, BatchItem.attempt, BatchJob.account_id, BatchJob.key_id, BatchJob.model)
             .join(BatchJob, BatchJob.id == BatchItem.batch_id)
-            .where(BatchItem.state == RUNNING)
+            .where(BatchItem.state == RUNNING, or_(expired, BatchItem.owner == owner) if owner else expired)
         ).all()
     return [Claimed(r.batch_id, r.position, r.attempt, "", r.account_id, "", r.key_id, r.model) for r in rows]
 

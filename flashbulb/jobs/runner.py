@@ -1,11 +1,13 @@
-"""The batch runner: in the server process, it claims pending batch items and runs each through
+"""The batch runner: in each API server, it claims pending batch items and runs each through
 the same gateway and engine as live traffic, at batch priority (live requests overtake it in the
 model's queue) and with at most `batch_max_in_flight` items at once (so a big batch never fills
 the queue live requests wait in).
 
-Each item's result is written in the transaction that settles or releases its hold. At start-up,
-items a killed process left running have their open hold released and run again; an item whose
-hold was settled already has its result and is never run twice.
+Several servers share one database: a claimed item is leased to the server that runs it (`owner`,
+`lease_until`), renewed by its heartbeat every LEASE_S / 3. Each server, at start-up and then at
+every heartbeat, takes back only items whose lease expired (their server died): their open hold is
+released and they run again. Each item's result is written in the transaction that settles or
+releases its hold, so an item whose hold was settled has its result and is never run twice.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -30,6 +33,7 @@ log = logging.getLogger("flashbulb.batch")
 BATCH_PRIORITY = 1  # ImageRequest.priority: live traffic is 0 and runs first
 POLL_S = 2.0  # a safety net: submissions and cancels wake the runner at once
 FILE_SWEEP_S = 600.0
+LEASE_S = 30.0  # a dead server's items run again within this (plus a heartbeat)
 OVERLOADED_BACKOFF_S = 1.0  # live traffic has filled the model's queue: this slot waits before the next item
 
 
@@ -59,16 +63,19 @@ class BatchRunner:
         self._in_flight: set[asyncio.Task] = set()
         self._end_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
+        # Who runs an item: no two live servers share a host and port, and a server restarted on its
+        # own port takes back at once what its previous run left.
+        self.owner = f"{socket.gethostname()}:{self.settings.port}"[:64]
+        registry = gateway.engine.registry
+        self.models = [name for name in registry.entries if registry.installed_name(name)]
 
     # ---- life cycle ----
 
     async def start(self) -> None:
-        recovered = await asyncio.to_thread(self.recover)
-        if recovered:
-            log.warning("recovered %d batch requests left running by a stopped server; they run again", recovered)
-        for batch_id in await asyncio.to_thread(queue.open_batches, self.db):
-            await self._maybe_end(batch_id)  # a batch whose last item finished just before a crash
-        self._tasks = [asyncio.create_task(self._loop()), asyncio.create_task(self._sweep_files())]
+        await self._recover(own=True)
+        self._tasks = [
+            asyncio.create_task(self._loop()), asyncio.create_task(self._sweep_files()), asyncio.create_task(self._heartbeat()),
+        ]
 
     async def stop(self) -> None:
         """Stop claiming; items still running are released and put back (they run after the next start)."""
@@ -79,10 +86,29 @@ class BatchRunner:
     def wake(self) -> None:
         self._wake.set()
 
-    def recover(self) -> int:
-        """Release the open hold of every item a killed process left running, and put the item back.
-        (An item whose hold was settled is not among them: it got its result in that transaction.)"""
-        items = queue.interrupted(self.db)
+    async def _recover(self, own: bool = False) -> None:
+        recovered = await asyncio.to_thread(self.recover, own)
+        if recovered:
+            log.warning("recovered %d batch requests left running by a stopped server; they run again", recovered)
+            self._wake.set()
+        if recovered or own:
+            for batch_id in await asyncio.to_thread(queue.open_batches, self.db):
+                await self._maybe_end(batch_id)  # a batch whose last item finished just before a crash
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_S / 3)
+            try:
+                await asyncio.to_thread(queue.renew_leases, self.db, self.owner, LEASE_S)
+                await self._recover()
+            except Exception:  # a database hiccup must not stop the heartbeat for good
+                log.exception("renewing batch leases failed")
+
+    def recover(self, own: bool = False) -> int:
+        """Release the open hold of every item whose server died (its lease expired; with `own`, also
+        those this server's previous run left), and put the item back. (An item whose hold was
+        settled is not among them: it got its result in that transaction.)"""
+        items = queue.interrupted(self.db, owner=self.owner if own else None)
         for item in items:
             usage = ledger.Usage(status="interrupted", error="the server stopped while this batch request ran")
             requeue = queue.requeue(item, self.settings.batch_max_attempts)
@@ -97,7 +123,10 @@ class BatchRunner:
             self._wake.clear()
             try:
                 free = self.settings.batch_max_in_flight - len(self._in_flight)
-                for item in await asyncio.to_thread(queue.claim, self.db, free) if free > 0 else []:
+                claimed = await asyncio.to_thread(
+                    queue.claim, self.db, free, owner=self.owner, lease_s=LEASE_S, models=self.models
+                ) if free > 0 else []
+                for item in claimed:
                     task = asyncio.create_task(self._run(item))
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
@@ -216,6 +245,10 @@ class _Recorder:
             statements = queue.finish(self.item, queue.SUCCEEDED, json.dumps({"response": response}, separators=(",", ":")))
         elif isinstance(outcome, FlashbulbError) and outcome.kind == ErrorKind.OVERLOADED:
             statements = queue.requeue(self.item, None)  # live traffic came first: not the item's fault
+        elif isinstance(outcome, FlashbulbError) and outcome.kind in (ErrorKind.UNAVAILABLE, ErrorKind.OUT_OF_MEMORY):
+            # Its worker died or ran out of memory: a few more tries, then it fails (a request that
+            # kills workers is refused by the engine's poison check before it runs out of tries).
+            statements = queue.requeue(self.item, max_attempts)
         elif isinstance(outcome, FlashbulbError):
             statements = queue.finish(self.item, queue.FAILED, self.runner._error(outcome))
         else:  # the server is stopping: it runs again after the next start

@@ -128,6 +128,17 @@ class UsageRecord(Base):
     quality: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    replica: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # {"id", "host", "pid"} that ran it
+
+
+class Blob(Base):
+    """A blob kept in the database (`[storage] blobs = "database"`): every server reads every one."""
+
+    __tablename__ = "blobs"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # "<kind>/<name>"
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class UsageDaily(Base):
@@ -211,6 +222,10 @@ class BatchItem(Base):
     request: Mapped[str | None] = mapped_column(Text, nullable=True)  # GenerateContentRequest JSON; dropped once done
     result: Mapped[str | None] = mapped_column(Text, nullable=True)  # {"response": ...} or {"error": ...}
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # While running: the server running it and until when; its heartbeat renews the lease. Only an
+    # expired lease is taken over, so several servers on one database never take each other's work.
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class IdempotentCall(Base):

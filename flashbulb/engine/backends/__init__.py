@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from typing import Protocol
 
 from flashbulb.engine.types import ImageRequest, ImageResult, JobContext
@@ -13,8 +12,7 @@ class Backend(Protocol):
 
 
 class BatchingBackend(Backend, Protocol):
-    """A backend that runs several requests at once: the engine batches requests whose keys match."""
-
-    def batch_key(self, request: ImageRequest) -> Hashable | None: ...  # None: run alone
+    """A backend that runs several requests at once: the engine batches requests whose
+    `ModelEntry.batch_key` match."""
 
     def run_batch(self, requests: list[ImageRequest], jobs: list[JobContext]) -> list[ImageResult]: ...

@@ -12,7 +12,6 @@ import gc
 import logging
 import random
 import time
-from collections.abc import Hashable
 from pathlib import Path
 
 import numpy as np
@@ -105,12 +104,6 @@ class DiffusionBackend:
                 log.warning("%s warm-up: %s", self.model.name, error.message)
 
     # ---- the engine's interface ----
-
-    def batch_key(self, request: ImageRequest) -> Hashable | None:
-        """Text-to-image requests of one shape and image count share a batch; edits run alone."""
-        if request.images:
-            return None
-        return (self.model.size(request.aspect_ratio or "1:1"), request.n)
 
     def run(self, request: ImageRequest, job: JobContext) -> ImageResult:
         return self.run_batch([request], [job])[0]
@@ -230,7 +223,7 @@ class DiffusionBackend:
                 ]
             memory = "GPU memory" if self.device == "cuda" else "memory"
             raise FlashbulbError(
-                ErrorKind.OVERLOADED,
+                ErrorKind.OUT_OF_MEMORY,
                 f"{model.name} ran out of {memory} on this request ({width}x{height}, {n} image(s)); nothing was "
                 "charged. Retry, or ask for fewer images.",
                 retry_after_s=10,

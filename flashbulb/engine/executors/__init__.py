@@ -1,0 +1,51 @@
+"""Where a model's replicas run. The engine's queues and the gateway above don't know which:
+
+- `inline`: in this process, on the replica's thread (the one-shot CLI, benchmarks' baseline);
+- `local` (the server's default): each replica in its own supervised child process;
+
+`Executor.replicas(entry)` gives a model's replicas; each loads its backend in `start` and runs one
+job, or one batch of jobs, at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from flashbulb.engine.registry import ModelEntry
+from flashbulb.engine.types import ImageRequest, ImageResult, JobContext
+
+
+class WorkerDied(Exception):
+    """The process running a replica's backend ended (a native crash, an OOM kill, SIGKILL)."""
+
+
+class Replica(Protocol):
+    info: dict  # {"id", "host", "pid"}: named in every answer it makes (flashbulb.replica)
+
+    def start(self) -> None: ...  # load the backend (again, after a crash); raises if it can't
+
+    def run(self, requests: list[ImageRequest], jobs: list[JobContext]) -> list[ImageResult]: ...
+
+    def close(self) -> None: ...
+
+
+class Executor(Protocol):
+    def replicas(self, entry: ModelEntry) -> list[Replica]: ...
+
+
+def run_backend(backend, requests: list[ImageRequest], jobs: list[JobContext]) -> list[ImageResult]:  # noqa: ANN001
+    """One request through `run`, several (a batch the engine gathered) through `run_batch`."""
+    if len(requests) == 1:
+        return [backend.run(requests[0], jobs[0])]
+    return backend.run_batch(requests, jobs)
+
+
+def make_executor(settings) -> Executor:  # noqa: ANN001 - flashbulb.config.Settings
+    """The executor `[cluster] engine` names."""
+    if settings.cluster_engine == "inline":
+        from flashbulb.engine.executors.inline import InlineExecutor
+
+        return InlineExecutor()
+    from flashbulb.engine.executors.local import LocalExecutor
+
+    return LocalExecutor(settings)

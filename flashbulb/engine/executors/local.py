@@ -1,0 +1,226 @@
+"""Replicas in supervised child processes on this machine: `[cluster] engine = "local"`, the default.
+
+A model never runs in the API process: when a worker dies (a native crash in OpenCV, ncnn,
+onnxruntime or CUDA, an OOM kill, SIGKILL) only the calls it was running fail, the engine restarts
+it, and the API answers throughout. Each replica is one process with one loaded backend; a model
+gets one replica per GPU by default where there are GPUs (`CUDA_VISIBLE_DEVICES` set per process),
+else one, or `[models.NAME] replicas = N`.
+
+Requests and results cross the pipe pickled (protocol 5): a PIL image pickles as its raw pixel
+bytes, so a 1024x1024 image costs one memory copy each way, not PNG or base64 encoding
+(`bench/scale_out.py` measures the round trip against the inline path).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+
+from flashbulb.config import Settings
+from flashbulb.engine.executors import WorkerDied, run_backend
+from flashbulb.engine.registry import ModelEntry
+from flashbulb.engine.types import Cancelled, ImageRequest, ImageResult, JobContext
+from flashbulb.errors import ErrorKind, FlashbulbError
+
+log = logging.getLogger("flashbulb.engine")
+
+_spawn = multiprocessing.get_context("spawn")  # the API process has threads: forking it is unsafe
+POLL_S = 0.05  # how often a waiting replica looks at its callers' cancel flags and at the process
+PARENT_CHECK_S = 1.0  # a worker whose API server died exits within this, even mid-job
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this machine shows (without importing torch in the API process)."""
+    if (chosen := os.environ.get("CUDA_VISIBLE_DEVICES")) is not None:
+        return [g for g in chosen.split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        return [str(i) for i in range(len(os.listdir("/proc/driver/nvidia/gpus")))]
+    except OSError:
+        return []
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "its pipe closed"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+class ProcessReplica:
+    def __init__(self, entry: ModelEntry, settings: Settings, index: int, gpus: list[str]):
+        self.entry = entry
+        self.settings = settings
+        self.gpus = gpus
+        self.info = {"id": f"{entry.name}/{index}", "host": socket.gethostname(), "pid": None}
+        self.process: multiprocessing.Process | None = None
+        self.conn: Connection | None = None
+
+    def start(self) -> None:
+        self.close()
+        env = {"CUDA_VISIBLE_DEVICES": ",".join(self.gpus)} if self.gpus else {}
+        parent, child = _spawn.Pipe()
+        process = _spawn.Process(
+            target=worker_main, args=(child, self.settings, self.entry.name, env, os.getpid()),
+            name=f"flashbulb-worker-{self.info['id']}", daemon=True,
+        )
+        process.start()
+        child.close()
+        self.process, self.conn = process, parent
+        while True:  # until the backend is loaded (model loading can take minutes on a big model)
+            try:
+                if parent.poll(0.5):
+                    kind, payload = parent.recv()
+                    break
+            except (EOFError, OSError):
+                kind, payload = "died", None
+                break
+            if not process.is_alive():
+                kind, payload = "died", None
+                break
+        if kind == "ready":
+            self.info["pid"] = process.pid
+            log.info("%s: worker pid %d ready", self.info["id"], process.pid)
+            return
+        self.close()
+        if kind == "failed":
+            raise payload
+        process.join(1)
+        raise RuntimeError(f"the {self.entry.name} worker {_describe_exit(process.exitcode)} while loading")
+
+    def run(self, requests: list[ImageRequest], jobs: list[JobContext]) -> list[ImageResult]:
+        assert self.conn is not None and self.process is not None
+        # Callers and price quotes stay here: a backend never sees keys or money.
+        sent = [dataclasses.replace(r, caller=None, quote=None) for r in requests]
+        cancelled: set[int] = set()
+        try:
+            self.conn.send(("run", sent))
+            while True:
+                for index, job in enumerate(jobs):  # every turn: progress messages may come without a pause
+                    if job.cancel.is_set() and index not in cancelled:
+                        cancelled.add(index)
+                        self.conn.send(("cancel", index))
+                if not self.conn.poll(POLL_S):
+                    if not self.process.is_alive():
+                        raise EOFError
+                    continue
+                kind, *payload = self.conn.recv()
+                if kind == "progress":
+                    index, fraction = payload
+                    jobs[index].on_progress(fraction)
+                elif kind == "done":
+                    return payload[0]
+                elif kind == "error":
+                    raise payload[0]
+        except (EOFError, OSError) as exc:
+            self.process.join(2)
+            raise WorkerDied(f"pid {self.process.pid} {_describe_exit(self.process.exitcode)}") from exc
+
+    def close(self) -> None:
+        process, conn = self.process, self.conn
+        self.process = self.conn = None
+        if conn is not None:
+            try:
+                conn.send(("stop",))
+            except OSError:
+                pass
+            conn.close()
+        if process is not None:
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+
+
+class LocalExecutor:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def replicas(self, entry: ModelEntry) -> list[ProcessReplica]:
+        gpus = visible_gpus() if entry.uses_gpu else []
+        deployment = self.settings.deployments.get(entry.name, {})
+        count = deployment.get("replicas") or max(1, len(gpus) // max(1, deployment.get("gpus_per_replica", 1)))
+        per = max(1, deployment.get("gpus_per_replica", 1))
+        return [ProcessReplica(entry, self.settings, i, gpus[i * per:(i + 1) * per] if gpus else []) for i in range(count)]
+
+
+# ---- in the child process ----
+
+def worker_main(conn: Connection, settings: Settings, model: str, env: dict[str, str], api_pid: int) -> None:
+    """A model worker: load the backend, then run what the API process sends until told to stop."""
+    os.environ.update(env)  # before anything imports torch: CUDA_VISIBLE_DEVICES picks this worker's GPU
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops its workers
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker {model} pid {os.getpid()} %(levelname)s %(name)s: %(message)s")
+    threading.Thread(target=_exit_with_parent, args=(api_pid,), daemon=True).start()
+    from flashbulb.engine.registry import Registry
+
+    try:
+        backend = Registry.default(settings).resolve(model).make_backend()
+    except BaseException as exc:  # noqa: BLE001
+        conn.send(("failed", _portable(exc)))
+        return
+    conn.send(("ready", os.getpid()))
+    send_lock = threading.Lock()
+
+    def send(message: tuple) -> None:
+        with send_lock:
+            conn.send(message)
+
+    contexts: list[JobContext] = []
+    running: threading.Thread | None = None
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            os._exit(0)
+        if message[0] == "stop":
+            os._exit(0)
+        if message[0] == "cancel" and message[1] < len(contexts):
+            contexts[message[1]].cancel.set()
+        elif message[0] == "run":
+            if running is not None:
+                running.join()
+            requests = message[1]
+            contexts = [
+                JobContext(on_progress=lambda fraction, i=i: send(("progress", i, fraction))) for i in range(len(requests))
+            ]
+            running = threading.Thread(target=_run, args=(backend, requests, contexts, send), daemon=True)
+            running.start()
+
+
+def _run(backend, requests: list[ImageRequest], contexts: list[JobContext], send) -> None:  # noqa: ANN001
+    try:
+        results = run_backend(backend, requests, contexts)
+    except BaseException as exc:  # noqa: BLE001 - the API process decides what the caller hears
+        send(("error", _portable(exc)))
+        return
+    send(("done", results))
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """An exception the API process can unpickle and answer with."""
+    if isinstance(exc, (FlashbulbError, Cancelled)):
+        return exc
+    if isinstance(exc, MemoryError):
+        return FlashbulbError(ErrorKind.OUT_OF_MEMORY, "The model ran out of memory on this request; nothing was charged.",
+                              retry_after_s=10)
+    traceback.print_exception(exc)
+    return RuntimeError(f"{exc.__class__.__name__}: {exc}")
+
+
+def _exit_with_parent(api_pid: int) -> None:
+    while True:
+        time.sleep(PARENT_CHECK_S)
+        if os.getppid() != api_pid:
+            os._exit(0)
