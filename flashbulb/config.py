@@ -136,6 +136,9 @@ class Settings:
     # Where models run ([cluster] engine): "local", each replica in a supervised child process; or
     # "inline", in the API process (no isolation: the one-shot CLI and benchmarks' baseline).
     cluster_engine: str = "local"
+    # [storage] blobs: where uploads, batch result files and image URLs live: "folder" (the data
+    # dir) or "database" (the shared database: several API servers on several hosts).
+    blob_store: str = "folder"
     # [models.NAME] replicas / gpus_per_replica: how many copies of a model serve, and their GPUs.
     deployments: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     # Requests per minute and in flight, per key and per account (flashbulb.toml [rate_limits]).
@@ -182,6 +185,10 @@ class Settings:
         if not 0 <= self.batch_discount_percent <= 100:
             raise ValueError("flashbulb.toml: the batch discount must be between 0 and 100 percent")
         self.rate_limits.apply_toml(doc.get("rate_limits", {}))
+        for name, value in doc.get("storage", {}).items():
+            if name != "blobs" or value not in ("folder", "database"):
+                raise ValueError('flashbulb.toml: [storage] takes blobs = "folder" or "database"')
+            self.blob_store = value
         for name, value in doc.get("cluster", {}).items():
             if name != "engine" or value not in CLUSTER_ENGINES:
                 raise ValueError(f"flashbulb.toml: [cluster] takes engine = one of {', '.join(CLUSTER_ENGINES)}")

@@ -106,6 +106,8 @@ def start_server(data_dir: Path, database_url: str, config: str = "", admin_key:
     port = free_port()
     log_path = data_dir / "server.log"
     env = {**os.environ, "FLASHBULB_DATA_DIR": str(data_dir), "FLASHBULB_DATABASE_URL": database_url}
+    # Backends a config names by module (tests/fault_backends.py) are importable in the server's workers.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "tests"), env.get("PYTHONPATH")]))
     with open(log_path, "w") as log:
         # stdout and stderr both go to the log file: a pipe nobody reads would block the server.
         process = subprocess.Popen([*FLASHBULB, "serve", "--port", str(port)], stdout=log, stderr=log, env=env)

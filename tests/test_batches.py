@@ -27,6 +27,7 @@ from flashbulb.config import Settings
 from flashbulb.errors import ErrorKind, FlashbulbError
 from flashbulb.gateway import accounts
 from flashbulb.jobs.files import FileStore
+from flashbulb.store import blobs
 from flashbulb.store import db as store
 from flashbulb.store.tables import Account, BatchItem, BatchJob, Hold, LedgerEntry, UsageRecord
 from test_money import account_state
@@ -177,11 +178,13 @@ def test_the_resumable_protocol_checks_offsets_sizes_and_limits(server):
     assert httpx.post(f"{base}/upload/v1beta/files", headers={"x-goog-api-key": key}).status_code == 400  # no protocol
 
 
-def test_the_file_store_enforces_its_limit_while_bytes_arrive_and_forgets_expired_files(tmp_path):
+@pytest.mark.parametrize("blob_store", ["folder", "database"])
+def test_the_file_store_enforces_its_limit_while_bytes_arrive_and_forgets_expired_files(tmp_path, blob_store):
     database = store.connect(f"sqlite:///{tmp_path / 'f.db'}")
     store.migrate(database)
     owner = accounts.create_key(database, "owner").account_id
-    files = FileStore(database, tmp_path / "files", max_bytes=10, ttl_s=3600)
+    blob_store = blobs.open_store(blob_store, tmp_path, database)
+    files = FileStore(database, blob_store, max_bytes=10, ttl_s=3600)
     _id, token = files.start_upload(owner, mime_type="application/jsonl", size_bytes=None)  # size not announced
     assert files.append(token, 0, b"123456", finalize=False).received == 6
     with pytest.raises(FlashbulbError) as too_big:
@@ -192,13 +195,16 @@ def test_the_file_store_enforces_its_limit_while_bytes_arrive_and_forgets_expire
     file_id, token = files.start_upload(owner, mime_type="text/plain", size_bytes=3, name="files/mine")
     info = files.append(token, 0, b"abc", finalize=True).file
     assert (info.id, info.size_bytes, info.sha256) == ("mine", 3, hashlib.sha256(b"abc").hexdigest())
+    _info, handle = files.open(owner, "mine")
+    with handle:
+        assert handle.read() == b"abc"
     with pytest.raises(FlashbulbError) as taken:
         files.start_upload(owner, mime_type="text/plain", size_bytes=1, name="mine")
     assert taken.value.kind == ErrorKind.ALREADY_EXISTS
     with pytest.raises(FlashbulbError) as other:
         files.get(owner + 1, file_id)
     assert other.value.kind == ErrorKind.NOT_FOUND
-    expired = FileStore(database, tmp_path / "files", max_bytes=10, ttl_s=-1)
+    expired = FileStore(database, blob_store, max_bytes=10, ttl_s=-1)
     _old, token = expired.start_upload(owner, mime_type="text/plain", size_bytes=None)
     assert expired.sweep_expired() == 1 and files.get(owner, "mine").id == "mine"
     database.dispose()

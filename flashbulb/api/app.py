@@ -20,6 +20,7 @@ from flashbulb.gateway import ledger
 from flashbulb.gateway.gateway import Gateway
 from flashbulb.jobs.files import FileStore
 from flashbulb.jobs.runner import BatchRunner
+from flashbulb.store import blobs
 from flashbulb.store import db as store
 
 log = logging.getLogger("flashbulb")
@@ -74,10 +75,12 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
     # The installed models among those to warm (aliases resolved): readiness waits for them.
     to_warm = sorted({name for m in settings.warm_models if (name := registry.installed_name(m))}) if warm_up else []
     failed_warm: dict[str, str] = {}
-    result_files = outputs.OutputStore(settings.data_dir / "outputs", settings.output_url_ttl_s)
+    # Uploads, batch result files and image URLs: in the data dir, or shared by every server.
+    blob_store = blobs.open_store(settings.blob_store, settings.data_dir, gateway.db)
+    result_files = outputs.OutputStore(blob_store, settings.output_url_ttl_s)
 
     # Batch jobs: the Files API store and the in-process runner (started and stopped with the app).
-    file_store = FileStore(gateway.db, settings.data_dir / "files", max_bytes=settings.max_file_bytes, ttl_s=settings.file_ttl_s)
+    file_store = FileStore(gateway.db, blob_store, max_bytes=settings.max_file_bytes, ttl_s=settings.file_ttl_s)
     batch_runner = BatchRunner(gateway, batches.GeminiItemCodec(settings), file_store)
 
     @contextlib.asynccontextmanager

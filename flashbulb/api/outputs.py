@@ -1,20 +1,20 @@
-"""Result images served by URL (OpenAI's `response_format=url`): saved under <data dir>/outputs with
-unguessable names and readable without a key until they expire, like a presigned URL."""
+"""Result images served by URL (OpenAI's `response_format=url`): saved in the blob store as
+`outputs/<name>` with unguessable names and readable without a key until they expire, like a
+presigned URL (with a shared blob store, through any server)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import secrets
 import time
-from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 
 from flashbulb.errors import ErrorKind, FlashbulbError
+from flashbulb.store.blobs import BlobStore
 
 log = logging.getLogger("flashbulb.outputs")
 
@@ -23,49 +23,42 @@ MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 _NAME = re.compile(r"[A-Za-z0-9_-]{32}\.(png|jpeg|webp)")
 
 
-class OutputStore:
-    """A folder of result files; a file's modification time is when its URL was issued."""
+PREFIX = "outputs"
 
-    def __init__(self, folder: Path, ttl_s: float):
-        self.folder = folder
+
+class OutputStore:
+    """Result images in the blob store; a blob's write time is when its URL was issued."""
+
+    def __init__(self, blobs: BlobStore, ttl_s: float):
+        self.blobs = blobs
         self.ttl_s = ttl_s
 
     def save(self, data: bytes, fmt: str) -> str:
         """Store one encoded image; returns its file name (the last part of its URL)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
         name = f"{secrets.token_urlsafe(24)}.{fmt}"
-        partial = self.folder / f".{name}.part"
-        partial.write_bytes(data)
-        partial.replace(self.folder / name)  # a reader never sees half a file
+        self.blobs.write(f"{PREFIX}/{name}", [data])
         return name
 
     def read(self, name: str) -> tuple[bytes, float]:
         """The file's bytes and seconds left before it expires; NOT_FOUND if unknown or expired."""
-        path = self.folder / name
         try:
             if not _NAME.fullmatch(name):
                 raise FileNotFoundError(name)
-            left = path.stat().st_mtime + self.ttl_s - time.time()
-            if left <= 0:
+            written = self.blobs.created(f"{PREFIX}/{name}")
+            left = (written or 0) + self.ttl_s - time.time()
+            if written is None or left <= 0:
                 raise FileNotFoundError(name)
-            return path.read_bytes(), left
+            with self.blobs.open(f"{PREFIX}/{name}") as data:
+                return data.read(), left
         except FileNotFoundError:
             raise FlashbulbError(ErrorKind.NOT_FOUND, "This image URL has expired or never existed.") from None
 
     def sweep(self) -> int:
-        """Delete expired files (and uploads a crash left half-written); returns how many."""
-        if not self.folder.is_dir():
-            return 0
-        cutoff = time.time() - self.ttl_s
-        removed = 0
-        for entry in os.scandir(self.folder):
-            try:
-                if entry.is_file() and entry.stat().st_mtime < cutoff:
-                    os.unlink(entry.path)
-                    removed += 1
-            except FileNotFoundError:  # another sweep or a reader got there first
-                pass
-        return removed
+        """Delete expired files (and writes a crash left half-done); returns how many."""
+        old = self.blobs.older_than(PREFIX, time.time() - self.ttl_s)
+        for name in old:
+            self.blobs.delete(name)
+        return len(old)
 
     async def sweep_forever(self) -> None:
         # Often enough that a file outlives its URL by at most a tenth of its life (or a minute).

@@ -125,7 +125,8 @@ class _ModelQueue:
                 if self.closed:
                     return
                 first = self.waiting.pop(0)
-            if self.started.get(index) is not None and not self._start(index, replica):
+            # A worker that died while idle (killed, OOM-killed) is brought back before it is given a job.
+            if (self.started.get(index) is not None or not replica.alive()) and not self._start(index, replica):
                 first.future.set_exception(self.started[index])
                 continue
             jobs = [first, *self._gather(first)]

@@ -1,8 +1,9 @@
-"""The file store behind the Files API: bytes under <data dir>/files, one row per file.
+"""The file store behind the Files API: bytes in the blob store (`files/<id>`), one row per file.
 
 Uploads are resumable: `start` reserves a file and returns a secret upload token; chunks are
 appended at the offset the client names, which must be the number of bytes received so far (the
-size of the partial file on disk, so an upload survives a restart); `finalize` checks the size,
+size of the partial blob, so an upload survives a restart, and with a shared blob store may go on
+through another server); `finalize` checks the size,
 hashes the bytes and makes the file ACTIVE. Files belong to an account; to anyone else they do
 not exist. They expire after `ttl_s`.
 """
@@ -12,18 +13,17 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
+from flashbulb.store.blobs import BlobStore
 from flashbulb.store.tables import StoredFile, utcnow
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -80,20 +80,21 @@ def _not_found(file_id: str) -> FlashbulbError:
 
 
 class FileStore:
-    def __init__(self, db: Engine, root: Path, *, max_bytes: int, ttl_s: float):
+    def __init__(self, db: Engine, blobs: BlobStore, *, max_bytes: int, ttl_s: float):
         self.db = db
-        self.root = root
+        self.blobs = blobs
         self.max_bytes = max_bytes
         self.ttl_s = ttl_s
-        self.root.mkdir(parents=True, exist_ok=True)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
-    def path(self, file_id: str) -> Path:
-        return self.root / file_id
+    @staticmethod
+    def blob(file_id: str) -> str:
+        return f"files/{file_id}"
 
-    def _part(self, file_id: str) -> Path:
-        return self.root / f"{file_id}.part"
+    @staticmethod
+    def _part(file_id: str) -> str:
+        return f"files/{file_id}.part"
 
     def _lock(self, file_id: str) -> threading.Lock:
         # Two chunk requests for one upload must not interleave their appends.
@@ -127,7 +128,7 @@ class FileStore:
                 )
         except IntegrityError as exc:
             raise FlashbulbError(ErrorKind.ALREADY_EXISTS, f"files/{file_id} already exists") from exc
-        self._part(file_id).write_bytes(b"")
+        self.blobs.write(self._part(file_id), [])
         return file_id, token
 
     def _upload_row(self, token: str):  # noqa: ANN202
@@ -141,21 +142,19 @@ class FileStore:
 
     def received(self, token: str) -> int:
         row = self._upload_row(token)
-        part = self._part(row.id)
-        return part.stat().st_size if part.exists() else 0
+        return self.blobs.size(self._part(row.id)) or 0
 
     def append(self, token: str, offset: int, chunk: bytes, *, finalize: bool) -> Progress:
         """Write `chunk` at `offset`; a chunk re-sent after a lost answer is acknowledged, not written twice."""
         row = self._upload_row(token)
         part = self._part(row.id)
         with self._lock(row.id):
-            received = part.stat().st_size if part.exists() else 0
+            received = self.blobs.size(part) or 0
             if offset == received:
                 if received + len(chunk) > self.max_bytes:
                     self.cancel(token)
                     raise FlashbulbError(ErrorKind.TOO_LARGE, f"the file is over the limit of {self.max_bytes:,} bytes; the upload was cancelled")
-                with open(part, "ab") as out:
-                    out.write(chunk)
+                self.blobs.append(part, chunk)
                 received += len(chunk)
             elif not (offset < received and offset + len(chunk) == received):
                 raise OffsetMismatch(offset, received)
@@ -163,14 +162,14 @@ class FileStore:
                 return Progress(received)
             return Progress(received, self._finish(row, part, received))
 
-    def _finish(self, row, part: Path, received: int) -> FileInfo:  # noqa: ANN001
+    def _finish(self, row, part: str, received: int) -> FileInfo:  # noqa: ANN001
         if row.size_bytes >= 0 and received != row.size_bytes:
             raise invalid(f"the upload announced {row.size_bytes:,} bytes but {received:,} arrived; send the rest, then finalize")
         digest = hashlib.sha256()
-        with open(part, "rb") as data:
+        with self.blobs.open(part) as data:
             while block := data.read(1 << 20):
                 digest.update(block)
-        os.replace(part, self.path(row.id))
+        self.blobs.rename(part, self.blob(row.id))
         now = utcnow()
         with self.db.begin() as conn:
             conn.execute(
@@ -210,7 +209,7 @@ class FileStore:
     def open(self, account_id: int, file_id: str) -> tuple[FileInfo, BinaryIO]:
         info = self.get(account_id, file_id)
         try:
-            return info, open(self.path(file_id), "rb")
+            return info, self.blobs.open(self.blob(file_id))
         except FileNotFoundError as exc:
             raise _not_found(file_id) from exc
 
@@ -221,8 +220,8 @@ class FileStore:
     def _remove(self, file_id: str) -> None:
         with self.db.begin() as conn:
             conn.execute(delete(StoredFile).where(StoredFile.id == file_id))
-        for path in (self.path(file_id), self._part(file_id)):
-            path.unlink(missing_ok=True)
+        for name in (self.blob(file_id), self._part(file_id)):
+            self.blobs.delete(name)
 
     def write_generated(
         self, account_id: int, file_id: str, *, display_name: str, mime_type: str, lines: Iterable[bytes],
@@ -232,14 +231,13 @@ class FileStore:
         the transaction that registers it, so the file and whatever points at it appear together.
         Writing the same id again replaces the file (a finalization interrupted and redone)."""
         digest = hashlib.sha256()
-        size = 0
-        part = self._part(file_id)
-        with open(part, "wb") as out:
+
+        def hashed() -> Iterator[bytes]:
             for line in lines:
-                out.write(line)
                 digest.update(line)
-                size += len(line)
-        os.replace(part, self.path(file_id))
+                yield line
+
+        size = self.blobs.write(self.blob(file_id), hashed())
         now = utcnow()
         with self.db.begin() as conn:
             conn.execute(delete(StoredFile).where(StoredFile.id == file_id))

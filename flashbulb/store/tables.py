@@ -131,12 +131,14 @@ class UsageRecord(Base):
     replica: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # {"id", "host", "pid"} that ran it
 
 
-class Blob(Base):
-    """A blob kept in the database (`[storage] blobs = "database"`): every server reads every one."""
+class BlobChunk(Base):
+    """A piece of a blob kept in the database (`[storage] blobs = "database"`), so every server reads
+    every upload, result file and image URL; a blob is its chunks in `seq` order."""
 
-    __tablename__ = "blobs"
+    __tablename__ = "blob_chunks"
 
-    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # "<kind>/<name>"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)  # "files/<id>", "outputs/<name>"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -24,6 +24,8 @@ class Replica(Protocol):
 
     def start(self) -> None: ...  # load the backend (again, after a crash); raises if it can't
 
+    def alive(self) -> bool: ...  # False once its process has gone (then `start` brings it back)
+
     def run(self, requests: list[ImageRequest], jobs: list[JobContext]) -> list[ImageResult]: ...
 
     def close(self) -> None: ...

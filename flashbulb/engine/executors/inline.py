@@ -20,6 +20,9 @@ class InlineReplica:
         if self.backend is None:
             self.backend = self.entry.make_backend()
 
+    def alive(self) -> bool:
+        return self.backend is not None
+
     def run(self, requests: list[ImageRequest], jobs: list[JobContext]) -> list[ImageResult]:
         return run_backend(self.backend, requests, jobs)
 

@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 import traceback
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 
 from flashbulb.config import Settings
 from flashbulb.engine.executors import WorkerDied, run_backend
@@ -86,7 +86,7 @@ class ProcessReplica:
             except (EOFError, OSError):
                 kind, payload = "died", None
                 break
-            if not process.is_alive():
+            if wait([process.sentinel], 0):
                 kind, payload = "died", None
                 break
         if kind == "ready":
@@ -98,6 +98,10 @@ class ProcessReplica:
             raise payload
         process.join(1)
         raise RuntimeError(f"the {self.entry.name} worker {_describe_exit(process.exitcode)} while loading")
+
+    def alive(self) -> bool:
+        # The sentinel is readable once the process has ended, whoever reaped it.
+        return self.process is not None and not wait([self.process.sentinel], 0)
 
     def run(self, requests: list[ImageRequest], jobs: list[JobContext]) -> list[ImageResult]:
         assert self.conn is not None and self.process is not None
@@ -112,7 +116,7 @@ class ProcessReplica:
                         cancelled.add(index)
                         self.conn.send(("cancel", index))
                 if not self.conn.poll(POLL_S):
-                    if not self.process.is_alive():
+                    if not self.alive():
                         raise EOFError
                     continue
                 kind, *payload = self.conn.recv()

@@ -20,15 +20,16 @@ def upgrade() -> None:
     with op.batch_alter_table("usage_records") as batch:
         batch.add_column(sa.Column("replica", sa.JSON(), nullable=True))
     op.create_table(
-        "blobs",
+        "blob_chunks",
         sa.Column("name", sa.String(200), primary_key=True),
+        sa.Column("seq", sa.Integer(), primary_key=True),
         sa.Column("data", sa.LargeBinary(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
     )
 
 
 def downgrade() -> None:
-    op.drop_table("blobs")
+    op.drop_table("blob_chunks")
     with op.batch_alter_table("usage_records") as batch:
         batch.drop_column("replica")
     with op.batch_alter_table("batch_items") as batch:

@@ -1,0 +1,25 @@
+"""A backend for the scale-out tests, registered in flashbulb.toml as `[models.NAME] backend =
+"fault_backends:FaultBackend"`: it runs in a model worker like any model, and its prompt says what
+to do there, so a test can make a worker crash, hang or run slowly through the real code path."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from PIL import Image
+
+from flashbulb.engine.types import ImageRequest, ImageResult, JobContext
+
+
+class FaultBackend:
+    def run(self, request: ImageRequest, job: JobContext) -> ImageResult:
+        words = request.prompt.split()
+        if words[:1] == ["abort"]:
+            os.abort()  # a native crash: SIGABRT, as OpenCV's failed assertions end a process
+        if words[:1] == ["sleep"]:
+            deadline = time.monotonic() + float(words[1])
+            while time.monotonic() < deadline:
+                job.progress(1 - (deadline - time.monotonic()) / float(words[1]))
+                time.sleep(0.05)
+        return ImageResult(images=[Image.new("RGB", (8, 8), (200, 30, 30))], text=f"done by pid {os.getpid()}")

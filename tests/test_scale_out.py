@@ -1,0 +1,115 @@
+"""Models out of the API process: a worker that dies (SIGKILL, a native abort) costs only the calls it
+was running (503 with Retry-After, nothing charged, the hold released at once), the API server keeps
+answering, the worker comes back, and a request that killed two workers is refused from then on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+from conftest import astronaut, gemini_body, png_bytes, start_server, wait_for
+
+CONFIG = """
+warm_models = ["flashbulb-photo", "faulty"]
+
+[models.faulty]
+backend = "fault_backends:FaultBackend"
+price_usd = "0.01"
+
+[rate_limits]
+key_rpm = 0
+key_concurrent = 0
+account_rpm = 0
+account_concurrent = 0
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    data_dir = tmp_path_factory.mktemp("scale-out")
+    srv = start_server(data_dir, f"sqlite:///{data_dir / 'flashbulb.db'}", config=CONFIG)
+    yield srv
+    srv.stop()
+
+
+def ask(server, key: str, prompt: str, timeout: float = 60) -> httpx.Response:  # noqa: ANN001
+    return server.generate(key, {"contents": [{"role": "user", "parts": [{"text": prompt}]}]}, model="faulty", timeout=timeout)
+
+
+def account(server, key: str) -> dict:  # noqa: ANN001
+    return httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
+
+
+def assert_unavailable_and_free(response: httpx.Response, server, key: str) -> None:  # noqa: ANN001
+    assert response.status_code == 503, response.text
+    error = response.json()["error"]
+    assert error["status"] == "UNAVAILABLE" and "not charged" in error["message"], error
+    assert int(response.headers["retry-after"]) > 0
+    money = account(server, key)
+    assert money["balanceMicros"] == 1_000_000 and money["heldMicros"] == 0, money  # released at once, not at expiry
+
+
+def test_each_answer_names_its_replica_and_the_usage_record_keeps_it(server):
+    key = server.create_key("1")
+    body = ask(server, key, "hello").json()
+    replica = body["flashbulb"]["replica"]
+    assert replica["id"] == "faulty/0" and replica["host"] and replica["pid"] != server.process.pid
+    usage = httpx.get(f"{server.base_url}/flashbulb/account/usage", headers={"x-goog-api-key": key}).json()
+    assert usage["records"][0]["replica"] == replica
+    photo = server.generate(key, gemini_body(png_bytes(astronaut(32)), "make it brighter")).json()
+    assert photo["flashbulb"]["replica"]["pid"] not in (server.process.pid, replica["pid"])
+
+
+def test_a_worker_killed_mid_call_fails_only_that_call_for_free_and_comes_back(server):
+    key = server.create_key("1")
+    old_pid = ask(server, key, "hello").json()["flashbulb"]["replica"]["pid"]
+    key = server.create_key("1")  # a fresh balance to check: nothing charged, nothing left held
+    slow: dict[str, httpx.Response] = {}
+    caller = threading.Thread(target=lambda: slow.setdefault("r", ask(server, key, "sleep 20")))
+    caller.start()
+    time.sleep(1.5)  # the slow call is running in the worker now
+    os.kill(old_pid, signal.SIGKILL)
+    # Meanwhile the API answers: another model's call and the health check.
+    assert httpx.get(f"{server.base_url}/healthz", timeout=5).status_code == 200
+    caller.join(30)
+    assert_unavailable_and_free(slow["r"], server, key)
+    assert "SIGKILL" in slow["r"].json()["error"]["message"]
+    assert server.process.poll() is None
+    again = ask(server, key, "hello")
+    assert again.status_code == 200, again.text
+    assert again.json()["flashbulb"]["replica"]["pid"] != old_pid
+
+
+def test_a_photo_worker_killed_while_idle_is_replaced_before_the_next_call(server):
+    key = server.create_key("1")
+    first = server.generate(key, gemini_body(png_bytes(astronaut(32)), "make it brighter"))
+    pid = first.json()["flashbulb"]["replica"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z", 10, "the worker to die")
+    second = server.generate(key, gemini_body(png_bytes(astronaut(32)), "make it brighter"))
+    assert second.status_code == 200, second.text  # nobody pays for a death nobody was running on
+    assert second.json()["flashbulb"]["replica"]["pid"] != pid
+
+
+def test_a_native_crash_is_contained_and_the_third_identical_request_is_refused_at_once(server):
+    key = server.create_key("1")
+    for _ in range(2):
+        assert_unavailable_and_free(ask(server, key, "abort now"), server, key)
+        assert server.process.poll() is None
+    started = time.monotonic()
+    third = ask(server, key, "abort now")
+    assert third.status_code == 400, third.text
+    assert "stopped the faulty worker 2 times" in third.json()["error"]["message"]
+    assert time.monotonic() - started < 2  # refused before it reaches a worker
+    assert account(server, key)["balanceMicros"] == 1_000_000
+    # OpenAI callers get their shape for the same refusal.
+    openai_shape = httpx.post(f"{server.base_url}/v1/images/generations", headers={"authorization": f"Bearer {key}"},
+                              json={"model": "faulty", "prompt": "abort now"}, timeout=30)
+    assert openai_shape.status_code == 400 and openai_shape.json()["error"]["code"] == "poison_request", openai_shape.text
+    # Other requests are still served.
+    assert ask(server, key, "hello").status_code == 200
