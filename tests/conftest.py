@@ -98,12 +98,15 @@ class Server:
             self.process.kill()
 
 
-def start_server(data_dir: Path, database_url: str, config: str = "", admin_key: str | None = None) -> Server:
-    """Start `flashbulb serve`; on a fresh database it prints the admin key, else pass the one you have."""
+def start_server(
+    data_dir: Path, database_url: str, config: str = "", admin_key: str | None = None, port: int | None = None
+) -> Server:
+    """Start `flashbulb serve`; on a fresh database it prints the admin key, else pass the one you have.
+    A server restarted on its old `port` is the same batch owner: it takes its items back at once."""
     data_dir.mkdir(parents=True, exist_ok=True)
     if config:
         (data_dir / "flashbulb.toml").write_text(config)
-    port = free_port()
+    port = port or free_port()
     log_path = data_dir / "server.log"
     env = {**os.environ, "FLASHBULB_DATA_DIR": str(data_dir), "FLASHBULB_DATABASE_URL": database_url}
     # Backends a config names by module (tests/fault_backends.py) are importable in the server's workers.

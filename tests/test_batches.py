@@ -392,41 +392,87 @@ def test_a_batch_survives_two_sigkills_running_and_charging_every_item_exactly_o
     url = f"sqlite:///{tmp_path / 'flashbulb.db'}" if backend == "sqlite" else request.getfixturevalue("new_postgres_database")()
     server = start_server(tmp_path, url)
     name = f"kill-{uuid.uuid4().hex[:6]}"
-    granted = 5_000_000
-    key = server.create_key(f"{granted / 1e6:.6f}", name=name)
-    client = server.genai(key)
-    path = write_jsonl(tmp_path / "in.jsonl", [(f"k{i}", {"contents": contents(image)}) for i in range(KILL_TEST_ITEMS)])
-    uploaded = client.files.upload(file=path, config={"mime_type": "application/jsonl"})
-    batch_id = client.batches.create(model="flashbulb-photo", src=uploaded.name).name.removeprefix("batches/")
+    key = server.create_key(f"{GRANTED / 1e6:.6f}", name=name)
+    batch_id = submit_kill_test_batch(server, key, image, tmp_path)
     database = store.connect(url)
     try:
-        for fraction in (1 / 3, 2 / 3):  # SIGKILL mid-batch, then start again on the same database
+        for fraction in (1 / 3, 2 / 3):  # SIGKILL mid-batch, then start again on the same database (and port)
             wait_for(lambda: items_done(database, batch_id) >= fraction * KILL_TEST_ITEMS, 60, "items to finish", every=0.25)
             server.process.send_signal(signal.SIGKILL)
             server.process.wait(10)
-            server = start_server(tmp_path, url, admin_key=server.admin_key)
-        client = server.genai(key)
-        job = wait_done(client, f"batches/{batch_id}", timeout=60)
-        assert job.state.name == "JOB_STATE_SUCCEEDED"
-
-        # Every item has exactly one result, in input order.
-        lines = [json.loads(line) for line in client.files.download(file=job.dest.file_name).decode().splitlines()]
-        assert [line["key"] for line in lines] == [f"k{i}" for i in range(KILL_TEST_ITEMS)]
-        assert all("response" in line and "error" not in line for line in lines)
-
-        with database.connect() as conn:
-            items = conn.execute(select(BatchItem.state, BatchItem.attempt).where(BatchItem.batch_id == batch_id)).all()
-            holds = conn.execute(select(Hold.request_id, Hold.state, Hold.charged_micros).where(Hold.request_id.like(f"batch-{batch_id}-%"))).all()
-            usage = conn.execute(select(UsageRecord.request_id, UsageRecord.status, UsageRecord.charge_micros).where(UsageRecord.request_id.like(f"batch-{batch_id}-%"))).all()
-            account = conn.execute(select(Account).where(Account.name == name)).one()
-            ledger_sum = conn.execute(select(func.sum(LedgerEntry.amount_micros)).where(LedgerEntry.account_id == account.id)).scalar()
-            charges = conn.execute(select(func.count(), func.sum(LedgerEntry.amount_micros)).where(LedgerEntry.account_id == account.id, LedgerEntry.kind == "charge")).one()
-            state, succeeded_count, failed_count = conn.execute(
-                select(BatchJob.state, BatchJob.succeeded_count, BatchJob.failed_count).where(BatchJob.id == batch_id)
-            ).one()
+            server = start_server(tmp_path, url, admin_key=server.admin_key, port=int(server.base_url.rsplit(":", 1)[1]))
+        assert_every_item_ran_and_was_charged_exactly_once(server, key, database, batch_id, name)
     finally:
         database.dispose()
         server.stop()
+
+
+def test_two_servers_share_one_postgres_database_and_one_finishes_what_the_killed_one_started(tmp_path, image, new_postgres_database):
+    url = new_postgres_database()
+    config = '[storage]\nblobs = "database"\n'  # each server its own data dir, as on two hosts
+    a = start_server(tmp_path / "a", url, config=config)
+    b = start_server(tmp_path / "b", url, config=config, admin_key=a.admin_key)
+    name = f"two-{uuid.uuid4().hex[:6]}"
+    key = a.create_key(f"{GRANTED / 1e6:.6f}", name=name)
+    database = store.connect(url)
+    try:
+        # An image URL made on A is served by B.
+        made = httpx.post(f"{a.base_url}/v1/images/edits", headers={"authorization": f"Bearer {a.create_key('1')}"},
+                          data={"model": "flashbulb-photo", "prompt": CHEAP, "response_format": "url"},
+                          files={"image": ("a.png", image, "image/png")}, timeout=60)
+        assert made.status_code == 200, made.text
+        image_url = made.json()["data"][0]["url"]
+        assert image_url.startswith(a.base_url)
+        fetched = httpx.get(b.base_url + image_url.removeprefix(a.base_url))
+        assert fetched.status_code == 200 and fetched.content.startswith(b"\x89PNG")
+
+        # A batch submitted on A; A is killed twice while it runs (restarted once); B finishes it.
+        batch_id = submit_kill_test_batch(a, key, image, tmp_path)
+        port = int(a.base_url.rsplit(":", 1)[1])
+        for fraction, restart in ((1 / 4, True), (1 / 2, False)):
+            wait_for(lambda: items_done(database, batch_id) >= fraction * KILL_TEST_ITEMS, 90, "items to finish", every=0.25)
+            a.process.send_signal(signal.SIGKILL)
+            a.process.wait(10)
+            if restart:
+                a = start_server(tmp_path / "a", url, admin_key=a.admin_key, port=port)
+        assert b.healthy()
+        assert_every_item_ran_and_was_charged_exactly_once(b, key, database, batch_id, name, timeout=120)
+    finally:
+        database.dispose()
+        a.stop()
+        b.stop()
+
+
+GRANTED = 5_000_000
+
+
+def submit_kill_test_batch(server, key: str, image: bytes, tmp_path: Path) -> str:  # noqa: ANN001
+    client = server.genai(key)
+    path = write_jsonl(tmp_path / "in.jsonl", [(f"k{i}", {"contents": contents(image)}) for i in range(KILL_TEST_ITEMS)])
+    uploaded = client.files.upload(file=path, config={"mime_type": "application/jsonl"})
+    return client.batches.create(model="flashbulb-photo", src=uploaded.name).name.removeprefix("batches/")
+
+
+def assert_every_item_ran_and_was_charged_exactly_once(server, key, database, batch_id, name, timeout: float = 60) -> None:  # noqa: ANN001
+    client = server.genai(key)
+    job = wait_done(client, f"batches/{batch_id}", timeout=timeout)
+    assert job.state.name == "JOB_STATE_SUCCEEDED"
+
+    # Every item has exactly one result, in input order.
+    lines = [json.loads(line) for line in client.files.download(file=job.dest.file_name).decode().splitlines()]
+    assert [line["key"] for line in lines] == [f"k{i}" for i in range(KILL_TEST_ITEMS)]
+    assert all("response" in line and "error" not in line for line in lines)
+
+    with database.connect() as conn:
+        items = conn.execute(select(BatchItem.state, BatchItem.attempt).where(BatchItem.batch_id == batch_id)).all()
+        holds = conn.execute(select(Hold.request_id, Hold.state, Hold.charged_micros).where(Hold.request_id.like(f"batch-{batch_id}-%"))).all()
+        usage = conn.execute(select(UsageRecord.request_id, UsageRecord.status, UsageRecord.charge_micros).where(UsageRecord.request_id.like(f"batch-{batch_id}-%"))).all()
+        account = conn.execute(select(Account).where(Account.name == name)).one()
+        ledger_sum = conn.execute(select(func.sum(LedgerEntry.amount_micros)).where(LedgerEntry.account_id == account.id)).scalar()
+        charges = conn.execute(select(func.count(), func.sum(LedgerEntry.amount_micros)).where(LedgerEntry.account_id == account.id, LedgerEntry.kind == "charge")).one()
+        state, succeeded_count, failed_count = conn.execute(
+            select(BatchJob.state, BatchJob.succeeded_count, BatchJob.failed_count).where(BatchJob.id == batch_id)
+        ).one()
 
     def position(request_id: str) -> int:
         return int(request_id.removeprefix(f"batch-{batch_id}-").split("-")[0])
@@ -444,7 +490,7 @@ def test_a_batch_survives_two_sigkills_running_and_charging_every_item_exactly_o
     assert {u.status for u in usage if u.charge_micros == 0} <= {"interrupted"}  # a released run is one the kill cut short
     # The books: charges = items x discounted price, balance = grants - charges.
     assert charges.count == KILL_TEST_ITEMS and -charges[1] == KILL_TEST_ITEMS * BATCH_PRICE
-    assert account.balance_micros == granted - KILL_TEST_ITEMS * BATCH_PRICE == ledger_sum
+    assert account.balance_micros == GRANTED - KILL_TEST_ITEMS * BATCH_PRICE == ledger_sum
     assert account.held_micros == 0
 
 
