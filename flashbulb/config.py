@@ -35,8 +35,9 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("FLASHBULB_DATA_DIR") or Path.home() / ".flashbulb")
 
 
-CLUSTER_ENGINES = ("local", "inline")
-DEPLOYMENT_KEYS = ("replicas", "gpus_per_replica")
+CLUSTER_ENGINES = ("local", "ray", "inline")
+# [models.NAME] keys that say how a model is deployed (the others describe the model itself).
+DEPLOYMENT_KEYS = ("replicas", "min_replicas", "max_replicas", "gpus_per_replica", "cpus_per_replica")
 
 RATE_LIMIT_NAMES = ("key_rpm", "account_rpm", "key_concurrent", "account_concurrent")
 
@@ -136,11 +137,13 @@ class Settings:
     # Where models run ([cluster] engine): "local", each replica in a supervised child process; or
     # "inline", in the API process (no isolation: the one-shot CLI and benchmarks' baseline).
     cluster_engine: str = "local"
+    ray_address: str = ""  # [cluster] ray_address: "" starts Ray here; "auto" or "ray://head:10001" joins one
     # [storage] blobs: where uploads, batch result files and image URLs live: "folder" (the data
     # dir) or "database" (the shared database: several API servers on several hosts).
     blob_store: str = "folder"
-    # [models.NAME] replicas / gpus_per_replica: how many copies of a model serve, and their GPUs.
-    deployments: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    # [models.NAME] replicas (or min_replicas/max_replicas with Ray), gpus_per_replica, cpus_per_replica
+    # (Ray): how many copies of a model serve, and what each one gets.
+    deployments: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     # Requests per minute and in flight, per key and per account (flashbulb.toml [rate_limits]).
     rate_limits: RateLimits = dataclasses.field(default_factory=RateLimits)
 
@@ -190,17 +193,24 @@ class Settings:
                 raise ValueError('flashbulb.toml: [storage] takes blobs = "folder" or "database"')
             self.blob_store = value
         for name, value in doc.get("cluster", {}).items():
-            if name != "engine" or value not in CLUSTER_ENGINES:
-                raise ValueError(f"flashbulb.toml: [cluster] takes engine = one of {', '.join(CLUSTER_ENGINES)}")
-            self.cluster_engine = value
+            if name == "engine" and value in CLUSTER_ENGINES:
+                self.cluster_engine = value
+            elif name == "ray_address" and isinstance(value, str):
+                self.ray_address = value
+            else:
+                raise ValueError(f"flashbulb.toml: [cluster] takes engine = one of {', '.join(CLUSTER_ENGINES)} and ray_address")
         for name, fields in doc.get("models", {}).items():
             if not isinstance(fields, dict):
                 raise ValueError(f"flashbulb.toml: [models.{name}] must be a table")
             fields = dict(fields)
             deployment = {k: fields.pop(k) for k in DEPLOYMENT_KEYS if k in fields}
             for k, v in deployment.items():
-                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                    raise ValueError(f"flashbulb.toml: [models.{name}].{k} must be a whole number >= 1")
+                whole = k != "cpus_per_replica"  # a replica may take part of a CPU (Ray's logical CPUs)
+                if isinstance(v, bool) or not isinstance(v, int if whole else (int, float)) or v <= 0 or (whole and v < 1):
+                    raise ValueError(f"flashbulb.toml: [models.{name}].{k} must be a {'whole ' if whole else ''}number >= 1"
+                                     if whole else f"flashbulb.toml: [models.{name}].{k} must be a number > 0")
+            if deployment.get("min_replicas", 1) > deployment.get("max_replicas", deployment.get("min_replicas", 1)):
+                raise ValueError(f"flashbulb.toml: [models.{name}] min_replicas is more than max_replicas")
             if deployment:
                 self.deployments[name] = deployment
             if "backend" in fields:

@@ -99,7 +99,8 @@ class Server:
 
 
 def start_server(
-    data_dir: Path, database_url: str, config: str = "", admin_key: str | None = None, port: int | None = None
+    data_dir: Path, database_url: str, config: str = "", admin_key: str | None = None, port: int | None = None,
+    ready_timeout: float = 60,
 ) -> Server:
     """Start `flashbulb serve`; on a fresh database it prints the admin key, else pass the one you have.
     A server restarted on its old `port` is the same batch owner: it takes its items back at once."""
@@ -115,7 +116,7 @@ def start_server(
         # stdout and stderr both go to the log file: a pipe nobody reads would block the server.
         process = subprocess.Popen([*FLASHBULB, "serve", "--port", str(port)], stdout=log, stderr=log, env=env)
     server = Server(f"http://127.0.0.1:{port}", admin_key or "", data_dir, database_url, process, log_path)
-    deadline = time.time() + 60
+    deadline = time.time() + ready_timeout
     while time.time() < deadline:
         if match := re.search(r"^FLASHBULB_ADMIN_KEY=(\S+)$", log_path.read_text(), re.M):
             server.admin_key = match.group(1)

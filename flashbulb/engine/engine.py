@@ -189,7 +189,7 @@ class _ModelQueue:
         model_ms = round((time.perf_counter() - started) * 1000, 1)
         for job, result in zip(live, results):
             result.timings_ms = {"queue": round((started - job.queued_at) * 1000, 1), **result.timings_ms, "model": model_ms}
-            result.replica = dict(replica.info)
+            result.replica = result.replica or dict(replica.info)  # a Ray replica names itself
             job.future.set_result(result)
 
 

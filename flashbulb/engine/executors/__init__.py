@@ -2,6 +2,7 @@
 
 - `inline`: in this process, on the replica's thread (the one-shot CLI, benchmarks' baseline);
 - `local` (the server's default): each replica in its own supervised child process;
+- `ray`: each model a Ray Serve deployment, its replicas placed by Ray across GPUs and hosts.
 
 `Executor.replicas(entry)` gives a model's replicas; each loads its backend in `start` and runs one
 job, or one batch of jobs, at a time.
@@ -48,6 +49,10 @@ def make_executor(settings) -> Executor:  # noqa: ANN001 - flashbulb.config.Sett
         from flashbulb.engine.executors.inline import InlineExecutor
 
         return InlineExecutor()
+    if settings.cluster_engine == "ray":
+        from flashbulb.engine.executors.ray_serve import RayServeExecutor
+
+        return RayServeExecutor(settings)
     from flashbulb.engine.executors.local import LocalExecutor
 
     return LocalExecutor(settings)

@@ -154,8 +154,9 @@ class LocalExecutor:
     def replicas(self, entry: ModelEntry) -> list[ProcessReplica]:
         gpus = visible_gpus() if entry.uses_gpu else []
         deployment = self.settings.deployments.get(entry.name, {})
-        count = deployment.get("replicas") or max(1, len(gpus) // max(1, deployment.get("gpus_per_replica", 1)))
-        per = max(1, deployment.get("gpus_per_replica", 1))
+        per = int(deployment.get("gpus_per_replica", 1))
+        # No autoscaling here: `replicas`, else as many as max_replicas allows, else one per GPU (or one).
+        count = int(deployment.get("replicas") or deployment.get("max_replicas") or max(1, len(gpus) // per))
         return [ProcessReplica(entry, self.settings, i, gpus[i * per:(i + 1) * per] if gpus else []) for i in range(count)]
 
 

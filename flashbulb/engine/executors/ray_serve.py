@@ -1,0 +1,177 @@
+"""Replicas as Ray Serve deployments: `[cluster] engine = "ray"`, for several GPUs and several hosts.
+
+Each model is one Serve application (`flashbulb-<model>`) whose replicas each load the backend once;
+Ray places them (one GPU each by default, `[models.NAME] gpus_per_replica`), restarts one that dies
+and, with `min_replicas`/`max_replicas`, adds and removes them as requests wait. `ray_address = ""`
+starts a Ray instance on this machine; "auto" or "ray://head:10001" joins a running cluster.
+
+The API process keeps its own queue per model (live traffic ahead of batch jobs, batching of like
+requests) and hands Serve at most one call per replica slot, so priorities hold and Serve's router
+sends each call to a free replica. A replica that dies fails the calls it was running (503, free)
+like a local worker. Not forwarded across Ray (yet): progress fractions, and a cancel after the
+replica has started (the caller is answered at once; the replica finishes the run for nobody).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import threading
+
+from flashbulb.config import Settings
+from flashbulb.engine.executors import WorkerDied, run_backend
+from flashbulb.engine.registry import ModelEntry
+from flashbulb.engine.types import Cancelled, ImageRequest, ImageResult, JobContext
+
+log = logging.getLogger("flashbulb.engine")
+
+CANCEL_POLL_S = 0.1
+
+
+class ModelReplica:
+    """One Serve replica: a loaded backend (constructed by Ray, in the Ray worker process)."""
+
+    def __init__(self, settings: Settings, model: str):
+        from ray import serve
+
+        from flashbulb.engine.registry import Registry
+
+        self.backend = Registry.default(settings).resolve(model).make_backend()
+        replica = serve.get_replica_context().replica_id
+        self.info = {"id": f"{model}/{replica.unique_id}", "host": socket.gethostname(), "pid": os.getpid()}
+
+    def run(self, requests: list[ImageRequest]) -> list[ImageResult]:
+        results = run_backend(self.backend, requests, [JobContext() for _ in requests])
+        for result in results:
+            result.replica = dict(self.info)
+        return results
+
+
+class _Application:
+    """One model's Serve application, deployed once for all of its slots."""
+
+    def __init__(self, executor: "RayServeExecutor", entry: ModelEntry):
+        self.executor = executor
+        self.entry = entry
+        self.handle = None
+        self.lock = threading.Lock()
+        deployment = executor.settings.deployments.get(entry.name, {})
+        self.autoscaling = "min_replicas" in deployment or "max_replicas" in deployment
+        self.deployment = deployment
+
+    @property
+    def name(self) -> str:
+        return f"flashbulb-{self.entry.name}"
+
+    def deploy(self) -> None:
+        with self.lock:
+            if self.handle is not None:
+                return
+            from ray import serve
+
+            self.executor.connect()
+            options = {"num_cpus": self.deployment.get("cpus_per_replica", 1)}
+            if self.entry.uses_gpu and self.executor.cluster_gpus():
+                options["num_gpus"] = self.deployment.get("gpus_per_replica", 1)
+            scale = (
+                {"autoscaling_config": {"min_replicas": self.deployment.get("min_replicas", 1),
+                                        "max_replicas": self.slots, "target_ongoing_requests": 1}}
+                if self.autoscaling else {"num_replicas": self.slots}
+            )
+            app = serve.deployment(
+                ModelReplica, name=self.entry.name, ray_actor_options=options, max_ongoing_requests=1,
+                health_check_period_s=2, **scale,
+            ).bind(self.executor.settings, self.entry.name)
+            self.handle = serve.run(app, name=self.name, route_prefix=None)
+            log.info("%s: Ray Serve application %s running (%s)", self.entry.name, self.name, scale)
+
+    @property
+    def slots(self) -> int:
+        """Replicas at most: the most calls in flight at once."""
+        if "max_replicas" in self.deployment:
+            return self.deployment["max_replicas"]
+        if "replicas" in self.deployment:
+            return self.deployment["replicas"]
+        gpus = self.executor.cluster_gpus() if self.entry.uses_gpu else 0
+        return max(1, int(gpus // self.deployment.get("gpus_per_replica", 1)))
+
+
+class RaySlot:
+    """A place for one call in flight to a model's Serve application."""
+
+    def __init__(self, app: _Application, index: int):
+        self.app = app
+        self.info = {"id": f"{app.entry.name}/ray", "host": socket.gethostname(), "pid": None}
+
+    def start(self) -> None:
+        self.app.deploy()
+
+    def alive(self) -> bool:
+        return True  # Serve restarts its replicas itself
+
+    def run(self, requests: list[ImageRequest], jobs: list[JobContext]) -> list[ImageResult]:
+        import ray.exceptions
+
+        sent = [dataclasses.replace(r, caller=None, quote=None) for r in requests]
+        response = self.app.handle.run.remote(sent)
+        while True:
+            try:
+                return response.result(timeout_s=CANCEL_POLL_S)
+            except TimeoutError:
+                if all(job.cancel.is_set() for job in jobs):
+                    response.cancel()
+                    raise Cancelled() from None
+            except ray.exceptions.RayTaskError as error:  # the backend raised: the caller hears its error
+                raise error.cause from None
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as error:
+                raise WorkerDied(f"a Ray Serve replica of {self.app.entry.name} died: {error.__class__.__name__}") from error
+
+    def close(self) -> None:
+        self.app.executor.close_app(self.app)
+
+
+class RayServeExecutor:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._connected = False
+        self._apps: list[_Application] = []
+
+    def connect(self) -> None:
+        with self._lock:
+            if self._connected:
+                return
+            import ray
+            from ray import serve
+
+            if not ray.is_initialized():
+                # "" starts a Ray instance on this machine (it ends with this process).
+                ray.init(address=self.settings.ray_address or None, namespace="flashbulb", include_dashboard=False,
+                         ignore_reinit_error=True, log_to_driver=True)
+            serve.start(proxy_location="Disabled")  # calls come through flashbulb's API, not Serve's HTTP
+            self._connected = True
+
+    def cluster_gpus(self) -> float:
+        import ray
+
+        self.connect()
+        return ray.cluster_resources().get("GPU", 0)
+
+    def replicas(self, entry: ModelEntry) -> list[RaySlot]:
+        app = _Application(self, entry)
+        self._apps.append(app)
+        return [RaySlot(app, i) for i in range(app.slots)]
+
+    def close_app(self, app: _Application) -> None:
+        with app.lock:
+            if app.handle is None:
+                return
+            app.handle = None
+        from ray import serve
+
+        try:
+            serve.delete(app.name)
+        except Exception:  # noqa: BLE001 - shutting down: Ray may be gone already
+            log.warning("could not delete Ray Serve application %s", app.name)

@@ -1,0 +1,104 @@
+"""`[cluster] engine = "ray"`: models as Ray Serve deployments on a local Ray instance started by the
+server. Calls spread over a model's replicas, a killed replica costs only its own call (503, free),
+and Serve brings it back; the offline photo model and a (tiny) diffusion model both deploy."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+import tiny_pipelines
+from conftest import astronaut, gemini_body, png_bytes, start_server
+from flashbulb.engine.backends.diffusion import catalog
+
+pytest.importorskip("ray.serve", reason="the Ray tests need the ray extra (pip install 'flashbulb[ray]'; make test installs it)")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    root = tmp_path_factory.mktemp("ray")
+    weights = tiny_pipelines.build(catalog.by_name()["sd-turbo"].pipeline, root / "tiny-sd")
+    config = f"""
+[cluster]
+engine = "ray"
+
+[diffusion]
+warm_models = ["flashbulb-photo", "tiny-sd", "faulty"]
+
+[models.flashbulb-photo]
+replicas = 2
+cpus_per_replica = 0.5
+
+[models.tiny-sd]
+like = "sd-turbo"
+path = {json.dumps(str(weights))}
+steps = 2
+pixels = 4096
+replicas = 1
+cpus_per_replica = 0.5
+
+[models.faulty]
+backend = "fault_backends:FaultBackend"
+replicas = 1
+cpus_per_replica = 0.5
+
+[rate_limits]
+key_rpm = 0
+key_concurrent = 0
+account_rpm = 0
+account_concurrent = 0
+"""
+    srv = start_server(root / "data", f"sqlite:///{root / 'flashbulb.db'}", config=config, ready_timeout=240)
+    yield srv
+    srv.stop()
+
+
+def photo(server, key: str) -> httpx.Response:  # noqa: ANN001
+    return server.generate(key, gemini_body(png_bytes(astronaut(48)), "make it brighter"))
+
+
+def test_concurrent_calls_spread_over_both_photo_replicas_and_diffusion_deploys_too(server):
+    key = server.create_key("5")
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: photo(server, key), range(12)))
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200]
+    replicas = {a.json()["flashbulb"]["replica"]["id"] for a in answers}
+    pids = {a.json()["flashbulb"]["replica"]["pid"] for a in answers}
+    assert len(replicas) == 2 and len(pids) == 2 and server.process.pid not in pids, replicas
+    drawn = server.generate(key, {"contents": [{"role": "user", "parts": [{"text": "a red boat"}]}]}, model="tiny-sd")
+    assert drawn.status_code == 200, drawn.text
+    assert drawn.json()["flashbulb"]["replica"]["id"].startswith("tiny-sd/")
+
+
+def test_a_killed_replica_costs_only_its_own_call_and_serve_brings_it_back(server):
+    key = server.create_key("1")
+    ask = lambda prompt: server.generate(key, {"contents": [{"role": "user", "parts": [{"text": prompt}]}]}, model="faulty")  # noqa: E731
+    old = ask("hello").json()["flashbulb"]["replica"]
+    key = server.create_key("1")
+    slow: dict[str, httpx.Response] = {}
+    caller = threading.Thread(target=lambda: slow.setdefault("r", ask("sleep 30")))
+    caller.start()
+    time.sleep(2)
+    os.kill(old["pid"], signal.SIGKILL)
+    assert photo(server, key).status_code == 200  # the other models answer meanwhile
+    caller.join(60)
+    assert slow["r"].status_code == 503, slow["r"].text
+    assert slow["r"].json()["error"]["status"] == "UNAVAILABLE"
+    account = httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
+    assert account["heldMicros"] == 0 and account["balanceMicros"] == 1_000_000 - 2_000  # only the photo call paid
+    deadline = time.time() + 60
+    while True:  # Serve replaces the dead replica (health checks every 2 s)
+        again = ask("hello")
+        if again.status_code == 200:
+            break
+        assert again.status_code == 503 and time.time() < deadline, again.text
+        time.sleep(1)
+    assert again.json()["flashbulb"]["replica"]["pid"] != old["pid"]
+    assert server.process.poll() is None
