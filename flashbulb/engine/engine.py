@@ -131,7 +131,13 @@ class _ModelQueue:
                 continue
             jobs = [first, *self._gather(first)]
             try:
-                self._run(replica, jobs)
+                try:
+                    self._run(replica, jobs)
+                except WorkerDied as died:
+                    if died.started or self.closed or not self._start(index, replica):
+                        raise
+                    # It was dying already (killed while idle) and never took these jobs: run them now.
+                    self._run(replica, jobs)
             except WorkerDied as died:
                 log.error("%s replica %d died running %d request(s): %s; restarting it",
                           self.entry.name, index, len(jobs), died)
@@ -171,6 +177,8 @@ class _ModelQueue:
     def _run(self, replica: Replica, jobs: list[Job]) -> None:
         live = []
         for job in jobs:
+            if job.future.done():  # answered already (a run retried on a new worker)
+                continue
             if job.context.cancel.is_set():  # the caller went away while this job waited
                 job.future.set_exception(Cancelled())
             else:
@@ -276,3 +284,4 @@ class Engine:
             queues = list(self._queues.values())
         for queue in queues:
             queue.close()
+        self.executor.close()

@@ -19,6 +19,10 @@ from flashbulb.engine.types import ImageRequest, ImageResult, JobContext
 class WorkerDied(Exception):
     """The process running a replica's backend ended (a native crash, an OOM kill, SIGKILL)."""
 
+    def __init__(self, message: str, *, started: bool = True):
+        super().__init__(message)
+        self.started = started  # False: it died before it took the jobs, so they can run elsewhere
+
 
 class Replica(Protocol):
     info: dict  # {"id", "host", "pid"}: named in every answer it makes (flashbulb.replica)
@@ -34,6 +38,8 @@ class Replica(Protocol):
 
 class Executor(Protocol):
     def replicas(self, entry: ModelEntry) -> list[Replica]: ...
+
+    def close(self) -> None: ...  # after every replica is closed
 
 
 def run_backend(backend, requests: list[ImageRequest], jobs: list[JobContext]) -> list[ImageResult]:  # noqa: ANN001

@@ -33,3 +33,6 @@ class InlineReplica:
 class InlineExecutor:
     def replicas(self, entry: ModelEntry) -> list[InlineReplica]:
         return [InlineReplica(entry)]
+
+    def close(self) -> None:
+        pass

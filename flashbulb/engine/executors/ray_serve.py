@@ -137,6 +137,7 @@ class RayServeExecutor:
         self.settings = settings
         self._lock = threading.Lock()
         self._connected = False
+        self._started_ray = False  # a Ray instance of our own ends with us; a cluster we joined does not
         self._apps: list[_Application] = []
 
     def connect(self) -> None:
@@ -147,6 +148,7 @@ class RayServeExecutor:
             from ray import serve
 
             if not ray.is_initialized():
+                self._started_ray = not self.settings.ray_address
                 # "" starts a Ray instance on this machine (it ends with this process).
                 ray.init(address=self.settings.ray_address or None, namespace="flashbulb", include_dashboard=False,
                          ignore_reinit_error=True, log_to_driver=True)
@@ -163,6 +165,12 @@ class RayServeExecutor:
         app = _Application(self, entry)
         self._apps.append(app)
         return [RaySlot(app, i) for i in range(app.slots)]
+
+    def close(self) -> None:
+        if self._started_ray:
+            import ray
+
+            ray.shutdown()
 
     def close_app(self, app: _Application) -> None:
         with app.lock:

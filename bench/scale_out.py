@@ -1,0 +1,155 @@
+"""Scale-out: (1) calls per minute with 1 vs 2 replicas of a model behind one server (the baseline is
+the 1-replica server, measured in the same run), and (2) the per-call cost of crossing the process
+boundary to a model worker against the in-process (inline) path, for a 1024x1024 image.
+
+    .venv/bin/python bench/scale_out.py [--calls 60] [--concurrency 4] [--size 256] [--text "restore it"]
+                                        [--model flashbulb-photo | tiny-diffusion] [--replicas 2]
+
+Targets (issue "Models out of the API process"): >= 1.7x calls/min with 2 replicas on a 2-core box,
+and <= 5 ms per call for the boundary. On a GPU machine, `--model tiny-diffusion --replicas N` runs
+a tiny random-weight diffusion pipeline with one replica per GPU (CUDA_VISIBLE_DEVICES per worker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import concurrent.futures
+import io
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from PIL import Image
+from skimage import data
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from batch_throughput import Server  # noqa: E402
+
+
+class EchoBackend:
+    """Returns its input: what is left to time is the crossing itself."""
+
+    def run(self, request, job):  # noqa: ANN001, ANN201
+        from flashbulb.engine.types import ImageResult
+
+        return ImageResult(images=list(request.images))
+
+
+def photo_body(size: int, text: str) -> dict:
+    buffer = io.BytesIO()
+    Image.fromarray(data.astronaut()).resize((size, size)).save(buffer, format="PNG")
+    image = base64.b64encode(buffer.getvalue()).decode()
+    return {"contents": [{"role": "user", "parts": [{"text": text}, {"inlineData": {"mimeType": "image/png", "data": image}}]}]}
+
+
+def model_config(model: str, replicas: int, root: Path) -> tuple[str, str]:
+    """flashbulb.toml for `replicas` copies of the model, and the model's name."""
+    limits = "[rate_limits]\nkey_rpm = 0\nkey_concurrent = 0\naccount_rpm = 0\naccount_concurrent = 0\n"
+    if model == "flashbulb-photo":
+        return f"[models.flashbulb-photo]\nreplicas = {replicas}\n\n{limits}", model
+    import tiny_pipelines
+    from flashbulb.engine.backends.diffusion import catalog
+
+    weights = root / "tiny-sd"
+    if not weights.exists():
+        tiny_pipelines.build(catalog.by_name()["sd-turbo"].pipeline, weights)
+    return (
+        f'[diffusion]\nwarm_models = ["tiny"]\n\n[models.tiny]\nlike = "sd-turbo"\npath = "{weights}"\nsteps = 4\n'
+        f"pixels = 262144\nreplicas = {replicas}\n\n{limits}", "tiny",
+    )
+
+
+def calls_per_minute(args: argparse.Namespace, replicas: int, root: Path) -> float:
+    config, model = model_config(args.model, replicas, root)
+    data_dir = root / f"replicas-{replicas}"
+    data_dir.mkdir()
+    (data_dir / "flashbulb.toml").write_text(config)
+    server = Server(data_dir, f"sqlite:///{data_dir / 'flashbulb.db'}")
+    server.start()
+    try:
+        key = server.key("bench", "1000")
+        body = photo_body(args.size, args.text) if args.model == "flashbulb-photo" else {
+            "contents": [{"role": "user", "parts": [{"text": "a lighthouse at dusk"}]}]}
+        url = f"{server.base}/v1beta/models/{model}:generateContent"
+
+        def call(_: int) -> tuple[int, object]:
+            answer = httpx.post(url, json=body, headers={"x-goog-api-key": key}, timeout=600)
+            return answer.status_code, answer.json().get("flashbulb", {}).get("replica", {}).get("id")
+
+        with concurrent.futures.ThreadPoolExecutor(args.concurrency) as pool:
+            list(pool.map(call, range(args.concurrency)))  # warm: every replica has run once
+            started = time.perf_counter()
+            answers = list(pool.map(call, range(args.calls)))
+            elapsed = time.perf_counter() - started
+        failed = [status for status, _ in answers if status != 200]
+        if failed:
+            raise SystemExit(f"{len(failed)} calls failed: {failed[:5]}")
+        used = sorted({replica for _, replica in answers})
+        print(f"  {replicas} replica(s): {args.calls} calls in {elapsed:.1f} s, replicas used {used}")
+        return args.calls / elapsed * 60
+    finally:
+        server.stop()
+
+
+def boundary_ms(runs: int) -> tuple[float, float]:
+    """Median ms per call for a 1024x1024 echo: in process, and through a worker process."""
+    from flashbulb.config import Settings
+    from flashbulb.engine.executors.inline import InlineReplica
+    from flashbulb.engine.executors.local import ProcessReplica
+    from flashbulb.engine.registry import Registry
+    from flashbulb.engine.types import ImageRequest, JobContext
+
+    settings = Settings(data_dir=tempfile.mkdtemp())
+    settings.custom_backends["echo"] = {"backend": "scale_out:EchoBackend"}
+    entry = Registry.default(settings).resolve("echo")
+    image = Image.fromarray(data.astronaut()).resize((1024, 1024))
+    medians = []
+    for replica in (InlineReplica(entry), ProcessReplica(entry, settings, 0, [])):
+        replica.start()
+        times = []
+        for _ in range(runs):
+            request = ImageRequest(request_id="bench", model="echo", prompt="", images=[image])
+            started = time.perf_counter()
+            result = replica.run([request], [JobContext()])
+            times.append((time.perf_counter() - started) * 1000)
+        assert result[0].images[0].tobytes() == image.tobytes()  # the pixels made it there and back
+        replica.close()
+        medians.append(statistics.median(times))
+    return medians[0], medians[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=60)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--text", default="restore it")
+    parser.add_argument("--model", choices=["flashbulb-photo", "tiny-diffusion"], default="flashbulb-photo")
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--boundary-runs", type=int, default=50)
+    args = parser.parse_args()
+
+    inline, process = boundary_ms(args.boundary_runs)
+    print("\n| 1024x1024 image, one call | median ms |")
+    print("|---|---|")
+    print(f"| in process (inline replica; baseline) | {inline:.2f} |")
+    print(f"| through a worker process (pipe, pickled raw pixels) | {process:.2f} |")
+    print(f"| cost of the boundary | {process - inline:.2f} ms (target <= 5) |\n")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        one = calls_per_minute(args, 1, Path(tmp))
+        many = calls_per_minute(args, args.replicas, Path(tmp))
+    print(f"\n| {args.model}, {args.concurrency} concurrent clients | calls/min |")
+    print("|---|---|")
+    print(f"| 1 replica (baseline) | {one:.1f} |")
+    print(f"| {args.replicas} replicas | {many:.1f} |")
+    print(f"| ratio | {many / one:.2f}x (target >= 1.7x with 2) |")
+
+
+if __name__ == "__main__":
+    main()
