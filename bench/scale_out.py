@@ -2,7 +2,7 @@
 the 1-replica server, measured in the same run), and (2) the per-call cost of crossing the process
 boundary to a model worker against the in-process (inline) path, for a 1024x1024 image.
 
-    .venv/bin/python bench/scale_out.py [--calls 60] [--concurrency 4] [--size 256] [--text "restore it"]
+    .venv/bin/python bench/scale_out.py [--calls 80] [--concurrency 4] [--size 256] [--text "make it brighter"]
                                         [--model flashbulb-photo | tiny-diffusion] [--replicas 2]
 
 Targets (issue "Models out of the API process"): >= 1.7x calls/min with 2 replicas on a 2-core box,
@@ -125,10 +125,10 @@ def boundary_ms(runs: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=60)
+    parser.add_argument("--calls", type=int, default=80)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--text", default="restore it")
+    parser.add_argument("--text", default="make it brighter")
     parser.add_argument("--model", choices=["flashbulb-photo", "tiny-diffusion"], default="flashbulb-photo")
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--boundary-runs", type=int, default=50)
@@ -138,7 +138,7 @@ def main() -> None:
     print("\n| 1024x1024 image, one call | median ms |")
     print("|---|---|")
     print(f"| in process (inline replica; baseline) | {inline:.2f} |")
-    print(f"| through a worker process (pipe, pickled raw pixels) | {process:.2f} |")
+    print(f"| through a worker process (shared-memory arenas) | {process:.2f} |")
     print(f"| cost of the boundary | {process - inline:.2f} ms (target <= 5) |\n")
 
     with tempfile.TemporaryDirectory() as tmp:

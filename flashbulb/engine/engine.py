@@ -141,7 +141,8 @@ class _ModelQueue:
             except WorkerDied as died:
                 log.error("%s replica %d died running %d request(s): %s; restarting it",
                           self.entry.name, index, len(jobs), died)
-                self.on_crash(jobs)
+                if died.started:  # only a run that began can be what killed it
+                    self.on_crash(jobs)
                 error = FlashbulbError(
                     ErrorKind.UNAVAILABLE,
                     f"The {self.entry.name} worker stopped while running this request ({died}); it is restarting. "

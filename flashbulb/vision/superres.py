@@ -35,7 +35,8 @@ class RealESRGAN:
         self.pad = pad
         self.net = ncnn.Net()
         self.net.opt.use_vulkan_compute = False
-        self.net.opt.num_threads = threads or os.cpu_count() or 1
+        # A model worker's share of the cores (OMP_NUM_THREADS, set per worker by the engine).
+        self.net.opt.num_threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
         directory = weights_dir()
         if self.net.load_param(str(directory / f"{MODEL_NAME}.param")) != 0:
             raise RuntimeError(f"could not load {MODEL_NAME}.param from {directory}")

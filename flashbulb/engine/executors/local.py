@@ -141,6 +141,7 @@ class ProcessReplica:
         self.settings = settings
         self.gpus = gpus
         self.info = {"id": f"{entry.name}/{index}", "host": socket.gethostname(), "pid": None}
+        self.threads = 0  # CPU threads for this worker's native libraries (0: as they choose)
         self.process: multiprocessing.Process | None = None
         self.conn: Connection | None = None
         self.requests_arena: _Arena | None = None
@@ -150,6 +151,8 @@ class ProcessReplica:
         self.close()
         self.requests_arena, self.results_arena = _Arena(), _Arena()
         env = {"CUDA_VISIBLE_DEVICES": ",".join(self.gpus)} if self.gpus else {}
+        if self.threads and "OMP_NUM_THREADS" not in os.environ:  # an operator's own setting wins
+            env["OMP_NUM_THREADS"] = str(self.threads)
         parent, child = _spawn.Pipe()
         arenas = (self.requests_arena.name, self.results_arena.name)
         process = _spawn.Process(
@@ -244,7 +247,13 @@ class LocalExecutor:
         per = int(deployment.get("gpus_per_replica", 1))
         # No autoscaling here: `replicas`, else as many as max_replicas allows, else one per GPU (or one).
         count = int(deployment.get("replicas") or deployment.get("max_replicas") or max(1, len(gpus) // per))
-        return [ProcessReplica(entry, self.settings, i, gpus[i * per:(i + 1) * per] if gpus else []) for i in range(count)]
+        replicas = [ProcessReplica(entry, self.settings, i, gpus[i * per:(i + 1) * per] if gpus else []) for i in range(count)]
+        if not gpus and count > 1:
+            # CPU replicas split the cores: N workers each running N-core thread pools oversubscribe
+            # them, and small images scale badly across threads anyway (bench/scale_out.py).
+            for replica in replicas:
+                replica.threads = max(1, (os.cpu_count() or 1) // count)
+        return replicas
 
     def close(self) -> None:
         pass  # each replica stops its own process
@@ -257,6 +266,10 @@ def worker_main(
 ) -> None:
     """A model worker: load the backend, then run what the API process sends until told to stop."""
     os.environ.update(env)  # before anything imports torch: CUDA_VISIBLE_DEVICES picks this worker's GPU
+    if threads := int(env.get("OMP_NUM_THREADS") or 0):
+        import cv2
+
+        cv2.setNumThreads(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops its workers
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker {model} pid {os.getpid()} %(levelname)s %(name)s: %(message)s")
     threading.Thread(target=_exit_with_parent, args=(api_pid,), daemon=True).start()
