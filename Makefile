@@ -30,6 +30,7 @@ bench: install-test
 	$(BIN)/python bench/server_overhead.py
 	$(BIN)/python bench/restore_quality.py
 	$(BIN)/python bench/batch_throughput.py --items 300
+	$(BIN)/python bench/scale_out.py
 
 # Needs a CUDA GPU (and diffusers/transformers importable there); --tiny smoke-tests it on CPU.
 bench-gpu: install-test
