@@ -13,12 +13,11 @@ import time
 
 import httpx
 import pytest
+import ray.serve  # noqa: F401 - the test extra installs it: missing, this module fails rather than skips
 
 import tiny_pipelines
 from conftest import astronaut, gemini_body, png_bytes, start_server
 from flashbulb.engine.backends.diffusion import catalog
-
-pytest.importorskip("ray.serve", reason="the Ray tests need the ray extra (pip install 'flashbulb[ray]'; make test installs it)")
 
 
 @pytest.fixture(scope="module")
