@@ -22,4 +22,6 @@ class FaultBackend:
             while time.monotonic() < deadline:
                 job.progress(1 - (deadline - time.monotonic()) / float(words[1]))
                 time.sleep(0.05)
-        return ImageResult(images=[Image.new("RGB", (8, 8), (200, 30, 30))], text=f"done by pid {os.getpid()}")
+        # "unanswerable": a measurement no wire format can write (an answer that can't be built).
+        quality = {"oops": {1, 2}} if words[:1] == ["unanswerable"] else {}
+        return ImageResult(images=[Image.new("RGB", (8, 8), (200, 30, 30))], text=f"done by pid {os.getpid()}", quality=quality)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import io
 import struct
 import zlib
@@ -168,3 +169,16 @@ def test_sizes_past_every_library_limit_are_refused_free(server, image, prompt):
     assert server.process.poll() is None and server.healthy()
     account = httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
     assert account["balanceMicros"] == 1_000_000 and account["heldMicros"] == 0
+
+
+def test_degenerate_measurements_and_unpaired_surrogates_never_make_a_charged_500(server):
+    key = server.create_key("1")
+    tiny = server.generate(key, gemini_body(png_bytes(Image.new("RGB", (2, 2), (9, 9, 9))), "restore it"))
+    assert tiny.status_code == 200, tiny.text  # its noise level is NaN: written as null
+    body = json.dumps(gemini_body(png_bytes(astronaut(32)), "make it brighter 'X'")).replace("'X'", "'\\udc00x'")
+    lone = server.generate(key, content=body.encode())
+    assert lone.status_code == 400 and "surrogate" in lone.json()["error"]["message"], lone.text
+    account = httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
+    assert account["balanceMicros"] == 1_000_000 - 2_000 and account["heldMicros"] == 0  # only the answer received
+    usage = httpx.get(f"{server.base_url}/flashbulb/account/usage", headers={"x-goog-api-key": key})
+    assert usage.status_code == 200 and len(usage.json()["records"]) == 1

@@ -113,3 +113,19 @@ def test_a_native_crash_is_contained_and_the_third_identical_request_is_refused_
     assert openai_shape.status_code == 400 and openai_shape.json()["error"]["code"] == "poison_request", openai_shape.text
     # Other requests are still served.
     assert ask(server, key, "hello").status_code == 200
+
+
+def test_an_answer_that_cannot_be_built_is_not_charged(server):
+    key = server.create_key("1")
+    for call in (
+        lambda: ask(server, key, "unanswerable"),
+        lambda: httpx.post(f"{server.base_url}/v1/images/generations", headers={"authorization": f"Bearer {key}"},
+                           json={"model": "faulty", "prompt": "unanswerable"}, timeout=30),
+    ):
+        response = call()
+        assert response.status_code == 500, response.text
+        assert "error" in response.json()
+        money = account(server, key)
+        assert money["balanceMicros"] == 1_000_000 and money["heldMicros"] == 0, money
+    usage = httpx.get(f"{server.base_url}/flashbulb/account/usage", headers={"x-goog-api-key": key}).json()
+    assert [r["status"] for r in usage["records"]] == ["error", "error"]

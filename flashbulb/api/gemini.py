@@ -265,9 +265,9 @@ def build_router(gateway: Gateway) -> APIRouter:
     @router.post("/models/{model}:generateContent")
     async def generate_content(request: Request, model: str) -> JSONResponse:
         image_request = await prepare(request, model)
-        served = await serve(gateway, request, image_request)
-        body = await asyncio.to_thread(to_response, image_request, served)
-        return JSONResponse(body, headers=flashbulb_headers(image_request, served))
+        # Built (and serialised) before the charge is settled: an answer that can't be sent costs nothing.
+        render = lambda served: JSONResponse(to_response(image_request, served), headers=flashbulb_headers(image_request, served))  # noqa: E731
+        return (await serve(gateway, request, image_request, render)).rendered
 
     @router.post("/models/{model}:streamGenerateContent")
     async def stream_generate_content(request: Request, model: str, alt: str = "") -> StreamingResponse:
@@ -276,12 +276,11 @@ def build_router(gateway: Gateway) -> APIRouter:
 
         async def events() -> AsyncIterator[str]:
             # Starlette cancels this generator when the client goes away; the gateway then releases.
+            render = lambda served: json.dumps(to_response(image_request, served), separators=(",", ":"), allow_nan=False)  # noqa: E731
             try:
-                served = await gateway.fulfil(image_request, JobContext())
-                chunk = await asyncio.to_thread(to_response, image_request, served)
+                text = (await gateway.fulfil(image_request, JobContext(), render=render)).rendered
             except FlashbulbError as error:
-                chunk = google_error_body(error)[1]
-            text = json.dumps(chunk, separators=(",", ":"))
+                text = json.dumps(google_error_body(error)[1], separators=(",", ":"))
             yield f"data: {text}\r\n\r\n" if alt == "sse" else f"[{text}]"
 
         media_type = "text/event-stream" if alt == "sse" else "application/json"

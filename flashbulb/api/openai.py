@@ -316,26 +316,27 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
 
     async def respond(request: Request, params: ImageParams, image_request: ImageRequest) -> JSONResponse:
         resolve_model(registry, image_request.model)  # an unknown model is a 404 naming `model`
+        def render(served: Served) -> JSONResponse:
+            """The answer, built (images encoded, URLs stored) before the charge is settled."""
+            headers = {**flashbulb_headers(image_request, served), "x-request-id": image_request.request_id}
+            if served.result.finish_reason is not FinishReason.STOP or not served.result.images:
+                status, body = openai_error_body(refusal(served.result))
+                body["flashbulb"] = flashbulb_fields(image_request, served)
+                return JSONResponse(body, status_code=status, headers=headers)
+            fmt = params.output_format or "png"
+            encoded = encode_all(served.result.images, params)
+            if params.response_format == "url":
+                data = [{"url": str(request.url_for("result_image", name=outputs.save(d, fmt)))} for d in encoded]
+            else:
+                data = [{"b64_json": base64.b64encode(d).decode()} for d in encoded]
+            return JSONResponse(to_response(image_request, served, params, data), headers=headers)
+
         try:
-            served = await serve(gateway, request, image_request)
+            return (await serve(gateway, request, image_request, render)).rendered
         except FlashbulbError as error:
             if error.kind is ErrorKind.FAILED_PRECONDITION and error.param is None:
                 error.param = "model"  # the model asked for is not installed (or failed to load)
             raise
-        headers = {**flashbulb_headers(image_request, served), "x-request-id": image_request.request_id}
-        if served.result.finish_reason is not FinishReason.STOP or not served.result.images:
-            status, body = openai_error_body(refusal(served.result))
-            body["flashbulb"] = flashbulb_fields(image_request, served)
-            return JSONResponse(body, status_code=status, headers=headers)
-
-        fmt = params.output_format or "png"
-        encoded = await asyncio.to_thread(encode_all, served.result.images, params)
-        if params.response_format == "url":
-            names = await asyncio.to_thread(lambda: [outputs.save(data, fmt) for data in encoded])
-            data = [{"url": str(request.url_for("result_image", name=name))} for name in names]
-        else:
-            data = await asyncio.to_thread(lambda: [{"b64_json": base64.b64encode(d).decode()} for d in encoded])
-        return JSONResponse(to_response(image_request, served, params, data), headers=headers)
 
     @router.post("/images/generations")
     async def generations(request: Request) -> JSONResponse:

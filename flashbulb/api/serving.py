@@ -11,7 +11,7 @@ from starlette.requests import HTTPConnection
 
 from flashbulb.engine.types import ImageRequest, JobContext
 from flashbulb.errors import ErrorKind, FlashbulbError
-from flashbulb.gateway.gateway import Gateway, Served
+from flashbulb.gateway.gateway import Gateway, Renderer, Served
 
 
 def api_key_of(request: HTTPConnection) -> str | None:
@@ -33,9 +33,10 @@ async def _until_disconnect(request: Request) -> None:
         pass
 
 
-async def serve(gateway: Gateway, request: Request, image_request: ImageRequest) -> Served:
-    """Hold, run, settle; if the client disconnects first, stop the work (the hold is released)."""
-    work = asyncio.ensure_future(gateway.run(image_request, JobContext()))
+async def serve(gateway: Gateway, request: Request, image_request: ImageRequest, render: Renderer | None = None) -> Served:
+    """Hold, run, build the answer with `render`, settle; if the client disconnects first, stop the
+    work (the hold is released)."""
+    work = asyncio.ensure_future(gateway.run(image_request, JobContext(), render))
     watcher = asyncio.ensure_future(_until_disconnect(request))
     await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
     if not work.done():

@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Hashable
@@ -50,6 +51,20 @@ def fingerprint(request: ImageRequest) -> str:
         digest.update(f"{image.mode}{image.size}".encode())
         digest.update(image.tobytes())
     return digest.hexdigest()
+
+
+def finite(value: object) -> object:
+    """`value` with every NaN or infinite float made None: measurements of degenerate images (a 1x1
+    photo's noise level) must not make an answer or a usage record unwritable as JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    if hasattr(value, "dtype") and getattr(value, "shape", None) == ():  # a numpy scalar
+        return finite(value.item())
+    return value
 
 
 class _ModelQueue:
@@ -199,6 +214,7 @@ class _ModelQueue:
         for job, result in zip(live, results):
             result.timings_ms = {"queue": round((started - job.queued_at) * 1000, 1), **result.timings_ms, "model": model_ms}
             result.replica = result.replica or dict(replica.info)  # a Ray replica names itself
+            result.quality = finite(result.quality)
             job.future.set_result(result)
 
 

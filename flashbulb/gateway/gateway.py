@@ -38,7 +38,12 @@ class Served:
     result: ImageResult
     charge_micros: int
     price: dict | None = None  # the charge's breakdown (unit prices, size classes): the response's priceMicros
+    rendered: object = None  # the answer in the caller's wire format, built before the charge was settled
 
+
+# Builds the caller's answer from a Served (off the event loop). The gateway calls it before it
+# settles: an answer that can't be built is an error the caller is not charged for.
+Renderer = Callable[["Served"], object]
 
 # Given how a request ended (Served, or the exception it ended with), the statements to commit in
 # the transaction that settles or releases its hold; called off the event loop. A batch item
@@ -69,10 +74,10 @@ class Gateway:
     async def authenticate(self, api_key: str | None) -> Caller:
         return await asyncio.to_thread(accounts.authenticate, self.db, api_key)
 
-    async def run(self, request: ImageRequest, job: JobContext | None = None) -> Served:
+    async def run(self, request: ImageRequest, job: JobContext | None = None, render: Renderer | None = None) -> Served:
         """Hold credit, run, settle or release: the whole life of one request."""
         await self.reserve(request)
-        return await self.fulfil(request, job or JobContext())
+        return await self.fulfil(request, job or JobContext(), render=render)
 
     async def reserve(self, request: ImageRequest, *, discount_percent: int = 0) -> None:
         """Quote and hold the full price (429 when the credit is not there). `fulfil` must follow;
@@ -82,6 +87,12 @@ class Gateway:
         accounts.check_scope(request.caller, request.model, entry.name)  # a key scoped to other models: 403
         request.model = entry.name
         entry.check(request)  # not installed, or a request this model can't serve: 400 before any hold
+        for field, text in (("prompt", request.prompt), ("systemInstruction", request.system)):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate ("\udc00" in JSON): nothing could store or echo it
+                raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, f"{field} is not valid Unicode text (an unpaired "
+                                     "surrogate escape)", param=field) from None
         # Rate limits come before the hold, so a refused call is never charged. Batch items
         # (priority 1) are exempt: the batch runner meters them itself ([batch] max_in_flight).
         lease = await self.limiter.acquire(request.caller) if request.priority == 0 else None
@@ -119,7 +130,8 @@ class Gateway:
         request.quote = quote  # the hold recorded these unit prices; the settlement charges them
 
     async def fulfil(
-        self, request: ImageRequest, job: JobContext, *, discount_percent: int = 0, record: Recorder | None = None
+        self, request: ImageRequest, job: JobContext, *, discount_percent: int = 0, record: Recorder | None = None,
+        render: Renderer | None = None,
     ) -> Served:
         """Run a reserved request. Its hold is closed exactly once, whatever happens."""
         entry = self.engine.registry.resolve(request.model)
@@ -133,13 +145,17 @@ class Gateway:
             result = await asyncio.wait_for(self.engine.run(request, job), self.settings.request_timeout_s)
             charge = pricing.charge(quote, result)
             output_pixels = [im.width * im.height for im in result.images] if charge else None
+            served = Served(result=result, charge_micros=charge, price=quote.breakdown(output_pixels or []) if charge else None)
+            if render is not None:
+                served.rendered = await asyncio.to_thread(render, served)
+            # Only now, with the answer built: what it measured is as writable as the answer was.
             usage.status = _STATUS[result.finish_reason]
             usage.finish_reason = result.finish_reason.value
             usage.output_images = len(result.images)
             usage.output_pixels = result.output_pixels
             usage.quality = {**result.quality, "timings_ms": result.timings_ms}
             usage.replica = result.replica
-            outcome = Served(result=result, charge_micros=charge, price=quote.breakdown(output_pixels or []) if charge else None)
+            outcome = served
             return outcome
         except (asyncio.CancelledError, Cancelled) as exc:
             outcome = exc
