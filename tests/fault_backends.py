@@ -24,4 +24,6 @@ class FaultBackend:
                 time.sleep(0.05)
         # "unanswerable": a measurement no wire format can write (an answer that can't be built).
         quality = {"oops": {1, 2}} if words[:1] == ["unanswerable"] else {}
+        if words[:1] == ["nan"]:  # what a measurement of a degenerate image can come to
+            quality = {"noise": float("nan"), "scores": [float("inf"), 1.0]}
         return ImageResult(images=[Image.new("RGB", (8, 8), (200, 30, 30))], text=f"done by pid {os.getpid()}", quality=quality)

@@ -129,3 +129,12 @@ def test_an_answer_that_cannot_be_built_is_not_charged(server):
         assert money["balanceMicros"] == 1_000_000 and money["heldMicros"] == 0, money
     usage = httpx.get(f"{server.base_url}/flashbulb/account/usage", headers={"x-goog-api-key": key}).json()
     assert [r["status"] for r in usage["records"]] == ["error", "error"]
+
+
+def test_a_measurement_that_is_not_a_number_is_written_as_null(server):
+    key = server.create_key("1")
+    answer = ask(server, key, "nan")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["flashbulb"]["quality"] == {"noise": None, "scores": [None, 1.0]}
+    usage = httpx.get(f"{server.base_url}/flashbulb/account/usage", headers={"x-goog-api-key": key})
+    assert usage.status_code == 200 and usage.json()["records"][0]["quality"]["noise"] is None

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
+from flashbulb.parsing import load_json
 from flashbulb.api.errors import GOOGLE_STATUS, describe_validation
 from flashbulb.api.files import page_offset, page_size, timestamp
 from flashbulb.api.gemini import Wire, parse_body, to_image_request, to_response
@@ -86,10 +87,7 @@ class BatchSpec(Wire):
 
 
 def parse_create(body: bytes) -> BatchSpec:
-    try:
-        payload = json.loads(body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise invalid(f"Invalid JSON payload received: {exc}") from exc
+    payload = load_json(body)
     if not isinstance(payload, dict):
         raise invalid('Invalid JSON payload received: expected {"batch": {"inputConfig": ...}}')
     try:
@@ -118,9 +116,9 @@ def jsonl_items(handle: BinaryIO, file_name: str) -> Iterator[queue.NewItem]:
         if not raw.strip():
             continue
         try:
-            line = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise invalid(f"{file_name} line {number} is not JSON: {exc}") from exc
+            line = load_json(raw)
+        except FlashbulbError as exc:
+            raise invalid(f"{file_name} line {number}: {exc.message}") from exc
         if not isinstance(line, dict) or not isinstance(line.get("request"), dict):
             raise invalid(f'{file_name} line {number}: expected {{"key": ..., "request": {{"contents": ...}}}}')
         key = line.get("key", str(position))

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from flashbulb.parsing import load_json, whole_number
 from flashbulb.api.errors import error_response
 from flashbulb.api.serving import api_key_of
 from flashbulb.errors import FlashbulbError, invalid
@@ -56,11 +56,7 @@ def file_resource(info: FileInfo, base_url: str, version: str) -> dict[str, Any]
 
 
 def page_offset(token: str) -> int:
-    if not token:
-        return 0
-    if not token.isdigit():
-        raise invalid("pageToken is not one this server gave out")
-    return int(token)
+    return whole_number(token, "pageToken", param="pageToken") if token else 0
 
 
 def page_size(size: int | None) -> int:
@@ -74,11 +70,7 @@ def _commands(request: Request) -> set[str]:
 
 def _int_header(request: Request, name: str) -> int | None:
     value = request.headers.get(name)
-    if value is None:
-        return None
-    if not value.strip().isdigit():
-        raise invalid(f"{name} must be a whole number of bytes, not {value!r}")
-    return int(value)
+    return None if value is None else whole_number(value, f"{name} (bytes)")
 
 
 def build_upload_router(gateway: Gateway, files: FileStore, version: str) -> APIRouter:
@@ -107,13 +99,19 @@ def build_upload_router(gateway: Gateway, files: FileStore, version: str) -> API
         if protocol != "resumable" or _commands(request) != {"start"}:
             raise invalid("start an upload with X-Goog-Upload-Protocol: resumable and X-Goog-Upload-Command: start")
         body = await request.body()
-        try:
-            meta = (json.loads(body) if body.strip() else {}).get("file") or {}
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
-            raise invalid("the upload's body must be JSON like {\"file\": {\"displayName\": ...}}") from exc
+        payload = load_json(body) if body.strip() else {}
+        meta = payload.get("file") if isinstance(payload, dict) else None
+        meta = {} if meta is None else meta
+        shape = 'the upload\'s body must be JSON like {"file": {"displayName": "...", "mimeType": "...", "name": "files/..."}}'
+        if not isinstance(meta, dict):
+            raise invalid(shape)
+        for field in ("name", "displayName", "display_name", "mimeType", "mime_type"):
+            if meta.get(field) is not None and not isinstance(meta[field], str):
+                raise invalid(f"file.{field} must be a string; {shape}")
         size = _int_header(request, "x-goog-upload-header-content-length")
-        if size is None and str(meta.get("sizeBytes", meta.get("size_bytes", ""))).isdigit():
-            size = int(meta.get("sizeBytes", meta.get("size_bytes")))
+        declared = meta.get("sizeBytes", meta.get("size_bytes"))
+        if size is None and declared is not None:
+            size = whole_number(str(declared), "file.sizeBytes")
         mime_type = request.headers.get("x-goog-upload-header-content-type") or meta.get("mimeType") or meta.get("mime_type") or ""
         file_id, token = await asyncio.to_thread(
             files.start_upload, caller.account_id, mime_type=mime_type, size_bytes=size,

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
+from flashbulb.parsing import load_json, whole_number
 from flashbulb.api.errors import describe_validation, google_error_body
 from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers
 from flashbulb.api.serving import api_key_of, new_request_id, serve
@@ -90,10 +91,7 @@ def decode_base64(data: str, where: str) -> bytes:
 
 
 def parse_body(body: bytes) -> GenerateContentRequest:
-    try:
-        payload = json.loads(body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise invalid(f"Invalid JSON payload received: {exc}") from exc
+    payload = load_json(body)
     if not isinstance(payload, dict):
         raise invalid("Invalid JSON payload received: expected an object with 'contents'")
     try:
@@ -250,7 +248,7 @@ def build_router(gateway: Gateway) -> APIRouter:
     async def list_models(request: Request, pageSize: int = 50, pageToken: str = "") -> dict:  # noqa: N803
         await gateway.authenticate(api_key_of(request))
         entries = list(registry.entries.values())
-        start = int(pageToken) if pageToken.isdigit() else 0
+        start = whole_number(pageToken, "pageToken", param="pageToken") if pageToken else 0
         page = entries[start : start + max(1, pageSize)]
         body: dict[str, Any] = {"models": [model_resource(e) for e in page]}
         if start + len(page) < len(entries):

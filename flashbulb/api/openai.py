@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import math
 import re
 import time
@@ -24,6 +23,7 @@ from starlette.requests import HTTPConnection
 from starlette.routing import Match
 from starlette.types import Scope
 
+from flashbulb.parsing import load_json
 from flashbulb.api.errors import bearer_only, openai_error_body
 from flashbulb.api.outputs import OutputStore
 from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers
@@ -84,10 +84,7 @@ _CODES = {
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise invalid(f"We could not parse the JSON body of your request: {exc}", code="invalid_json") from exc
+    payload = load_json(body, code="invalid_json")
     if not isinstance(payload, dict):
         raise invalid("The request body must be a JSON object with at least 'prompt'.", code="invalid_json")
     return payload

@@ -66,7 +66,15 @@ def _photo_entry(settings: Settings) -> ModelEntry:
     )
 
 
+PHOTO_MIN_SIDE = 8  # below this faces, masks and shading have nothing to work on (a 1x1 photo broke relighting)
+
+
 def _check_photo(request: ImageRequest) -> None:
+    if small := [f"{im.width}x{im.height}" for im in request.images if min(im.size) < PHOTO_MIN_SIDE]:
+        raise FlashbulbError(
+            ErrorKind.INVALID_ARGUMENT,
+            f"flashbulb-photo edits images of at least {PHOTO_MIN_SIDE}x{PHOTO_MIN_SIDE} pixels; got {', '.join(small)}.",
+        )
     if request.mask is not None:
         raise FlashbulbError(
             ErrorKind.INVALID_ARGUMENT,

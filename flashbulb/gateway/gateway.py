@@ -87,6 +87,8 @@ class Gateway:
         accounts.check_scope(request.caller, request.model, entry.name)  # a key scoped to other models: 403
         request.model = entry.name
         entry.check(request)  # not installed, or a request this model can't serve: 400 before any hold
+        if request.seed is not None and not 0 <= request.seed < 2**63:
+            raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, "seed must be a whole number from 0 to 2^63-1", param="seed")
         for field, text in (("prompt", request.prompt), ("systemInstruction", request.system)):
             try:
                 text.encode("utf-8")

@@ -11,6 +11,7 @@ import json
 
 from sqlalchemy import ColumnElement, Engine, Select, delete, func, insert, select, text, update
 
+from flashbulb.parsing import whole_number
 from flashbulb.config import micros_to_usd
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
 from flashbulb.store.tables import Account, ApiKey, LedgerEntry, UsageDaily, UsageRecord, utcnow
@@ -71,9 +72,7 @@ def _newest_first(db: Engine, query: Select, id_column: ColumnElement[int], limi
     this page's last row ("" when nothing is older). Tokens are opaque to callers."""
     query = query.order_by(id_column.desc()).limit(limit + 1)
     if page_token:
-        if not (page_token.isascii() and page_token.isdigit() and len(page_token) < 19):
-            raise invalid("pageToken is not one this server gave out", param="pageToken")
-        query = query.where(id_column < int(page_token))
+        query = query.where(id_column < whole_number(page_token, "pageToken", param="pageToken"))
     with db.connect() as conn:
         rows = conn.execute(query).mappings().all()
     if len(rows) > limit:

@@ -11,8 +11,13 @@ from flashbulb.engine.backends.photo.canvas import Canvas, luminance
 
 
 
+MAX_STOPS = 10  # 1024x the light: white (or black) already; more overflows 2**stops
+
+
 def exposure(rgb: np.ndarray, stops: float) -> np.ndarray:
     """Brighten or darken by photographic stops, in linear light, with highlights rolled off."""
+    if abs(stops) > MAX_STOPS:
+        raise ValueError(f"exposure changes of at most {MAX_STOPS} stops can be made; {stops:g} was asked")
     linear = rgb**2.2 * (2.0**stops)
     if stops > 0:
         linear = linear / (1 + linear * (1 - 2.0**-stops) * 0.5)  # soft shoulder: no hard clipping
