@@ -205,10 +205,12 @@ class Settings:
             fields = dict(fields)
             deployment = {k: fields.pop(k) for k in DEPLOYMENT_KEYS if k in fields}
             for k, v in deployment.items():
-                whole = k != "cpus_per_replica"  # a replica may take part of a CPU (Ray's logical CPUs)
-                if isinstance(v, bool) or not isinstance(v, int if whole else (int, float)) or v <= 0 or (whole and v < 1):
-                    raise ValueError(f"flashbulb.toml: [models.{name}].{k} must be a {'whole ' if whole else ''}number >= 1"
-                                     if whole else f"flashbulb.toml: [models.{name}].{k} must be a number > 0")
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                    raise ValueError(f"flashbulb.toml: [models.{name}].{k} must be a number > 0")
+                if k != "cpus_per_replica" and (not isinstance(v, int) or v < 1):  # only CPUs come in fractions (Ray's)
+                    raise ValueError(f"flashbulb.toml: [models.{name}].{k} must be a whole number >= 1")
+            if "replicas" in deployment and deployment.keys() & {"min_replicas", "max_replicas"}:
+                raise ValueError(f"flashbulb.toml: [models.{name}]: give replicas (a fixed count) or min_replicas/max_replicas, not both")
             if deployment.get("min_replicas", 1) > deployment.get("max_replicas", deployment.get("min_replicas", 1)):
                 raise ValueError(f"flashbulb.toml: [models.{name}] min_replicas is more than max_replicas")
             if deployment:

@@ -32,3 +32,22 @@ def test_unknown_limit_is_refused(tmp_path):
     (tmp_path / "flashbulb.toml").write_text("[limits]\nmax_qeue = 3\n")
     with pytest.raises(ValueError, match="max_qeue"):
         Settings.load(tmp_path)
+
+
+def test_models_tables_split_deployment_keys_from_the_model_and_check_them():
+    from flashbulb.config import Settings
+
+    settings = Settings()
+    settings.apply_toml({"cluster": {"engine": "ray"}, "models": {
+        "flashbulb-photo": {"replicas": 2, "cpus_per_replica": 0.5},
+        "mine": {"like": "sd-turbo", "path": "/weights", "min_replicas": 1, "max_replicas": 4}}})
+    assert settings.cluster_engine == "ray"
+    assert settings.deployments == {"flashbulb-photo": {"replicas": 2, "cpus_per_replica": 0.5},
+                                    "mine": {"min_replicas": 1, "max_replicas": 4}}
+    assert "flashbulb-photo" not in settings.local_models and settings.local_models["mine"] == {"like": "sd-turbo", "path": "/weights"}
+    for bad in ({"replicas": 0}, {"replicas": 1.5}, {"gpus_per_replica": True}, {"cpus_per_replica": -1},
+                {"replicas": 2, "max_replicas": 3}, {"min_replicas": 3, "max_replicas": 2}):
+        with pytest.raises(ValueError):
+            Settings().apply_toml({"models": {"flashbulb-photo": bad}})
+    with pytest.raises(ValueError):
+        Settings().apply_toml({"cluster": {"engine": "kubernetes"}})

@@ -242,9 +242,9 @@ class Engine:
             return self._queues[entry.name]
 
     def _record_crash(self, jobs: list[Job]) -> None:
+        keys = [fingerprint(job.request) for job in jobs]  # hashing pixels: outside the lock
         with self._lock:
-            for job in jobs:
-                key = fingerprint(job.request)
+            for key in keys:
                 self._crashes[key] = self._crashes.get(key, 0) + 1
 
     def _check_not_poison(self, request: ImageRequest) -> None:

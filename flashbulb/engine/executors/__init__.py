@@ -10,6 +10,7 @@ job, or one batch of jobs, at a time.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Protocol
 
 from flashbulb.engine.registry import ModelEntry
@@ -40,6 +41,19 @@ class Executor(Protocol):
     def replicas(self, entry: ModelEntry) -> list[Replica]: ...
 
     def close(self) -> None: ...  # after every replica is closed
+
+
+def for_backend(requests: list[ImageRequest]) -> list[ImageRequest]:
+    """The requests as a worker gets them: callers and price quotes stay in the API process (a
+    backend never sees keys or money)."""
+    return [dataclasses.replace(r, caller=None, quote=None) for r in requests]
+
+
+def replica_count(deployment: dict, gpus: float) -> int:
+    """How many replicas a model gets (at most, when autoscaled): `replicas` or `max_replicas` as
+    configured, else one per `gpus_per_replica` GPUs, else one."""
+    configured = deployment.get("replicas") or deployment.get("max_replicas")
+    return int(configured or max(1, gpus // deployment.get("gpus_per_replica", 1)))
 
 
 def run_backend(backend, requests: list[ImageRequest], jobs: list[JobContext]) -> list[ImageResult]:  # noqa: ANN001

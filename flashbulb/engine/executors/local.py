@@ -14,7 +14,6 @@ round trip against the inline path).
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import logging
 import multiprocessing
@@ -31,7 +30,7 @@ from multiprocessing.shared_memory import SharedMemory
 from PIL import Image
 
 from flashbulb.config import Settings
-from flashbulb.engine.executors import WorkerDied, run_backend
+from flashbulb.engine.executors import WorkerDied, for_backend, replica_count, run_backend
 from flashbulb.engine.registry import ModelEntry
 from flashbulb.engine.types import Cancelled, ImageRequest, ImageResult, JobContext
 from flashbulb.errors import ErrorKind, FlashbulbError
@@ -190,7 +189,7 @@ class ProcessReplica:
     def run(self, requests: list[ImageRequest], jobs: list[JobContext]) -> list[ImageResult]:
         assert self.conn is not None and self.process is not None
         # Callers and price quotes stay here: a backend never sees keys or money.
-        sent = [dataclasses.replace(r, caller=None, quote=None) for r in requests]
+        sent = for_backend(requests)
         cancelled: set[int] = set()
         started = False
         try:
@@ -245,8 +244,7 @@ class LocalExecutor:
         gpus = visible_gpus() if entry.uses_gpu else []
         deployment = self.settings.deployments.get(entry.name, {})
         per = int(deployment.get("gpus_per_replica", 1))
-        # No autoscaling here: `replicas`, else as many as max_replicas allows, else one per GPU (or one).
-        count = int(deployment.get("replicas") or deployment.get("max_replicas") or max(1, len(gpus) // per))
+        count = replica_count(deployment, len(gpus))  # no autoscaling here: max_replicas is a fixed count
         replicas = [ProcessReplica(entry, self.settings, i, gpus[i * per:(i + 1) * per] if gpus else []) for i in range(count)]
         if not gpus and count > 1:
             # CPU replicas split the cores: N workers each running N-core thread pools oversubscribe

@@ -14,14 +14,13 @@ replica has started (the caller is answered at once; the replica finishes the ru
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import socket
 import threading
 
 from flashbulb.config import Settings
-from flashbulb.engine.executors import WorkerDied, run_backend
+from flashbulb.engine.executors import WorkerDied, for_backend, replica_count, run_backend
 from flashbulb.engine.registry import ModelEntry
 from flashbulb.engine.types import Cancelled, ImageRequest, ImageResult, JobContext
 
@@ -90,12 +89,7 @@ class _Application:
     @property
     def slots(self) -> int:
         """Replicas at most: the most calls in flight at once."""
-        if "max_replicas" in self.deployment:
-            return self.deployment["max_replicas"]
-        if "replicas" in self.deployment:
-            return self.deployment["replicas"]
-        gpus = self.executor.cluster_gpus() if self.entry.uses_gpu else 0
-        return max(1, int(gpus // self.deployment.get("gpus_per_replica", 1)))
+        return replica_count(self.deployment, self.executor.cluster_gpus() if self.entry.uses_gpu else 0)
 
 
 class RaySlot:
@@ -114,8 +108,7 @@ class RaySlot:
     def run(self, requests: list[ImageRequest], jobs: list[JobContext]) -> list[ImageResult]:
         import ray.exceptions
 
-        sent = [dataclasses.replace(r, caller=None, quote=None) for r in requests]
-        response = self.app.handle.run.remote(sent)
+        response = self.app.handle.run.remote(for_backend(requests))
         while True:
             try:
                 return response.result(timeout_s=CANCEL_POLL_S)
