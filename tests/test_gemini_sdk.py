@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from google.genai import errors, types
 from PIL import Image
+from skimage import data
 
 from conftest import astronaut
 
@@ -127,3 +128,58 @@ def test_streaming_without_credits_is_an_http_429_before_any_event(server):
     with pytest.raises(errors.ClientError) as raised:
         list(client.models.generate_content_stream(model="flashbulb-photo", contents=[astronaut(16), "restore"]))
     assert raised.value.code == 429
+
+
+# ---- what the hosted API added after gemini-2.5-flash-image ----
+
+
+def test_count_tokens_counts_the_prompt_as_generate_content_does(server, key):
+    client = server.genai(key)
+    contents = [astronaut(64), "make it sharper please"]
+    counted = client.models.count_tokens(model="gemini-3-pro-image-preview", contents=contents)
+    assert counted.total_tokens == 258 + 6  # one image tile, 22 characters of text
+    answered = client.models.generate_content(model="gemini-3-pro-image-preview", contents=contents)
+    assert answered.usage_metadata.prompt_token_count == counted.total_tokens
+
+
+@pytest.mark.parametrize(
+    "name", ["gemini-3-pro-image-preview", "gemini-3-pro-image", "gemini-3.1-flash-image-preview", "gemini-3.1-flash-image"]
+)
+def test_gemini_3_image_names_are_listed_and_answer(server, key, name):
+    client = server.genai(key)
+    assert f"models/{name}" in [m.name for m in client.models.list()]
+    assert client.models.get(model=name).name == f"models/{name}"
+    response = client.models.generate_content(model=name, contents=[astronaut(32), "upscale 2x"])
+    assert response.model_version == "flashbulb-photo" and image_parts(response)[0].size == (64, 64)
+
+
+@pytest.mark.parametrize(
+    ("image_size", "ratio", "size"),
+    [("2K", None, (2048, 2048)), ("512", "4:1", (1024, 256)), ("1K", "1:4", (512, 2048))],
+)
+def test_image_size_delivers_those_pixels_and_says_how(server, key, image_size, ratio, size):
+    client = server.genai(key)
+    # A portrait cropped to 4:1 loses its face (and flashbulb-photo then refuses): coffee has none.
+    photo = astronaut(64) if ratio is None else Image.fromarray(data.coffee()).resize((96, 64), Image.Resampling.LANCZOS)
+    response = client.models.generate_content(
+        model="gemini-3.1-flash-image-preview",
+        contents=[photo, "make it sharper"],
+        config=types.GenerateContentConfig(image_config=types.ImageConfig(image_size=image_size, aspect_ratio=ratio)),
+    )
+    [out] = image_parts(response)
+    assert out.size == size
+    assert "Real-ESRGAN" in response.text and f"delivered at {size[0]}x{size[1]}" in response.text
+    if ratio is None:  # the same picture, only larger
+        small = np.asarray(out.convert("RGB").resize(photo.size, Image.Resampling.LANCZOS), dtype=float)
+        assert np.abs(small - np.asarray(photo, dtype=float)).mean() < 12
+
+
+def test_an_unknown_image_size_or_ratio_is_a_400_listing_the_choices(server, key):
+    client = server.genai(key)
+    for config, says in ((types.ImageConfig(image_size="3K"), "512, 1K, 2K, 4K"), (types.ImageConfig(aspect_ratio="2:1"), "8:1")):
+        with pytest.raises(errors.ClientError) as raised:
+            client.models.generate_content(
+                model="flashbulb-photo", contents=[astronaut(32), "restore"],
+                config=types.GenerateContentConfig(image_config=config),
+            )
+        assert raised.value.code == 400 and says in raised.value.message

@@ -111,7 +111,7 @@ def test_generate_b64_png_maps_the_size_and_charges_what_it_reports(server, key,
     result = raw.parse()
     [item] = result.data
     image = decoded(item)
-    assert image.format == "PNG" and image.size == tiny_size("tiny-sd", "3:2") and image.width > image.height
+    assert image.format == "PNG" and image.size == (1536, 1024)  # exactly the size asked
     assert result.size == f"{image.width}x{image.height}" and result.output_format == "png"
     assert result.quality == "high" and result.background == "opaque" and result.created > 0
     assert result.usage.output_tokens == 1290 and result.usage.input_tokens_details.text_tokens > 0
@@ -121,10 +121,31 @@ def test_generate_b64_png_maps_the_size_and_charges_what_it_reports(server, key,
     assert raw.headers["x-request-id"] == result.flashbulb["requestId"]
 
 
-@pytest.mark.parametrize(("size", "ratio"), [("1024x1536", "2:3"), ("1792x1024", "16:9"), ("256x256", "1:1"), ("auto", "1:1")])
-def test_any_size_maps_to_the_nearest_aspect_ratio(client, size, ratio):  # noqa: ANN001
+@pytest.mark.parametrize(
+    ("size", "method"),
+    [("1024x1536", "Real-ESRGAN x4plus upscale"), ("1792x1024", "Real-ESRGAN x4plus upscale"), ("64x128", "native")],
+)
+def test_every_size_is_delivered_exactly_and_says_how(client, size, method):  # noqa: ANN001
+    # The tiny model draws up to 4x its 64x64 area itself; larger sizes are drawn at its own size and
+    # enlarged by the super-resolution network, and the answer says which.
     result = client.images.generate(model="tiny-sd", prompt="a red fox", size=size)
-    assert decoded(result.data[0]).size == tiny_size("tiny-sd", ratio)
+    width, height = (int(side) for side in size.split("x"))
+    assert decoded(result.data[0]).size == (width, height) and result.size == size
+    assert result.flashbulb["quality"]["output_size"]["method"] == method
+
+
+def test_auto_size_is_the_models_own(client):  # noqa: ANN001
+    result = client.images.generate(model="tiny-sd", prompt="a red fox", size="auto")
+    assert decoded(result.data[0]).size == tiny_size("tiny-sd", "1:1") and "output_size" not in result.flashbulb["quality"]
+
+
+@pytest.mark.parametrize(
+    ("size", "says"), [("1000x1000", "multiples of 16"), ("4096x1024", "3 times"), ("3840x3840", "3840x2160")]
+)
+def test_sizes_gpt_image_2_refuses_are_a_400_naming_the_rule(client, size, says):  # noqa: ANN001
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.images.generate(model="tiny-sd", prompt="a red fox", size=size)
+    assert caught.value.param == "size" and says in caught.value.message
 
 
 def test_n_2_with_a_seed_gives_two_images_repeatably(client):  # noqa: ANN001
@@ -350,3 +371,86 @@ def test_an_expired_url_is_a_404_and_its_file_is_swept(server, client):  # noqa:
         time.sleep(0.2)
     assert not path.exists()
     assert httpx.get(url.rsplit("/", 1)[0] + "/" + "A" * 32 + ".png").status_code == 404
+
+
+# ---- streaming, the Responses API and the newest model names ----
+
+
+@pytest.mark.parametrize("name", ["gpt-image-1.5", "gpt-image-2", "gpt-image-1-mini"])
+def test_the_newest_gpt_image_names_are_listed_and_answer(client, name):  # noqa: ANN001
+    assert name in {m.id for m in client.models.list()}
+    result = client.images.edit(model=name, image=upload(photo()), prompt="make it brighter")
+    assert decoded(result.data[0]).size == (64, 48) and result.flashbulb["model"] == "flashbulb-photo"
+
+
+def test_generate_streams_a_completed_event_with_the_image_and_charges_once(server, key, client):  # noqa: ANN001
+    before = balance(server, key)
+    events = list(client.images.generate(model="tiny-sd", prompt="a red fox", size="128x128", stream=True, partial_images=2))
+    completed = [e for e in events if e.type == "image_generation.completed"]
+    assert len(completed) == 1 and events[-1] is completed[0]
+    assert all(e.type == "image_generation.partial_image" for e in events[:-1])
+    image = decoded(completed[0])
+    assert image.size == (128, 128) and completed[0].size == "128x128" and completed[0].output_format == "png"
+    assert completed[0].usage.output_tokens == 1290
+    assert balance(server, key) == before - completed[0].flashbulb["chargeMicros"] < before
+
+
+def test_edit_streams_image_edit_events_and_a_refusal_is_an_error_event_that_costs_nothing(server, key, client):  # noqa: ANN001
+    events = list(client.images.edit(model="flashbulb-photo", image=upload(photo()), prompt="make it brighter", stream=True))
+    assert [e.type for e in events] == ["image_edit.completed"] and decoded(events[0]).size == (64, 48)
+    before = balance(server, key)
+    with pytest.raises(openai.APIError) as caught:
+        list(client.images.edit(model="flashbulb-photo", image=upload(photo()), prompt="put me on the moon", stream=True))
+    assert "can't do" in caught.value.message and balance(server, key) == before
+
+
+def data_url(image: Image.Image) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode()
+
+
+def test_responses_image_tool_generates_then_edits_by_previous_response_id(server, key, client):  # noqa: ANN001
+    first = client.responses.create(
+        model="gpt-5", input="a lighthouse at dusk", tools=[{"type": "image_generation", "model": "tiny-sd", "size": "128x128"}]
+    )
+    [call] = first.output
+    assert first.status == "completed" and call.type == "image_generation_call" and call.status == "completed"
+    assert Image.open(io.BytesIO(base64.b64decode(call.result))).size == (128, 128)
+    assert call.revised_prompt == "a lighthouse at dusk" and first.usage.output_tokens == 1290
+    # The next turn edits the image the first one made (the photo model sharpens it).
+    second = client.responses.create(
+        model="gpt-5", input="make it sharper", previous_response_id=first.id,
+        tools=[{"type": "image_generation", "model": "flashbulb-photo"}],
+    )
+    [edit] = second.output
+    assert edit.action == "edit" and Image.open(io.BytesIO(base64.b64decode(edit.result))).size == (128, 128)
+    # Another account can't reach this account's responses.
+    with pytest.raises(openai.NotFoundError):
+        client_for(server, server.create_key("1")).responses.create(
+            model="gpt-5", input="sharper", previous_response_id=first.id, tools=[{"type": "image_generation"}]
+        )
+
+
+def test_responses_input_image_streams_the_lifecycle_events(client):  # noqa: ANN001
+    stream = client.responses.create(
+        model="gpt-5", stream=True, tools=[{"type": "image_generation", "model": "flashbulb-photo"}],
+        input=[{"role": "user", "content": [{"type": "input_text", "text": "make it brighter"},
+                                            {"type": "input_image", "image_url": data_url(photo())}]}],
+    )
+    events = list(stream)
+    kinds = [e.type for e in events]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert "response.image_generation_call.completed" in kinds and "response.output_item.done" in kinds
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    [call] = events[-1].response.output
+    assert Image.open(io.BytesIO(base64.b64decode(call.result))).size == (64, 48)
+
+
+def test_responses_without_the_image_tool_is_a_400_saying_so(server, key, client):  # noqa: ANN001
+    before = balance(server, key)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="gpt-5", input="hello")
+    assert caught.value.param == "tools" and "image_generation" in caught.value.message
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="gpt-5", input=[{"role": "user", "content": [
+            {"type": "input_image", "image_url": "https://example.com/cat.png"}]}], tools=[{"type": "image_generation"}])
+    assert "data URL" in caught.value.message and balance(server, key) == before

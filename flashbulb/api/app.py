@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from flashbulb import __version__
-from flashbulb.api import admin, batches, errors, files, gemini, idempotency, metrics, openai, outputs, studio
+from flashbulb.api import admin, batches, errors, files, gemini, idempotency, metrics, openai, outputs, responses, studio
 from flashbulb.api.limits import BodySizeLimit
 from flashbulb.config import Settings
 from flashbulb.engine.engine import Engine
@@ -67,6 +68,16 @@ def _warm_up(gateway: Gateway, models: list[str], failed: dict[str, str]) -> Non
             failed[model] = str(getattr(exc, "message", exc))
 
 
+_KEY_IN_QUERY = re.compile(r"([?&]key=)[^&\s]*")
+
+
+def _hide_keys(record: logging.LogRecord) -> bool:
+    """Gemini clients may send their API key as ?key=: the access log shows the path without it."""
+    if isinstance(record.args, tuple) and len(record.args) >= 3 and isinstance(record.args[2], str):
+        record.args = (*record.args[:2], _KEY_IN_QUERY.sub(r"\1<hidden>", record.args[2]), *record.args[3:])
+    return True
+
+
 def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> FastAPI:
     settings = settings or Settings.load()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -85,6 +96,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):  # noqa: ANN202
+        logging.getLogger("uvicorn.access").addFilter(_hide_keys)  # after uvicorn configured its logging
         sweeper = asyncio.create_task(_sweep_expired(gateway))
         output_sweeper = asyncio.create_task(result_files.sweep_forever())
         if to_warm:
@@ -110,6 +122,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
     for version in GEMINI_VERSIONS:
         app.include_router(gemini.build_router(gateway), prefix=f"/{version}")
     app.include_router(openai.build_router(gateway, result_files), prefix="/v1")
+    app.include_router(responses.build_router(gateway, result_files), prefix="/v1")
     app.include_router(outputs.build_router(result_files), prefix="/v1/files/images")
     for version in GEMINI_VERSIONS:  # google-genai 3.x calls /v1, older SDKs /v1beta
         app.include_router(files.build_router(gateway, file_store, version), prefix=f"/{version}")

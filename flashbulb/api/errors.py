@@ -66,7 +66,7 @@ _FINAL = {ErrorKind.OUT_OF_CREDITS, ErrorKind.ALREADY_EXISTS}
 
 # Paths only the OpenAI API has (/v1/files/{id} is Gemini's, /v1/files/images/{name} ours). /v1/models
 # is both APIs': see `speaks_openai`.
-OPENAI_PREFIXES = ("/v1/images/", "/v1/files/images/")
+OPENAI_PREFIXES = ("/v1/images/", "/v1/files/images/", "/v1/responses")
 _SHARED_MODELS_PATH = re.compile(r"/v1/models(/[^/]+)?/?")
 
 

@@ -18,9 +18,9 @@ from pydantic.alias_generators import to_camel
 
 from flashbulb.parsing import load_json, whole_number
 from flashbulb.api.errors import describe_validation, google_error_body
-from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers
+from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers, prompt_tokens
 from flashbulb.api.serving import api_key_of, new_request_id, serve
-from flashbulb.engine.aspect import check_aspect_ratio
+from flashbulb.engine.aspect import check_aspect_ratio, check_image_size, nearest_ratio, sized
 from flashbulb.engine.imageio import decode_image, encode_png
 from flashbulb.engine.registry import ModelEntry
 from flashbulb.engine.types import Caller, FinishReason, ImageRequest, JobContext
@@ -90,8 +90,10 @@ def decode_base64(data: str, where: str) -> bytes:
         raise invalid(f"{where}.data is not valid base64") from exc
 
 
-def parse_body(body: bytes) -> GenerateContentRequest:
+def parse_body(body: bytes, *, count_tokens: bool = False) -> GenerateContentRequest:
     payload = load_json(body)
+    if count_tokens and isinstance(payload, dict) and isinstance(payload.get("generateContentRequest"), dict):
+        payload = payload["generateContentRequest"]  # countTokens takes `contents` or a whole request
     if not isinstance(payload, dict):
         raise invalid("Invalid JSON payload received: expected an object with 'contents'")
     try:
@@ -145,13 +147,18 @@ def to_image_request(
     n = config.candidate_count or 1
     if not 1 <= n <= MAX_CANDIDATES:
         raise invalid(f"generationConfig.candidateCount must be between 1 and {MAX_CANDIDATES}")
-    aspect = check_aspect_ratio(config.image_config.aspect_ratio if config.image_config else None)
+    image_config = config.image_config or ImageConfig()
+    aspect = check_aspect_ratio(image_config.aspect_ratio)
+    image_size = check_image_size(image_config.image_size)
+    # imageSize is a promise of pixels: the ratio asked, else the photo's nearest, at that size class.
+    size = sized(aspect or (nearest_ratio(*images[0].size) if images else "1:1"), image_size) if image_size else None
     return ImageRequest(
         request_id=request_id,
         model=model,
         prompt=prompt,
         images=images,
         aspect_ratio=aspect,
+        size=size,
         n=n,
         seed=config.seed,
         system="\n".join(p.text for p in wire.system_instruction.parts if p.text) if wire.system_instruction else "",
@@ -198,17 +205,29 @@ def to_response(request: ImageRequest, served: Served) -> dict[str, Any]:
     }
 
 
-def model_resource(entry: ModelEntry) -> dict[str, Any]:
+def counted_tokens(request: ImageRequest) -> dict[str, Any]:
+    """countTokens' answer: the prompt as generateContent's usageMetadata.promptTokenCount counts it."""
+    tokens = prompt_tokens(request)
+    details = [{"modality": "TEXT", "tokenCount": tokens.text_in}]
+    if tokens.image_in:
+        details.append({"modality": "IMAGE", "tokenCount": tokens.image_in})
+    return {"totalTokens": tokens.prompt, "promptTokensDetails": details}
+
+
+def model_resource(entry: ModelEntry, name: str | None = None) -> dict[str, Any]:
+    """A model, or an alias (`name`, e.g. gemini-3-pro-image-preview) in front of one."""
+    name = name or entry.name
     return {
-        "name": f"models/{entry.name}",
-        "baseModelId": entry.name,
+        "name": f"models/{name}",
+        "baseModelId": name,
         "version": entry.version,
         "displayName": entry.display_name,
         "description": entry.description,
         "inputTokenLimit": entry.input_token_limit,
         "outputTokenLimit": entry.output_token_limit,
-        "supportedGenerationMethods": ["generateContent", "streamGenerateContent"],
+        "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
         "flashbulb": {
+            "model": entry.name,  # differs from `name` for aliases
             "capabilities": list(entry.capabilities),
             "priceMicrosPerImage": entry.price_micros_per_image,
             "prices": entry.prices.describe(),
@@ -247,18 +266,33 @@ def build_router(gateway: Gateway) -> APIRouter:
     @router.get("/models")
     async def list_models(request: Request, pageSize: int = 50, pageToken: str = "") -> dict:  # noqa: N803
         await gateway.authenticate(api_key_of(request))
-        entries = list(registry.entries.values())
+        names = [*registry.entries, *(alias for alias in registry.aliases if alias not in registry.entries)]
         start = whole_number(pageToken, "pageToken", param="pageToken") if pageToken else 0
-        page = entries[start : start + max(1, pageSize)]
-        body: dict[str, Any] = {"models": [model_resource(e) for e in page]}
-        if start + len(page) < len(entries):
+        page = names[start : start + max(1, pageSize)]
+        body: dict[str, Any] = {"models": [model_resource(registry.resolve(name), name) for name in page]}
+        if start + len(page) < len(names):
             body["nextPageToken"] = str(start + len(page))
         return body
 
     @router.get("/models/{model}")
     async def get_model(request: Request, model: str) -> dict:
         await gateway.authenticate(api_key_of(request))
-        return model_resource(registry.resolve(model))
+        return model_resource(registry.resolve(model), model.removeprefix("models/"))
+
+    @router.post("/models/{model}:countTokens")
+    async def count_tokens_route(request: Request, model: str) -> dict:
+        caller = await gateway.authenticate(api_key_of(request))
+        registry.resolve(model)
+        body = await request.body()
+
+        def count() -> dict:
+            image_request = to_image_request(
+                parse_body(body, count_tokens=True), model=model, caller=caller, request_id="count",
+                max_pixels=settings.max_input_pixels, max_images=settings.max_input_images,
+            )
+            return counted_tokens(image_request)
+
+        return await asyncio.to_thread(count)
 
     @router.post("/models/{model}:generateContent")
     async def generate_content(request: Request, model: str) -> JSONResponse:

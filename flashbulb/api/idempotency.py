@@ -3,6 +3,9 @@
 A POST that carries the header is claimed in the database before it runs: one row per API key and
 Idempotency-Key, so the claim is race-safe across processes. A 2xx answer is stored with the row and
 replayed, byte for byte with `idempotent-replayed: true`, to every retry for `idempotency_ttl_s`.
+The kept body is encrypted with a key derived from the caller's API key and Idempotency-Key, which
+only a retry carries (the row holds a different hash of them): an answer that minted a secret (a
+new API key, a credit code) is never readable at rest.
 Any other answer gives the claim back: nothing was charged, so a retry runs again. A retry while the
 first call still runs gets 409; the same key with a different request gets 400.
 """
@@ -12,8 +15,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import os
 import uuid
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Engine, Row, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import Headers
@@ -23,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flashbulb.api.errors import error_response
 from flashbulb.api.serving import api_key_of
 from flashbulb.errors import ErrorKind, FlashbulbError
+from flashbulb.gateway import accounts
 from flashbulb.store.tables import IdempotentCall, utcnow
 
 MAX_KEY_LENGTH = 255
@@ -51,11 +58,12 @@ class Idempotency:
             await error_response(error, connection)(scope, receive, send)
             return
         key_hash = _sha256(api_key.encode(), b"\0", idempotency_key.encode())
+        sealer = _sealer(api_key, idempotency_key)
         fingerprint = _fingerprint(scope, body)
         claim = uuid.uuid4().hex
         found = await asyncio.to_thread(self._claim, key_hash, fingerprint, claim)
         if found is not None:
-            await self._answer_retry(found, fingerprint, connection, scope, receive, send)
+            await self._answer_retry(found, fingerprint, sealer, connection, scope, receive, send)
             return
 
         answer: dict = {"status": 0, "headers": [], "chunks": []}
@@ -79,10 +87,11 @@ class Idempotency:
             await self.app(scope, receive_body, keep_answer)
         finally:
             # Shielded: a cancelled request must still store its answer or give its claim back.
-            await asyncio.shield(asyncio.to_thread(self._finish, key_hash, claim, answer))
+            await asyncio.shield(asyncio.to_thread(self._finish, key_hash, claim, answer, sealer))
 
     async def _answer_retry(
-        self, found: Row, fingerprint: str, connection: HTTPConnection, scope: Scope, receive: Receive, send: Send,
+        self, found: Row, fingerprint: str, sealer: AESGCM, connection: HTTPConnection, scope: Scope, receive: Receive,
+        send: Send,
     ) -> None:
         if found.fingerprint != fingerprint:
             error = FlashbulbError(
@@ -96,9 +105,20 @@ class Idempotency:
             )
             await error_response(error, connection)(scope, receive, send)
         else:
+            try:  # a key revoked since the first call gets no replay of it
+                await asyncio.to_thread(accounts.authenticate, self.db, api_key_of(connection))
+            except FlashbulbError as error:
+                await error_response(error, connection)(scope, receive, send)
+                return
+            try:
+                body = _open(sealer, found.body)
+            except InvalidTag:  # kept by an older version, in the clear: not replayed
+                error = FlashbulbError(ErrorKind.ALREADY_EXISTS, "this Idempotency-Key was used before; use a new one")
+                await error_response(error, connection)(scope, receive, send)
+                return
             headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in found.headers or []]
             await send({"type": "http.response.start", "status": found.status_code, "headers": [*headers, REPLAYED]})
-            await send({"type": "http.response.body", "body": found.body or b""})
+            await send({"type": "http.response.body", "body": body})
 
     # ---- the table (called off the event loop) ----
 
@@ -123,7 +143,7 @@ class Idempotency:
             ).rowcount
             return None if taken == 1 else found
 
-    def _finish(self, key_hash: str, claim: str, answer: dict) -> None:
+    def _finish(self, key_hash: str, claim: str, answer: dict, sealer: AESGCM) -> None:
         """Keep a 2xx answer for retries; any other outcome gives the key back (nothing was charged)."""
         mine = (IdempotentCall.key_hash == key_hash, IdempotentCall.claim == claim)
         with self.db.begin() as conn:
@@ -131,7 +151,7 @@ class Idempotency:
                 headers = [[name.decode("latin-1"), value.decode("latin-1")] for name, value in answer["headers"]]
                 conn.execute(
                     update(IdempotentCall).where(*mine).values(
-                        state="done", status_code=answer["status"], headers=headers, body=b"".join(answer["chunks"]),
+                        state="done", status_code=answer["status"], headers=headers, body=_seal(sealer, b"".join(answer["chunks"])),
                         expires_at=utcnow() + dt.timedelta(seconds=self.ttl_s),
                     )
                 )
@@ -164,6 +184,19 @@ def _fingerprint(scope: Scope, body: bytes) -> str:
     if boundary:
         body = body.replace(boundary.encode("latin-1"), b"")
     return _sha256(scope["method"].encode(), scope["path"].encode(), b"?", scope["query_string"], b"\0", body)
+
+
+def _sealer(api_key: str, idempotency_key: str) -> AESGCM:
+    return AESGCM(hashlib.sha256(b"flashbulb idempotent body\0" + api_key.encode() + b"\0" + idempotency_key.encode()).digest())
+
+
+def _seal(sealer: AESGCM, body: bytes) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + sealer.encrypt(nonce, body, None)
+
+
+def _open(sealer: AESGCM, sealed: bytes | None) -> bytes:
+    return sealer.decrypt(sealed[:12], sealed[12:], None) if sealed else b""
 
 
 def _sha256(*parts: bytes) -> str:

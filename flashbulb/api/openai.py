@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import math
 import re
 import time
-from typing import Any, Literal
+import json
+from typing import Any, AsyncIterator, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from PIL import Image, ImageOps
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -28,17 +28,19 @@ from flashbulb.api.errors import bearer_only, openai_error_body
 from flashbulb.api.outputs import OutputStore
 from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers
 from flashbulb.api.serving import api_key_of, new_request_id, serve
-from flashbulb.engine.aspect import GEMINI_SIZES, ratio_value
+from flashbulb.engine.aspect import nearest_ratio
 from flashbulb.engine.imageio import decode_image, encode
 from flashbulb.engine.registry import ModelEntry, Registry
-from flashbulb.engine.types import Caller, FinishReason, ImageRequest, ImageResult
+from flashbulb.engine.types import Caller, FinishReason, ImageRequest, ImageResult, JobContext
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
-from flashbulb.gateway.gateway import Gateway, Served
+from flashbulb.gateway.gateway import MAX_PROMPT_CHARS, Gateway, Served
 
 DEFAULT_MODEL = "gpt-image-1"  # an alias: the installed default generative model, else flashbulb-photo
 MAX_N = 10
-MAX_PROMPT_CHARS = 32_000
+
 _SIZE = re.compile(r"(\d{1,5})x(\d{1,5})")
+MAX_EDGE = 3840
+MAX_SIZE_PIXELS = 3840 * 2160
 # An edit's images arrive as `image`, or as `image[]` / `image[0]`... (the SDK sends a list as image[]).
 _IMAGE_FIELD = re.compile(r"image(\[\d*\])?")
 # The quality gpt-image-1 reports for each one it accepts (flashbulb runs each model at its one setting).
@@ -65,6 +67,8 @@ class ImageParams(BaseModel):
     user: str | None = None
     seed: int | None = None  # not OpenAI's, but flashbulb's models repeat an image given its seed
     stream: bool | None = None
+    partial_images: int | None = Field(None, ge=0, le=3)
+    input_fidelity: Literal["low", "high"] | None = None  # every edit here keeps the input's identity
 
 
 class GenerateParams(ImageParams):
@@ -106,8 +110,10 @@ def parse_params(shape: type[ImageParams], payload: dict[str, Any]) -> ImagePara
     if len(params.prompt) > MAX_PROMPT_CHARS:
         message = f"Invalid 'prompt': longer than {MAX_PROMPT_CHARS:,} characters."
         raise invalid(message, param="prompt", code="string_above_max_length")
-    if params.stream:
-        raise invalid("Streaming is not supported here; leave 'stream' off.", param="stream", code="unsupported_value")
+    if params.partial_images is not None and not params.stream:
+        raise invalid("'partial_images' is for streaming: set 'stream' to true.", param="partial_images")
+    if params.stream and params.response_format == "url":
+        raise invalid("A stream sends images as b64_json; leave 'response_format' off.", param="response_format")
     if params.background == "transparent" and params.output_format == "jpeg":
         message = "A transparent background needs output_format 'png' or 'webp'."
         raise invalid(message, param="background", code="invalid_value")
@@ -115,18 +121,32 @@ def parse_params(shape: type[ImageParams], payload: dict[str, Any]) -> ImagePara
     return params
 
 
-def aspect_ratio_of(size: str | None) -> str | None:
-    """OpenAI's WIDTHxHEIGHT -> the nearest Gemini aspect ratio, which each model draws at its native area."""
+def size_of(size: str | None) -> tuple[int, int] | None:
+    """OpenAI's WIDTHxHEIGHT, checked as gpt-image-2 checks it; drawn at exactly that size (see
+    engine/output_size.py). None: 'auto', each model's own size."""
     if size is None or size.strip() in ("", "auto"):
         return None
     match = _SIZE.fullmatch(size.strip().lower())
-    if not match or not all(0 < int(side) <= 16384 for side in match.groups()):
-        raise invalid(
-            f"Invalid 'size': {size!r}. Use 'auto' or WIDTHxHEIGHT, e.g. '1024x1024', '1536x1024' or '1024x1536'.",
-            param="size", code="invalid_value",
-        )
-    wanted = math.log(int(match[1]) / int(match[2]))
-    return min(GEMINI_SIZES, key=lambda ratio: abs(math.log(ratio_value(ratio)) - wanted))
+    problem = None
+    if not match:
+        problem = "use 'auto' or WIDTHxHEIGHT, e.g. '1024x1024', '1536x1024' or '1024x1536'"
+    else:
+        width, height = int(match[1]), int(match[2])
+        if width % 16 or height % 16 or not width or not height:
+            problem = "both sides must be positive multiples of 16"
+        elif max(width, height) > 3 * min(width, height):
+            problem = "the long side may be at most 3 times the short side"
+        elif max(width, height) > MAX_EDGE or width * height > MAX_SIZE_PIXELS:
+            problem = f"the largest size is 3840x2160 ({MAX_SIZE_PIXELS:,} pixels, {MAX_EDGE} a side)"
+    if problem:
+        raise invalid(f"Invalid 'size': {size!r}: {problem}.", param="size", code="invalid_value")
+    return width, height
+
+
+def aspect_ratio_of(size: str | None) -> str | None:
+    """The Gemini aspect ratio nearest a size: models that crop (flashbulb-photo) crop to it first."""
+    exact = size_of(size)
+    return nearest_ratio(*exact) if exact else None
 
 
 def resolve_model(registry: Registry, name: str) -> ModelEntry:
@@ -207,6 +227,7 @@ def to_image_request(
         images=images,
         mask=mask,
         aspect_ratio=aspect_ratio_of(params.size),
+        size=size_of(params.size),
         n=params.n or 1,
         seed=params.seed,
         want_text=False,
@@ -229,6 +250,10 @@ def encode_all(images: list[Image.Image], params: ImageParams) -> list[bytes]:
     fmt = params.output_format or "png"
     quality = 100 if params.output_compression is None else params.output_compression
     return [encode(image, fmt, quality=quality, opaque=params.background == "opaque") for image in images]
+
+
+def sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), allow_nan=False)}\n\n"
 
 
 def to_response(
@@ -329,11 +354,41 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
             return JSONResponse(to_response(image_request, served, params, data), headers=headers)
 
         try:
+            if params.stream:
+                return await stream(image_request, params, "image_edit" if image_request.images else "image_generation")
             return (await serve(gateway, request, image_request, render)).rendered
         except FlashbulbError as error:
             if error.kind is ErrorKind.FAILED_PRECONDITION and error.param is None:
                 error.param = "model"  # the model asked for is not installed (or failed to load)
             raise
+
+    async def stream(image_request: ImageRequest, params: ImageParams, event: str) -> StreamingResponse:
+        """Server-sent events: `<event>.completed` for each image, or one `error` event. No
+        `<event>.partial_image` is sent yet (the API allows fewer partials than asked: "the final
+        image may be sent before the full number of partial images")."""
+        await gateway.reserve(image_request)  # out of credits is an HTTP 429, not an event
+
+        def render(served: Served) -> list[str]:
+            if served.result.finish_reason is not FinishReason.STOP or not served.result.images:
+                raise refusal(served.result)  # released, not charged: a refusal is an error event
+            body = to_response(image_request, served, params, [])
+            common = {key: body[key] for key in ("background", "output_format", "quality", "size", "usage")}
+            return [
+                sse(f"{event}.completed", {"type": f"{event}.completed", "b64_json": base64.b64encode(data).decode(),
+                                           "created_at": body["created"], **common, "flashbulb": body["flashbulb"]})
+                for data in encode_all(served.result.images, params)
+            ]
+
+        async def events() -> AsyncIterator[str]:
+            # Starlette cancels this generator when the client goes away; the gateway then releases.
+            try:
+                for text in (await gateway.fulfil(image_request, JobContext(), render=render)).rendered:
+                    yield text
+            except FlashbulbError as error:
+                yield sse("error", {"type": "error", **openai_error_body(error)[1]})
+
+        headers = {"x-request-id": image_request.request_id, "x-flashbulb-request-id": image_request.request_id}
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
     @router.post("/images/generations")
     async def generations(request: Request) -> JSONResponse:

@@ -24,6 +24,8 @@ _NAME = re.compile(r"[A-Za-z0-9_-]{32}\.(png|jpeg|webp)")
 
 
 PREFIX = "outputs"
+KEPT = "kept"
+_KEY = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
 class OutputStore:
@@ -53,9 +55,22 @@ class OutputStore:
         except FileNotFoundError:
             raise FlashbulbError(ErrorKind.NOT_FOUND, "This image URL has expired or never existed.") from None
 
+    def keep(self, account_id: int, key: str, data: bytes) -> None:
+        """Keep an account's result under its own key (a Responses API id), for as long as a URL."""
+        self.blobs.write(f"{KEPT}/{account_id}/{key}", [data])
+
+    def kept(self, account_id: int, key: str) -> bytes:
+        """What `keep` kept for this account; NOT_FOUND if it is another's, unknown or expired."""
+        name = f"{KEPT}/{account_id}/{key}"
+        written = self.blobs.created(name) if _KEY.fullmatch(key) else None
+        if written is None or written + self.ttl_s < time.time():
+            raise FileNotFoundError(key)
+        with self.blobs.open(name) as data:
+            return data.read()
+
     def sweep(self) -> int:
         """Delete expired files (and writes a crash left half-done); returns how many."""
-        old = self.blobs.older_than(PREFIX, time.time() - self.ttl_s)
+        old = [*self.blobs.older_than(PREFIX, time.time() - self.ttl_s), *self.blobs.older_than(KEPT, time.time() - self.ttl_s)]
         for name in old:
             self.blobs.delete(name)
         return len(old)

@@ -47,13 +47,18 @@ def text_tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4)) if text else 0
 
 
+def prompt_tokens(request: ImageRequest) -> Tokens:
+    """What a request's prompt counts before it runs (Gemini's countTokens)."""
+    text = "\n".join(part for part in (request.system, request.prompt) if part)
+    image_in = sum(image_tokens(im.width, im.height) for im in request.images)
+    return Tokens(text_in=text_tokens(text), image_in=image_in, text_out=0, image_out=0)
+
+
 def count_tokens(request: ImageRequest, served: Served, *, text_out: str = "") -> Tokens:
     """`text_out` is the text the wire format actually returned (none for OpenAI's images API)."""
-    return Tokens(
-        text_in=text_tokens(request.prompt),
-        image_in=sum(image_tokens(im.width, im.height) for im in request.images),
-        text_out=math.ceil(len(text_out) / 4),
-        image_out=TOKENS_PER_OUTPUT_IMAGE * len(served.result.images),
+    prompt = prompt_tokens(request)
+    return dataclasses.replace(
+        prompt, text_out=math.ceil(len(text_out) / 4), image_out=TOKENS_PER_OUTPUT_IMAGE * len(served.result.images)
     )
 
 

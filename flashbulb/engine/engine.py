@@ -45,7 +45,7 @@ class Job:
 def fingerprint(request: ImageRequest) -> str:
     """What makes two requests the same run for a model: the poison list's key."""
     digest = hashlib.sha256()
-    for part in (request.model, request.prompt, request.system, request.aspect_ratio, request.n, request.seed, request.quality):
+    for part in (request.model, request.prompt, request.system, request.aspect_ratio, request.size, request.n, request.seed, request.quality):
         digest.update(repr(part).encode() + b"\0")
     for image in [*request.images, *([request.mask] if request.mask is not None else [])]:
         digest.update(f"{image.mode}{image.size}".encode())
@@ -67,6 +67,10 @@ def finite(value: object) -> object:
     return value
 
 
+def _account(job: Job) -> int | None:
+    return job.request.caller.account_id if job.request.caller is not None else None
+
+
 class _ModelQueue:
     """One model's waiting jobs and the threads that feed them to its replicas."""
 
@@ -78,6 +82,8 @@ class _ModelQueue:
         self.max_batch = max_batch
         self.on_crash = on_crash
         self.waiting: list[Job] = []
+        self.turns: dict[int | None, int] = {}  # account -> jobs it has had (its place in the round)
+        self.clock = 0  # the turn of the job taken last
         self.cond = threading.Condition()
         self.closed = False
         self.started: dict[int, BaseException | None] = {}  # replica index -> its start error (None: serving)
@@ -90,12 +96,33 @@ class _ModelQueue:
 
     def submit(self, job: Job) -> Future:
         with self.cond:
-            # Behind every job of the same or a more urgent priority: live traffic overtakes batch jobs.
-            priority = job.request.priority
-            position = next((i for i, w in enumerate(self.waiting) if w.request.priority > priority), len(self.waiting))
-            self.waiting.insert(position, job)
+            account = _account(job)
+            if not any(_account(w) == account for w in self.waiting):
+                # An account that had nothing waiting joins the round at the current turn: it neither
+                # jumps ahead on credit saved while idle nor waits behind another's backlog.
+                self.turns[account] = max(self.turns.get(account, 0), self.clock)
+            self.waiting.append(job)
             self.cond.notify()
         return job.future
+
+    def _take_next(self) -> Job:
+        """Live traffic before batch jobs; within a priority, accounts take turns (fair share, so one
+        account's flood can't starve another's call), each account's own jobs in order. Under the lock."""
+        top = min(w.request.priority for w in self.waiting)
+        index = min(
+            (i for i, w in enumerate(self.waiting) if w.request.priority == top),
+            key=lambda i: (self.turns.get(_account(self.waiting[i]), 0), i),
+        )
+        job = self.waiting.pop(index)
+        self._took(job)
+        return job
+
+    def _took(self, job: Job) -> None:
+        account = _account(job)
+        self.clock = max(self.clock, self.turns.get(account, 0))
+        self.turns[account] = self.turns.get(account, 0) + 1
+        if len(self.turns) > 10_000:  # forget accounts behind the clock: they rejoin at it anyway
+            self.turns = {a: t for a, t in self.turns.items() if t > self.clock}
 
     def close(self) -> None:
         with self.cond:
@@ -139,7 +166,7 @@ class _ModelQueue:
                     self.cond.wait()
                 if self.closed:
                     return
-                first = self.waiting.pop(0)
+                first = self._take_next()
             # A worker that died while idle (killed, OOM-killed) is brought back before it is given a job.
             if (self.started.get(index) is not None or not replica.alive()) and not self._start(index, replica):
                 first.future.set_exception(self.started[index])
@@ -183,6 +210,7 @@ class _ModelQueue:
                 for job in list(self.waiting):
                     if len(found) < self.max_batch - 1 and batch_key(job.request) == key:
                         self.waiting.remove(job)
+                        self._took(job)
                         found.append(job)
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0 or len(found) >= self.max_batch - 1:

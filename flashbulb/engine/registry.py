@@ -10,6 +10,7 @@ from typing import Callable
 
 from flashbulb import __version__
 from flashbulb.config import Settings
+from flashbulb.engine.aspect import ratio_of
 from flashbulb.engine.backends import Backend
 from flashbulb.engine.types import ImageRequest
 from flashbulb.errors import ErrorKind, FlashbulbError
@@ -127,7 +128,7 @@ def _diffusion_batch_key(model, request: ImageRequest) -> Hashable | None:  # no
     """Text-to-image requests of one shape and image count share a batch; edits run alone."""
     if request.images:
         return None
-    return (model.size(request.aspect_ratio or "1:1"), request.n)
+    return (model.render_size(ratio_of(request), request.size), request.n)
 
 
 def _custom_entry(name: str, fields: dict) -> ModelEntry:
@@ -177,7 +178,11 @@ def default_aliases(image_model_installed: bool) -> dict[str, str]:
     """Customers' code names the hosted model (Gemini's or OpenAI's). It reaches the default generative model when its
     weights are here, else the offline photo model (which edits but can't draw from text)."""
     hosted = DEFAULT_IMAGE_MODEL if image_model_installed else "flashbulb-photo"
-    names = ("gemini-2.5-flash-image", "gemini-2.5-flash-image-preview", "gpt-image-1", "gpt-image-1-mini", "dall-e-2", "dall-e-3")
+    names = (
+        "gemini-2.5-flash-image", "gemini-2.5-flash-image-preview",
+        "gemini-3-pro-image-preview", "gemini-3-pro-image", "gemini-3.1-flash-image-preview", "gemini-3.1-flash-image",
+        "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "gpt-image-2", "dall-e-2", "dall-e-3",
+    )
     return {"flashbulb-image": DEFAULT_IMAGE_MODEL, **dict.fromkeys(names, hosted)}
 
 

@@ -41,6 +41,8 @@ class ImageRequest:
     # Where an edit may change the first image: "L" mode, 255 = repaint, 0 = keep (None: the model decides).
     mask: Image.Image | None = None
     aspect_ratio: str | None = None
+    # The exact output size asked for (Gemini's imageSize, OpenAI's size); None: the model's own size.
+    size: tuple[int, int] | None = None
     n: int = 1
     seed: int | None = None
     system: str = ""  # the system instruction: style and presets for generative models

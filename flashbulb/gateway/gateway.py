@@ -63,6 +63,27 @@ async def _succeeded(task: asyncio.Future) -> bool:
     return task.done() and not task.cancelled() and task.exception() is None
 
 
+# The most text one request may carry (prompt and system instruction each): gpt-image-1's prompt limit.
+# Gemini's image models take 32,768 tokens, about 4x this, but no image prompt needs that much, and
+# a 10 MB prompt held the photo worker for as long as its client waited (measured).
+MAX_PROMPT_CHARS = 32_000
+
+
+def check_request(request: ImageRequest) -> None:
+    """What every model refuses, whatever the wire format: a 400 before any hold."""
+    if request.seed is not None and not 0 <= request.seed < 2**63:
+        raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, "seed must be a whole number from 0 to 2^63-1", param="seed")
+    for field, text in (("prompt", request.prompt), ("systemInstruction", request.system)):
+        if len(text) > MAX_PROMPT_CHARS:
+            raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, f"{field} is {len(text):,} characters; the limit is "
+                                 f"{MAX_PROMPT_CHARS:,}", param=field)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\udc00" in JSON): nothing could store or echo it
+            raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, f"{field} is not valid Unicode text (an unpaired "
+                                 "surrogate escape)", param=field) from None
+
+
 class Gateway:
     def __init__(self, db: Database, engine: Engine, settings: Settings):
         self.db = db
@@ -86,15 +107,8 @@ class Gateway:
         entry = self.engine.registry.resolve(request.model)
         accounts.check_scope(request.caller, request.model, entry.name)  # a key scoped to other models: 403
         request.model = entry.name
+        check_request(request)
         entry.check(request)  # not installed, or a request this model can't serve: 400 before any hold
-        if request.seed is not None and not 0 <= request.seed < 2**63:
-            raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, "seed must be a whole number from 0 to 2^63-1", param="seed")
-        for field, text in (("prompt", request.prompt), ("systemInstruction", request.system)):
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:  # a lone surrogate ("\udc00" in JSON): nothing could store or echo it
-                raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, f"{field} is not valid Unicode text (an unpaired "
-                                     "surrogate escape)", param=field) from None
         # Rate limits come before the hold, so a refused call is never charged. Batch items
         # (priority 1) are exempt: the batch runner meters them itself ([batch] max_in_flight).
         lease = await self.limiter.acquire(request.caller) if request.priority == 0 else None

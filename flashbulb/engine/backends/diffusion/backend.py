@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from flashbulb.config import Settings
-from flashbulb.engine.aspect import GEMINI_SIZES, ratio_value
+from flashbulb.engine.aspect import ratio_of
 from flashbulb.engine.backends.diffusion import masks, presets, weights
 from flashbulb.engine.backends.diffusion.catalog import GENERATE, INPAINT, DiffusionModel
 from flashbulb.engine.backends.diffusion.fastpath import FastPath, speed_up
@@ -54,12 +54,6 @@ def _is_out_of_memory(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
-
-def nearest_ratio(image: Image.Image) -> str:
-    """The Gemini aspect ratio closest to a photo's (an edit keeps the reference's shape)."""
-    value = image.width / image.height
-    return min(GEMINI_SIZES, key=lambda r: abs(np.log(ratio_value(r) / value)))
 
 
 class DiffusionBackend:
@@ -142,8 +136,7 @@ class DiffusionBackend:
         return [base + k for k in range(request.n)]
 
     def _size(self, request: ImageRequest) -> tuple[int, int]:
-        ratio = request.aspect_ratio or (nearest_ratio(request.images[0]) if request.images else "1:1")
-        return self.model.size(ratio)
+        return self.model.render_size(ratio_of(request), request.size)
 
     def _generate(
         self, plans: list[presets.PromptPlan], first: ImageRequest, width: int, height: int,

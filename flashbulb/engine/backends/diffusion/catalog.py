@@ -28,6 +28,11 @@ SAI_COMMUNITY = "Stability AI Community License (research and non-commercial; co
 OPENRAIL_XL = "CreativeML OpenRAIL++-M"
 
 
+# Diffusion transformers and UNets hold together up to about 4x the area they were trained at (FLUX.2
+# is trained up to 4 MP); past that they repeat subjects, so larger sizes are drawn natively then enlarged.
+NATIVE_GROWTH = 4
+
+
 @dataclasses.dataclass(frozen=True)
 class DiffusionModel:
     name: str
@@ -57,6 +62,16 @@ class DiffusionModel:
         scale = math.sqrt(self.pixels / (1024 * 1024))
         m = self.size_multiple
         return max(m, round(width * scale / m) * m), max(m, round(height * scale / m) * m)
+
+    def render_size(self, aspect_ratio: str, asked: tuple[int, int] | None) -> tuple[int, int]:
+        """What to draw: the size asked where this model draws it well (up to NATIVE_GROWTH times its
+        area, sides in its multiple), else its own size for the ratio (enlarged afterwards)."""
+        if asked is not None:
+            width, height = asked
+            m = self.size_multiple
+            if width % m == 0 and height % m == 0 and width * height <= self.pixels * NATIVE_GROWTH:
+                return width, height
+        return self.size(aspect_ratio)
 
     @property
     def licence_note(self) -> str:
