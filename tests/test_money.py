@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from conftest import astronaut, gemini_body, png_bytes, start_server, wait_for
 from flashbulb.store import db as store
-from flashbulb.store.tables import Account, Hold, LedgerEntry, UsageRecord
+from flashbulb.store.tables import Account, Hold, IdempotentCall, LedgerEntry, UsageRecord
 
 PRICE = 2_000  # flashbulb-photo, micro-USD per image
 
@@ -165,6 +165,35 @@ def test_an_idempotency_key_runs_a_call_once_and_replays_its_answer(any_db_serve
     assert "idempotent-replayed" not in server.generate(server.create_key("1"), payload, headers=order).headers
 
 
+def test_a_minted_secret_is_never_stored_in_the_clear_and_a_revoked_key_gets_no_replay(any_db_server):
+    server = any_db_server
+    admin = {"x-goog-api-key": server.admin_key, "idempotency-key": f"mint-{uuid.uuid4().hex[:6]}"}
+    order = {"account": f"secret-{uuid.uuid4().hex[:6]}", "credits_usd": "1"}
+    minted = httpx.post(f"{server.base_url}/admin/keys", headers=admin, json=order)
+    assert minted.status_code == 200, minted.text
+    new_key = minted.json()["key"]
+    again = httpx.post(f"{server.base_url}/admin/keys", headers=admin, json=order)  # a retry gets the same key
+    assert again.headers["idempotent-replayed"] == "true" and again.json()["key"] == new_key
+    database = store.connect(server.database_url)
+    try:
+        with database.connect() as conn:
+            kept = b"".join(body or b"" for body in conn.execute(select(IdempotentCall.body)).scalars())
+    finally:
+        database.dispose()
+    assert kept and new_key.encode() not in kept
+    # The new key makes a call with an Idempotency-Key, is revoked, and retries: refused, not replayed.
+    call = {"idempotency-key": f"call-{uuid.uuid4().hex[:6]}"}
+    assert server.generate(new_key, body(16), headers=call).status_code == 200
+    key_id = next(k["key_id"] for k in httpx.get(f"{server.base_url}/admin/keys", headers=admin).json()["keys"]
+                  if k["account"] == order["account"])
+    assert httpx.post(f"{server.base_url}/admin/keys/{key_id}/revoke", headers={"x-goog-api-key": server.admin_key}).status_code == 200
+    retried = server.generate(new_key, body(16), headers=call)
+    assert retried.status_code in (400, 401, 403) and "idempotent-replayed" not in retried.headers, retried.text
+    # A key sent as ?key= never reaches the access log.
+    httpx.get(f"{server.base_url}/v1beta/models", params={"key": new_key})
+    assert new_key not in server.log_path.read_text()
+
+
 def test_a_call_that_failed_runs_again_when_retried_with_its_idempotency_key(server):
     name = f"broke-{uuid.uuid4().hex[:6]}"
     key = server.create_key("0", name=name)
@@ -178,7 +207,7 @@ def test_a_call_that_failed_runs_again_when_retried_with_its_idempotency_key(ser
 
 
 def test_an_idempotency_claim_left_by_a_crash_is_taken_over_once_its_lease_ends(tmp_path):
-    from flashbulb.api.idempotency import Idempotency, sweep_expired
+    from flashbulb.api.idempotency import Idempotency, _open, _sealer, sweep_expired
 
     database = store.connect(f"sqlite:///{tmp_path / 'i.db'}")
     store.migrate(database)
@@ -187,11 +216,12 @@ def test_an_idempotency_claim_left_by_a_crash_is_taken_over_once_its_lease_ends(
     assert crashed._claim("k", "same call", "run-2").state == "running"  # still leased: a retry gets 409
     time.sleep(0.3)
     assert crashed._claim("k", "same call", "run-3") is None  # the lease is over: this run takes it
-    crashed._finish("k", "run-1", {"status": 200, "headers": [], "chunks": [b"late"]})  # the lost run can't store
-    crashed._finish("k", "run-3", {"status": 200, "headers": [(b"content-type", b"application/json")], "chunks": [b"{}"]})
-    assert crashed._claim("k", "same call", "run-4").body == b"{}"
+    sealer = _sealer("fb-key", "order-1")
+    crashed._finish("k", "run-1", {"status": 200, "headers": [], "chunks": [b"late"]}, sealer)  # the lost run can't store
+    crashed._finish("k", "run-3", {"status": 200, "headers": [(b"content-type", b"application/json")], "chunks": [b"{}"]}, sealer)
+    assert _open(sealer, crashed._claim("k", "same call", "run-4").body) == b"{}"
     assert sweep_expired(database) == 0
-    Idempotency(None, database, ttl_s=0, run_lease_s=60)._finish("k", "run-3", {"status": 200, "headers": [], "chunks": []})
+    Idempotency(None, database, ttl_s=0, run_lease_s=60)._finish("k", "run-3", {"status": 200, "headers": [], "chunks": []}, sealer)
     assert sweep_expired(database) == 1
     database.dispose()
 

@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -138,3 +139,29 @@ def test_a_measurement_that_is_not_a_number_is_written_as_null(server):
     assert answer.json()["flashbulb"]["quality"] == {"noise": None, "scores": [None, 1.0]}
     usage = httpx.get(f"{server.base_url}/flashbulb/account/usage", headers={"x-goog-api-key": key})
     assert usage.status_code == 200 and usage.json()["records"][0]["quality"]["noise"] is None
+
+
+def test_one_accounts_flood_does_not_starve_another_account(server):
+    # Account A queues 12 calls of 0.3 s on the one `faulty` replica; B's single call, sent after
+    # them, takes the next turn (first come, first served would put it behind all 12).
+    flooder, other = server.create_key("1"), server.create_key("1")
+    with ThreadPoolExecutor(12) as pool:
+        flood = [pool.submit(ask, server, flooder, f"sleep 0.3 #{i}") for i in range(12)]
+        wait_for(lambda: queued(server, "faulty") >= 8, what="A's backlog to queue up")
+        assert ask(server, other, "hello").status_code == 200
+        still_waiting = sum(not f.done() for f in flood)
+        assert all(f.result().status_code == 200 for f in flood)
+    assert still_waiting >= 6, f"B was answered after {12 - still_waiting} of A's 12 calls"
+
+
+def queued(server, model: str) -> int:  # noqa: ANN001
+    metrics = httpx.get(f"{server.base_url}/metrics").text
+    line = next((l for l in metrics.splitlines() if l.startswith("flashbulb_queue_depth") and f'model="{model}"' in l), None)
+    return int(float(line.rsplit(" ", 1)[1])) if line else 0
+
+
+def test_a_prompt_past_the_limit_is_a_400_before_any_work_or_charge(server):
+    key = server.create_key("1")
+    answer = ask(server, key, "brighter, " * 3_201)
+    assert answer.status_code == 400 and "32,000" in answer.json()["error"]["message"]
+    assert account(server, key)["balanceMicros"] == 1_000_000
