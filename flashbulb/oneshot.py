@@ -141,6 +141,12 @@ def _remote_error(response: httpx.Response) -> FlashbulbError:
 
 
 def _answer(body: dict) -> Answer:
+    extra = body.get("flashbulb", {})
+    if "candidates" not in body:  # a blocked input: promptFeedback says why
+        feedback = body.get("promptFeedback", {})
+        result = ImageResult(text=feedback.get("blockReasonMessage", ""), finish_reason=FinishReason.IMAGE_SAFETY,
+                             quality=extra.get("quality", {}))
+        return Answer(result, charge_micros=extra.get("chargeMicros"))
     candidate = body["candidates"][0]
     images, text = [], []
     for part in candidate["content"]["parts"]:
@@ -148,7 +154,6 @@ def _answer(body: dict) -> Answer:
             images.append(Image.open(io.BytesIO(base64.b64decode(part["inlineData"]["data"]))))
         elif "text" in part:
             text.append(part["text"])
-    extra = body.get("flashbulb", {})
     result = ImageResult(
         images=images,
         text=" ".join(text),

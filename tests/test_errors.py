@@ -200,17 +200,65 @@ HOSTILE = [
     ("1x1-rembrandt", "POST", "/v1beta/models/flashbulb-photo:generateContent", {"json": gemini_body(TINY, "rembrandt lighting")}, "google"),
     ("1x1-restore", "POST", "/v1beta/models/flashbulb-photo:generateContent", {"json": gemini_body(TINY, "restore it")}, "google"),
     ("lone-surrogate-prompt", "POST", "/v1beta/models/flashbulb-photo:generateContent", {"content": LONE_SURROGATE}, "google"),
+    # PostgreSQL can't store U+0000 and checks column lengths (each of these was a 500 there).
+    ("nul-file-name", "GET", "/v1beta/files/%00", {}, "google"),
+    ("nul-upload-display-name", "POST", "/upload/v1beta/files",
+     {"json": {"file": {"displayName": "a\u0000b"}}, "headers": START_UPLOAD}, "google"),
+    ("nul-upload-mime-type", "POST", "/upload/v1beta/files", {"json": {"file": {"mimeType": "image/\u0000"}}, "headers": START_UPLOAD}, "google"),
+    ("300-char-upload-mime-type", "POST", "/upload/v1beta/files", {"json": {"file": {"mimeType": "x" * 300}}, "headers": START_UPLOAD}, "google"),
+    ("nul-batch-display-name", "POST", "/v1beta/models/flashbulb-photo:batchGenerateContent",
+     {"json": {"batch": {"displayName": "a\u0000", "inputConfig": {"requests": {"requests": [
+         {"request": gemini_body(png_bytes(astronaut(16)), "make it brighter"), "metadata": {"key": "k"}}]}}}}}, "google"),
+    ("nul-redeem-code", "POST", "/flashbulb/account/redeem", {"json": {"code": "FB-\u0000"}}, "google"),
+    # One request may not ask for too much, nor for what no model can give.
+    ("40k-char-prompt-gemini", "POST", "/v1beta/models/flashbulb-photo:generateContent",
+     {"json": gemini_body(png_bytes(astronaut(16)), "brighter, " * 4_000)}, "google"),
+    ("40k-char-prompt-openai", "POST", "/v1/images/generations", {"json": {"prompt": "x" * 40_000}}, "openai"),
+    ("three-images-for-the-photo-model", "POST", "/v1beta/models/flashbulb-photo:generateContent",
+     {"json": {"contents": [{"parts": [{"text": "restore"}, *[{"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png_bytes(astronaut(16))).decode()}}] * 3]}]}}, "google"),
+    ("image-size-3K", "POST", "/v1beta/models/flashbulb-photo:generateContent",
+     {"json": {**gemini_body(png_bytes(astronaut(16)), "restore"), "generationConfig": {"imageConfig": {"imageSize": "3K"}}}}, "google"),
+    ("aspect-ratio-2:1", "POST", "/v1beta/models/flashbulb-photo:generateContent",
+     {"json": {**gemini_body(png_bytes(astronaut(16)), "restore"), "generationConfig": {"imageConfig": {"aspectRatio": "2:1"}}}}, "google"),
+    ("file-data-unknown-file", "POST", "/v1beta/models/flashbulb-photo:generateContent",
+     {"json": {"contents": [{"parts": [{"text": "restore"}, {"fileData": {"fileUri": "files/nope", "mimeType": "image/png"}}]}]}}, "google"),
+    ("file-data-foreign-uri", "POST", "/v1beta/models/flashbulb-photo:generateContent",
+     {"json": {"contents": [{"parts": [{"text": "restore"}, {"fileData": {"fileUri": "gs://bucket/cat.png"}}]}]}}, "google"),
+    ("count-tokens-deep-json", "POST", "/v1beta/models/flashbulb-photo:countTokens", {"content": DEEP}, "google"),
+    ("count-tokens-no-contents", "POST", "/v1beta/models/flashbulb-photo:countTokens", {"json": {}}, "google"),
+    ("openai-size-not-16", "POST", "/v1/images/generations", {"json": {"prompt": "x", "size": "1000x1000"}}, "openai"),
+    ("openai-size-4-to-1", "POST", "/v1/images/generations", {"json": {"prompt": "x", "size": "4096x1024"}}, "openai"),
+    ("openai-partial-images-9", "POST", "/v1/images/generations", {"json": {"prompt": "x", "stream": True, "partial_images": 9}}, "openai"),
+    ("openai-stream-refused-free", "POST", "/v1/images/generations", {"json": {"prompt": "a cat", "model": "flashbulb-photo", "stream": True}}, "openai"),
+    ("responses-no-image-tool", "POST", "/v1/responses", {"json": {"model": "gpt-5", "input": "hi"}}, "openai"),
+    ("responses-deep-json", "POST", "/v1/responses", {"content": DEEP}, "openai"),
+    ("responses-input-is-a-number", "POST", "/v1/responses", {"json": {"input": 5, "tools": [{"type": "image_generation"}]}}, "openai"),
+    ("responses-http-image-url", "POST", "/v1/responses", {"json": {"input": [{"role": "user", "content": [
+        {"type": "input_image", "image_url": "http://169.254.169.254/latest"}]}], "tools": [{"type": "image_generation"}]}}, "openai"),
+    ("responses-bad-base64", "POST", "/v1/responses", {"json": {"input": [{"role": "user", "content": [
+        {"type": "input_image", "image_url": "data:image/png;base64,!!!"}]}], "tools": [{"type": "image_generation"}]}}, "openai"),
+    ("responses-unknown-previous", "POST", "/v1/responses",
+     {"json": {"input": "sharper", "previous_response_id": "resp_nope", "tools": [{"type": "image_generation"}]}}, "openai"),
+    ("responses-edit-without-image", "POST", "/v1/responses",
+     {"json": {"input": "sharper", "tools": [{"type": "image_generation", "action": "edit"}]}}, "openai"),
+    ("responses-tool-size-huge", "POST", "/v1/responses",
+     {"json": {"input": "a cat", "tools": [{"type": "image_generation", "size": "99999x99999"}]}}, "openai"),
 ]
 
 
 @pytest.mark.parametrize("name,method,path,send,shape", HOSTILE, ids=[case[0] for case in HOSTILE])
-def test_hostile_input_gets_a_4xx_in_the_callers_shape_costs_nothing_and_leaves_the_server_up(server, name, method, path, send, shape):
+def test_hostile_input_gets_a_4xx_in_the_callers_shape_costs_nothing_and_leaves_the_server_up(
+    any_db_server, name, method, path, send, shape
+):
+    server = any_db_server
     key = server.create_key("1")
     auth = {"authorization": f"Bearer {key}"} if shape == "openai" else {"x-goog-api-key": key}
     headers = {**auth, "content-type": "application/json", **send.get("headers", {})}
     body = {k: v for k, v in send.items() if k != "headers"}
     response = httpx.request(method, server.base_url + path, headers=headers, timeout=60, **body)
-    if response.status_code == 200:  # understood, but refused as an answer without an image
+    if response.headers.get("content-type", "").startswith("text/event-stream"):  # a stream's refusal is its error event
+        assert response.status_code == 200 and "event: error" in response.text and "completed" not in response.text, response.text
+    elif response.status_code == 200:  # understood, but refused as an answer without an image
         assert response.json()["candidates"][0]["finishReason"] == "NO_IMAGE", response.text
     else:
         assert 400 <= response.status_code < 500, response.text

@@ -190,10 +190,13 @@ def test_blocked_input_is_image_safety_and_free(tmp_path, portrait):
         key = server.create_key("1")
         response = server.generate(key, gemini_body(png_bytes(portrait), "restore"))
         body = response.json()
-        assert response.status_code == 200
-        assert body["candidates"][0]["finishReason"] == "IMAGE_SAFETY"
+        # As Gemini answers a blocked prompt: promptFeedback says why, and there is no candidate.
+        assert response.status_code == 200 and "candidates" not in body
+        assert body["promptFeedback"]["blockReason"] == "IMAGE_SAFETY"
         assert body["flashbulb"]["chargeMicros"] == 0
-        assert "FACE_FEMALE" in body["candidates"][0]["content"]["parts"][0]["text"]
+        assert "FACE_FEMALE" in body["promptFeedback"]["blockReasonMessage"]
+        sdk = server.genai(key).models.generate_content(model="flashbulb-photo", contents=[portrait, "restore"])
+        assert sdk.candidates is None and sdk.prompt_feedback.block_reason.name == "IMAGE_SAFETY"
         assert "blocked by safety" in server.log_path.read_text()
     finally:
         server.stop()

@@ -120,7 +120,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
     # /v1/models is both APIs' path: OpenAI's routes match only OpenAI callers, so they go first.
     app.include_router(openai.build_models_router(gateway), prefix="/v1")
     for version in GEMINI_VERSIONS:
-        app.include_router(gemini.build_router(gateway), prefix=f"/{version}")
+        app.include_router(gemini.build_router(gateway, file_store), prefix=f"/{version}")
     app.include_router(openai.build_router(gateway, result_files), prefix="/v1")
     app.include_router(responses.build_router(gateway, result_files), prefix="/v1")
     app.include_router(outputs.build_router(result_files), prefix="/v1/files/images")

@@ -8,6 +8,7 @@ import re
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.routing import get_route_path
@@ -142,6 +143,9 @@ async def on_http_error(request: Request, error: HTTPException) -> JSONResponse:
 
 async def on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
     """A bug still answers in the caller's wire format (the traceback goes to the server log)."""
+    if isinstance(error, DataError):  # a value its column can't take (too long, out of range): the caller's
+        message = "A value in this request is too long or out of range for what it names; shorten it."
+        return error_response(FlashbulbError(ErrorKind.INVALID_ARGUMENT, message), request)
     return error_response(FlashbulbError(ErrorKind.INTERNAL, "Internal error; the server log has the details."), request)
 
 

@@ -9,7 +9,8 @@ import asyncio
 import base64
 import binascii
 import json
-from typing import Any, AsyncIterator
+import re
+from typing import Any, AsyncIterator, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -26,6 +27,7 @@ from flashbulb.engine.registry import ModelEntry
 from flashbulb.engine.types import Caller, FinishReason, ImageRequest, JobContext
 from flashbulb.errors import FlashbulbError, invalid
 from flashbulb.gateway.gateway import Gateway, Served
+from flashbulb.jobs.files import FileStore
 
 MAX_CANDIDATES = 4
 
@@ -102,9 +104,16 @@ def parse_body(body: bytes, *, count_tokens: bool = False) -> GenerateContentReq
         raise invalid(describe_validation(exc.errors())) from exc
 
 
+# fileData.fileUri naming one of flashbulb's own files: `files/<id>`, or its full `uri`.
+_FILE_URI = re.compile(r"(?:^|/)files/([a-z0-9-]{1,40})")
+
+
 def to_image_request(
-    wire: GenerateContentRequest, *, model: str, caller: Caller, request_id: str, max_pixels: int, max_images: int
+    wire: GenerateContentRequest, *, model: str, caller: Caller, request_id: str, max_pixels: int, max_images: int,
+    read_file: Callable[[str], bytes] | None = None,
 ) -> ImageRequest:
+    """`read_file` gives the bytes of one of the caller's files (by id) for fileData parts; without
+    it (batch items) fileData is refused."""
     if not wire.contents:
         raise invalid("contents is empty: send at least one user turn with text or an image")
     turns = wire.contents
@@ -117,7 +126,11 @@ def to_image_request(
         for p, part in enumerate(content.parts):
             where = f"contents[{index}].parts[{p}]"
             if part.file_data is not None:
-                raise invalid(f"{where}.fileData is not supported; send the image as inlineData")
+                match = _FILE_URI.search(part.file_data.file_uri.split("?")[0])
+                if read_file is None or match is None:
+                    raise invalid(f"{where}.fileData.fileUri must name a file uploaded to this server (files/<id>); "
+                                  "or send the image as inlineData")
+                found.append(decode_image(read_file(match[1]), max_pixels=max_pixels, what=f"{where}.fileData"))
             if part.inline_data is not None:
                 if part.inline_data.mime_type and not part.inline_data.mime_type.startswith("image/"):
                     raise invalid(f"{where}.inlineData.mimeType {part.inline_data.mime_type!r} is not an image type")
@@ -184,14 +197,13 @@ def to_response(request: ImageRequest, served: Served) -> dict[str, Any]:
     candidate_details = [{"modality": "IMAGE", "tokenCount": tokens.image_out}] if tokens.image_out else []
     if tokens.text_out:
         candidate_details.insert(0, {"modality": "TEXT", "tokenCount": tokens.text_out})
+    if result.input_blocked:  # as Gemini answers a blocked prompt: feedback on it, no candidate
+        answer: dict[str, Any] = {"promptFeedback": {"blockReason": "IMAGE_SAFETY", "blockReasonMessage": result.text}}
+    else:
+        candidate = {"content": {"role": "model", "parts": parts}, "finishReason": result.finish_reason.value, "index": 0}
+        answer = {"candidates": [candidate]}
     return {
-        "candidates": [
-            {
-                "content": {"role": "model", "parts": parts},
-                "finishReason": result.finish_reason.value,
-                "index": 0,
-            }
-        ],
+        **answer,
         "usageMetadata": {
             "promptTokenCount": tokens.prompt,
             "candidatesTokenCount": tokens.output,
@@ -240,10 +252,22 @@ def model_resource(entry: ModelEntry, name: str | None = None) -> dict[str, Any]
 # ---- routes ----
 
 
-def build_router(gateway: Gateway) -> APIRouter:
+def build_router(gateway: Gateway, files: FileStore) -> APIRouter:
     router = APIRouter()
     settings = gateway.settings
     registry = gateway.engine.registry
+
+    def file_reader(caller: Caller) -> Callable[[str], bytes]:
+        def read(file_id: str) -> bytes:
+            info = files.get(caller.account_id, file_id)  # another account's file is a 404, as an unknown one
+            if not info.mime_type.startswith("image/"):
+                raise invalid(f"files/{file_id} is {info.mime_type}, not an image")
+            if info.size_bytes > settings.max_body_bytes:  # no larger than the same image sent inline
+                raise invalid(f"files/{file_id} is {info.size_bytes:,} bytes; an image may be at most {settings.max_body_bytes:,}")
+            with files.open(caller.account_id, file_id)[1] as data:
+                return data.read()
+
+        return read
 
     async def prepare(request: Request, model: str) -> ImageRequest:
         caller = await gateway.authenticate(api_key_of(request))
@@ -259,6 +283,7 @@ def build_router(gateway: Gateway) -> APIRouter:
                 request_id=request_id,
                 max_pixels=settings.max_input_pixels,
                 max_images=settings.max_input_images,
+                read_file=file_reader(caller),
             )
 
         return await asyncio.to_thread(translate)
@@ -288,7 +313,7 @@ def build_router(gateway: Gateway) -> APIRouter:
         def count() -> dict:
             image_request = to_image_request(
                 parse_body(body, count_tokens=True), model=model, caller=caller, request_id="count",
-                max_pixels=settings.max_input_pixels, max_images=settings.max_input_images,
+                max_pixels=settings.max_input_pixels, max_images=settings.max_input_images, read_file=file_reader(caller),
             )
             return counted_tokens(image_request)
 

@@ -22,6 +22,7 @@ def check_inputs(request_id: str, images: list[np.ndarray], block: tuple[str, ..
                 text=f"Input image {number} was blocked by the safety check ({', '.join(verdict.found)}); nothing was charged.",
                 finish_reason=FinishReason.IMAGE_SAFETY,
                 quality={"safety": {"inputs": [v.as_json() for v in verdicts]}},
+                input_blocked=True,
             )
             return verdicts, refused
     return verdicts, None

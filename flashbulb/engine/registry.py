@@ -70,7 +70,16 @@ def _photo_entry(settings: Settings) -> ModelEntry:
 PHOTO_MIN_SIDE = 8  # below this faces, masks and shading have nothing to work on (a 1x1 photo broke relighting)
 
 
+PHOTO_MAX_IMAGES = 2  # the photo to edit, and a second one to use as its new background
+
+
 def _check_photo(request: ImageRequest) -> None:
+    if len(request.images) > PHOTO_MAX_IMAGES:
+        raise FlashbulbError(
+            ErrorKind.INVALID_ARGUMENT,
+            f"flashbulb-photo takes at most {PHOTO_MAX_IMAGES} images (the photo to edit, then a new background); "
+            f"{len(request.images)} were sent. To combine more references use an edit model such as flux2-klein-4b.",
+        )
     if small := [f"{im.width}x{im.height}" for im in request.images if min(im.size) < PHOTO_MIN_SIDE]:
         raise FlashbulbError(
             ErrorKind.INVALID_ARGUMENT,

@@ -67,6 +67,7 @@ class ImageResult:
     timings_ms: dict[str, float] = dataclasses.field(default_factory=dict)
     quality: dict[str, object] = dataclasses.field(default_factory=dict)
     replica: dict | None = None  # {"id", "host", "pid"} of the replica that made it (set by the engine)
+    input_blocked: bool = False  # refused for what was sent (Gemini: promptFeedback, no candidate)
 
     @property
     def output_pixels(self) -> int:

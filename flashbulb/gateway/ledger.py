@@ -199,7 +199,8 @@ def close_hold(
                 key_id=row.key_id,
                 model=row.model,
                 charge_micros=charge_micros,
-                **dataclasses.asdict(usage),
+                # An error message may quote what the caller sent: it must never keep the hold from closing.
+                **{**dataclasses.asdict(usage), "error": usage.error.replace("\x00", "\\0")},
             )
         )
         if also is not None:

@@ -111,6 +111,8 @@ class FileStore:
             raise FlashbulbError(ErrorKind.TOO_LARGE, f"the file is {size_bytes:,} bytes; the limit is {self.max_bytes:,} bytes")
         if len(display_name) > 512:
             raise invalid("displayName must be at most 512 characters")
+        if len(mime_type) > 200:
+            raise invalid("mimeType must be at most 200 characters")
         file_id = name.removeprefix("files/") if name else new_id()
         if not _NAME.match(file_id):
             raise invalid(f"file name {name!r}: use 1-40 lowercase letters, digits or dashes (not first or last)")

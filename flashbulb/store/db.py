@@ -8,10 +8,29 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 
+from flashbulb.errors import ErrorKind, FlashbulbError
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def connect(url: str) -> Engine:
+    engine = _connect(url)
+    event.listen(engine, "before_cursor_execute", _refuse_nul)
+    return engine
+
+
+def _refuse_nul(_conn, _cursor, _statement, parameters, _context, _executemany) -> None:  # noqa: ANN001
+    """The one check of every string a caller's request can bring to a column: PostgreSQL can't
+    store U+0000 in text (measured: a 500 on /v1beta/files/%00, batch names, upload displayName,
+    JSONL keys, redeem codes, admin notes); SQLite could, but the same request gets the same answer."""
+    rows = parameters if isinstance(parameters, list) else [parameters]
+    for row in rows:
+        values = row.values() if isinstance(row, dict) else (row or ())
+        if any(isinstance(value, str) and "\x00" in value for value in values):
+            raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, "text with a NUL character (\\u0000) can't be stored; remove it")
+
+
+def _connect(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 

@@ -325,9 +325,12 @@ function decodeImage(part) {
 }
 
 async function received(answer, { prompt, before, userTurn, model }) {
-  const candidate = (answer.candidates || [])[0] || {};
+  // A blocked input comes back as promptFeedback, with no candidate (as Gemini answers).
+  const blocked = answer.promptFeedback?.blockReason;
+  const candidate = (answer.candidates || [])[0] || (blocked ? { finishReason: blocked } : {});
   const parts = candidate.content?.parts || [];
-  const text = parts.filter((p) => p.text && !p.thought).map((p) => p.text).join("\n");
+  const text = parts.filter((p) => p.text && !p.thought).map((p) => p.text).join("\n")
+    || answer.promptFeedback?.blockReasonMessage || "";
   const images = parts.filter((p) => p.inlineData);
   const fb = answer.flashbulb || {};
   const seconds = ((performance.now() - state.running.started) / 1000).toFixed(1);
