@@ -262,3 +262,49 @@ def _swallow(call) -> None:  # noqa: ANN001
         call()
     except httpx.HTTPError:
         pass
+
+
+def test_a_database_outage_is_a_503_that_costs_nothing_and_its_holds_are_released_when_it_is_back(new_postgres_database, tmp_path):
+    import sqlalchemy as sa
+
+    url = new_postgres_database()
+    name = url.rsplit("/", 1)[1]
+    unlimited = "[rate_limits]\nkey_rpm = 0\nkey_concurrent = 0\naccount_rpm = 0\naccount_concurrent = 0\n"
+    server = start_server(tmp_path, url, config=unlimited)
+    admin = sa.create_engine(url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/postgres",
+                             isolation_level="AUTOCOMMIT")
+    try:
+        key = server.create_key("10")
+        answers: list[httpx.Response] = []
+        until = time.monotonic() + 10
+
+        def call_repeatedly() -> None:
+            while time.monotonic() < until:
+                answers.append(server.generate(key, body(32, "make it brighter"), timeout=60))
+
+        callers = [threading.Thread(target=call_repeatedly) for _ in range(4)]
+        for caller in callers:
+            caller.start()
+        time.sleep(3)
+        # The database goes away for 3 s, as in a restart: every connection dropped, none accepted.
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
+            time.sleep(3)
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        for caller in callers:
+            caller.join()
+        codes = [a.status_code for a in answers]
+        assert set(codes) <= {200, 503} and 503 in codes and 200 in codes, codes
+        assert all(a.headers.get("retry-after") for a in answers if a.status_code == 503)
+        paid = codes.count(200)
+
+        def books() -> dict:
+            return httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
+
+        wait_for(lambda: books()["heldMicros"] == 0, timeout=20, what="the outage's holds to be released")
+        assert books()["balanceMicros"] == 10_000_000 - PRICE * paid  # exactly the answers given
+        assert server.generate(key, body(16)).status_code == 200
+    finally:
+        server.stop()
+        admin.dispose()

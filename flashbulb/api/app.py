@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
         logging.getLogger("uvicorn.access").addFilter(_hide_keys)  # after uvicorn configured its logging
         sweeper = asyncio.create_task(_sweep_expired(gateway))
         output_sweeper = asyncio.create_task(result_files.sweep_forever())
+        unclosed_releaser = asyncio.create_task(gateway.release_unclosed_forever())
         if to_warm:
             asyncio.get_running_loop().run_in_executor(None, _warm_up, gateway, to_warm, failed_warm)
         await batch_runner.start()
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
         await batch_runner.stop()  # before the engine closes: running items are released and put back
         sweeper.cancel()
         output_sweeper.cancel()
+        unclosed_releaser.cancel()
         gateway.engine.close()
 
     app = FastAPI(title="flashbulb", version=__version__, lifespan=lifespan)

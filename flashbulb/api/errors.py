@@ -9,6 +9,8 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
+
+from flashbulb.store.db import unavailable
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.routing import get_route_path
@@ -143,6 +145,9 @@ async def on_http_error(request: Request, error: HTTPException) -> JSONResponse:
 
 async def on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
     """A bug still answers in the caller's wire format (the traceback goes to the server log)."""
+    if unavailable(error):  # a database restart or failover: both SDKs retry a 503 with Retry-After
+        message = "The database is unavailable for a moment; nothing was charged. Retry shortly."
+        return error_response(FlashbulbError(ErrorKind.UNAVAILABLE, message, retry_after_s=2), request)
     if isinstance(error, DataError):  # a value its column can't take (too long, out of range): the caller's
         message = "A value in this request is too long or out of range for what it names; shorten it."
         return error_response(FlashbulbError(ErrorKind.INVALID_ARGUMENT, message), request)

@@ -20,6 +20,7 @@ from flashbulb.engine.types import Caller, Cancelled, FinishReason, ImageRequest
 from flashbulb.errors import ErrorKind, FlashbulbError
 from flashbulb.gateway import accounts, ledger, pricing
 from flashbulb.gateway.ratelimits import Lease, RateLimiter
+from flashbulb.store.db import unavailable
 
 log = logging.getLogger("flashbulb.gateway")
 
@@ -91,6 +92,7 @@ class Gateway:
         self.settings = settings
         self.limiter = RateLimiter(settings.rate_limits, max_lease_s=settings.hold_ttl_s)
         self._leases: dict[str, Lease] = {}  # request id -> its rate limit slots, from reserve to fulfil
+        self._unclosed: dict[str, ledger.Usage] = {}  # holds a database outage kept open: released when it is back
 
     async def authenticate(self, api_key: str | None) -> Caller:
         return await asyncio.to_thread(accounts.authenticate, self.db, api_key)
@@ -198,8 +200,39 @@ class Gateway:
                 # Shielded: a cancelled caller must still settle or release its hold.
                 pixels = output_pixels if isinstance(outcome, Served) else None
                 await asyncio.shield(asyncio.to_thread(self._close, request.request_id, charge, usage, outcome, record, pixels))
+            except Exception as exc:
+                if not unavailable(exc):
+                    raise
+                # The database went away (a restart, a failover): the answer can't be paid for, so
+                # it isn't given; the hold is released as soon as the database is back.
+                log.warning("request %s: the database is unavailable; its hold will be released when it is back", request.request_id)
+                usage.status, usage.error = "error", "the database was unavailable when the call finished"
+                self._unclosed[request.request_id] = usage
+                raise FlashbulbError(ErrorKind.UNAVAILABLE, "The database is unavailable for a moment; nothing was "
+                                     "charged. Retry shortly.", retry_after_s=2) from exc
             finally:
                 await self.limiter.release(lease)  # the rate limit slot, exactly once
+
+    def release_unclosed(self) -> int:
+        """Release the holds a database outage kept `fulfil` from closing (nothing is charged for
+        them: their callers got a 503). Returns how many; stops at the first that still fails."""
+        released = 0
+        for request_id, usage in list(self._unclosed.items()):
+            ledger.close_hold(self.db, request_id, 0, usage)
+            del self._unclosed[request_id]
+            released += 1
+        return released
+
+    async def release_unclosed_forever(self, every_s: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            if self._unclosed:
+                try:
+                    if released := await asyncio.to_thread(self.release_unclosed):
+                        log.warning("released %d holds left open by a database outage", released)
+                except Exception as exc:  # still down: try again in a moment
+                    if not unavailable(exc):
+                        log.exception("releasing holds left by a database outage failed")
 
     def _close(
         self, request_id: str, charge: int, usage: ledger.Usage, outcome: Served | BaseException, record: Recorder | None,

@@ -7,6 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 
 from flashbulb.errors import ErrorKind, FlashbulbError
 
@@ -28,6 +29,14 @@ def _refuse_nul(_conn, _cursor, _statement, parameters, _context, _executemany) 
         values = row.values() if isinstance(row, dict) else (row or ())
         if any(isinstance(value, str) and "\x00" in value for value in values):
             raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, "text with a NUL character (\\u0000) can't be stored; remove it")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether an error means the database can't be reached right now (restarting, failing over, a
+    dropped connection) rather than that the statement was wrong: the caller may retry."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError)) and not isinstance(exc, DataError)
 
 
 def _connect(url: str) -> Engine:
