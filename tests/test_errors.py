@@ -174,6 +174,7 @@ def test_sizes_past_every_library_limit_are_refused_free(server, image, prompt):
 START_UPLOAD = {"X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start"}
 DEEP = ("[" * 100_000 + "]" * 100_000).encode()
 TINY = png_bytes(Image.new("RGB", (1, 1)))
+BIG_B64 = base64.b64encode(png_bytes(Image.new("RGB", (2500, 2500), (90, 120, 150)))).decode()  # 6.25 MP in 20 KB
 LONE_SURROGATE = json.dumps(gemini_body(png_bytes(astronaut(32)), "make it brighter 'X'")).replace("'X'", "'\\udc00x'").encode()
 # (name, method, path, how the request is sent, wire format of the answer): each once gave a 500.
 HOSTILE = [
@@ -216,6 +217,13 @@ HOSTILE = [
     ("40k-char-prompt-openai", "POST", "/v1/images/generations", {"json": {"prompt": "x" * 40_000}}, "openai"),
     ("three-images-for-the-photo-model", "POST", "/v1beta/models/flashbulb-photo:generateContent",
      {"json": {"contents": [{"parts": [{"text": "restore"}, *[{"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png_bytes(astronaut(16))).decode()}}] * 3]}]}}, "google"),
+    # Memory: counted before decoding, and all of a request's images within one pixel budget.
+    ("16-images-of-2500x2500", "POST", "/v1beta/models/flashbulb-photo:generateContent",
+     {"json": {"contents": [{"parts": [{"text": "restore"}, *[{"inlineData": {"mimeType": "image/png", "data": BIG_B64}}] * 16]}]}}, "google"),
+    ("17-images", "POST", "/v1beta/models/flashbulb-photo:generateContent",
+     {"json": {"contents": [{"parts": [{"text": "restore"}, *[{"inlineData": {"mimeType": "image/png", "data": BIG_B64}}] * 17]}]}}, "google"),
+    ("responses-16-images-of-2500x2500", "POST", "/v1/responses", {"json": {"input": [{"role": "user", "content": [
+        {"type": "input_image", "image_url": "data:image/png;base64," + BIG_B64}] * 16}], "tools": [{"type": "image_generation"}]}}, "openai"),
     ("image-size-3K", "POST", "/v1beta/models/flashbulb-photo:generateContent",
      {"json": {**gemini_body(png_bytes(astronaut(16)), "restore"), "generationConfig": {"imageConfig": {"imageSize": "3K"}}}}, "google"),
     ("aspect-ratio-2:1", "POST", "/v1beta/models/flashbulb-photo:generateContent",

@@ -22,7 +22,7 @@ from flashbulb.api.errors import describe_validation, google_error_body
 from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers, prompt_tokens
 from flashbulb.api.serving import api_key_of, new_request_id, serve
 from flashbulb.engine.aspect import check_aspect_ratio, check_image_size, nearest_ratio, sized
-from flashbulb.engine.imageio import decode_image, encode_png
+from flashbulb.engine.imageio import PixelBudget, decode_image, encode_png
 from flashbulb.engine.registry import ModelEntry
 from flashbulb.engine.types import Caller, FinishReason, ImageRequest, JobContext
 from flashbulb.errors import FlashbulbError, invalid
@@ -120,6 +120,10 @@ def to_image_request(
     last = turns[-1]
     if (last.role or "user") != "user":
         raise invalid(f"the last turn in contents must be role 'user', not {last.role!r}")
+    sent = sum(1 for part in last.parts if part.inline_data is not None or part.file_data is not None)
+    if sent > max_images:  # counted before anything is decoded
+        raise invalid(f"{sent} images were sent; the limit is {max_images}")
+    budget = PixelBudget(max_pixels)
 
     def images_of(index: int, content: Content) -> list:
         found = []
@@ -130,12 +134,12 @@ def to_image_request(
                 if read_file is None or match is None:
                     raise invalid(f"{where}.fileData.fileUri must name a file uploaded to this server (files/<id>); "
                                   "or send the image as inlineData")
-                found.append(decode_image(read_file(match[1]), max_pixels=max_pixels, what=f"{where}.fileData"))
+                found.append(decode_image(read_file(match[1]), max_pixels=max_pixels, what=f"{where}.fileData", budget=budget))
             if part.inline_data is not None:
                 if part.inline_data.mime_type and not part.inline_data.mime_type.startswith("image/"):
                     raise invalid(f"{where}.inlineData.mimeType {part.inline_data.mime_type!r} is not an image type")
                 data = decode_base64(part.inline_data.data, f"{where}.inlineData")
-                found.append(decode_image(data, max_pixels=max_pixels, what=f"{where}.inlineData"))
+                found.append(decode_image(data, max_pixels=max_pixels, what=f"{where}.inlineData", budget=budget))
         return found
 
     images = images_of(len(turns) - 1, last)

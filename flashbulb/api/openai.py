@@ -29,7 +29,7 @@ from flashbulb.api.outputs import OutputStore
 from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers
 from flashbulb.api.serving import api_key_of, new_request_id, serve
 from flashbulb.engine.aspect import nearest_ratio
-from flashbulb.engine.imageio import decode_image, encode
+from flashbulb.engine.imageio import PixelBudget, decode_image, encode
 from flashbulb.engine.registry import ModelEntry, Registry
 from flashbulb.engine.types import Caller, FinishReason, ImageRequest, ImageResult, JobContext
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
@@ -156,9 +156,9 @@ def resolve_model(registry: Registry, name: str) -> ModelEntry:
         raise FlashbulbError(error.kind, error.message, param="model", code="model_not_found") from error
 
 
-def decode(data: bytes, what: str, param: str, max_pixels: int) -> Image.Image:
+def decode(data: bytes, what: str, param: str, max_pixels: int, budget: PixelBudget | None = None) -> Image.Image:
     try:
-        return decode_image(data, max_pixels=max_pixels, what=what)
+        return decode_image(data, max_pixels=max_pixels, what=what, budget=budget)
     except FlashbulbError as error:
         raise invalid(error.message, param=param) from error
 
@@ -183,7 +183,8 @@ def decode_inputs(
     if len(images) > max_images:
         raise invalid(f"{len(images)} images were sent; the limit is {max_images}.", param="image")
     names = [f"image {k + 1}" for k in range(len(images))] if len(images) > 1 else ["image"]
-    decoded = [decode(data, name, "image", max_pixels) for name, data in zip(names, images)]
+    budget = PixelBudget(max_pixels)
+    decoded = [decode(data, name, "image", max_pixels, budget) for name, data in zip(names, images)]
     if mask is None:
         return decoded, None
     return decoded, repaint_mask(decode(mask, "mask", "mask", max_pixels), decoded[0].size)

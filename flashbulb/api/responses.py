@@ -23,7 +23,7 @@ from flashbulb.api.errors import openai_error_body
 from flashbulb.api.openai import ImageParams, encode_all, parse_json, parse_params, refusal
 from flashbulb.api.openai import resolve_model, sse, to_image_request, to_response
 from flashbulb.api.serving import api_key_of, new_request_id, serve
-from flashbulb.engine.imageio import decode_image, encode_png
+from flashbulb.engine.imageio import PixelBudget, decode_image, encode_png
 from flashbulb.engine.types import Caller, FinishReason, ImageRequest, JobContext
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
 from flashbulb.gateway.gateway import Gateway, Served
@@ -88,16 +88,24 @@ def data_url_bytes(url: str, param: str) -> bytes:
         raise invalid(f"'{param}' is not valid base64.", param=param) from exc
 
 
-def read_input(wire: ResponsesRequest, max_pixels: int) -> tuple[str, list[Image.Image], list[Image.Image]]:
+def read_input(wire: ResponsesRequest, max_pixels: int, max_images: int) -> tuple[str, list[Image.Image], list[Image.Image]]:
     """The last user turn's text and images, and the images of earlier turns (newest last)."""
     if isinstance(wire.input, str):
         return wire.input, [], []
+    sent = sum(1 for item in wire.input for part in (item.get("content") if isinstance(item.get("content"), list) else [])
+               if isinstance(part, dict) and part.get("type") == "input_image")
+    if sent > max_images:  # counted before anything is decoded
+        raise invalid(f"{sent} images were sent; the limit is {max_images}.", param="input")
+    budget = PixelBudget(max_pixels)
     earlier: list[Image.Image] = []
     text, images = "", []
     for index, item in enumerate(wire.input):
         where = f"input[{index}]"
         if item.get("type") == "image_generation_call" and isinstance(item.get("result"), str):
-            earlier.append(decode_image(base64.b64decode(item["result"]), max_pixels=max_pixels, what=where))
+            try:
+                earlier.append(decode_image(base64.b64decode(item["result"]), max_pixels=max_pixels, what=where, budget=budget))
+            except ValueError as exc:  # not base64
+                raise invalid(f"'{where}.result' is not a base64 image.", param=f"{where}.result") from exc
             continue
         if item.get("role", "user") != "user":
             continue
@@ -114,7 +122,7 @@ def read_input(wire: ResponsesRequest, max_pixels: int) -> tuple[str, list[Image
                 param = f"{where}.content[{p}].image_url"
                 if not isinstance(part.get("image_url"), str):
                     raise invalid(f"'{param}' is required: send the image as a data URL (file_id is not supported here).", param=param)
-                turn_images.append(decode_image(data_url_bytes(part["image_url"], param), max_pixels=max_pixels, what=param))
+                turn_images.append(decode_image(data_url_bytes(part["image_url"], param), max_pixels=max_pixels, what=param, budget=budget))
             else:
                 raise invalid(f"'{where}.content[{p}]' must be an input_text or input_image part.", param=f"{where}.content")
         earlier.extend(images)
@@ -147,7 +155,7 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
 
     def translate(body: bytes, caller: Caller) -> tuple[ResponsesRequest, ImageTool, ImageParams, ImageRequest, str]:
         wire, tool = parse_request(body)
-        prompt, sent, earlier = read_input(wire, settings.max_input_pixels)
+        prompt, sent, earlier = read_input(wire, settings.max_input_pixels, settings.max_input_images)
         if wire.previous_response_id:
             try:
                 kept = outputs.kept(caller.account_id, wire.previous_response_id)

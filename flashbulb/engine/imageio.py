@@ -31,8 +31,24 @@ def size_problem(width: int, height: int, *, max_pixels: int, what: str) -> str 
     return None
 
 
-def decode_image(data: bytes, *, max_pixels: int, what: str = "image") -> Image.Image:
-    """Decode PNG/JPEG/WebP bytes to an upright RGB or RGBA image, refusing bombs before decoding."""
+class PixelBudget:
+    """The pixels all the images of one request may decode to together: the per-image limit alone let
+    one 0.5 MB request of 16 x 2500² images hold 3.1 GB (measured)."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.left = total
+
+    def take(self, width: int, height: int, what: str) -> None:
+        if width * height > self.left:
+            raise invalid(f"{what} is {width}x{height}; the images of one request may hold {self.total:,} pixels "
+                          f"together, and {self.total - self.left:,} are taken by the others")
+        self.left -= width * height
+
+
+def decode_image(data: bytes, *, max_pixels: int, what: str = "image", budget: PixelBudget | None = None) -> Image.Image:
+    """Decode PNG/JPEG/WebP bytes to an upright RGB or RGBA image, refusing bombs (and images past the
+    request's `budget`) from the header, before decoding."""
     if not data:
         raise invalid(f"{what} is empty")
     try:
@@ -44,6 +60,8 @@ def decode_image(data: bytes, *, max_pixels: int, what: str = "image") -> Image.
             # The header gives the size without decoding pixels: refuse bombs here.
             if problem := size_problem(image.width, image.height, max_pixels=max_pixels, what=what):
                 raise invalid(problem)
+            if budget is not None:
+                budget.take(image.width, image.height, what)
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise invalid(f"{what} claims more pixels than the limit of {max_pixels:,} (a decompression bomb?)") from exc
@@ -94,3 +112,4 @@ def encode(image: Image.Image, fmt: str = "png", *, quality: int = 100, opaque: 
     else:
         raise ValueError(f"unknown image format {fmt!r}")
     return buffer.getvalue()
+
