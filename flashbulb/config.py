@@ -91,6 +91,12 @@ class Settings:
     port: int = 8080
     # Limits on what a caller can send.
     max_body_bytes: int = 32 * 1024 * 1024
+    # How a caller must send it: a request head within head_timeout_s, a body within body_timeout_s plus
+    # a second per body_min_bytes_per_s bytes; at most max_connections open at once (then 503).
+    head_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    body_min_bytes_per_s: int = 64 * 1024
+    max_connections: int = 1000
     max_input_pixels: int = 40_000_000
     max_input_images: int = 16
     # The engine: how many requests may wait per model before we answer 503.

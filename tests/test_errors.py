@@ -6,6 +6,7 @@ import base64
 import json
 import io
 import struct
+import time
 import zlib
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 from google.genai import errors
 from PIL import Image
 
-from conftest import astronaut, gemini_body, png_bytes
+from conftest import astronaut, gemini_body, png_bytes, start_server
 
 
 def assert_google_error(response: httpx.Response, code: int, status: str, says: str) -> dict:
@@ -276,3 +277,48 @@ def test_hostile_input_gets_a_4xx_in_the_callers_shape_costs_nothing_and_leaves_
     assert account["balanceMicros"] == 1_000_000 and account["heldMicros"] == 0
     assert httpx.get(f"{server.base_url}/flashbulb/account/usage", headers={"x-goog-api-key": key}).status_code == 200
     assert server.generate(key, gemini_body(png_bytes(astronaut(16)), "make it brighter")).status_code == 200
+
+
+def test_slow_clients_are_closed_within_their_timeouts_while_others_are_served(tmp_path):
+    import socket
+
+    server = start_server(tmp_path, f"sqlite:///{tmp_path / 'slow.db'}", config="[limits]\nhead_timeout_s = 2\nbody_timeout_s = 2\n")
+    port = int(server.base_url.rsplit(":", 1)[1])
+    try:
+        key = server.create_key("1")
+
+        def connect() -> socket.socket:
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.settimeout(0.2)
+            return sock
+
+        # 30 connections that never finish their head (a header line a second), 10 whose body trickles.
+        heads = [connect() for _ in range(30)]
+        bodies = [connect() for _ in range(10)]
+        for sock in heads:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        for sock in bodies:
+            sock.sendall(b"POST /v1beta/models/flashbulb-photo:generateContent HTTP/1.1\r\nhost: x\r\n"
+                         b"x-goog-api-key: " + key.encode() + b"\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{")
+        started = time.monotonic()
+        open_ones = {*heads, *bodies}
+        answers: dict[socket.socket, bytes] = {}
+        while open_ones and time.monotonic() - started < 8:
+            assert server.generate(key, gemini_body(png_bytes(astronaut(16)), "make it brighter")).status_code == 200
+            for sock in list(open_ones):
+                try:
+                    sock.sendall(b"x-slow: 1\r\n" if sock in heads else b" ")
+                    while chunk := sock.recv(65536):
+                        answers[sock] = answers.get(sock, b"") + chunk
+                    open_ones.discard(sock)  # the server closed it
+                except (TimeoutError, socket.timeout):
+                    pass
+                except OSError:  # reset or broken pipe: closed too
+                    open_ones.discard(sock)
+            time.sleep(0.5)
+        closed_after = time.monotonic() - started
+        assert not open_ones, f"{len(open_ones)} slow connections still open after {closed_after:.1f} s"
+        assert all(b"too slowly" in answers.get(sock, b"") for sock in bodies), [answers.get(s, b"")[:80] for s in bodies]
+        assert server.healthy()
+    finally:
+        server.stop()

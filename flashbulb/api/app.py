@@ -117,7 +117,8 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
     app.add_middleware(
         idempotency.Idempotency, db=gateway.db, ttl_s=settings.idempotency_ttl_s, run_lease_s=settings.request_timeout_s + 60
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s,
+                       min_bytes_per_s=settings.body_min_bytes_per_s)
     metrics.install(app, gateway)
     # /v1/models is both APIs' path: OpenAI's routes match only OpenAI callers, so they go first.
     app.include_router(openai.build_models_router(gateway), prefix="/v1")

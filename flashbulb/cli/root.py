@@ -53,6 +53,7 @@ def serve(obj: Context, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from flashbulb.api.app import create_app
+    from flashbulb.api.limits import TimedH11Protocol
     from flashbulb.gateway import accounts
 
     settings = obj.settings
@@ -65,4 +66,6 @@ def serve(obj: Context, host: str | None, port: int | None) -> None:
         print(f"FLASHBULB_ADMIN_KEY={new.key}", flush=True)
     err.print(f"data dir: {settings.data_dir}  database: {settings.database_url.split('@')[-1]}")
     err.print(f"serving on http://{settings.host}:{settings.port}")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=5)
+    TimedH11Protocol.head_timeout_s = settings.head_timeout_s
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=5,
+                http=TimedH11Protocol, limit_concurrency=settings.max_connections)
