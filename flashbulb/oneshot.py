@@ -16,7 +16,7 @@ import httpx
 from PIL import Image
 
 from flashbulb.config import Settings
-from flashbulb.engine.imageio import decode_image
+from flashbulb.engine.imageio import decode_image, encode
 from flashbulb.engine.types import FinishReason, ImageRequest, ImageResult, JobContext
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
 
@@ -175,6 +175,6 @@ def save(images: list[Image.Image], output: Path) -> list[Path]:
     paths = output_paths(output, len(images))
     for image, path in zip(images, paths):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}.get(path.suffix.lower(), "PNG")
-        (image.convert("RGB") if fmt == "JPEG" else image).save(path, format=fmt)
+        fmt = {".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(path.suffix.lower(), "png")
+        path.write_bytes(encode(image, fmt, quality=95 if fmt == "jpeg" else 100))  # JPEG: transparency onto white
     return paths

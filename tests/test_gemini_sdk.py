@@ -192,12 +192,14 @@ def test_an_uploaded_file_is_an_image_part_by_its_uri_and_only_for_its_owner(ser
     uploaded = client.files.upload(file=path, config=types.UploadFileConfig(mime_type="image/png"))
     response = client.models.generate_content(model="gemini-3-pro-image-preview", contents=[uploaded, "upscale 2x"])
     assert image_parts(response)[0].size == (64, 64)
+    other = server.genai(server.create_key("1"))
     with pytest.raises(errors.ClientError) as raised:  # another account's file is as unknown as no file
-        server.genai(server.create_key("1")).models.generate_content(model="flashbulb-photo", contents=[uploaded, "upscale 2x"])
+        other.models.generate_content(model="flashbulb-photo", contents=[uploaded, "upscale 2x"])
     assert raised.value.code == 404
 
 
 def test_more_images_than_the_photo_model_takes_is_a_400_naming_its_limit(server, key):
+    client = server.genai(key)
     with pytest.raises(errors.ClientError) as raised:
-        server.genai(key).models.generate_content(model="flashbulb-photo", contents=[astronaut(16)] * 3 + ["restore"])
+        client.models.generate_content(model="flashbulb-photo", contents=[astronaut(16)] * 3 + ["restore"])
     assert raised.value.code == 400 and "at most 2 images" in raised.value.message

@@ -195,8 +195,86 @@ def test_blocked_input_is_image_safety_and_free(tmp_path, portrait):
         assert body["promptFeedback"]["blockReason"] == "IMAGE_SAFETY"
         assert body["flashbulb"]["chargeMicros"] == 0
         assert "FACE_FEMALE" in body["promptFeedback"]["blockReasonMessage"]
-        sdk = server.genai(key).models.generate_content(model="flashbulb-photo", contents=[portrait, "restore"])
+        client = server.genai(key)  # (kept: the SDK closes a client that is collected)
+        sdk = client.models.generate_content(model="flashbulb-photo", contents=[portrait, "restore"])
         assert sdk.candidates is None and sdk.prompt_feedback.block_reason.name == "IMAGE_SAFETY"
         assert "blocked by safety" in server.log_path.read_text()
     finally:
         server.stop()
+
+
+# ---- honesty: what was asked, or a plain (free) refusal ----
+
+
+def balance(server, key: str) -> int:  # noqa: ANN001
+    import httpx
+
+    return httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()["balanceMicros"]
+
+
+@pytest.mark.parametrize("prompt", ["change the background to a beach", "LinkedIn headshot with a beach background",
+                                    "put her in front of a bookshelf"])
+def test_a_scene_it_cannot_paint_is_a_free_no_image_naming_the_model_that_can(server, key, client, portrait, prompt):  # noqa: ANN001
+    before = balance(server, key)
+    response, image, _ = edit(client, prompt, portrait)
+    assert image is None and response.candidates[0].finish_reason == types.FinishReason.NO_IMAGE
+    assert "flux2-klein-4b" in response.text and balance(server, key) == before
+
+
+def test_camera_words_are_listed_as_ignored_and_the_edit_is_done(client, portrait):  # noqa: ANN001
+    response, image, _ = edit(client, "make it brighter, shot on a Sony a7 IV, 85mm, f/1.8", portrait)
+    assert image is not None and rgb(image).mean() > rgb(portrait).mean() + 5
+    assert "Ignored" in response.text and "85mm" in response.text
+
+
+def test_plus_one_stop_alone_is_an_exposure_change(client, portrait):  # noqa: ANN001
+    _, image, _ = edit(client, "+1 stop", portrait)
+    assert image is not None and rgb(image).mean() > rgb(portrait).mean() + 10
+
+
+@pytest.mark.parametrize("prompt", ["denoise", "remove the scratches", "fix the colour cast"])
+def test_cleaning_alone_does_not_enlarge(client, prompt):  # noqa: ANN001
+    photo = astronaut(64)
+    _, image, _ = edit(client, prompt, photo)
+    assert image.size == photo.size
+
+
+def test_an_upscale_to_a_width_reaches_it_or_says_why_not(server, key, client):  # noqa: ANN001
+    photo = Image.fromarray(data.coffee()).resize((96, 64), Image.Resampling.LANCZOS)
+    _, image, _ = edit(client, "upscale to 300 px wide", photo)
+    assert image.width == 300
+    before = balance(server, key)
+    response, image, _ = edit(client, "upscale to 4K", photo)  # 40x: past what it enlarges
+    assert image is None and "4x" in response.text and balance(server, key) == before
+
+
+def test_a_cut_out_clears_what_it_hides_and_flattens_onto_white_without_alpha(server, client, portrait, tmp_path):  # noqa: ANN001
+    _, image, _ = edit(client, "remove the background", portrait)
+    assert image.mode == "RGBA"
+    pixels = np.asarray(image)
+    hidden = pixels[..., 3] == 0
+    assert hidden.mean() > 0.2 and not pixels[hidden][:, :3].any()  # the old background is gone, not hidden
+    source = tmp_path / "portrait.png"
+    portrait.save(source)
+    server.cli("edit", str(source), "remove the background", "-o", str(tmp_path / "cut.jpg"))
+    flat = np.asarray(Image.open(tmp_path / "cut.jpg").convert("RGB"), dtype=np.float32)
+    assert flat[hidden].mean() > 240  # white where the background was, not the original photo
+
+
+def test_a_wide_crop_of_a_portrait_keeps_the_whole_face(client):  # noqa: ANN001
+    portrait = Image.fromarray(data.astronaut()).crop((64, 0, 448, 512)).resize((192, 256), Image.Resampling.LANCZOS)
+    response, image, quality = edit(client, "make it brighter", portrait, aspect_ratio="16:9")
+    assert image is not None, response.text
+    assert keeps_identity(quality) and image.width / image.height == pytest.approx(16 / 9, abs=0.02)
+    _, top, _, bottom = face_box(image)
+    assert top > 0 and bottom < image.height  # the whole face inside the frame, not cut at the eyes
+
+
+def test_n_above_one_on_the_photo_model_is_a_free_400(server, key, client, portrait):  # noqa: ANN001
+    from google.genai import errors
+
+    before = balance(server, key)
+    with pytest.raises(errors.ClientError) as raised:
+        client.models.generate_content(model="flashbulb-photo", contents=[portrait, "make it brighter"],
+                                       config=types.GenerateContentConfig(candidate_count=2))
+    assert raised.value.code == 400 and "one result per edit" in raised.value.message and balance(server, key) == before

@@ -74,6 +74,12 @@ PHOTO_MAX_IMAGES = 2  # the photo to edit, and a second one to use as its new ba
 
 
 def _check_photo(request: ImageRequest) -> None:
+    if request.n > 1:
+        raise FlashbulbError(
+            ErrorKind.INVALID_ARGUMENT,
+            f"flashbulb-photo makes one result per edit (the same instruction gives the same image); {request.n} were "
+            "asked. Ask for 1, or use a generative model for variations.",
+        )
     if len(request.images) > PHOTO_MAX_IMAGES:
         raise FlashbulbError(
             ErrorKind.INVALID_ARGUMENT,

@@ -57,12 +57,21 @@ def crop_box(width: int, height: int, ratio: float, center: tuple[float, float] 
 
 
 def crop(canvas: Canvas, ratio: float) -> None:
-    """Crop to an aspect ratio, keeping the main face in frame when there is one."""
+    """Crop to an aspect ratio keeping the main face's whole head in frame, with some headroom above
+    it, when the crop is tall enough; otherwise centred on the face. (Centring a little below the face
+    cut the eyes off a portrait cropped to 16:9, measured.)"""
     faces = canvas.faces()
     center = None
     if faces:
-        cx, cy = faces[0].center
-        center = (cx, cy + faces[0].height * 0.6)  # a little below the face: head and shoulders
+        x0, top, x1, bottom = faces[0].box
+        head_top, head_bottom = top - 0.45 * (bottom - top), bottom + 0.15 * (bottom - top)  # hair, chin
+        _, box_top, _, box_bottom = crop_box(*canvas.size, ratio)
+        h = box_bottom - box_top
+        if h >= head_bottom - head_top:
+            window_top = head_top - 0.15 * (h - (head_bottom - head_top))
+            center = ((x0 + x1) / 2, window_top + h / 2)
+        else:
+            center = ((x0 + x1) / 2, (top + bottom) / 2)
     x0, y0, x1, y1 = crop_box(*canvas.size, ratio, center)
     canvas.set(canvas.rgb[y0:y1, x0:x1], None if canvas.alpha is None else canvas.alpha[y0:y1, x0:x1])
 

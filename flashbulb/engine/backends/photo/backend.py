@@ -55,8 +55,10 @@ class PhotoBackend:
         plan = instructions.parse(request.prompt)
         if plan.not_understood:
             return _no_image(
-                f"flashbulb-photo can't do {', '.join(repr(c) for c in plan.not_understood)}. "
-                f"It understands — {instructions.vocabulary()}."
+                f"flashbulb-photo can't do {', '.join(repr(c) for c in plan.not_understood)}; nothing was done or "
+                "charged. A new scene, clothing or objects need a generative edit model such as flux2-klein-4b or "
+                f"qwen-image-edit-2509 (GET models says which are installed). flashbulb-photo understands — "
+                f"{instructions.vocabulary()}."
             )
         operations = plan.operations or [Operation("restore", {"scale": None})]
         wants_second = any(op.params.get("mode") == "image" or op.params.get("background", {}).get("mode") == "image" for op in operations)
@@ -105,9 +107,10 @@ class PhotoBackend:
                                finish_reason=FinishReason.IMAGE_OTHER, quality=quality, timings_ms=timings)
         source = request.images[0]
         done = ", then ".join(_describe(edit) for edit in edits)
+        ignored = f" Ignored (no effect on this edit): {', '.join(repr(c) for c in plan.ignored)}." if plan.ignored else ""
         return ImageResult(
             images=[canvas.image()],
-            text=f"Done: {done} ({source.width}x{source.height} → {canvas.size[0]}x{canvas.size[1]}).",
+            text=f"Done: {done} ({source.width}x{source.height} → {canvas.size[0]}x{canvas.size[1]}).{ignored}",
             finish_reason=FinishReason.STOP,
             timings_ms=timings,
             quality=quality,
@@ -116,13 +119,11 @@ class PhotoBackend:
     def _apply(self, op: Operation, canvas: Canvas, request: ImageRequest, environment, progress: Callable[[float], None]) -> dict:  # noqa: ANN001
         params = op.params
         if op.name in ("restore", "upscale"):
-            scale = params.get("scale")
-            problem = restore.check_scale(*canvas.size, scale if scale is not None else restore.default_scale(*canvas.size))
-            if problem:
+            scale = _scale_for(params, canvas.size)
+            if problem := restore.check_scale(*canvas.size, scale):
                 raise EditRefused(problem)
             if op.name == "restore":
                 return restore.restore(canvas, scale, progress)
-            scale = scale if scale is not None else restore.default_scale(*canvas.size)
             restore.super_resolve(canvas, scale, restore.noise_sigma(canvas.rgb), progress)
             return {"scale": scale}
         if op.name == "sharpen":
@@ -141,6 +142,16 @@ class PhotoBackend:
                 raise EditRefused(str(error)) from None
             return {key: value for key, value in params.items()}
         raise AssertionError(f"no operation {op.name}")
+
+
+def _scale_for(params: dict, size: tuple[int, int]) -> float:
+    """The enlargement asked for: a factor, a long side to reach ("to 3000 px wide", "to 4K"), or
+    none said: restore and upscale enlarge up to 2048 px, cleaning alone (denoise, scratches) doesn't."""
+    if params.get("scale") is not None:
+        return params["scale"]
+    if params.get("long_side"):
+        return max(1.0, round(params["long_side"] / max(size), 4))
+    return restore.default_scale(*size) if params.get("enlarge", True) else 1.0
 
 
 def _describe(edit: dict[str, object]) -> str:

@@ -24,9 +24,15 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
 
 
 def to_image(rgb: np.ndarray, alpha: np.ndarray | None = None) -> Image.Image:
-    image = Image.fromarray(to_uint8(rgb))
-    if alpha is not None:
-        image.putalpha(Image.fromarray(to_uint8(alpha)))
+    pixels = to_uint8(rgb)
+    if alpha is None:
+        return Image.fromarray(pixels)
+    opacity = to_uint8(alpha)
+    # What is fully transparent is cleared: a cut-out must not carry the old background hidden under
+    # alpha 0 (measured before: identical to the input there, shown by any viewer that drops alpha).
+    pixels[opacity == 0] = 0
+    image = Image.fromarray(pixels)
+    image.putalpha(Image.fromarray(opacity))
     return image
 
 

@@ -37,6 +37,7 @@ class Operation:
 class Plan:
     operations: list[Operation]
     not_understood: list[str]
+    ignored: list[str] = dataclasses.field(default_factory=list)  # style and camera words: acknowledged, no effect
 
     @property
     def names(self) -> list[str]:
@@ -89,6 +90,40 @@ def scale_of(text: str) -> float | None:
     return None
 
 
+# Words a background clause may hold besides a mode or a colour; anything else names a scene
+# ("a beach", "a bookshelf") that flashbulb-photo can't paint: that clause is not understood.
+_BACKGROUND_WORDS = set(
+    "background backgrounds backdrop bg replace replaced swap switch new plain solid colour color coloured colored "
+    "behind around her him them me person subject studio gradient seamless professional clean neutral soft light dark".split()
+)
+
+
+def names_a_scene(clause: str) -> bool:
+    """Whether a background clause asks for something other than the modes and colours we have."""
+    text = _COLOUR.sub(" ", clause)
+    words = [w for w in re.findall(r"[a-z0-9']+", text.lower()) if w not in _FILLER and w not in _BACKGROUND_WORDS]
+    known = re.search(r"\b(remov\w*|transparent|delet\w*|get rid|cut\s*out|erase\w*|without|second|other|another|2nd|attached"
+                      r"|blur\w*|bokeh|defocus\w*|focus|shallow|depth|office|workplace|corporate|image|photo|place)\b", text, re.I)
+    return bool(words) and not known
+
+
+# "upscale to 3000 px wide", "to 4K": the long side asked for (4K: 3840, UHD's width).
+_TARGET = re.compile(r"\b(\d{3,5})\s*(?:px|pixels?)\s*(?:wide|width|across|long)?\b|\b(\d{3,5})\s*(?:wide|width)\b|\b(4k|uhd|2k|full\s*hd|1080p)\b", re.I)
+_NAMED_SIDES = {"4k": 3840, "uhd": 3840, "2k": 2048, "full hd": 1920, "fullhd": 1920, "1080p": 1920}
+
+
+def width_of(text: str) -> int | None:
+    """The long side an upscale should reach, when the instruction names one instead of a factor."""
+    if re.search(r"\b(resiz\w*|shrink\w*|smaller|thumbnail)\b", text, re.I):
+        return None  # a resize names its own size
+    match = _TARGET.search(text)
+    if not match:
+        return None
+    if match.group(3):
+        return _NAMED_SIDES[re.sub(r"\s+", " ", match.group(3).lower())]
+    return int(match.group(1) or match.group(2))
+
+
 def background_params(clause: str) -> dict:
     colour = colour_of(clause)
     if re.search(r"\b(remov\w*|transparent|delet\w*|get rid|cut\s*out|no background|erase\w*|without)\b", clause, re.I):
@@ -129,7 +164,7 @@ def headshot_params(clause: str) -> dict:
 
 def adjust_params(clause: str) -> dict:
     amount, percent, params = _amount(clause), _percent(clause), {}
-    if re.search(r"\b(bright\w*|lighter|exposure|expose\w*|darker|darken\w*|dim\w*)\b", clause, re.I):
+    if re.search(r"\b(bright\w*|lighter|exposure|expose\w*|darker|darken\w*|dim\w*)\b|[+-]\d+(\.\d+)?\s*(stops?|ev)\b", clause, re.I):
         stops = re.search(r"([+-]?\d+(?:\.\d+)?)\s*(stops?|ev)\b", clause, re.I)
         direction = -1 if re.search(r"\b(darker|darken\w*|dim\w*|less bright|overexposed|reduce)\b", clause, re.I) else 1
         params["exposure"] = float(stops.group(1)) if stops else direction * 0.7 * amount
@@ -182,9 +217,11 @@ RULES = [
          background_params, "remove/transparent background, blue (any colour or #hex) background, studio, office, blur/bokeh, the second image as background"),
     Rule("restore", _rx(r"\b(restor\w*|repair\w*|fix\w*|enhanc\w*|improv\w*|clean\w*\s*up|old\s+(photo|picture|image)"
                         r"|de-?nois\w*|noise|grain\w*|remaster\w*|better|quality|scratch\w*|dust\w*|faded)\b"),
-         lambda clause: {}, "restore, repair, fix, enhance, clean up, denoise, remove grain/scratches/dust, faded"),
+         lambda clause: {"enlarge": bool(re.search(r"\b(restor\w*|old\s+(photo|picture|image)|remaster\w*|enhanc\w*|improv\w*"
+                                                  r"|better|quality)\b", clause, re.I))},
+         "restore, repair, fix, enhance, clean up, denoise, remove grain/scratches/dust, faded"),
     Rule("upscale", _rx(r"\b(upscal\w*|upsampl\w*|enlarg\w*|super[\s-]?res\w*|(higher|increase\w*|more)\s+resolution"
-                        r"|bigger|larger|double|twice|triple|quadruple|hd|4k)\b|" + _SCALE.pattern),
+                        r"|bigger|larger|double|twice|triple|quadruple|hd|4k|uhd|2k)\b|" + _SCALE.pattern),
          lambda clause: {}, "upscale, enlarge, super-resolution, higher resolution, 2x/x4/×3, double"),
     Rule("sharpen", _rx(r"\b(sharp\w*|crisp\w*|de-?blur\w*|unblur\w*|less\s+blurry|in\s+focus|clearer|clarity|detail\w*)\b"),
          lambda clause: {"amount": 0.6 * _amount(clause) * (1.5 if re.search(r"blur", clause, re.I) else 1)},
@@ -193,7 +230,8 @@ RULES = [
                         r"|warm\w*|cool\w*|cold\w*|golden|soft\w*|flatter\w*|dramatic\w*|moody)\b"),
          relight_params, "Rembrandt/loop/butterfly/split/rim lighting (from the left/right), warmer, cooler, softer, dramatic"),
     Rule("adjust", _rx(r"\b(bright\w*|lighter|darker|darken\w*|exposure|expose\w*|contrast\w*|saturat\w*|desaturat\w*|vivid|vibrant"
-                       r"|muted|black and white|monochrome|gr[ae]yscale|b&w|warmth|temperature|crop\w*|resiz\w*|shrink\w*|smaller|thumbnail)\b"),
+                       r"|muted|black and white|monochrome|gr[ae]yscale|b&w|warmth|temperature|crop\w*|resiz\w*|shrink\w*|smaller|thumbnail)\b"
+                       r"|[+-]\d+(\.\d+)?\s*(stops?|ev)\b"),
          adjust_params, "brighter/darker/+1 stop, more/less contrast, saturation/vivid/black and white, warmth, crop to 16:9/square, resize to 800px wide/800x600/50%"),
 ]
 _BY_NAME = {rule.operation: rule for rule in RULES}
@@ -203,6 +241,15 @@ _ABSORBS = {
     "background": {"relight", "adjust"},
     "relight": {"restore"},  # "better lighting" is about light, not restoration
 }
+
+# Words a generative prompt carries that change nothing in an edit of this photo ("shot on a Sony a7
+# IV, 85mm, f/1.8"): listed as ignored in the answer rather than refusing the whole call.
+_STYLE = re.compile(
+    r"\b(shot|taken|captured)\s+(on|with)\b|\b(canon|nikon|sony|fuji\w*|leica|hasselblad|iphone|pixel|a7\w*|eos|dslr|mirrorless"
+    r"|lens|prime|\d+\s*mm|f/?\d+(\.\d+)?|iso\s*\d+|cinematic|photorealistic|hyper-?realistic|realistic|8k|award[- ]winning"
+    r"|masterpiece|high quality|ultra detailed|trending|film (still|look)|kodak|portra|35mm film)\b",
+    re.I,
+)
 
 _CLAUSE_SPLIT = re.compile(r"[,;!?\n]+|\.(?!\d)|\b(?:and then|then|and|also|after that|afterwards|plus)\b", re.I)
 _PROTECTED = {"black and white": "monochrome", "b & w": "monochrome"}
@@ -220,9 +267,17 @@ def parse(instruction: str) -> Plan:
         text = re.sub(phrase, word, text, flags=re.I)
     operations: list[Operation] = []
     not_understood: list[str] = []
+    ignored: list[str] = []
     for clause in _CLAUSE_SPLIT.split(text):
         clause = (clause or "").strip()
+        if _STYLE.search(clause) and _only_filler(_STYLE.sub(" ", clause), also=_MODEL_WORDS):
+            ignored.append(clause)
+            continue
         matched = [rule.operation for rule in RULES if rule.pattern.search(clause)]
+        scene = _BY_NAME["headshot"].pattern.sub(" ", clause) if "headshot" in matched else clause
+        if _BY_NAME["background"].pattern.search(scene) and names_a_scene(scene):
+            not_understood.append(clause)  # a scene to paint, never a studio backdrop in its place
+            continue
         for winner, absorbed in _ABSORBS.items():
             if winner in matched:
                 matched = [name for name in matched if name not in absorbed]
@@ -240,15 +295,19 @@ def parse(instruction: str) -> Plan:
                 not_understood.append(clause)
             continue
         operations.extend(Operation(name, _BY_NAME[name].read(clause)) for name in matched)
-    return Plan(_merge(operations, scale_of(text)), not_understood)
+    return Plan(_merge(operations, scale_of(text), width_of(text)), not_understood, ignored)
 
 
-def _only_filler(clause: str) -> bool:
-    return all(word in _FILLER for word in re.findall(r"[a-z0-9']+", clause.lower()))
+_MODEL_WORDS = {"i", "ii", "iii", "iv", "v", "mark", "mk", "pro", "max", "mini", "ultra", "plus", "r", "s", "z"}
 
 
-def _merge(operations: list[Operation], scale: float | None) -> list[Operation]:
-    """One super-resolution pass however many words asked for it; the explicit scale goes to it."""
+def _only_filler(clause: str, also: set[str] = frozenset()) -> bool:
+    return all(word in _FILLER or word in also or word.isdigit() for word in re.findall(r"[a-z0-9']+", clause.lower()))
+
+
+def _merge(operations: list[Operation], scale: float | None, width: int | None = None) -> list[Operation]:
+    """One super-resolution pass however many words asked for it; the explicit scale (or long side)
+    goes to it. A restore that only cleans (denoise, scratches, colour cast) doesn't enlarge."""
     result: list[Operation] = []
     for op in operations:
         if op.name in ("restore", "upscale"):
@@ -257,7 +316,7 @@ def _merge(operations: list[Operation], scale: float | None) -> list[Operation]:
                 if op.name == "restore" and earlier.name == "upscale":
                     result[result.index(earlier)] = Operation("restore", earlier.params)
                 continue
-            op = Operation(op.name, {"scale": scale})
+            op = Operation(op.name, {"scale": scale, "long_side": width, "enlarge": op.params.get("enlarge", True)})
         result.append(op)
     return result
 
