@@ -76,6 +76,8 @@ def test_chat_multi_turn_edits_the_previous_result(server, key):
     chat = client.chats.create(model="flashbulb-photo")
     first = chat.send_message([astronaut(32), "upscale 2x"])
     assert image_parts(first)[0].size == (64, 64)
+    # Gemini 3 style: the image part is signed, and the chat sends the signature back with the next turn.
+    assert first.candidates[0].content.parts[-1].thought_signature
     second = chat.send_message("now upscale it 2x again")
     assert image_parts(second)[0].size == (128, 128)
 

@@ -307,9 +307,18 @@ def test_an_upload_over_the_body_limit_is_a_413_and_the_server_stays_up(server, 
     assert server.healthy()
 
 
-def test_edits_take_multipart_only(server, key):  # noqa: ANN001
-    response = httpx.post(f"{server.base_url}/v1/images/edits", headers={"authorization": f"Bearer {key}"}, json={"prompt": "x"})
-    assert response.status_code == 400 and "multipart/form-data" in response.json()["error"]["message"]
+def test_edits_take_multipart_or_json_with_data_urls(server, key):  # noqa: ANN001
+    url, auth = f"{server.base_url}/v1/images/edits", {"authorization": f"Bearer {key}"}
+    image = "data:image/png;base64," + base64.b64encode(png_bytes(photo())).decode()
+    answer = httpx.post(url, headers=auth, json={"model": "flashbulb-photo", "prompt": "make it brighter", "images": [{"image_url": image}]})
+    assert answer.status_code == 200, answer.text
+    assert Image.open(io.BytesIO(base64.b64decode(answer.json()["data"][0]["b64_json"]))).size == (64, 48)
+    missing = httpx.post(url, headers=auth, json={"prompt": "x"})
+    assert missing.status_code == 400 and missing.json()["error"]["param"] == "images"
+    fetched = httpx.post(url, headers=auth, json={"prompt": "x", "images": [{"image_url": "https://example.com/a.png"}]})
+    assert fetched.status_code == 400 and "not fetched" in fetched.json()["error"]["message"]
+    plain = httpx.post(url, headers={**auth, "content-type": "text/plain"}, content=b"x")
+    assert plain.status_code == 400 and "multipart/form-data" in plain.json()["error"]["message"]
 
 
 def test_keys_missing_or_wrong_are_401s(server):  # noqa: ANN001

@@ -194,6 +194,10 @@ def to_response(request: ImageRequest, served: Served) -> dict[str, Any]:
         parts.append({"text": result.text})
     for image in result.images:
         parts.append({"inlineData": {"mimeType": "image/png", "data": base64.b64encode(encode_png(image)).decode()}})
+    if result.images:
+        # Gemini 3 signs its image parts and multi-turn clients (the SDKs' chats) send the signature back
+        # with the turn; flashbulb's names the request and needs nothing more, but is there to echo.
+        parts[-1]["thoughtSignature"] = base64.b64encode(f"flashbulb:{request.request_id}".encode()).decode()
     tokens = count_tokens(request, served, text_out=parts[0]["text"] if parts and "text" in parts[0] else "")
     prompt_details = [{"modality": "TEXT", "tokenCount": tokens.text_in}]
     if tokens.image_in:

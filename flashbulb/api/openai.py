@@ -190,10 +190,44 @@ def decode_inputs(
     return decoded, repaint_mask(decode(mask, "mask", "mask", max_pixels), decoded[0].size)
 
 
+def data_url_bytes(url: object, param: str) -> bytes:
+    """The bytes of a base64 data: URL. flashbulb never fetches http(s) URLs on a caller's behalf."""
+    head, comma, data = url.partition(",") if isinstance(url, str) else ("", "", "")
+    if not head.startswith("data:") or not comma or ";base64" not in head:
+        raise invalid(f"'{param}' must be a base64 data URL (data:image/png;base64,...); other URLs are not fetched.", param=param)
+    try:
+        return base64.b64decode(data, validate=True)
+    except ValueError as exc:
+        raise invalid(f"'{param}' is not valid base64.", param=param) from exc
+
+
+def read_edit_json(body: bytes, max_images: int) -> tuple[dict[str, Any], list[bytes], bytes | None]:
+    """An edit as JSON (gpt-image-1.5 and later): `images: [{"image_url": "data:..."}]`, an optional
+    `mask: {"image_url": ...}`, the options beside them."""
+    fields = parse_json(body)
+    images = fields.pop("images", None)
+    mask = fields.pop("mask", None)
+    if not isinstance(images, list) or not images:
+        raise invalid("Missing required parameter: 'images' (a list of {\"image_url\": data URL}).", param="images",
+                      code="missing_required_parameter")
+    if len(images) > max_images:
+        raise invalid(f"{len(images)} images were sent; the limit is {max_images}.", param="images")
+    for k, item in enumerate(images):
+        if not isinstance(item, dict) or "image_url" not in item:
+            raise invalid(f"'images[{k}]' must be {{\"image_url\": data URL}} (file_id is not supported here).", param="images")
+    if mask is not None and (not isinstance(mask, dict) or "image_url" not in mask):
+        raise invalid("'mask' must be {\"image_url\": data URL}.", param="mask")
+    decoded = [data_url_bytes(item["image_url"], f"images[{k}].image_url") for k, item in enumerate(images)]
+    return fields, decoded, data_url_bytes(mask["image_url"], "mask.image_url") if mask is not None else None
+
+
 async def read_edit_form(request: Request, max_images: int) -> tuple[dict[str, str], list[bytes], bytes | None]:
     """The multipart form of an edit: its option fields, its image files and its mask file."""
+    if request.headers.get("content-type", "").startswith("application/json"):
+        return read_edit_json(await request.body(), max_images)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise invalid("images/edits takes multipart/form-data: image files, prompt and options as form fields.")
+        raise invalid("images/edits takes multipart/form-data (image files, prompt and options as form fields) or "
+                      "JSON with images as data URLs.")
     form = await request.form(max_files=max_images + 1, max_fields=100)
     try:
         fields: dict[str, str] = {}

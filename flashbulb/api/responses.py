@@ -20,7 +20,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from flashbulb.api.errors import openai_error_body
-from flashbulb.api.openai import ImageParams, encode_all, parse_json, parse_params, refusal
+from flashbulb.api.openai import ImageParams, data_url_bytes, encode_all, parse_json, parse_params, refusal
 from flashbulb.api.openai import resolve_model, sse, to_image_request, to_response
 from flashbulb.api.serving import api_key_of, new_request_id, serve
 from flashbulb.engine.imageio import PixelBudget, decode_image, encode_png
@@ -75,17 +75,6 @@ def parse_request(body: bytes) -> tuple[ResponsesRequest, ImageTool]:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise invalid(f"Invalid 'tools[].{'.'.join(map(str, first['loc']))}': {first['msg']}.", param="tools") from exc
-
-
-def data_url_bytes(url: str, param: str) -> bytes:
-    """The bytes of a data: URL. flashbulb never fetches http(s) URLs on a caller's behalf."""
-    head, comma, data = url.partition(",")
-    if not url.startswith("data:") or not comma or ";base64" not in head:
-        raise invalid(f"'{param}' must be a base64 data URL (data:image/png;base64,...); other URLs are not fetched.", param=param)
-    try:
-        return base64.b64decode(data, validate=True)
-    except ValueError as exc:
-        raise invalid(f"'{param}' is not valid base64.", param=param) from exc
 
 
 def read_input(wire: ResponsesRequest, max_pixels: int, max_images: int) -> tuple[str, list[Image.Image], list[Image.Image]]:
