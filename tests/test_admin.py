@@ -26,7 +26,8 @@ def test_admin_creates_keys_grants_credits_and_reads_usage(server):
     assert key not in str(listed)
 
     own = httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
-    assert own == {"account": name, "balanceMicros": 1_750_000, "heldMicros": 0, "availableMicros": 1_750_000, "balanceUsd": "1.750000"}
+    assert own == {"account": name, "balanceMicros": 1_750_000, "heldMicros": 0, "availableMicros": 1_750_000, "balanceUsd": "1.750000",
+                   "admin": False}
     client = server.genai(key)
     client.models.generate_content(model="flashbulb-photo", contents=[astronaut(16), "upscale 2x"])
     records = admin(server, "GET", "/usage").json()["records"]

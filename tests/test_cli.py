@@ -97,3 +97,16 @@ def test_a_corrupt_photo_is_exit_2_and_a_wrong_key_exit_5(server, photo, tmp_pat
     assert result.returncode == 2 and json.loads(result.stdout)["error"] == "INVALID_ARGUMENT"
     result = flashbulb(tmp_path, "restore", str(photo), "-o", str(tmp_path / "x.png"), "--server", server.base_url, "--key", "fb-wrong")
     assert result.returncode == 5 and "HTTP 400" in result.stderr
+
+
+def test_listings_at_80_columns_keep_every_id_whole(tmp_path):
+    narrow = {"COLUMNS": "80"}
+    made = flashbulb(tmp_path, "keys", "create", "--name", "a-customer-with-a-long-account-name", "--credits", "1")
+    key = made.stdout.strip()
+    listed = flashbulb(tmp_path, "keys", "list", env=narrow).stdout
+    assert "a-customer-with-a-long-account-name" in listed and key[:10] + "…" in listed
+    assert all(len(line) <= 80 for line in listed.splitlines())
+    models = flashbulb(tmp_path, "models", env=narrow).stdout
+    assert "qwen-image-edit-2509" in models and "flux1-kontext-dev" in models
+    pulled = flashbulb(tmp_path, "pull", "flashbulb-photo")
+    assert pulled.returncode == 0 and "built in" in pulled.stderr

@@ -209,6 +209,8 @@ def test_restore_then_a_second_turn_then_the_usage_page(page, studio_server, tmp
     charges = [r["charge_micros"] for r in records]
     assert charges == [2_000, 2_000]
     assert balance_micros(studio_server, key) == 1_000_000 - sum(charges)
+    admin_calls: list[str] = []
+    page.on("request", lambda sent: admin_calls.append(sent.url) if "/admin/" in sent.url else None)
     page.get_by_role("link", name="Usage").click()
     rows = page.locator("#calls tbody tr")
     expect(rows).to_have_count(2)
@@ -221,6 +223,7 @@ def test_restore_then_a_second_turn_then_the_usage_page(page, studio_server, tmp
     assert float(page.locator(f'#chart-days rect[data-date="{today}"]').get_attribute("height")) > 50
     expect(page.locator('#chart-models rect[data-model="flashbulb-photo"]')).to_have_count(1)
     expect(page.locator("#admin")).to_be_hidden()
+    assert not admin_calls, admin_calls  # a customer's page never asks /admin (it logged two 403s)
     with page.expect_download() as download:
         page.get_by_role("button", name="Export CSV").click()
     exported = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))

@@ -198,6 +198,7 @@ def build_account_router(gateway: Gateway) -> APIRouter:
             "heldMicros": held,
             "availableMicros": balance - held,
             "balanceUsd": micros_to_usd(balance),
+            "admin": caller.is_admin,  # so a client knows before it calls /admin (the studio did, for 403s)
         }
 
     @router.get("/account/ledger")

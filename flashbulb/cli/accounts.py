@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from flashbulb.cli.root import Context, fail, main
+from flashbulb.cli.root import Context, fail, main, print_table
 from flashbulb.config import micros_to_usd, usd_to_micros
 from flashbulb.errors import ErrorKind, FlashbulbError
 
@@ -79,18 +77,17 @@ def keys_list(obj: Context, as_json: bool) -> None:
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(
-        "account", "admin", "balance USD", "held USD", "key id", "key name", "key prefix", "created", "revoked",
-        "expires", "models", "spent / cap USD", "referral code",
-    )
+    lines = []
     for r in rows:
         cap = f"{micros_to_usd(r['spent_micros'])} / {micros_to_usd(r['cap_micros'])}" if r["cap_micros"] is not None else micros_to_usd(r["spent_micros"])
-        table.add_row(
+        lines.append([
             r["account"], "yes" if r["admin"] else "", micros_to_usd(r["balance_micros"]), micros_to_usd(r["held_micros"]),
             str(r["key_id"]), r["key_name"], r["key_prefix"] + "…", r["created_at"], "yes" if r["revoked"] else "",
             r["expires_at"] or "", ",".join(r["models"]) if r["models"] is not None else "all", cap, r["referral_code"] or "",
-        )
-    Console().print(table)
+        ])
+    columns = ["account", "admin", "balance USD", "held USD", "key id", "key name", "key prefix", "created", "revoked",
+               "expires", "models", "spent / cap USD", "referral code"]
+    print_table(columns, lines, whole=("account", "key id", "key prefix", "referral code"))
 
 
 @main.group()
@@ -146,13 +143,9 @@ def credits_history(obj: Context, account: str, limit: int, as_json: bool) -> No
     if as_json:
         print(json.dumps(entries, indent=2))
         return
-    table = Table("when", "kind", "USD", "balance USD", "request", "note", title=f"{account}: newest first")
-    for e in entries:
-        table.add_row(
-            e["created_at"], e["kind"], micros_to_usd(e["amount_micros"]), micros_to_usd(e["balance_after_micros"]),
-            e["request_id"] or "", e["note"],
-        )
-    Console().print(table)
+    lines = [[e["created_at"], e["kind"], micros_to_usd(e["amount_micros"]), micros_to_usd(e["balance_after_micros"]),
+              e["request_id"] or "", e["note"]] for e in entries]
+    print_table(["when", "kind", "USD", "balance USD", "request", "note"], lines, whole=("request",), title=f"{account}: newest first")
 
 
 @main.group()

@@ -7,10 +7,8 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from flashbulb.cli.root import err, main
+from flashbulb.cli.root import err, main, print_table
 
 # The server runs batches (durably, at the batch discount); these commands only talk to it.
 BATCH_OK, BATCH_BAD_INPUT, BATCH_SERVER_ERROR, BATCH_FAILED = 0, 2, 3, 4
@@ -162,11 +160,10 @@ def batch_list(limit: int, server: str, key: str | None, as_json: bool) -> None:
     if as_json:
         print(json.dumps(found))
         return
-    table = Table("name", "state", "model", "done", "failed", "created", "display name")
-    for b in found:
-        table.add_row(b["name"], b["state"].removeprefix("BATCH_STATE_").lower(), b["model"].removeprefix("models/"),
-                      f"{b['succeeded'] + b['failed']}/{b['requests']}", str(b["failed"]), b["create_time"] or "", b["display_name"])
-    Console().print(table)
+    lines = [[b["name"], b["state"].removeprefix("BATCH_STATE_").lower(), b["model"].removeprefix("models/"),
+              f"{b['succeeded'] + b['failed']}/{b['requests']}", str(b["failed"]), b["create_time"] or "", b["display_name"]]
+             for b in found]
+    print_table(["name", "state", "model", "done", "failed", "created", "display name"], lines, whole=("name", "model"))
 
 
 @batch.command("cancel")

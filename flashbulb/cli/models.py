@@ -6,11 +6,10 @@ import json
 import sys
 
 import click
-from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from flashbulb.config import micros_to_usd
-from flashbulb.cli.root import Context, err, main
+from flashbulb.cli.root import Context, err, main, print_table
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
@@ -35,17 +34,16 @@ def models(obj: Context, as_json: bool) -> None:
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("model", "capabilities", "USD / image (small/standard/large)", "input", "quality %", "installed", "licence")
+    lines = []
     for r in rows:
         licence = r["licence"] if r["commercial_use"] else f"{r['licence']} (non-commercial)"
         p = r["prices"]
         sizes = "/".join(micros_to_usd(p["imageMicros"][c]) for c in ("small", "standard", "large"))
         quality = " ".join(f"{q}={v}" for q, v in p["qualityPercent"].items() if v != 100) or "-"
-        table.add_row(
-            r["name"], ", ".join(r["capabilities"]), sizes, micros_to_usd(p["inputImageMicros"]), quality,
-            "yes" if r["installed"] else "no", licence,
-        )
-    Console().print(table)
+        lines.append([r["name"], ", ".join(r["capabilities"]), sizes, micros_to_usd(p["inputImageMicros"]), quality,
+                      "yes" if r["installed"] else "no", licence])
+    columns = ["model", "capabilities", "USD / image (small/standard/large)", "input", "quality %", "installed", "licence"]
+    print_table(columns, lines, whole=("model",))
 
 
 @main.command()
@@ -62,12 +60,15 @@ def pull(obj: Context, name: str, model_dir: str | None, token: str | None) -> N
     settings = obj.settings
     target = Path(model_dir).expanduser() if model_dir else settings.model_dir
     models = {**catalog.by_name(), "flashbulb-image": catalog.by_name()[catalog.DEFAULT]}
+    if name == "flashbulb-photo":
+        err.print("flashbulb-photo is built in: its models come inside the installed packages, nothing to pull.")
+        return
     if name not in models:
-        err.print(f"[red]error:[/red] {name} is not in the catalog; pull one of: {', '.join(catalog.by_name())}")
+        err.print(f"[red]error:[/red] {escape(name)} is not a model to pull; pull one of: {', '.join(catalog.by_name())}")
         sys.exit(2)
     model = models[name]
     if not model.commercial_use:
-        err.print(f"[yellow]note:[/yellow] {model.title} is licensed under {model.licence}: not for commercial use.")
+        err.print(f"[yellow]note:[/yellow] {escape(model.title)} is licensed under {model.licence}: not for commercial use.")
     err.print(f"pulling {model.source} ({model.pipeline}, about {model.download_gb:g} GB) into {target / model.name}")
     try:
         where = weights.pull(model, target, token=token)

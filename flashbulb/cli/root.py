@@ -14,6 +14,36 @@ from flashbulb.errors import FlashbulbError
 err = Console(stderr=True, soft_wrap=True)
 
 
+def print_table(columns: list[str], rows: list[list[str]], *, whole: tuple[str, ...] = (), title: str | None = None) -> None:
+    """A table for the terminal. Cells are plain text (a model named "FLUX.2 [klein] 4B" is not Rich
+    markup), and no id a user copies is cut (at 80 columns every id was cut to "fb…", measured): the
+    `whole` columns never wrap, and a table too wide for the terminal prints as one block per row."""
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console()
+    wanted = sum(max([len(c), *(min(len(r[i]), 24) for r in rows)]) + 3 for i, c in enumerate(columns)) + 1
+    if rows and wanted > console.width:
+        # Too narrow for a readable table: one block per row, every value whole.
+        if title:
+            console.print(Text(title, style="bold"))
+        label = max(len(c) for c in columns)
+        for row in rows:
+            for column, cell in zip(columns, row):
+                if cell:
+                    console.print(Text(f"{column:>{label}}  ", style="dim") + Text(cell), soft_wrap=True)
+            console.print()
+        return
+    table = Table(title=title)
+    for index, column in enumerate(columns):
+        keep = column in whole
+        width = max([len(column), *(len(row[index]) for row in rows)]) if keep else None
+        table.add_column(column, no_wrap=keep, min_width=width, overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    console.print(table)
+
+
 class Context:
     def __init__(self, data_dir: str | None, database_url: str | None):
         self.settings = Settings.load(data_dir, database_url)

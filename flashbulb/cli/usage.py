@@ -6,10 +6,8 @@ import json
 import sys
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from flashbulb.cli.root import Context, err, fail, main
+from flashbulb.cli.root import Context, err, fail, main, print_table
 from flashbulb.config import micros_to_usd
 from flashbulb.errors import ErrorKind, FlashbulbError
 
@@ -31,18 +29,12 @@ def usage(ctx: click.Context, as_json: bool, limit: int) -> None:
     if as_json:
         print(json.dumps({"records": records, "totals": totals}, indent=2))
         return
-    table = Table("when", "account", "model", "status", "in", "out", "ms", "charge USD", title="recent calls")
-    for r in records:
-        table.add_row(
-            r["created_at"], r["account"], r["model"], r["status"], str(r["input_images"]), str(r["output_images"]),
-            str(r["latency_ms"]), micros_to_usd(r["charge_micros"]),
-        )
-    summary = Table("account", "model", "calls", "images", "charge USD", title="totals")
-    for t in totals:
-        summary.add_row(t["account"], t["model"], str(t["calls"]), str(t["images"]), micros_to_usd(t["charge_micros"]))
-    console = Console()
-    console.print(table)
-    console.print(summary)
+    lines = [[r["created_at"], r["account"], r["model"], r["status"], str(r["input_images"]), str(r["output_images"]),
+              str(r["latency_ms"]), micros_to_usd(r["charge_micros"])] for r in records]
+    print_table(["when", "account", "model", "status", "in", "out", "ms", "charge USD"], lines,
+                whole=("account", "model"), title="recent calls")
+    sums = [[t["account"], t["model"], str(t["calls"]), str(t["images"]), micros_to_usd(t["charge_micros"])] for t in totals]
+    print_table(["account", "model", "calls", "images", "charge USD"], sums, whole=("account", "model"), title="totals")
 
 
 @usage.command("export")

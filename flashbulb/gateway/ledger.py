@@ -79,9 +79,14 @@ def hold(
                 .values(held_micros=Account.held_micros + amount_micros)
             ).rowcount
             if reserved != 1:
+                balance, held = conn.execute(
+                    select(Account.balance_micros, Account.held_micros).where(Account.id == account_id)
+                ).one()
                 raise FlashbulbError(
                     ErrorKind.OUT_OF_CREDITS,
-                    "Not enough credits for this request; ask the operator to add credits to your account.",
+                    f"Not enough credits for this request: it needs up to {micros_to_usd(amount_micros)} USD and "
+                    f"{micros_to_usd(balance - held)} USD is available ({micros_to_usd(balance)} balance, "
+                    f"{micros_to_usd(held)} held for running requests); ask the operator to add credits.",
                 )
             # The key, the same way: still live (a batch item runs long after its key was checked, and
             # a live call may race a revocation) and spent + held + this hold <= its cap.

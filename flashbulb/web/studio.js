@@ -340,7 +340,8 @@ async function received(answer, { prompt, before, userTurn, model }) {
       IMAGE_OTHER: "The result lost the person's likeness, so it was not returned.",
       NO_IMAGE: "The model made no image.",
     }[candidate.finishReason] || "The model made no image.";
-    sayNow($("#run-error"), `${why} ${text} Nothing was charged.`.trim());
+    const charged = /nothing was charged/i.test(text) ? "" : " Nothing was charged.";
+    sayNow($("#run-error"), `${why} ${text}${charged}`.trim());
     say($("#status"), `No image (${candidate.finishReason || "no reason given"}).`);
     return;
   }

@@ -35,7 +35,7 @@ export async function showUsage(state, refreshAccount) {
     addEntries(ledger);
     $("#referral-code").textContent = referral.referralCode || "—";
     say(status, `Loaded ${page.records.length} recent call${page.records.length === 1 ? "" : "s"}.`);
-    await showAdmin();
+    await showAdmin(account);
   } catch (err) {
     sayNow(status, err.message);
   }
@@ -230,8 +230,12 @@ async function redeem(e) {
 
 // ---------------------------------------------------------------- admin
 
-/** The admin section, when this is an admin key (any other gets 403 from /admin: the section stays hidden). */
-async function showAdmin() {
+/** The admin section, for an admin key only (others never call /admin: no 403s in the console). */
+async function showAdmin(account) {
+  if (account && !account.admin) {
+    $("#admin").hidden = true;
+    return;
+  }
   let keys, report;
   try {
     [keys, report] = await Promise.all([api.adminKeys(session.key), api.adminUsage(session.key)]);

@@ -50,7 +50,8 @@ class PhotoBackend:
         if not request.images:
             return _no_image(
                 "flashbulb-photo edits the photo you send: attach an image with an instruction such as "
-                "'restore this old photo' or 'make this a LinkedIn headshot'."
+                "'restore this old photo' or 'make this a LinkedIn headshot'. To draw from text alone, this "
+                "server needs a generative model: `flashbulb pull flux2-klein-4b` (GPU) or `flashbulb pull sd-turbo` (CPU)."
             )
         plan = instructions.parse(request.prompt)
         if plan.not_understood:
