@@ -404,9 +404,18 @@ def test_generate_streams_a_completed_event_with_the_image_and_charges_once(serv
     assert balance(server, key) == before - completed[0].flashbulb["chargeMicros"] < before
 
 
-def test_edit_streams_image_edit_events_and_a_refusal_is_an_error_event_that_costs_nothing(server, key, client):  # noqa: ANN001
-    events = list(client.images.edit(model="flashbulb-photo", image=upload(photo()), prompt="make it brighter", stream=True))
-    assert [e.type for e in events] == ["image_edit.completed"] and decoded(events[0]).size == (64, 48)
+def test_edit_streams_its_stages_as_partial_images_and_a_refusal_is_an_error_event_that_costs_nothing(server, key, client):  # noqa: ANN001
+    original = photo()
+    events = list(client.images.edit(model="flashbulb-photo", image=upload(original), stream=True, partial_images=2,
+                                     prompt="make it brighter, then make it black and white"))
+    assert [e.type for e in events] == ["image_edit.partial_image", "image_edit.completed"]
+    stage, final = decoded(events[0]).convert("RGB"), decoded(events[1]).convert("RGB")
+    assert events[0].partial_image_index == 0 and stage.size == final.size == (64, 48)
+    assert np.asarray(stage, dtype=float).mean() > np.asarray(original, dtype=float).mean() + 5  # brighter, still in colour
+    assert np.ptp(np.asarray(stage, dtype=float), axis=2).mean() > 5 and np.ptp(np.asarray(final, dtype=float), axis=2).mean() < 1
+    without = list(client.images.edit(model="flashbulb-photo", image=upload(original), stream=True,
+                                      prompt="make it brighter, then make it black and white"))
+    assert [e.type for e in without] == ["image_edit.completed"]  # partial_images 0: the final image alone
     before = balance(server, key)
     with pytest.raises(openai.APIError) as caught:
         list(client.images.edit(model="flashbulb-photo", image=upload(photo()), prompt="put me on the moon", stream=True))
@@ -441,13 +450,15 @@ def test_responses_image_tool_generates_then_edits_by_previous_response_id(serve
 
 def test_responses_input_image_streams_the_lifecycle_events(client):  # noqa: ANN001
     stream = client.responses.create(
-        model="gpt-5", stream=True, tools=[{"type": "image_generation", "model": "flashbulb-photo"}],
-        input=[{"role": "user", "content": [{"type": "input_text", "text": "make it brighter"},
+        model="gpt-5", stream=True, tools=[{"type": "image_generation", "model": "flashbulb-photo", "partial_images": 1}],
+        input=[{"role": "user", "content": [{"type": "input_text", "text": "make it brighter, then sharper"},
                                             {"type": "input_image", "image_url": data_url(photo())}]}],
     )
     events = list(stream)
     kinds = [e.type for e in events]
     assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    [partial] = [e for e in events if e.type == "response.image_generation_call.partial_image"]
+    assert Image.open(io.BytesIO(base64.b64decode(partial.partial_image_b64))).size == (64, 48)
     assert "response.image_generation_call.completed" in kinds and "response.output_item.done" in kinds
     assert [e.sequence_number for e in events] == list(range(len(events)))
     [call] = events[-1].response.output

@@ -11,7 +11,7 @@ import base64
 import re
 import time
 import json
-from typing import Any, AsyncIterator, Literal
+from typing import Any, AsyncIterator, Callable, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -287,6 +287,31 @@ def encode_all(images: list[Image.Image], params: ImageParams) -> list[bytes]:
     return [encode(image, fmt, quality=quality, opaque=params.background == "opaque") for image in images]
 
 
+async def fulfil_with_previews(
+    gateway: Gateway, request: ImageRequest, render: Callable[[Served], object], limit: int
+) -> AsyncIterator[tuple[str, Any]]:
+    """Run a reserved request, yielding ("preview", (index, image)) for up to `limit` intermediate
+    images as the model passes them, then ("done", Served). Closing the iterator stops the work."""
+    loop = asyncio.get_running_loop()
+    previews: asyncio.Queue = asyncio.Queue()
+    job = JobContext(on_preview=(lambda image: loop.call_soon_threadsafe(previews.put_nowait, image)) if limit else (lambda image: None))
+    work = asyncio.ensure_future(gateway.fulfil(request, job, render=render))
+    sent = 0
+    try:
+        while not work.done():
+            waiting = asyncio.ensure_future(previews.get())
+            await asyncio.wait({work, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            if waiting.done() and sent < limit:
+                yield "preview", (sent, waiting.result())
+                sent += 1
+            waiting.cancel()
+        yield "done", work.result()
+    finally:
+        if not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+
+
 def sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), allow_nan=False)}\n\n"
 
@@ -398,9 +423,10 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
             raise
 
     async def stream(image_request: ImageRequest, params: ImageParams, event: str) -> StreamingResponse:
-        """Server-sent events: `<event>.completed` for each image, or one `error` event. No
-        `<event>.partial_image` is sent yet (the API allows fewer partials than asked: "the final
-        image may be sent before the full number of partial images")."""
+        """Server-sent events: up to `partial_images` `<event>.partial_image` (the stages a model
+        passes: flashbulb-photo's multi-step edits; the API allows fewer than asked, "the final image
+        may be sent before the full number of partial images"), then `<event>.completed` for each
+        image, or one `error` event."""
         await gateway.reserve(image_request)  # out of credits is an HTTP 429, not an event
 
         def render(served: Served) -> list[str]:
@@ -416,9 +442,20 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
 
         async def events() -> AsyncIterator[str]:
             # Starlette cancels this generator when the client goes away; the gateway then releases.
+            fmt = params.output_format or "png"
             try:
-                for text in (await gateway.fulfil(image_request, JobContext(), render=render)).rendered:
-                    yield text
+                async for kind, value in fulfil_with_previews(gateway, image_request, render, params.partial_images or 0):
+                    if kind == "preview":
+                        index, image = value
+                        yield sse(f"{event}.partial_image", {
+                            "type": f"{event}.partial_image", "b64_json": base64.b64encode(encode_all([image], params)[0]).decode(),
+                            "partial_image_index": index, "created_at": int(time.time()), "size": f"{image.width}x{image.height}",
+                            "quality": REPORTED_QUALITY[params.quality or "auto"], "background": params.background or "auto",
+                            "output_format": fmt,
+                        })
+                    else:
+                        for text in value.rendered:
+                            yield text
             except FlashbulbError as error:
                 yield sse("error", {"type": "error", **openai_error_body(error)[1]})
 

@@ -21,10 +21,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from flashbulb.api.errors import openai_error_body
 from flashbulb.api.openai import ImageParams, data_url_bytes, encode_all, parse_json, parse_params, refusal
-from flashbulb.api.openai import resolve_model, sse, to_image_request, to_response
+from flashbulb.api.openai import fulfil_with_previews, resolve_model, sse, to_image_request, to_response
 from flashbulb.api.serving import api_key_of, new_request_id, serve
 from flashbulb.engine.imageio import PixelBudget, decode_image, encode_png
-from flashbulb.engine.types import Caller, FinishReason, ImageRequest, JobContext
+from flashbulb.engine.types import Caller, FinishReason, ImageRequest
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
 from flashbulb.gateway.gateway import Gateway, Served
 from flashbulb.api.outputs import OutputStore
@@ -209,7 +209,15 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
             yield event("response.image_generation_call.in_progress", output_index=0, item_id=call_id)
             yield event("response.image_generation_call.generating", output_index=0, item_id=call_id)
             try:
-                final = (await gateway.fulfil(image_request, JobContext(), render=completed)).rendered
+                async for kind, value in fulfil_with_previews(gateway, image_request, completed, params.partial_images or 0):
+                    if kind == "preview":
+                        index, image = value
+                        yield event("response.image_generation_call.partial_image", output_index=0, item_id=call_id,
+                                    partial_image_index=index, size=f"{image.width}x{image.height}",
+                                    partial_image_b64=base64.b64encode(encode_all([image], params)[0]).decode(),
+                                    output_format=params.output_format or "png")
+                    else:
+                        final = value.rendered
             except FlashbulbError as error:
                 _, problem = openai_error_body(error)
                 failed = response_object(response_id, wire, "failed", [], None, {"error": problem["error"]})

@@ -84,6 +84,8 @@ class JobContext:
 
     cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
     on_progress: Callable[[float], None] = lambda fraction: None
+    # An intermediate image (a stage of a multi-step edit), for callers that stream partial images.
+    on_preview: Callable[[Image.Image], None] = lambda image: None
 
     def check(self) -> None:
         if self.cancel.is_set():
@@ -92,3 +94,7 @@ class JobContext:
     def progress(self, fraction: float) -> None:
         self.check()
         self.on_progress(fraction)
+
+    def preview(self, image: Image.Image) -> None:
+        self.check()
+        self.on_preview(image)

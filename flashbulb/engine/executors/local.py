@@ -31,6 +31,7 @@ from PIL import Image
 
 from flashbulb.config import Settings
 from flashbulb.engine.executors import WorkerDied, for_backend, replica_count, run_backend
+from flashbulb.engine.imageio import encode_png
 from flashbulb.engine.registry import ModelEntry
 from flashbulb.engine.types import Cancelled, ImageRequest, ImageResult, JobContext
 from flashbulb.errors import ErrorKind, FlashbulbError
@@ -209,6 +210,9 @@ class ProcessReplica:
                 elif kind == "progress":
                     index, fraction = payload
                     jobs[index].on_progress(fraction)
+                elif kind == "preview":
+                    index, png = payload
+                    jobs[index].on_preview(Image.open(io.BytesIO(png)))
                 elif kind == "done":
                     return payload[0]
                 elif kind == "error":
@@ -303,7 +307,9 @@ def worker_main(
             requests = message[1]
             send(("started",))  # from here on a death is this run's: before it, the jobs may go elsewhere
             contexts = [
-                JobContext(on_progress=lambda fraction, i=i: send(("progress", i, fraction))) for i in range(len(requests))
+                JobContext(on_progress=lambda fraction, i=i: send(("progress", i, fraction)),
+                           on_preview=lambda image, i=i: send(("preview", i, preview_png(image))))
+                for i in range(len(requests))
             ]
             running = threading.Thread(target=_run, args=(backend, requests, contexts, send), daemon=True)
             running.start()
@@ -316,6 +322,15 @@ def _run(backend, requests: list[ImageRequest], contexts: list[JobContext], send
         send(("error", _portable(exc)))
         return
     send(("done", results))
+
+
+PREVIEW_SIDE = 768  # previews are for watching progress: small enough to cross as PNG bytes, not the arena
+
+
+def preview_png(image: Image.Image) -> bytes:
+    preview = image.copy()
+    preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
+    return encode_png(preview)
 
 
 def _portable(exc: BaseException) -> BaseException:

@@ -85,6 +85,8 @@ class PhotoBackend:
                 share = lambda fraction, i=index: job.progress((i + fraction) / len(operations))  # noqa: E731
                 report = _timed(timings, f"{index + 1}:{op.name}", lambda: self._apply(op, canvas, request, environment, share))
                 edits.append({"operation": op.name, **report})
+                if index < len(operations) - 1:
+                    job.preview(canvas.image())  # each stage of a multi-step edit, for streaming callers
         except EditRefused as refused:
             return _no_image(str(refused), timings=timings)
 
