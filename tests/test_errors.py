@@ -7,6 +7,7 @@ import json
 import io
 import struct
 import time
+import uuid
 import zlib
 
 import httpx
@@ -14,6 +15,7 @@ import pytest
 from google.genai import errors
 from PIL import Image
 
+import hostile_corpus
 from conftest import astronaut, gemini_body, png_bytes, start_server
 
 
@@ -255,18 +257,30 @@ HOSTILE = [
 ]
 
 
+HOSTILE += hostile_corpus.cases()
+
+
+def fresh_key(server) -> str:  # noqa: ANN001
+    """A new account with $1, through the admin API (a CLI subprocess per case would take minutes)."""
+    made = httpx.post(f"{server.base_url}/admin/keys", headers={"x-goog-api-key": server.admin_key},
+                      json={"account": f"hostile-{uuid.uuid4().hex[:10]}", "credits_usd": "1"})
+    return made.json()["key"]
+
+
 @pytest.mark.parametrize("name,method,path,send,shape", HOSTILE, ids=[case[0] for case in HOSTILE])
 def test_hostile_input_gets_a_4xx_in_the_callers_shape_costs_nothing_and_leaves_the_server_up(
     any_db_server, name, method, path, send, shape
 ):
     server = any_db_server
-    key = server.create_key("1")
+    key = fresh_key(server)
     auth = {"authorization": f"Bearer {key}"} if shape == "openai" else {"x-goog-api-key": key}
-    headers = {**auth, "content-type": "application/json", **send.get("headers", {})}
+    json_body = {"content-type": "application/json"} if "files" not in send and "data" not in send else {}
+    headers = {**auth, **json_body, **send.get("headers", {})}
     body = {k: v for k, v in send.items() if k != "headers"}
     response = httpx.request(method, server.base_url + path, headers=headers, timeout=60, **body)
     if response.headers.get("content-type", "").startswith("text/event-stream"):  # a stream's refusal is its error event
-        assert response.status_code == 200 and "event: error" in response.text and "completed" not in response.text, response.text
+        refused = "event: error" in response.text or "event: response.failed" in response.text
+        assert response.status_code == 200 and refused and "completed" not in response.text, response.text
     elif response.status_code == 200:  # understood, but refused as an answer without an image
         assert response.json()["candidates"][0]["finishReason"] == "NO_IMAGE", response.text
     else:
@@ -276,7 +290,9 @@ def test_hostile_input_gets_a_4xx_in_the_callers_shape_costs_nothing_and_leaves_
     account = httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
     assert account["balanceMicros"] == 1_000_000 and account["heldMicros"] == 0
     assert httpx.get(f"{server.base_url}/flashbulb/account/usage", headers={"x-goog-api-key": key}).status_code == 200
-    assert server.generate(key, gemini_body(png_bytes(astronaut(16)), "make it brighter")).status_code == 200
+    assert server.healthy()
+    if zlib.crc32(name.encode()) % 8 == 0:  # a real call still works (every case would add minutes)
+        assert server.generate(key, gemini_body(png_bytes(astronaut(16)), "make it brighter")).status_code == 200
 
 
 def test_slow_clients_are_closed_within_their_timeouts_while_others_are_served(tmp_path):

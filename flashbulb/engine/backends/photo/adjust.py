@@ -98,7 +98,10 @@ def apply(canvas: Canvas, params: dict) -> None:
         rgb = warmth(rgb, params["warmth"])
     canvas.set(rgb, canvas.alpha, keep_analysis=True)
     if "crop" in params:
-        crop(canvas, ratio_value(params["crop"]))
+        width, height = (int(side) for side in params["crop"].split(":"))
+        if not (width and height and max(width, height) <= 20 * min(width, height)):
+            raise ValueError(f"can't crop to {params['crop']}: a ratio needs two positive sides, at most 20:1")
+        crop(canvas, width / height)
     if "resize" in params:
         resize(canvas, *target_size(canvas.size, params["resize"]))
 

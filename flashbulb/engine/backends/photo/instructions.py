@@ -15,7 +15,7 @@ from typing import Callable
 
 SCALE_WORDS = {"double": 2, "twice": 2, "triple": 3, "quadruple": 4}
 _SCALE = re.compile(r"(?:\b(\d+(?:\.\d+)?)\s*(?:x|×|times)(?!\w))|(?:(?:\bx|×)\s*(\d+(?:\.\d+)?)\b)", re.I)
-_RATIO = re.compile(r"\b([1-9]\d?)\s*:\s*([1-9]\d?)\b")
+_RATIO = re.compile(r"\b(\d{1,3})\s*:\s*(\d{1,3})\b")  # any sides: a 0 or an extreme ratio is refused, not replaced
 RATIO_WORDS = {"square": "1:1", "portrait": "4:5", "landscape": "3:2", "widescreen": "16:9", "vertical": "9:16"}
 COLOURS = {
     "white": (0.96, 0.96, 0.96), "black": (0.05, 0.05, 0.05), "grey": (0.5, 0.5, 0.52), "gray": (0.5, 0.5, 0.52),
@@ -183,7 +183,7 @@ def adjust_params(clause: str) -> dict:
         params["crop"] = ratio_of(clause) or "1:1"
     resize = re.search(r"\b(resiz\w*|scale (it )?(down|to)|shrink\w*|make it smaller|smaller|thumbnail)\b", clause, re.I)
     if resize:
-        size = re.search(r"\b(\d{2,5})\s*[x×]\s*(\d{2,5})\b", clause)
+        size = re.search(r"\b(\d{1,5})\s*[x×]\s*(\d{1,5})\b", clause)  # "0x0" is refused when applied, not a 50% resize
         width = re.search(r"\b(\d{2,5})\s*(px|pixels?)?\s*(wide|width)\b|\bwidth (of )?(\d{2,5})", clause, re.I)
         height = re.search(r"\b(\d{2,5})\s*(px|pixels?)?\s*(tall|high|height)\b|\bheight (of )?(\d{2,5})", clause, re.I)
         if size:
