@@ -112,6 +112,11 @@ class Settings:
     # Files API: the largest upload, and how long a file is kept.
     max_file_bytes: int = 2 * 1024**3
     file_ttl_s: float = 48 * 3600.0
+    # Per account: the bytes its files may hold together, the batches it may have unfinished, the
+    # requests one batch may hold (what one account, even a $0 one, may take from everyone's disk and queue).
+    max_account_file_bytes: int = 4 * 1024**3
+    max_open_batches: int = 20
+    max_batch_items: int = 10_000
     # Batch jobs (flashbulb.toml [batch] discount_percent, max_in_flight, max_attempts): a discount on the
     # per-image price; how many items run at once (few, so live traffic is never starved); how many
     # times an interrupted item is tried before it fails.

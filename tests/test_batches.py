@@ -498,3 +498,35 @@ def items_done(database, batch_id: str) -> int:  # noqa: ANN001
     with database.connect() as conn:
         return conn.execute(select(BatchJob.succeeded_count).where(BatchJob.id == batch_id)).scalar()
 
+
+
+def test_one_account_is_held_to_its_storage_and_batch_quotas(tmp_path):
+    from google.genai import errors, types
+
+    config = ("[limits]\nmax_account_file_bytes = 100000\nmax_batch_items = 3\nmax_open_batches = 1\n\n"
+              '[models.slow]\nbackend = "fault_backends:FaultBackend"\nprice_usd = "0.001"\n')
+    server = start_server(tmp_path, f"sqlite:///{tmp_path / 'q.db'}", config=config)
+    try:
+        client = server.genai(server.create_key("0"))  # quotas hold for a $0 account too
+        blob = tmp_path / "blob.bin"
+        blob.write_bytes(b"x" * 60_000)
+        kept = client.files.upload(file=blob, config=types.UploadFileConfig(mime_type="application/octet-stream"))
+        with pytest.raises(errors.ClientError) as refused:
+            client.files.upload(file=blob, config=types.UploadFileConfig(mime_type="application/octet-stream"))
+        assert refused.value.code == 400 and "quota of 100,000 bytes" in refused.value.message
+        client.files.delete(name=kept.name)  # room again once a file is gone
+        client.files.upload(file=blob, config=types.UploadFileConfig(mime_type="application/octet-stream"))
+
+        payer = server.genai(server.create_key("1"))
+        request = {"contents": [{"parts": [{"text": "make it brighter"},
+                                           {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png_bytes(astronaut(16))).decode()}}]}]}
+        with pytest.raises(errors.ClientError) as too_many:
+            payer.batches.create(model="flashbulb-photo", src=[request] * 4)
+        assert too_many.value.code == 400 and "at most 3 requests" in too_many.value.message
+        slow = {"contents": [{"parts": [{"text": "sleep 10"}]}]}  # each item takes 10 s: the batch is surely unfinished
+        payer.batches.create(model="slow", src=[slow])
+        with pytest.raises(errors.ClientError) as busy:
+            payer.batches.create(model="flashbulb-photo", src=[request])
+        assert busy.value.code == 429 and "still running" in busy.value.message
+    finally:
+        server.stop()

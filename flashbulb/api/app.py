@@ -91,7 +91,8 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
     result_files = outputs.OutputStore(blob_store, settings.output_url_ttl_s)
 
     # Batch jobs: the Files API store and the in-process runner (started and stopped with the app).
-    file_store = FileStore(gateway.db, blob_store, max_bytes=settings.max_file_bytes, ttl_s=settings.file_ttl_s)
+    file_store = FileStore(gateway.db, blob_store, max_bytes=settings.max_file_bytes, ttl_s=settings.file_ttl_s,
+                           max_account_bytes=settings.max_account_file_bytes)
     batch_runner = BatchRunner(gateway, batches.GeminiItemCodec(settings), file_store)
 
     @contextlib.asynccontextmanager

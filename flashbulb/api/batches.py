@@ -195,7 +195,8 @@ def build_router(gateway: Gateway, files: FileStore, runner: BatchRunner) -> API
         batch_id = new_id()
 
         def store() -> None:
-            common = dict(account_id=caller.account_id, key_id=caller.key_id, model=entry.name, display_name=spec.display_name)
+            common = dict(account_id=caller.account_id, key_id=caller.key_id, model=entry.name, display_name=spec.display_name,
+                          max_items=gateway.settings.max_batch_items, max_open=gateway.settings.max_open_batches)
             if config.file_name is None:
                 assert config.requests is not None
                 queue.create(db, batch_id, input_file=None, items=inline_items(config.requests), **common)

