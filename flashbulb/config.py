@@ -83,6 +83,41 @@ class RateLimits:
                 setattr(self, name, limit("rate_limits", name, value))
 
 
+SECTIONS = {"prices", "referrals", "limits", "diffusion", "batch", "rate_limits", "storage", "cluster", "models", "safety"}
+# What [limits] and [diffusion] may set: each a field of Settings, checked against its type.
+LIMIT_KEYS = (
+    "max_body_bytes", "head_timeout_s", "body_timeout_s", "body_min_bytes_per_s", "max_connections", "max_input_pixels",
+    "max_input_images", "max_queue_per_model", "request_timeout_s", "hold_ttl_s", "hold_sweep_interval_s",
+    "output_url_ttl_s", "idempotency_ttl_s", "max_file_bytes", "file_ttl_s", "max_account_file_bytes",
+    "max_open_batches", "max_batch_items",
+)
+DIFFUSION_KEYS = (
+    "model_dir", "device", "compile", "fp8", "step_cache", "batch_window_ms", "max_batch", "identity_retries",
+    "cpu_max_weights_gb", "warm_models",
+)
+
+
+def _typed(where: str, value: object, current: object) -> object:
+    """`value` as the type of the setting it replaces, or a ValueError naming it (a string is never
+    a boolean: `compile = "no"` once became True)."""
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"flashbulb.toml: {where} must be true or false, not {value!r}")
+        return value
+    if isinstance(current, (int, float)):
+        whole = isinstance(current, int)
+        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or value < 0:
+            raise ValueError(f"flashbulb.toml: {where} must be a {'whole ' if whole else ''}number >= 0, not {value!r}")
+        return value if whole else float(value)
+    if isinstance(current, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"flashbulb.toml: {where} must be a list of names, not {value!r}")
+        return tuple(value)
+    if not isinstance(value, str):
+        raise ValueError(f"flashbulb.toml: {where} must be a string, not {value!r}")
+    return Path(value).expanduser() if where.endswith("model_dir") else value
+
+
 @dataclasses.dataclass
 class Settings:
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
@@ -170,7 +205,11 @@ class Settings:
         settings = cls(data_dir=Path(data_dir) if data_dir else default_data_dir(), database_url=database_url or "")
         config_file = settings.data_dir / "flashbulb.toml"
         if config_file.exists():
-            settings.apply_toml(tomllib.loads(config_file.read_text()))
+            try:
+                doc = tomllib.loads(config_file.read_text())
+            except tomllib.TOMLDecodeError as exc:
+                raise ValueError(f"{config_file} is not valid TOML: {exc}") from None
+            settings.apply_toml(doc)
         return settings
 
     def apply_toml(self, doc: dict) -> None:
@@ -186,12 +225,15 @@ class Settings:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0 or (name == "percent" and value > 100):
                 raise ValueError(f"flashbulb.toml: [referrals].{name} must be a whole number (percent 0-100), not {value!r}")
             setattr(self, f"referral_{name}", value)
-        for section in ("limits", "diffusion"):
+        if unknown := set(doc) - SECTIONS:
+            raise ValueError(f"flashbulb.toml: unknown section or setting {', '.join(sorted(unknown))}; sections: {', '.join(sorted(SECTIONS))}")
+        for section, allowed in (("limits", LIMIT_KEYS), ("diffusion", DIFFUSION_KEYS)):
+            if not isinstance(doc.get(section, {}), dict):
+                raise ValueError(f"flashbulb.toml: [{section}] must be a table")
             for name, value in doc.get(section, {}).items():
-                if not hasattr(self, name) or name == "local_models":
-                    raise ValueError(f"flashbulb.toml: unknown setting [{section}].{name}")
-                current = getattr(self, name)
-                setattr(self, name, Path(value).expanduser() if name == "model_dir" else type(current)(value))
+                if name not in allowed:
+                    raise ValueError(f"flashbulb.toml: unknown setting [{section}].{name}; it takes {', '.join(allowed)}")
+                setattr(self, name, _typed(f"[{section}].{name}", value, getattr(self, name)))
         for name, value in doc.get("batch", {}).items():
             if name not in ("discount_percent", "max_in_flight", "max_attempts"):
                 raise ValueError(f"flashbulb.toml: unknown setting [batch].{name}")

@@ -100,7 +100,7 @@ class Server:
 
 def start_server(
     data_dir: Path, database_url: str, config: str = "", admin_key: str | None = None, port: int | None = None,
-    ready_timeout: float = 60,
+    ready_timeout: float = 180,  # every warm model loaded: several torch workers on 2 busy cores take a while
 ) -> Server:
     """Start `flashbulb serve`; on a fresh database it prints the admin key, else pass the one you have.
     A server restarted on its old `port` is the same batch owner: it takes its items back at once."""

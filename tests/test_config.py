@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import tomllib
+
 import pytest
+
+from conftest import FLASHBULB
 
 from flashbulb.config import Settings, micros_to_usd, usd_to_micros
 from flashbulb.engine.registry import Registry
@@ -51,3 +57,26 @@ def test_models_tables_split_deployment_keys_from_the_model_and_check_them():
             Settings().apply_toml({"models": {"flashbulb-photo": bad}})
     with pytest.raises(ValueError):
         Settings().apply_toml({"cluster": {"engine": "kubernetes"}})
+
+
+@pytest.mark.parametrize(
+    ("toml", "says"),
+    [
+        ('[limits]\ndatabase_url = "sqlite:///x"\n', "unknown setting [limits].database_url"),
+        ('[diffusion]\ncompile = "no"\n', "must be true or false"),
+        ("[diffusion]\nrate_limits = 5\n", "unknown setting [diffusion].rate_limits"),
+        ("[limits]\nmax_body_bytes = -1\n", "whole number >= 0"),
+        ('[limits]\nrequest_timeout_s = "soon"\n', "number >= 0"),
+        ('[diffusion]\nwarm_models = "flashbulb-photo"\n', "list of names"),
+        ('warm_models = ["flashbulb-photo"]\n', "unknown section or setting warm_models"),
+    ],
+)
+def test_a_setting_of_the_wrong_name_or_type_is_refused_by_name(toml, says):  # noqa: ANN001
+    with pytest.raises(ValueError, match=re.escape(says)):
+        Settings().apply_toml(tomllib.loads(toml))
+
+
+def test_a_malformed_config_file_is_a_clear_error_not_a_traceback(tmp_path):
+    (tmp_path / "flashbulb.toml").write_text("[limits\nmax_body_bytes = 1\n")
+    ran = subprocess.run([*FLASHBULB, "--data-dir", str(tmp_path), "models"], capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 2 and "not valid TOML" in ran.stderr and "Traceback" not in ran.stderr

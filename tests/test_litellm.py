@@ -17,6 +17,7 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # its price list from the w
 import litellm  # noqa: E402
 
 CONFIG = """
+[diffusion]
 warm_models = ["flashbulb-photo", "drawer"]
 
 [models.drawer]

@@ -16,6 +16,7 @@ import pytest
 from conftest import astronaut, gemini_body, png_bytes, start_server, wait_for
 
 CONFIG = """
+[diffusion]
 warm_models = ["flashbulb-photo", "faulty"]
 
 [models.faulty]

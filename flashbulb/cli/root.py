@@ -7,6 +7,7 @@ import sys
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from flashbulb.config import Settings
 from flashbulb.errors import FlashbulbError
@@ -66,7 +67,11 @@ class Context:
 @click.pass_context
 def main(ctx: click.Context, data_dir: str | None, database_url: str | None) -> None:
     """flashbulb: self-hosted image generation and editing, metered."""
-    ctx.obj = Context(data_dir, database_url)
+    try:
+        ctx.obj = Context(data_dir, database_url)
+    except ValueError as error:  # a malformed flashbulb.toml: say what and where, no traceback
+        err.print(f"[red]error:[/red] {escape(str(error))}")
+        sys.exit(2)
 
 
 def fail(error: FlashbulbError) -> None:
