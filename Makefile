@@ -13,14 +13,22 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
 
-install: $(BIN)/python
+# Stamps: `make run` reinstalls only when pyproject.toml changed (it ran pip on every start).
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
+	touch $@
 
-install-test: $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.installed
 
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+# make run PORT=9000 DATA_DIR=/srv/flashbulb (defaults: 8080, ~/.flashbulb)
 run: install
-	$(BIN)/flashbulb serve
+	$(BIN)/flashbulb $(if $(DATA_DIR),--data-dir $(DATA_DIR)) serve $(if $(PORT),--port $(PORT))
 
 test: install-test
 	$(BIN)/python -m pytest tests

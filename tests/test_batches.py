@@ -369,6 +369,10 @@ def test_cli_submits_waits_and_fetches_results_with_meaningful_exit_codes(server
     assert results.returncode == 0, results.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(line["key"], "response" in line) for line in lines] == [("a", True), ("b", False)]
+    pictures = tmp_path / "pictures"
+    assert cli("results", name, "--images", str(pictures), *remote).returncode == 0
+    assert [p.name for p in sorted(pictures.iterdir())] == ["a-0.png"]  # the failed item has none
+    assert Image.open(pictures / "a-0.png").width > 0
     listed = json.loads(cli("list", "--json", *remote).stdout)
     assert [b["name"] for b in listed] == [name]
 

@@ -171,7 +171,10 @@ def test_the_same_seed_gives_the_same_image_and_n_gives_n(client):  # noqa: ANN0
     assert generate(42) != generate(43)
     two = generate(42, n=2)
     assert len(two) == 2 and two[0] != two[1]
-    assert two[0] == generate(42)[0]  # image k of a request is seed + k
+    # Image k of a request is seed + k: the same picture as asked alone, up to the float rounding of a
+    # batched run (CPU kernels round a batch of 2 differently from a batch of 1; measured: a few levels).
+    batched, alone = (np.asarray(Image.open(io.BytesIO(b)), dtype=float) for b in (two[0], generate(42)[0]))
+    assert np.abs(batched - alone).mean() < 1 and np.abs(batched - alone).max() <= 16
 
 
 # ---- edits ----

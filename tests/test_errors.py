@@ -80,7 +80,7 @@ def test_snake_case_and_url_safe_base64_without_padding(server, key):
     response = server.generate(key, body)
     assert response.status_code == 200, response.text
     parts = response.json()["candidates"][0]["content"]["parts"]
-    assert [list(p) for p in parts] == [["inlineData"]]
+    assert [sorted(p) for p in parts] == [["inlineData", "thoughtSignature"]]  # one image part (signed, as Gemini 3 signs)
     assert Image.open(io.BytesIO(base64.b64decode(parts[0]["inlineData"]["data"]))).size == (48, 48)
     assert int(response.headers["x-flashbulb-charge-micros"]) > 0
 

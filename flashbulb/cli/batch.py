@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -128,26 +131,46 @@ def batch_status(batch_id: str, wait: bool, interval: float, server: str, key: s
 @click.argument("batch_id")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the JSONL results here (default: stdout).")
+@click.option("--images", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write each result's images into this folder, as KEY-N.png.")
 @_batch_options
-def batch_results(batch_id: str, output: Path | None, server: str, key: str | None, as_json: bool) -> None:
+def batch_results(batch_id: str, output: Path | None, images: Path | None, server: str, key: str | None, as_json: bool) -> None:
     """The results of a finished batch as JSONL, in input order: {"key", "response"} or {"key", "error"}."""
     client = _batch_client(server, key)
     current = _batch_call(lambda: client.get(batch_id), as_json)
     if not current.get("done"):
         err.print(f"[red]error:[/red] {current['name']} is not done yet; `flashbulb batch status {batch_id} --wait` waits for it")
         sys.exit(BATCH_BAD_INPUT)
+    buffer = io.BytesIO()
+    lines = _batch_call(lambda: client.results(current, buffer), as_json)
     if output is None:
-        lines = _batch_call(lambda: client.results(current, sys.stdout.buffer), as_json)
+        sys.stdout.buffer.write(buffer.getvalue())
         sys.stdout.flush()
     else:
-        with open(output, "wb") as out:
-            lines = _batch_call(lambda: client.results(current, out), as_json)
+        output.write_bytes(buffer.getvalue())
+    if images is not None:
+        written = _write_images(buffer.getvalue(), images)
+        err.print(f"{written} images written to {images}")
     summary = _batch_summary(current)
     if as_json and output is not None:
         print(json.dumps({**summary, "output": str(output), "lines": lines}))
     else:
         err.print(f"{lines} results{f' written to {output}' if output else ''} ({summary['succeeded']} succeeded, {summary['failed']} failed)")
     sys.exit(BATCH_FAILED if summary["state"] in BATCH_NOT_OK else BATCH_OK)
+
+
+def _write_images(results: bytes, folder: Path) -> int:
+    """Each result line's inline images as <folder>/<key>-<n>.png (keys made safe for a file name)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for raw in results.splitlines():
+        line = json.loads(raw) if raw.strip() else {}
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(line.get("key", written)))[:100] or "result"
+        for candidate in line.get("response", {}).get("candidates", []):
+            for n, part in enumerate(p for p in candidate.get("content", {}).get("parts", []) if "inlineData" in p):
+                (folder / f"{name}-{n}.png").write_bytes(base64.b64decode(part["inlineData"]["data"]))
+                written += 1
+    return written
 
 
 @batch.command("list")
