@@ -21,7 +21,7 @@ from flashbulb.parsing import load_json, whole_number
 from flashbulb.api.errors import describe_validation, google_error_body
 from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers, prompt_tokens
 from flashbulb.api.serving import api_key_of, new_request_id, serve
-from flashbulb.engine.aspect import check_aspect_ratio, check_image_size, nearest_ratio, sized
+from flashbulb.engine.aspect import check_aspect_ratio, check_image_size, ratio_of, sized
 from flashbulb.engine.imageio import PixelBudget, decode_image, encode_png
 from flashbulb.engine.registry import ModelEntry
 from flashbulb.engine.types import Caller, FinishReason, ImageRequest, JobContext
@@ -167,21 +167,21 @@ def to_image_request(
     image_config = config.image_config or ImageConfig()
     aspect = check_aspect_ratio(image_config.aspect_ratio)
     image_size = check_image_size(image_config.image_size)
-    # imageSize is a promise of pixels: the ratio asked, else the photo's nearest, at that size class.
-    size = sized(aspect or (nearest_ratio(*images[0].size) if images else "1:1"), image_size) if image_size else None
-    return ImageRequest(
+    request = ImageRequest(
         request_id=request_id,
         model=model,
         prompt=prompt,
         images=images,
         aspect_ratio=aspect,
-        size=size,
         n=n,
         seed=config.seed,
         system="\n".join(p.text for p in wire.system_instruction.parts if p.text) if wire.system_instruction else "",
         want_text="TEXT" in modalities,
         caller=caller,
     )
+    if image_size:  # a promise of pixels: the ratio the request is drawn at, at that size class
+        request.size = sized(ratio_of(request), image_size)
+    return request
 
 
 # ---- domain -> wire ----
