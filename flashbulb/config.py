@@ -83,7 +83,8 @@ class RateLimits:
                 setattr(self, name, limit("rate_limits", name, value))
 
 
-SECTIONS = {"prices", "referrals", "limits", "diffusion", "batch", "rate_limits", "storage", "cluster", "models", "safety"}
+SECTIONS = {"prices", "referrals", "limits", "diffusion", "batch", "rate_limits", "storage", "cluster", "models", "safety",
+            "provenance"}
 # What [limits] and [diffusion] may set: each a field of Settings, checked against its type.
 LIMIT_KEYS = (
     "max_body_bytes", "head_timeout_s", "body_timeout_s", "body_min_bytes_per_s", "max_connections", "max_input_pixels",
@@ -190,6 +191,13 @@ class Settings:
     # [models.NAME] replicas (or min_replicas/max_replicas with Ray), gpus_per_replica, cpus_per_replica
     # (Ray): how many copies of a model serve, and what each one gets.
     deployments: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    # [provenance]: C2PA content credentials on every image returned, an invisible watermark in its
+    # pixels (each can be turned off per server), and the PEM certificate chain and key to sign with
+    # (default: a self-signed pair made in <data_dir>/provenance on first start).
+    content_credentials: bool = True
+    watermark: bool = True
+    signing_cert: Path | None = None
+    signing_key: Path | None = None
     # Requests per minute and in flight, per key and per account (flashbulb.toml [rate_limits]).
     rate_limits: RateLimits = dataclasses.field(default_factory=RateLimits)
 
@@ -272,6 +280,14 @@ class Settings:
                 self.custom_backends[name] = fields
             elif fields:  # a model of the catalog's kind with weights of the operator's (`like = ...`)
                 self.local_models[name] = fields
+        for name, value in doc.get("provenance", {}).items():
+            if name in ("content_credentials", "watermark"):
+                setattr(self, name, _typed(f"[provenance].{name}", value, True))
+            elif name in ("signing_cert", "signing_key"):
+                setattr(self, name, self.data_dir / Path(_typed(f"[provenance].{name}", value, "")).expanduser())
+            else:
+                raise ValueError(f"flashbulb.toml: unknown setting [provenance].{name}; it takes content_credentials, "
+                                 "watermark, signing_cert, signing_key")
         safety = doc.get("safety", {})
         if "block" in safety:
             if not isinstance(safety["block"], list) or not all(isinstance(c, str) for c in safety["block"]):

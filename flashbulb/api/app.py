@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from flashbulb import __version__
-from flashbulb.api import admin, batches, errors, files, gemini, idempotency, metrics, openai, outputs, responses, studio
+from flashbulb.api import admin, batches, errors, files, gemini, idempotency, metrics, openai, outputs, responses, studio, verify
 from flashbulb.api.limits import BodySizeLimit
 from flashbulb.config import Settings
 from flashbulb.engine.engine import Engine
@@ -135,6 +135,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
         app.include_router(batches.build_router(gateway, file_store, batch_runner), prefix=f"/{version}")
     app.include_router(admin.build_router(gateway), prefix="/admin")
     app.include_router(admin.build_account_router(gateway), prefix="/flashbulb")
+    app.include_router(verify.build_router(gateway), prefix="/flashbulb")
 
     @app.get("/healthz")
     async def healthz() -> dict:

@@ -193,7 +193,7 @@ def to_response(request: ImageRequest, served: Served) -> dict[str, Any]:
     if result.text and (request.want_text or result.finish_reason != FinishReason.STOP):
         parts.append({"text": result.text})
     for image in result.images:
-        parts.append({"inlineData": {"mimeType": "image/png", "data": base64.b64encode(encode_png(image)).decode()}})
+        parts.append({"inlineData": {"mimeType": "image/png", "data": base64.b64encode(served.sign(encode_png(image), "png")).decode()}})
     if result.images:
         # Gemini 3 signs its image parts and multi-turn clients (the SDKs' chats) send the signature back
         # with the turn; flashbulb's names the request and needs nothing more, but is there to echo.

@@ -33,6 +33,7 @@ from flashbulb.engine.imageio import PixelBudget, decode_image, encode
 from flashbulb.engine.registry import ModelEntry, Registry
 from flashbulb.engine.types import Caller, FinishReason, ImageRequest, ImageResult, JobContext
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
+from flashbulb.provenance import Sign, unsigned
 from flashbulb.gateway.gateway import MAX_PROMPT_CHARS, Gateway, Served
 
 DEFAULT_MODEL = "gpt-image-1"  # an alias: the installed default generative model, else flashbulb-photo
@@ -281,10 +282,11 @@ def refusal(result: ImageResult) -> FlashbulbError:
     return invalid(result.text or "The model made no image.", code="image_generation_failed")
 
 
-def encode_all(images: list[Image.Image], params: ImageParams) -> list[bytes]:
+def encode_all(images: list[Image.Image], params: ImageParams, sign: Sign = unsigned) -> list[bytes]:
+    """The images in the format asked for; `sign` adds their content credentials (a final result's)."""
     fmt = params.output_format or "png"
     quality = 100 if params.output_compression is None else params.output_compression
-    return [encode(image, fmt, quality=quality, opaque=params.background == "opaque") for image in images]
+    return [sign(encode(image, fmt, quality=quality, opaque=params.background == "opaque"), fmt) for image in images]
 
 
 async def fulfil_with_previews(
@@ -406,7 +408,7 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
                 body["flashbulb"] = flashbulb_fields(image_request, served)
                 return JSONResponse(body, status_code=status, headers=headers)
             fmt = params.output_format or "png"
-            encoded = encode_all(served.result.images, params)
+            encoded = encode_all(served.result.images, params, served.sign)
             if params.response_format == "url":
                 data = [{"url": str(request.url_for("result_image", name=outputs.save(d, fmt)))} for d in encoded]
             else:
@@ -437,7 +439,7 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
             return [
                 sse(f"{event}.completed", {"type": f"{event}.completed", "b64_json": base64.b64encode(data).decode(),
                                            "created_at": body["created"], **common, "flashbulb": body["flashbulb"]})
-                for data in encode_all(served.result.images, params)
+                for data in encode_all(served.result.images, params, served.sign)
             ]
 
         async def events() -> AsyncIterator[str]:

@@ -179,7 +179,7 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
             if served.result.finish_reason is not FinishReason.STOP or not served.result.images:
                 raise refusal(served.result)
             body = to_response(image_request, served, params, [])
-            b64 = base64.b64encode(encode_all(served.result.images[:1], params)[0]).decode()
+            b64 = base64.b64encode(encode_all(served.result.images[:1], params, served.sign)[0]).decode()
             outputs.keep(caller.account_id, response_id, encode_png(served.result.images[0]))
             usage = body["usage"]
             usage = {"input_tokens": usage["input_tokens"], "output_tokens": usage["output_tokens"],

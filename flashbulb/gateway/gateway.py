@@ -20,6 +20,7 @@ from flashbulb.engine.types import Caller, Cancelled, FinishReason, ImageRequest
 from flashbulb.errors import ErrorKind, FlashbulbError
 from flashbulb.gateway import accounts, ledger, pricing
 from flashbulb.gateway.ratelimits import Lease, RateLimiter
+from flashbulb.provenance import Provenance, Sign, unsigned
 from flashbulb.store.db import unavailable
 
 log = logging.getLogger("flashbulb.gateway")
@@ -40,6 +41,7 @@ class Served:
     charge_micros: int
     price: dict | None = None  # the charge's breakdown (unit prices, size classes): the response's priceMicros
     rendered: object = None  # the answer in the caller's wire format, built before the charge was settled
+    sign: Sign = unsigned  # puts the content credentials into each encoded image (provenance)
 
 
 # Builds the caller's answer from a Served (off the event loop). The gateway calls it before it
@@ -93,6 +95,7 @@ class Gateway:
         self.limiter = RateLimiter(settings.rate_limits, max_lease_s=settings.hold_ttl_s)
         self._leases: dict[str, Lease] = {}  # request id -> its rate limit slots, from reserve to fulfil
         self._unclosed: dict[str, ledger.Usage] = {}  # holds a database outage kept open: released when it is back
+        self.provenance = Provenance(settings)
 
     async def authenticate(self, api_key: str | None) -> Caller:
         return await asyncio.to_thread(accounts.authenticate, self.db, api_key)
@@ -110,6 +113,7 @@ class Gateway:
         accounts.check_scope(request.caller, request.model, entry.name)  # a key scoped to other models: 403
         request.model = entry.name
         check_request(request)
+        request.watermark = self.provenance.payload()
         entry.check(request)  # not installed, or a request this model can't serve: 400 before any hold
         # Rate limits come before the hold, so a refused call is never charged. Batch items
         # (priority 1) are exempt: the batch runner meters them itself ([batch] max_in_flight).
@@ -163,7 +167,8 @@ class Gateway:
             result = await asyncio.wait_for(self.engine.run(request, job), self.settings.request_timeout_s)
             charge = pricing.charge(quote, result)
             output_pixels = [im.width * im.height for im in result.images] if charge else None
-            served = Served(result=result, charge_micros=charge, price=quote.breakdown(output_pixels or []) if charge else None)
+            served = Served(result=result, charge_micros=charge, price=quote.breakdown(output_pixels or []) if charge else None,
+                            sign=self.provenance.signer_for(request, result))
             if render is not None:
                 served.rendered = await asyncio.to_thread(render, served)
             # Only now, with the answer built: what it measured is as writable as the answer was.
@@ -173,6 +178,7 @@ class Gateway:
             usage.output_pixels = result.output_pixels
             usage.quality = {**result.quality, "timings_ms": result.timings_ms}
             usage.replica = result.replica
+            usage.watermark = request.watermark if result.quality.get("watermark", {}).get("marked") else None
             outcome = served
             return outcome
         except (asyncio.CancelledError, Cancelled) as exc:

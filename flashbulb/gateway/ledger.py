@@ -46,6 +46,7 @@ class Usage:
     quality: dict = dataclasses.field(default_factory=dict)
     error: str = ""
     replica: dict | None = None  # {"id", "host", "pid"}: where it ran
+    watermark: int | None = None  # the payload its images' watermark carries
 
 
 def hold(

@@ -129,6 +129,8 @@ class UsageRecord(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
     replica: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # {"id", "host", "pid"} that ran it
+    # The 32-bit watermark payload its images carry (flashbulb/provenance); None: not marked.
+    watermark: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
 
 
 class BlobChunk(Base):

@@ -16,6 +16,7 @@ from typing import Protocol
 from flashbulb.engine.output_size import fit_result
 from flashbulb.engine.registry import ModelEntry
 from flashbulb.engine.types import ImageRequest, ImageResult, JobContext
+from flashbulb.provenance.watermark import mark_result
 
 
 class WorkerDied(Exception):
@@ -59,9 +60,10 @@ def replica_count(deployment: dict, gpus: float) -> int:
 
 def run_backend(backend, requests: list[ImageRequest], jobs: list[JobContext]) -> list[ImageResult]:  # noqa: ANN001
     """One request through `run`, several (a batch the engine gathered) through `run_batch`; then
-    each result brought to the exact size its request asked for (engine/output_size.py)."""
+    each result brought to the exact size its request asked for (engine/output_size.py), then
+    watermarked (provenance/watermark.py)."""
     results = [backend.run(requests[0], jobs[0])] if len(requests) == 1 else backend.run_batch(requests, jobs)
-    return [fit_result(request, result, job) for request, result, job in zip(requests, results, jobs)]
+    return [mark_result(request, fit_result(request, result, job)) for request, result, job in zip(requests, results, jobs)]
 
 
 def make_executor(settings) -> Executor:  # noqa: ANN001 - flashbulb.config.Settings

@@ -1,0 +1,51 @@
+"""Is this a flashbulb image, and which call made it? Its content credentials (if they survived) and
+its watermark (which survives what strips them), checked against this server's usage records."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+from sqlalchemy import Engine, func, select
+
+from flashbulb.engine.imageio import decode_image
+from flashbulb.engine.types import Caller
+from flashbulb.provenance import credentials, watermark
+from flashbulb.store.tables import UsageRecord
+
+# The most a chance reading may match some recorded mark, per image checked. A reading is matched
+# to the marks within 2 bit errors of it (529 payloads of 2^32) while few calls are recorded, then
+# within 1 (33), then exactly, so an image flashbulb didn't make is not claimed as more calls are.
+MAX_CHANCE_MATCH = 1e-4
+
+
+def verify(data: bytes, *, db: Engine, caller: Caller | None, trust_anchor_pem: bytes, max_pixels: int) -> dict:
+    """`caller` None: the operator, on this machine (sees every call). Raises 400 for a non-image."""
+    image = decode_image(data, max_pixels=max_pixels, what="image")
+    mime = credentials.MIME.get((Image.open(io.BytesIO(data)).format or "").lower().replace("jpg", "jpeg"))
+    return {
+        "c2pa": credentials.read(data, mime, trust_anchor_pem) if mime else None,
+        "watermark": _trace(watermark.read(image), db, caller),
+    }
+
+
+def _trace(reading: watermark.Reading | None, db: Engine, caller: Caller | None) -> dict:
+    if reading is None:
+        return {"found": False, "why": f"images under {watermark.MIN_SIDE} px a side carry no watermark"}
+    with db.connect() as conn:
+        marked = conn.execute(select(func.count()).where(UsageRecord.watermark.is_not(None))).scalar_one()
+        flips = next((k for k in (2, 1) if marked * len(watermark.near(0, k)) / 2**32 <= MAX_CHANCE_MATCH), 0)
+        candidates = watermark.near(reading.payload, flips) if flips else [reading.payload]
+        rows = conn.execute(
+            select(UsageRecord.request_id, UsageRecord.account_id, UsageRecord.model, UsageRecord.created_at,
+                   UsageRecord.watermark).where(UsageRecord.watermark.in_(candidates))
+        ).all()
+    chance = round(marked * len(candidates) / 2**32, 9)
+    answer: dict = {"found": bool(rows), "confidence": reading.confidence, "chance_match": chance}
+    if not rows:
+        return answer
+    row = min(rows, key=lambda r: (bin(r.watermark ^ reading.payload).count("1"), -r.created_at.timestamp()))
+    answer.update(bit_errors=bin(row.watermark ^ reading.payload).count("1"), model=row.model)
+    if caller is None or caller.is_admin or caller.account_id == row.account_id:  # whose call it was is theirs to know
+        answer.update(request_id=row.request_id, created=row.created_at.isoformat() + "Z")
+    return answer
