@@ -19,6 +19,7 @@ from flashbulb.config import Settings
 from flashbulb.engine.imageio import decode_image, encode
 from flashbulb.engine.types import FinishReason, ImageRequest, ImageResult, JobContext
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
+from flashbulb.provenance import Provenance, Sign, unsigned
 
 
 @dataclasses.dataclass
@@ -38,6 +39,8 @@ class Ask:
 class Answer:
     result: ImageResult
     charge_micros: int | None = None  # known only from a server
+    sign: Sign = unsigned  # local runs: this data dir's content credentials
+    encoded: list[bytes] = dataclasses.field(default_factory=list)  # from a server: its PNGs, signed, as sent
 
 
 def read_images(paths: list[Path], max_pixels: int) -> list[Image.Image]:
@@ -58,6 +61,7 @@ def run_local(ask: Ask, settings: Settings, on_progress: Callable[[float], None]
 
     registry = Registry.default(settings)
     entry = registry.resolve(ask.model)
+    provenance = Provenance(settings)
     request = ImageRequest(
         request_id=uuid.uuid4().hex,
         model=entry.name,
@@ -67,6 +71,7 @@ def run_local(ask: Ask, settings: Settings, on_progress: Callable[[float], None]
         n=ask.n,
         seed=ask.seed,
         system=ask.system,
+        watermark=provenance.payload(),
     )
     entry.check(request)
     engine = Engine(registry, batch_window_s=0)
@@ -76,7 +81,24 @@ def run_local(ask: Ask, settings: Settings, on_progress: Callable[[float], None]
         result = asyncio.run(engine.run(request, JobContext(on_progress=on_progress)))
     finally:
         engine.close()
-    return Answer(result)
+    if result.quality.get("watermark", {}).get("marked"):
+        _record(settings, request, result)
+    return Answer(result, sign=provenance.signer_for(request, result))
+
+
+def _record(settings: Settings, request: ImageRequest, result: ImageResult) -> None:
+    from flashbulb.gateway import ledger
+    from flashbulb.store import db as store
+
+    database = store.connect(settings.database_url)
+    try:
+        store.migrate(database)
+        usage = ledger.Usage(status="ok", finish_reason=result.finish_reason.value, input_images=len(request.images),
+                             input_pixels=request.input_pixels, output_images=len(result.images),
+                             output_pixels=result.output_pixels, quality=result.quality, watermark=request.watermark)
+        ledger.record_unbilled(database, request.request_id, request.model, usage)
+    finally:
+        database.dispose()
 
 
 def run_remote(ask: Ask, server: str, key: str, max_pixels: int, timeout_s: float = 600) -> Answer:
@@ -149,9 +171,11 @@ def _answer(body: dict) -> Answer:
         return Answer(result, charge_micros=extra.get("chargeMicros"))
     candidate = body["candidates"][0]
     images, text = [], []
+    encoded = []
     for part in candidate["content"]["parts"]:
         if "inlineData" in part:
-            images.append(Image.open(io.BytesIO(base64.b64decode(part["inlineData"]["data"]))))
+            encoded.append(base64.b64decode(part["inlineData"]["data"]))
+            images.append(Image.open(io.BytesIO(encoded[-1])))
         elif "text" in part:
             text.append(part["text"])
     result = ImageResult(
@@ -161,7 +185,7 @@ def _answer(body: dict) -> Answer:
         timings_ms=extra.get("timingsMs", {}),
         quality=extra.get("quality", {}),
     )
-    return Answer(result, charge_micros=extra.get("chargeMicros"))
+    return Answer(result, charge_micros=extra.get("chargeMicros"), encoded=encoded)
 
 
 def output_paths(output: Path, count: int) -> list[Path]:
@@ -171,10 +195,17 @@ def output_paths(output: Path, count: int) -> list[Path]:
     return [output.with_name(f"{output.stem}-{k}{output.suffix}") for k in range(1, count + 1)]
 
 
-def save(images: list[Image.Image], output: Path) -> list[Path]:
-    paths = output_paths(output, len(images))
-    for image, path in zip(images, paths):
+def save(answer: Answer, output: Path) -> tuple[list[Path], bool]:
+    """Write each image; returns the paths and whether the files carry content credentials. A
+    server's PNG is written as it came; re-encoding it drops the server's manifest (the watermark stays)."""
+    paths = output_paths(output, len(answer.result.images))
+    signed = True
+    for index, (image, path) in enumerate(zip(answer.result.images, paths)):
         path.parent.mkdir(parents=True, exist_ok=True)
         fmt = {".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(path.suffix.lower(), "png")
-        path.write_bytes(encode(image, fmt, quality=95 if fmt == "jpeg" else 100))  # JPEG: transparency onto white
-    return paths
+        if answer.encoded and fmt == "png":
+            path.write_bytes(answer.encoded[index])
+            continue
+        signed = signed and not answer.encoded and answer.sign is not unsigned
+        path.write_bytes(answer.sign(encode(image, fmt, quality=95 if fmt == "jpeg" else 100), fmt))  # JPEG: on white
+    return paths, signed

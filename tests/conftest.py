@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import json
 import os
 import re
 import socket
@@ -206,3 +207,44 @@ def any_db_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 @pytest.fixture(scope="session")
 def key(server: Server) -> str:
     return server.create_key("100")
+
+
+# ---- provenance: content credentials and watermarks (tests/test_provenance.py, test_diffusion.py) ----
+
+
+def read_manifest(data_: bytes, mime: str) -> dict:
+    """The C2PA project's reader on an image: its validation state and active manifest."""
+    import c2pa
+
+    with c2pa.Reader(mime, io.BytesIO(data_)) as reader:
+        store = json.loads(reader.json())
+    return {"state": store["validation_state"], "status": [s["code"] for s in store.get("validation_status", [])],
+            "manifest": store["manifests"][store["active_manifest"]]}
+
+
+def actions_of(manifest: dict) -> list[dict]:
+    return [a for assertion in manifest["assertions"] if assertion["label"].startswith("c2pa.actions")
+            for a in assertion["data"]["actions"]]
+
+
+def verify(server, key: str, image: bytes) -> dict:  # noqa: ANN001
+    body = {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(image).decode()}}
+    response = httpx.post(f"{server.base_url}/flashbulb/verify", json=body, headers={"x-goog-api-key": key}, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def jpeg(image: Image.Image, quality: int = 80) -> bytes:
+    return png_bytes(image.convert("RGB"), "JPEG", quality=quality)
+
+
+def attacks(image: Image.Image) -> dict[str, bytes]:
+    """What images go through on the way to a viewer, each on its own."""
+    w, h = image.size
+    dx, dy = w // 20, h // 20  # 10% off the width and the height, around the centre
+    return {
+        "jpeg q80": jpeg(image),
+        "resize 50%": png_bytes(image.resize((w // 2, h // 2), Image.Resampling.BICUBIC)),
+        "crop 10%": png_bytes(image.crop((dx, dy, w - dx, h - dy))),
+        "png re-encode": png_bytes(Image.open(io.BytesIO(png_bytes(image.convert("RGB"))))),
+    }

@@ -21,7 +21,7 @@ from PIL import Image
 from skimage import data
 
 import tiny_pipelines
-from conftest import FLASHBULB, astronaut, png_bytes, start_server
+from conftest import FLASHBULB, actions_of, astronaut, attacks, png_bytes, read_manifest, start_server, verify
 from flashbulb.engine.backends.diffusion import catalog
 from flashbulb.vision import faces
 
@@ -334,3 +334,20 @@ def test_pull_without_network_fails_at_once_with_a_reason(tmp_path: Path):
     assert offline.returncode == 3 and "HF_HUB_OFFLINE" in offline.stderr
     unknown = subprocess.run([*FLASHBULB, "pull", "dall-e-3"], capture_output=True, text=True, env=env, timeout=60)
     assert unknown.returncode == 2 and "flux2-klein-4b" in unknown.stderr
+
+
+def test_a_generated_image_is_credited_as_made_by_a_model_and_its_mark_survives(server, key):  # noqa: ANN001
+    """Text-to-image at 512x512 (drawn at the tiny model's size, enlarged to the size asked): its C2PA
+    manifest says `c2pa.created` by a trained model, and every attack leaves a mark that traces back."""
+    body = raw(server, key, "tiny-klein", "a lighthouse at dusk", seed=5, imageConfig={"imageSize": "512"})
+    image = base64.b64decode(body["candidates"][0]["content"]["parts"][-1]["inlineData"]["data"])
+    found = read_manifest(image, "image/png")
+    assert found["state"] == "Valid"
+    [created, marked] = actions_of(found["manifest"])
+    assert created["action"] == "c2pa.created" and created["digitalSourceType"].endswith("/trainedAlgorithmicMedia")
+    assert created["parameters"]["model"] == "tiny-klein" and marked["action"] == "c2pa.watermarked"
+    assert found["manifest"].get("ingredients", []) == []
+    assert body["flashbulb"]["quality"]["watermark"]["psnr_db"] >= 40
+    for attack, attacked in attacks(Image.open(io.BytesIO(image))).items():
+        mark = verify(server, key, attacked)["watermark"]
+        assert mark["found"] and mark["request_id"] == body["responseId"], (attack, mark)

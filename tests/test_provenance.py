@@ -17,45 +17,9 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from conftest import astronaut, png_bytes, start_server
+from conftest import actions_of, astronaut, attacks, jpeg, png_bytes, read_manifest, start_server, verify
 
 PHOTO_PROMPT = "make it brighter"
-
-
-def read_manifest(data_: bytes, mime: str) -> dict:
-    """The C2PA project's reader on an image: its validation state and active manifest."""
-    with c2pa.Reader(mime, io.BytesIO(data_)) as reader:
-        store = json.loads(reader.json())
-    return {"state": store["validation_state"], "status": [s["code"] for s in store.get("validation_status", [])],
-            "manifest": store["manifests"][store["active_manifest"]]}
-
-
-def actions_of(manifest: dict) -> list[dict]:
-    return [a for assertion in manifest["assertions"] if assertion["label"].startswith("c2pa.actions")
-            for a in assertion["data"]["actions"]]
-
-
-def verify(server, key: str, image: bytes) -> dict:  # noqa: ANN001
-    body = {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(image).decode()}}
-    response = httpx.post(f"{server.base_url}/flashbulb/verify", json=body, headers={"x-goog-api-key": key}, timeout=60)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def jpeg(image: Image.Image, quality: int = 80) -> bytes:
-    return png_bytes(image.convert("RGB"), "JPEG", quality=quality)
-
-
-def attacks(image: Image.Image) -> dict[str, bytes]:
-    """What images go through on the way to a viewer, each on its own."""
-    w, h = image.size
-    dx, dy = w // 20, h // 20  # 10% off the width and the height, around the centre
-    return {
-        "jpeg q80": jpeg(image),
-        "resize 50%": png_bytes(image.resize((w // 2, h // 2), Image.Resampling.BICUBIC)),
-        "crop 10%": png_bytes(image.crop((dx, dy, w - dx, h - dy))),
-        "png re-encode": png_bytes(Image.open(io.BytesIO(png_bytes(image.convert("RGB"))))),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -211,3 +175,23 @@ def test_the_mark_does_not_move_the_identity_guards_numbers():
     [before], [after], [baseline] = (identity.embeddings(np.asarray(im.convert("RGB"))) for im in (portrait, marked, recompressed))
     assert identity.distance(before, after) <= identity.distance(before, baseline) < 0.2 * identity.THRESHOLD
     assert watermark.read(marked).payload == 0x5EED1234
+
+
+def test_a_local_cli_edit_is_signed_marked_and_traced_back(server, tmp_path):
+    """`flashbulb edit` without --server: signed with the data dir's key, marked, and recorded under
+    the "local" account, so `flashbulb verify` on a JPEG copy finds it."""
+    photo, out = tmp_path / "in.png", tmp_path / "out.png"
+    astronaut(256).save(photo)
+    done = json.loads(server.cli("edit", str(photo), "make it warmer", "-o", str(out), "--model", "flashbulb-photo", "--json").stdout)
+    assert done["ok"] and done["content_credentials"] and done["quality"]["watermark"]["marked"]
+    found = read_manifest(out.read_bytes(), "image/png")
+    assert found["state"] == "Valid" and [a["action"] for a in actions_of(found["manifest"])][0] == "c2pa.opened"
+    copy = tmp_path / "copy.jpg"
+    copy.write_bytes(jpeg(Image.open(out)))
+    [report] = json.loads(server.cli("verify", str(copy), "--json").stdout)
+    assert report["watermark"]["found"] and report["watermark"]["model"] == "flashbulb-photo"
+    # Through the server, an admin sees the local run too (same database); a JPEG kept by a remote
+    # edit says its credentials were dropped.
+    remote = json.loads(server.cli("edit", str(photo), "make it warmer", "-o", str(tmp_path / "r.jpg"), "--model", "flashbulb-photo",
+                                   "--server", server.base_url, "--key", server.create_key("1"), "--json").stdout)
+    assert remote["ok"] and remote["content_credentials"] is False

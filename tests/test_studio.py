@@ -405,3 +405,32 @@ def test_cancel_stops_the_call_and_charges_nothing(page, studio_server, tmp_path
     assert account["balanceMicros"] == 1_000_000 and account["heldMicros"] == 0
     [record] = get(studio_server, "/flashbulb/account/usage", key).json()["records"]
     assert record["status"] == "cancelled" and record["charge_micros"] == 0
+
+
+def test_a_result_shows_its_content_credentials_and_the_verify_page_traces_it(page, studio_server, tmp_path):
+    from playwright.sync_api import expect
+    from skimage import data
+
+    key = studio_server.create_key("1")
+    sign_in(page, studio_server, key)
+    page.locator("#files").set_input_files(photo_file(tmp_path, 256))
+    page.get_by_label("Prompt").fill("make it brighter")
+    page.get_by_role("button", name="Edit", exact=True).click()
+    expect(page.locator("#quality")).to_contain_text("signed C2PA manifest", timeout=SLOW)
+    expect(page.locator("#quality")).to_contain_text("invisible watermark (PSNR")
+    request_id = page.locator("#quality code").inner_text()
+    page.get_by_role("button", name="Check provenance").click()
+    expect(page.locator("#view-verify")).to_be_visible()
+    card = page.locator("#verify-results li").first
+    expect(card).to_contain_text("made by flashbulb: flashbulb-photo", timeout=SLOW)
+    expect(card).to_contain_text(f"request {request_id}")
+    expect(card).to_contain_text("valid (the signer is not in a trust list")
+    expect(card).to_contain_text("opened → edited (adjust) → watermarked")
+    # A photo flashbulb didn't make, chosen from disk: nothing claimed.
+    plain = tmp_path / "coffee.jpg"
+    Image.fromarray(data.coffee()).save(plain, quality=90)
+    page.locator("#verify-files").set_input_files(plain)
+    expect(page.locator("#verify-results li").first).to_contain_text("coffee.jpg")
+    expect(page.locator("#verify-results li").first).to_contain_text("not found", timeout=SLOW)
+    expect(page.locator("#verify-results li").first).to_contain_text("none: never signed")
+    shot(page, "verify")

@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from flashbulb.engine.types import ImageRequest
+from flashbulb.provenance import unsigned
 from flashbulb.gateway.gateway import Served
 
 # Gemini's published token rules; the OpenAI format reports the same counts under its own names.
@@ -70,6 +71,8 @@ def flashbulb_fields(request: ImageRequest, served: Served) -> dict[str, Any]:
         **({"priceMicros": served.price} if served.price else {}),
         "timingsMs": served.result.timings_ms,
         "quality": served.result.quality,
+        # Whether each image carries a C2PA manifest signed by this server ([provenance] content_credentials).
+        "contentCredentials": served.sign is not unsigned and bool(served.result.images),
         **({"replica": served.result.replica} if served.result.replica else {}),
     }
 

@@ -23,7 +23,7 @@ _decoders = asyncio.Semaphore(2)
 async def image_bytes(request: Request) -> bytes:
     """The image: multipart `image`, or JSON {"inlineData": {"mimeType", "data"}} as in a Gemini part."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        form = await request.form()
+        form = await request.form(max_files=1, max_fields=10)
         upload = form.get("image")
         if upload is None or isinstance(upload, str):
             raise invalid("Send the image as the multipart file field 'image'.", param="image")

@@ -69,7 +69,7 @@ def _run_one(obj: Context, ask, output: Path, server: str | None, key: str | Non
             err.print(f"[red]error:[/red] {error.message}")
         sys.exit(EXIT_CODES.get(error.kind, 1))
     result = answer.result
-    paths = oneshot.save(result.images, output) if result.images else []
+    paths, signed = oneshot.save(answer, output) if result.images else ([], False)
     outcome = {
         "ok": bool(paths),
         "finish_reason": result.finish_reason.value,
@@ -79,12 +79,16 @@ def _run_one(obj: Context, ask, output: Path, server: str | None, key: str | Non
         "charge_micros": answer.charge_micros,
         "timings_ms": result.timings_ms,
         "quality": result.quality,
+        "content_credentials": signed,
     }
     if as_json:
         print(json.dumps(outcome, default=str))
     else:
         for path, image in zip(paths, result.images):
             err.print(f"[green]wrote[/green] {path} ({image.width}x{image.height})")
+        if paths and not signed and server:
+            err.print("note: re-encoded from the server's PNG, so its content credentials are not in the file "
+                      "(the watermark is: `flashbulb verify` still traces it); write .png to keep them")
         if result.text:
             err.print(result.text)
         if answer.charge_micros is not None:

@@ -389,6 +389,20 @@ def release_expired(db: Engine, now: dt.datetime | None = None) -> int:
     return sum(close_hold(db, rid, 0, Usage(status="expired", error="hold expired before settlement")) for rid in stale)
 
 
+LOCAL_ACCOUNT = "local"  # the one-shot CLI's runs on this machine: recorded, never charged
+
+
+def record_unbilled(db: Engine, request_id: str, model: str, usage: Usage) -> None:
+    """A call that ran outside the gateway (`flashbulb edit` without --server) in the usage records
+    of the "local" account, so the image it made traces back like any other (its watermark)."""
+    with db.begin() as conn:
+        account_id = conn.execute(select(Account.id).where(Account.name == LOCAL_ACCOUNT)).scalar()
+        if account_id is None:
+            account_id = conn.execute(insert(Account).values(name=LOCAL_ACCOUNT).returning(Account.id)).scalar_one()
+        conn.execute(insert(UsageRecord).values(request_id=request_id, account_id=account_id, key_id=0, model=model,
+                                                charge_micros=0, **dataclasses.asdict(usage)))
+
+
 def grant(db: Engine, account_name: str, amount_micros: int, note: str = "") -> int:
     """Add (or, negative, remove) credits; a removal can not take the free balance below zero."""
     with db.begin() as conn:

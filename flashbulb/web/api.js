@@ -105,6 +105,7 @@ export const api = {
     call(key, `/flashbulb/account/ledger?limit=${limit}${pageToken ? `&pageToken=${encodeURIComponent(pageToken)}` : ""}`),
   redeem: (key, code) => call(key, "/flashbulb/account/redeem", { method: "POST", body: { code } }),
   referral: (key) => call(key, "/flashbulb/account/referral"),
+  verify: (key, mimeType, data) => call(key, "/flashbulb/verify", { method: "POST", body: { inlineData: { mimeType, data } } }),
   adminKeys: (key) => call(key, "/admin/keys"),
   adminUsage: (key) => call(key, "/admin/usage?limit=1"),
   createKey: (key, body) => call(key, "/admin/keys", { method: "POST", body }),

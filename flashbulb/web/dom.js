@@ -41,3 +41,13 @@ export function say(node, text) {
 export function sayNow(node, text) {
   node.textContent = text || "";
 }
+
+/** A file's contents as a data: URL. */
+export function readFile(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}

@@ -1,11 +1,12 @@
 // flashbulb studio: sign in, browse models, edit/generate with the Gemini API, compare, continue.
 import { api, forgetKey, storedKey, storeKey, usd } from "./api.js";
-import { $, el, say, sayNow } from "./dom.js";
+import { $, el, readFile, say, sayNow } from "./dom.js";
 import { rememberThumb } from "./thumbs.js";
 import { showUsage } from "./usage.js";
+import { checkImage, installVerify, provenanceOf } from "./verify.js";
 
 const MAX_REFS = 3;
-const VIEWS = ["signin", "studio", "models", "usage"];
+const VIEWS = ["signin", "studio", "models", "usage", "verify"];
 
 const state = {
   key: "",
@@ -166,15 +167,6 @@ function useModel(name) {
 }
 
 // ---------------------------------------------------------------- reference photos
-
-function readFile(file) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result);
-    reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(file);
-  });
-}
 
 let adding = Promise.resolve();
 
@@ -469,13 +461,14 @@ function renderQuality(turn, image) {
       return `${e.operation}${extra.length ? ` (${extra.join(", ")})` : ""}`;
     }).join("; "));
   }
+  add("Content credentials", ...provenanceOf(turn.fb));
   add("Size", `${image.naturalWidth} × ${image.naturalHeight}`);
   const timings = turn.fb.timingsMs || {};
   const total = timings.model ?? Object.values(timings).reduce((a, b) => a + b, 0);
   add("Time", el("details", {},
     el("summary", { text: `${fmt(total)} in the model` }),
     el("ul", { class: "timings" }, Object.entries(timings).map(([k, v]) => el("li", { text: `${k}: ${fmt(v)}` })))));
-  const known = new Set(["identity_distance", "identity_threshold", "same_person", "faces_in", "faces_out", "safety", "ocr", "edits", "timings_ms"]);
+  const known = new Set(["identity_distance", "identity_threshold", "same_person", "faces_in", "faces_out", "safety", "ocr", "edits", "timings_ms", "watermark"]);
   const more = Object.fromEntries(Object.entries(q).filter(([k]) => !known.has(k)));
   if (Object.keys(more).length) {
     add("More", el("details", {}, el("summary", { text: "other measurements" }), el("pre", { text: JSON.stringify(more, null, 1) })));
@@ -556,6 +549,13 @@ function wire() {
     $("#prompt").focus();
   });
   $("#new-session").addEventListener("click", newSession);
+  installVerify(() => state.key);
+  $("#check-provenance").addEventListener("click", () => {
+    const turn = state.turns[state.shown];
+    const { mimeType, data } = turn.outputs[turn.selected].part.inlineData;
+    location.hash = "#verify";
+    checkImage(state.key, `result of turn ${state.shown + 1}`, mimeType, data);
+  });
   $("#prompt").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("#compose").requestSubmit();
   });
