@@ -288,6 +288,8 @@ class Settings:
             else:
                 raise ValueError(f"flashbulb.toml: unknown setting [provenance].{name}; it takes content_credentials, "
                                  "watermark, signing_cert, signing_key")
+        if (self.signing_cert is None) != (self.signing_key is None):
+            raise ValueError("flashbulb.toml: [provenance] signing_cert and signing_key go together (a PEM chain and its key)")
         safety = doc.get("safety", {})
         if "block" in safety:
             if not isinstance(safety["block"], list) or not all(isinstance(c, str) for c in safety["block"]):

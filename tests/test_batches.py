@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from conftest import FLASHBULB, astronaut, gemini_body, png_bytes, start_server, wait_for
+from conftest import FLASHBULB, actions_of, astronaut, gemini_body, png_bytes, read_manifest, start_server, wait_for
 from flashbulb.config import Settings
 from flashbulb.errors import ErrorKind, FlashbulbError
 from flashbulb.gateway import accounts
@@ -98,6 +98,9 @@ def test_inline_batch_through_the_sdk_keeps_order_and_costs_half(server, image):
         part = next(p for p in r.response.candidates[0].content.parts if p.inline_data)
         sizes.append(png_size(part.inline_data.data))
     assert sizes == [(16, 16), (32, 32), (16, 16)]  # "upscale 2x" is the second one: input order is kept
+    # Each batch result carries its content credentials, as a live answer does.
+    found = read_manifest(part.inline_data.data, "image/png")
+    assert found["state"] == "Valid" and actions_of(found["manifest"])[1]["parameters"]["model"] == "flashbulb-photo"
     stats = raw_get(server, key, job.name).json()["metadata"]["batchStats"]
     assert stats == {"requestCount": "3", "successfulRequestCount": "3", "failedRequestCount": "0", "pendingRequestCount": "0"}
     assert balance(server, key) == 1_000_000 - 3 * BATCH_PRICE  # the 50% batch discount

@@ -69,6 +69,9 @@ def test_models_tables_split_deployment_keys_from_the_model_and_check_them():
         ('[limits]\nrequest_timeout_s = "soon"\n', "number >= 0"),
         ('[diffusion]\nwarm_models = "flashbulb-photo"\n', "list of names"),
         ('warm_models = ["flashbulb-photo"]\n', "unknown section or setting warm_models"),
+        ('[provenance]\nwatermark = "off"\n', "[provenance].watermark must be true or false"),
+        ("[provenance]\nsign = true\n", "unknown setting [provenance].sign"),
+        ('[provenance]\nsigning_cert = "chain.pem"\n', "signing_cert and signing_key go together"),
     ],
 )
 def test_a_setting_of_the_wrong_name_or_type_is_refused_by_name(toml, says):  # noqa: ANN001

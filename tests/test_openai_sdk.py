@@ -19,7 +19,7 @@ from PIL import Image
 from skimage import data
 
 import tiny_pipelines
-from conftest import astronaut, png_bytes, start_server
+from conftest import actions_of, astronaut, png_bytes, read_manifest, start_server
 from flashbulb.engine.backends.diffusion import catalog
 from flashbulb.vision.safety import EXPLICIT
 
@@ -441,6 +441,11 @@ def test_responses_image_tool_generates_then_edits_by_previous_response_id(serve
     )
     [edit] = second.output
     assert edit.action == "edit" and Image.open(io.BytesIO(base64.b64decode(edit.result))).size == (128, 128)
+    # Both carry content credentials: made by the model, then an edit with the first as its input.
+    made, edited = (read_manifest(base64.b64decode(c.result), "image/png") for c in (call, edit))
+    assert made["state"] == edited["state"] == "Valid"
+    assert actions_of(made["manifest"])[0]["action"] == "c2pa.created"
+    assert [a["action"] for a in actions_of(edited["manifest"])][:2] == ["c2pa.opened", "c2pa.edited"]
     # Another account can't reach this account's responses.
     with pytest.raises(openai.NotFoundError):
         client_for(server, server.create_key("1")).responses.create(

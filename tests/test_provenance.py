@@ -195,3 +195,29 @@ def test_a_local_cli_edit_is_signed_marked_and_traced_back(server, tmp_path):
     remote = json.loads(server.cli("edit", str(photo), "make it warmer", "-o", str(tmp_path / "r.jpg"), "--model", "flashbulb-photo",
                                    "--server", server.base_url, "--key", server.create_key("1"), "--json").stdout)
     assert remote["ok"] and remote["content_credentials"] is False
+
+
+def test_an_operators_own_certificate_signs_and_the_watermark_can_be_off_alone(tmp_path):
+    from cryptography import x509
+
+    from flashbulb.provenance import identity
+
+    chain_dir = tmp_path / "operator"
+    identity.load(chain_dir)  # a chain made elsewhere, named in config: the server must sign with it, not make one
+    chain, key_file = chain_dir / "provenance" / identity.CHAIN, chain_dir / "provenance" / identity.KEY
+    data_dir = tmp_path / "data"
+    config = f'[provenance]\nwatermark = false\nsigning_cert = "{chain}"\nsigning_key = "{key_file}"\n'
+    signed = start_server(data_dir, f"sqlite:///{data_dir / 'flashbulb.db'}", config=config)
+    try:
+        key = signed.create_key("1")
+        answer = signed.generate(key, {"contents": [{"role": "user", "parts": [
+            {"text": "upscale 2x"}, {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png_bytes(astronaut(128))).decode()}}]}]}).json()
+        [part] = [p for p in answer["candidates"][0]["content"]["parts"] if "inlineData" in p]
+        manifest = read_manifest(base64.b64decode(part["inlineData"]["data"]), "image/png")["manifest"]
+        serial = x509.load_pem_x509_certificates(chain.read_bytes())[0].serial_number
+        assert manifest["signature_info"]["cert_serial_number"] == str(serial)
+        assert "c2pa.watermarked" not in [a["action"] for a in actions_of(manifest)]
+        assert "watermark" not in answer["flashbulb"]["quality"]
+        assert not (data_dir / "provenance").exists()
+    finally:
+        signed.stop()

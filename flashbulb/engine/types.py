@@ -69,6 +69,9 @@ class ImageResult:
     quality: dict[str, object] = dataclasses.field(default_factory=dict)
     replica: dict | None = None  # {"id", "host", "pid"} of the replica that made it (set by the engine)
     input_blocked: bool = False  # refused for what was sent (Gemini: promptFeedback, no candidate)
+    # "L", 255 where an edit changed the first input; outside it every pixel is the one sent (so the
+    # watermark stays inside too). None: the whole image may have changed.
+    edited_region: Image.Image | None = None
 
     @property
     def output_pixels(self) -> int:

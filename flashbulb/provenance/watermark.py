@@ -151,7 +151,8 @@ def mark_result(request, result):  # noqa: ANN001, ANN201 - engine ImageRequest,
         result.quality["watermark"] = {"marked": False, "why": why}
         return result
     started = time.perf_counter()
-    marked = [_mark(image, request.watermark, request.mask) for image in result.images]
+    region = result.edited_region if result.edited_region is not None else request.mask
+    marked = [_mark(image, request.watermark, region) for image in result.images]
     result.timings_ms["watermark"] = round((time.perf_counter() - started) * 1000, 1)
     result.quality["watermark"] = {
         "marked": True, "method": "RivaGAN, 32 bits", "psnr_db": psnr(result.images[0], marked[0][0]),

@@ -138,6 +138,14 @@ class DiffusionBackend:
     def _size(self, request: ImageRequest) -> tuple[int, int]:
         return self.model.render_size(ratio_of(request), request.size)
 
+    def _region(self, request: ImageRequest) -> np.ndarray | None:
+        """Where an edit may change the first image, 0..1: the caller's mask, or an inpainting model's
+        own region for the prompt (clothing, background); None: anywhere."""
+        mask = _caller_mask(request)
+        if mask is None and INPAINT in self.model.tasks and request.images:
+            mask = masks.region_mask(np.asarray(request.images[0].convert("RGB")), masks.region_for(request.prompt))
+        return mask
+
     def _generate(
         self, plans: list[presets.PromptPlan], first: ImageRequest, width: int, height: int,
         seeds: list[list[int]], jobs: list[JobContext],
@@ -145,9 +153,7 @@ class DiffusionBackend:
         """Images for several requests of one shape (same n, same references: a batch of one for edits)."""
         n = len(seeds[0])
         flat_seeds = [s for request_seeds in seeds for s in request_seeds]
-        mask = _caller_mask(first)
-        if mask is None and INPAINT in self.model.tasks:
-            mask = masks.region_mask(np.asarray(first.images[0].convert("RGB")), masks.region_for(first.prompt))
+        mask = self._region(first)
         inpaint_mask = mask if INPAINT in self.model.tasks else None  # edit models see the whole photo...
         out = self._denoise(
             [p.prompt for p in plans], [p.negative for p in plans], first.images, inpaint_mask, width, height, flat_seeds, n, jobs
@@ -282,7 +288,9 @@ class DiffusionBackend:
         timings = {"generate": generate_ms, "measure_and_retry": round((time.perf_counter() - started) * 1000, 1)}
         if kept:
             text = f"{self.model.title}, {width}x{height}, {self.model.steps} steps, seed {', '.join(str(m.seed) for m in kept)}."
-            return ImageResult(images=[m.image for m in kept], text=text, quality=quality, timings_ms=timings)
+            region = self._region(request)
+            edited = None if region is None else Image.fromarray(np.round(region * 255).astype(np.uint8), "L")
+            return ImageResult(images=[m.image for m in kept], text=text, quality=quality, timings_ms=timings, edited_region=edited)
         if not all(m.safe for m in found):
             text = "The generated image was blocked by the safety check; nothing was charged."
             return ImageResult(text=text, finish_reason=FinishReason.IMAGE_SAFETY, quality=quality, timings_ms=timings)
