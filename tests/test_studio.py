@@ -424,7 +424,7 @@ def test_a_result_shows_its_content_credentials_and_the_verify_page_traces_it(pa
     card = page.locator("#verify-results li").first
     expect(card).to_contain_text("made by flashbulb: flashbulb-photo", timeout=SLOW)
     expect(card).to_contain_text(f"request {request_id}")
-    expect(card).to_contain_text("valid (the signer is not in a trust list")
+    expect(card).to_contain_text("valid, signed by a key this server trusts")  # its own CA
     expect(card).to_contain_text("opened → edited (adjust) → watermarked")
     # A photo flashbulb didn't make, chosen from disk: nothing claimed.
     plain = tmp_path / "coffee.jpg"

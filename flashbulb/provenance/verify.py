@@ -14,9 +14,11 @@ from flashbulb.provenance import credentials, watermark
 from flashbulb.store.tables import UsageRecord
 
 # The most a chance reading may match some recorded mark, per image checked. A reading is matched
-# to the marks within 2 bit errors of it (529 payloads of 2^32) while few calls are recorded, then
-# within 1 (33), then exactly, so an image flashbulb didn't make is not claimed as more calls are.
+# to the marks that differ from it only in its least sure bits: 8 of them (256 payloads of 2^32)
+# while few calls are recorded, fewer as more are (5 at 10,000 marks, 2 at 100,000), so an image
+# flashbulb didn't make is not claimed as more calls are.
 MAX_CHANCE_MATCH = 1e-4
+MAX_DOUBTS = 8
 
 
 def verify(data: bytes, *, db: Engine, caller: Caller | None, trust_anchor_pem: bytes, max_pixels: int) -> dict:
@@ -34,8 +36,8 @@ def _trace(reading: watermark.Reading | None, db: Engine, caller: Caller | None)
         return {"found": False, "why": f"images under {watermark.MIN_SIDE} px a side carry no watermark"}
     with db.connect() as conn:
         marked = conn.execute(select(func.count()).where(UsageRecord.watermark.is_not(None))).scalar_one()
-        flips = next((k for k in (2, 1) if marked * len(watermark.near(0, k)) / 2**32 <= MAX_CHANCE_MATCH), 0)
-        candidates = watermark.near(reading.payload, flips) if flips else [reading.payload]
+        doubts = next((k for k in range(MAX_DOUBTS, 0, -1) if marked * 2**k / 2**32 <= MAX_CHANCE_MATCH), 0)
+        candidates = reading.candidates(doubts)
         rows = conn.execute(
             select(UsageRecord.request_id, UsageRecord.account_id, UsageRecord.model, UsageRecord.created_at,
                    UsageRecord.watermark).where(UsageRecord.watermark.in_(candidates))

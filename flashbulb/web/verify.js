@@ -21,7 +21,8 @@ export function provenanceOf(fb) {
 function describeCredentials(c2pa) {
   if (!c2pa) return [el("span", { class: "muted", text: "none: never signed, or stripped by a re-encode or a screenshot" })];
   if (!c2pa.valid) return [el("span", { class: "bad", text: `✗ invalid: ${(c2pa.failures || [c2pa.error]).join(", ")}` })];
-  const trust = c2pa.trusted ? "✓ valid, trusted signer" : "✓ valid (the signer is not in a trust list: a self-signed server key)";
+  // Trusted means this server's own trust list (its signing CA) holds the signer.
+  const trust = c2pa.trusted ? "✓ valid, signed by a key this server trusts" : "✓ valid (the signer is not in this server's trust list)";
   return [
     el("span", { class: "good", text: trust }),
     el("br"),
