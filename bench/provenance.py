@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from batch_throughput import Server  # noqa: E402
 
-PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "immunohistochemistry", "retina", "hubble_deep_field"]
+PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "colorwheel", "immunohistochemistry", "retina", "hubble_deep_field"]
 EDITS = ["make it brighter", "more contrast", "make it warmer", "restore this old photo"]
 
 
@@ -69,7 +69,7 @@ def sized(image: Image.Image, short: int) -> Image.Image:
 
 
 def results(server: Server, key: str, count: int, size: int) -> list[tuple[str, str, Image.Image, float]]:
-    """(kind, request id, image, the mark's PSNR) for `count` photo edits and `count` diffusion images."""
+    """(kind, request id, image, its quality's watermark) for `count` photo edits and `count` diffusion images."""
     made = []
     headers = {"x-goog-api-key": key}
     for index in range(count):
@@ -85,6 +85,10 @@ def results(server: Server, key: str, count: int, size: int) -> list[tuple[str, 
     out = []
     for kind, response in made:
         answer = response.json()
+        if response.status_code == 200 and answer.get("promptFeedback", {}).get("blockReason"):
+            # The safety check refusing a sample photo is its own finding, not this bench's: say so, go on.
+            print(f"   (a {kind} input was refused: {answer['promptFeedback']['blockReasonMessage']})")
+            continue
         if response.status_code != 200 or "candidates" not in answer:
             raise SystemExit(f"{kind} failed: {response.text[:300]}")
         [part] = [p for p in answer["candidates"][0]["content"]["parts"] if "inlineData" in p]
@@ -92,7 +96,7 @@ def results(server: Server, key: str, count: int, size: int) -> list[tuple[str, 
         if not mark.get("marked"):
             raise SystemExit(f"{kind} result was not marked: {mark}")
         image = Image.open(io.BytesIO(base64.b64decode(part["inlineData"]["data"])))
-        out.append((kind, answer["responseId"], image, mark["psnr_db"]))
+        out.append((kind, answer["responseId"], image, mark))
     return out
 
 
@@ -163,7 +167,7 @@ def main() -> None:
     try:
         key = server.key("bench", "1000")
         made = results(server, key, args.images, args.size)
-        print(f"1. Watermark robustness: share of results traced back to their own call ({args.images} of each kind)")
+        print(f"1. Watermark robustness: share of results traced back to their own call ({args.images} asked of each kind)")
         names = list(attacks(made[0][2]))
         print(f"   {'attack':>14} | " + " | ".join(f"{k:>15}" for k in ("flashbulb-photo", "tiny diffusion")))
         table = {name: {"flashbulb-photo": 0, "tiny diffusion": 0} for name in names}
@@ -171,10 +175,15 @@ def main() -> None:
             for name, attacked in attacks(image).items():
                 mark = verify(server, key, attacked)["watermark"]
                 table[name][kind] += mark.get("found") and mark.get("request_id") == request_id
+        counts = {k: sum(kind == k for kind, *_ in made) for k in ("flashbulb-photo", "tiny diffusion")}
         for name in names:
-            print(f"   {name:>14} | " + " | ".join(f"{table[name][k] / args.images:>14.0%} " for k in ("flashbulb-photo", "tiny diffusion")))
-        psnrs = [p for *_, p in made]
-        print(f"   PSNR of the mark against the unmarked result: min {min(psnrs)} dB, median {statistics.median(psnrs)} dB")
+            print(f"   {name:>14} | " + " | ".join(f"{table[name][k] / max(1, counts[k]):>14.0%} " for k in counts))
+        for k in counts:
+            marks = [m for kind, *_, m in made if kind == k]
+            psnrs = [m["psnr_db"] for m in marks]
+            print(f"   {k}: {len(marks)} results, mark PSNR min {min(psnrs)} dB / median {statistics.median(psnrs)} dB, "
+                  f"{sum(m['passes'] == 2 for m in marks)} needed a second pass, read-back bit errors "
+                  f"{sorted(m['read_back_bit_errors'] for m in marks)}")
 
         samples = sample_images()
         claimed = []

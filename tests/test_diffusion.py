@@ -336,22 +336,25 @@ def test_pull_without_network_fails_at_once_with_a_reason(tmp_path: Path):
     assert unknown.returncode == 2 and "flux2-klein-4b" in unknown.stderr
 
 
-def test_a_generated_image_is_credited_as_made_by_a_model_and_says_how_well_it_is_marked(server, key):  # noqa: ANN001
+def test_a_generated_image_is_credited_as_made_by_a_model_and_says_whether_it_holds_a_mark(server, key):  # noqa: ANN001
     """Text-to-image at 512x512 (drawn at the tiny model's size, enlarged to the size asked): its C2PA
-    manifest says `c2pa.created` by a trained model, and its quality says what the mark cost and how
-    it read back. (Survival of attacks is tested on photos, test_provenance.py: this smooth, pale
-    picture is one RivaGAN holds badly, 2-6 of 32 bits still wrong after two passes, measured.)"""
+    manifest says `c2pa.created` by a trained model, and its quality says whether the mark held.
+    (Survival of attacks is tested on photos, test_provenance.py: this smooth, pale picture is one
+    RivaGAN holds badly, 2-6 of 32 bits still wrong after two passes depending on the payload.)"""
     body = raw(server, key, "tiny-klein", "a lighthouse at dusk", seed=5, imageConfig={"imageSize": "512"})
     image = base64.b64decode(body["candidates"][0]["content"]["parts"][-1]["inlineData"]["data"])
     found = read_manifest(image, "image/png")
     assert found["state"] == "Valid"
-    [created, marked] = actions_of(found["manifest"])
+    created, *rest = actions_of(found["manifest"])
     assert created["action"] == "c2pa.created" and created["digitalSourceType"].endswith("/trainedAlgorithmicMedia")
-    assert created["parameters"]["model"] == "tiny-klein" and marked["action"] == "c2pa.watermarked"
-    assert found["manifest"].get("ingredients", []) == []
+    assert created["parameters"]["model"] == "tiny-klein" and found["manifest"].get("ingredients", []) == []
     mark = body["flashbulb"]["quality"]["watermark"]
-    # Invisible: over 40 dB in one pass; the second, made only when the first read back wrong, costs
-    # ~6 dB (a third and fourth showed as mottling at 2x zoom, so there are none).
-    assert mark["marked"] is True and mark["passes"] in (1, 2), mark
-    assert mark["psnr_db"] >= (40 if mark["passes"] == 1 else 35) and 0 <= mark["read_back_bit_errors"] <= 32, mark
-    assert verify(server, key, image)["c2pa"]["valid"] is True
+    if mark["marked"]:
+        # Invisible: over 40 dB in one pass; the second, made only when the first read back wrong,
+        # costs ~6 dB (a third and fourth showed as mottling at 2x zoom, so there are none).
+        assert [a["action"] for a in rest] == ["c2pa.watermarked"] and mark["read_back_bit_errors"] <= 2, mark
+        assert mark["psnr_db"] >= (40 if mark["passes"] == 1 else 35), mark
+        assert verify(server, key, image)["watermark"]["request_id"] == body["responseId"]
+    else:  # never claimed: no watermarked action, no mark recorded to match
+        assert rest == [] and "doesn't hold the mark" in mark["why"], mark
+        assert verify(server, key, image)["watermark"]["found"] is False

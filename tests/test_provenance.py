@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
+from flashbulb.provenance import watermark
 from conftest import actions_of, astronaut, attacks, jpeg, png_bytes, read_manifest, start_server, verify
 
 PHOTO_PROMPT = "make it brighter"
@@ -221,3 +222,11 @@ def test_an_operators_own_certificate_signs_and_the_watermark_can_be_off_alone(t
         assert not (data_dir / "provenance").exists()
     finally:
         signed.stop()
+
+
+def test_a_reading_is_matched_on_its_least_sure_bits():
+    # Bits are numbered as the decoder reads them, most significant first: bit 31 is the payload's 1.
+    reading = watermark.Reading(payload=0b100, confidence=5.0, doubtful_bits=(31, 0, 29, *range(1, 29), 30))
+    assert reading.candidates(0) == [0b100]
+    assert sorted(reading.candidates(2)) == sorted([0b100, 0b101, 0b100 | 1 << 31, 0b101 | 1 << 31])
+    assert len(set(reading.candidates(8))) == 256
