@@ -161,7 +161,7 @@ def mark_result(request, result):  # noqa: ANN001, ANN201 - engine ImageRequest,
         return result
     result.quality["watermark"] = {
         "marked": True, "method": "RivaGAN, 32 bits", "psnr_db": psnr(result.images[0], marked[0][0]),
-        "read_back_bit_errors": max(errors for _, errors, _ in marked), "passes": max(passes for _, _, passes in marked),
+        "read_back_bit_errors": worst, "passes": max(passes for _, _, passes in marked),
     }
     result.images = [image for image, _, _ in marked]
     return result
