@@ -22,7 +22,7 @@ WORK_SIDE = 256  # the short side the network sees
 MAX_WORK_SIDE = 1024  # ... unless that makes the long side longer than this (a 1:8 banner)
 # Marked only when it reads back with at most this many bits wrong: what matching a reading's least
 # sure bits still absorbs on a server with 100,000 marks recorded (provenance/verify.py). Photos read
-# back exactly; the smooth, pale pictures of tiny random-weight pipelines 2-17 wrong (bench/provenance.py).
+# back exactly; what tiny random-weight pipelines draw (colour noise, pale blurs) 2-19 wrong (bench/provenance.py).
 MAX_READ_BACK_ERRORS = 2
 MIN_SIDE = 128  # smaller images carry no mark: a 50% copy of one is too small to read back
 
