@@ -109,11 +109,13 @@ class DiffusionBackend:
         plans = {i: presets.plan(requests[i].prompt, requests[i].system) for i in live}
         seeds = {i: self._seeds(requests[i]) for i in live}
         images: dict[int, list[Image.Image]] = {}
+        region = None
         if live:
             first = requests[live[0]]
             width, height = self._size(first)
+            region = self._region(first)  # the shared references' region: found once, retries included
             batch = self._generate(
-                [plans[i] for i in live], first, width, height, [seeds[i] for i in live], [jobs[i] for i in live]
+                [plans[i] for i in live], first, region, width, height, [seeds[i] for i in live], [jobs[i] for i in live]
             )
             images = dict(zip(live, batch))
         generate_ms = round((time.perf_counter() - started) * 1000, 1)
@@ -122,7 +124,7 @@ class DiffusionBackend:
             if blocked[i] is not None:
                 results.append(blocked[i])
                 continue
-            results.append(self._finish(request, plans[i], seeds[i], images[i], jobs[i], generate_ms, len(live)))
+            results.append(self._finish(request, region, plans[i], seeds[i], images[i], jobs[i], generate_ms, len(live)))
         return results
 
     # ---- steps ----
@@ -147,13 +149,13 @@ class DiffusionBackend:
         return mask
 
     def _generate(
-        self, plans: list[presets.PromptPlan], first: ImageRequest, width: int, height: int,
+        self, plans: list[presets.PromptPlan], first: ImageRequest, mask: np.ndarray | None, width: int, height: int,
         seeds: list[list[int]], jobs: list[JobContext],
     ) -> list[list[Image.Image]]:
-        """Images for several requests of one shape (same n, same references: a batch of one for edits)."""
+        """Images for several requests of one shape (same n, same references: a batch of one for edits),
+        changed only inside `mask` (`_region`) when there is one."""
         n = len(seeds[0])
         flat_seeds = [s for request_seeds in seeds for s in request_seeds]
-        mask = self._region(first)
         inpaint_mask = mask if INPAINT in self.model.tasks else None  # edit models see the whole photo...
         out = self._denoise(
             [p.prompt for p in plans], [p.negative for p in plans], first.images, inpaint_mask, width, height, flat_seeds, n, jobs
@@ -245,8 +247,8 @@ class DiffusionBackend:
             torch.cuda.empty_cache()
 
     def _finish(
-        self, request: ImageRequest, plan: presets.PromptPlan, seeds: list[int], images: list[Image.Image],
-        job: JobContext, generate_ms: float, batch_size: int,
+        self, request: ImageRequest, region: np.ndarray | None, plan: presets.PromptPlan, seeds: list[int],
+        images: list[Image.Image], job: JobContext, generate_ms: float, batch_size: int,
     ) -> ImageResult:
         """Measure each image; retry the ones that lost the face or the text; keep what passes."""
         started = time.perf_counter()
@@ -262,7 +264,7 @@ class DiffusionBackend:
             job.check()
             for k in failing:
                 seed = seeds[k] + attempt * SEED_STRIDE
-                [image] = self._generate([plan], request, width, height, [[seed]], [job])[0]
+                [image] = self._generate([plan], request, region, width, height, [[seed]], [job])[0]
                 found[k] = better(found[k], measure(image, seed, request.prompt, subject, block))
                 retries += 1
         kept = [m for m in found if m.kept]
@@ -288,7 +290,6 @@ class DiffusionBackend:
         timings = {"generate": generate_ms, "measure_and_retry": round((time.perf_counter() - started) * 1000, 1)}
         if kept:
             text = f"{self.model.title}, {width}x{height}, {self.model.steps} steps, seed {', '.join(str(m.seed) for m in kept)}."
-            region = self._region(request)
             edited = None if region is None else Image.fromarray(np.round(region * 255).astype(np.uint8), "L")
             return ImageResult(images=[m.image for m in kept], text=text, quality=quality, timings_ms=timings, edited_region=edited)
         if not all(m.safe for m in found):
