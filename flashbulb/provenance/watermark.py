@@ -50,7 +50,7 @@ def _networks():  # noqa: ANN202 - (encoder, decoder) onnxruntime sessions, load
 
 def unmarkable(image: Image.Image) -> str | None:
     """Why this image can't carry a mark, or None."""
-    if min(image.size) < MIN_SIDE:
+    if not markable(image):
         return f"images under {MIN_SIDE} px a side carry no mark"
     rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
     if np.abs(rgb - rgb[..., :1]).max() <= 2:  # grey, up to rounding
@@ -174,8 +174,8 @@ def _mark(image: Image.Image, payload: int, where: Image.Image | None) -> tuple[
     if not errors:
         return marked, 0, 1
     # An edit of an image that was marked already (a studio's second turn): the old mark fights the
-    # new one (1-8 bit errors, measured); a second pass on the marked image settles it (0), at
-    # ~37 dB instead of ~43 (half a pass: ~40 dB, but 1-3 bits still wrong on some photos).
+    # new one (1-8 bit errors, measured); a second pass on the marked image settles it on photos (0),
+    # at ~37 dB instead of ~43 (half a pass: ~40 dB, but 1-3 bits still wrong on some photos).
     marked = embed(marked, payload, where)
     return marked, bit_errors(read(marked), payload), 2
 
