@@ -182,7 +182,7 @@ def main() -> None:
             line = f"   {k}: {counts[k]} results, {len(marks)} marked"
             if marks:
                 psnrs = [m["psnr_db"] for m in marks]
-                line += (f", mark PSNR min {min(psnrs)} dB / median {statistics.median(psnrs)} dB, "
+                line += (f", mark PSNR min {min(psnrs)} dB / median {statistics.median(psnrs):.1f} dB, "
                          f"{sum(m['passes'] == 2 for m in marks)} needed a second pass, read-back bit errors "
                          f"{sorted(m['read_back_bit_errors'] for m in marks)}")
             print(line + "".join(f"\n      not marked: {why}" for why in unmarked))
