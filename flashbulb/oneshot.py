@@ -81,7 +81,7 @@ def run_local(ask: Ask, settings: Settings, on_progress: Callable[[float], None]
         result = asyncio.run(engine.run(request, JobContext(on_progress=on_progress)))
     finally:
         engine.close()
-    if result.quality.get("watermark", {}).get("marked"):
+    if result.watermark is not None:
         _record(settings, request, result)
     return Answer(result, sign=provenance.signer_for(request, result))
 
@@ -95,7 +95,7 @@ def _record(settings: Settings, request: ImageRequest, result: ImageResult) -> N
         store.migrate(database)
         usage = ledger.Usage(status="ok", finish_reason=result.finish_reason.value, input_images=len(request.images),
                              input_pixels=request.input_pixels, output_images=len(result.images),
-                             output_pixels=result.output_pixels, quality=result.quality, watermark=request.watermark)
+                             output_pixels=result.output_pixels, quality=result.quality, watermark=result.watermark)
         ledger.record_unbilled(database, request.request_id, request.model, usage)
     finally:
         database.dispose()

@@ -72,6 +72,7 @@ class ImageResult:
     # "L", 255 where an edit changed the first input; outside it every pixel is the one sent (so the
     # watermark stays inside too). None: the whole image may have changed.
     edited_region: Image.Image | None = None
+    watermark: int | None = None  # the payload its images carry (provenance/watermark.py); None: unmarked
 
     @property
     def output_pixels(self) -> int:

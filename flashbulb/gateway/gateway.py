@@ -178,7 +178,7 @@ class Gateway:
             usage.output_pixels = result.output_pixels
             usage.quality = {**result.quality, "timings_ms": result.timings_ms}
             usage.replica = result.replica
-            usage.watermark = request.watermark if result.quality.get("watermark", {}).get("marked") else None
+            usage.watermark = result.watermark
             outcome = served
             return outcome
         except (asyncio.CancelledError, Cancelled) as exc:

@@ -47,12 +47,11 @@ class Provenance:
 
         if self._signer is None:
             self._signer = credentials.Signer(self.identity)
-        marked = result.quality.get("watermark", {}).get("marked")
         facts = credentials.Facts(
             model=request.model,
             input_sha256=tuple(credentials.pixels_sha256(image) for image in request.images),
             edits=tuple(str(edit.get("operation")) for edit in result.quality.get("edits", [])),
-            watermark=request.watermark if marked else None,
+            watermark=result.watermark,
         )
         signer = self._signer
         return lambda data, fmt: signer.sign(data, fmt, facts)
