@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # pin to the CPU build it has on disk (no multi-GB CUDA download). On a GPU box: make TORCH=torch.
 TORCH ?= torch==2.13.0
 
-.PHONY: run test install install-test bench bench-gpu clean
+.PHONY: run test lint install install-test bench bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ run: install
 
 test: install-test
 	$(BIN)/python -m pytest tests
+
+# Run by .ci/run before the tests: `ruff format` rewrites what `--check` refuses.
+lint: install-test
+	$(BIN)/ruff check flashbulb tests bench
+	$(BIN)/ruff format --check flashbulb tests bench
 
 bench: install-test
 	$(BIN)/python bench/restore_speed.py

@@ -73,7 +73,9 @@ class Server:
             self.process.wait(15)
 
     def key(self, name: str, usd: str) -> str:
-        done = subprocess.run([*CLI, "keys", "create", "--name", name, "--credits", usd], capture_output=True, text=True, env=self.env, check=True)
+        done = subprocess.run(
+            [*CLI, "keys", "create", "--name", name, "--credits", usd], capture_output=True, text=True, env=self.env, check=True
+        )
         return done.stdout.strip()
 
 
@@ -98,7 +100,9 @@ def live_baseline(server: Server, key: str, body: dict, count: int) -> tuple[flo
     return time.perf_counter() - started, charged
 
 
-def run_batch(server: Server, key: str, jsonl: Path, items: int, kills: int, database_url: str) -> tuple[float, dict, list[float]]:
+def run_batch(
+    server: Server, key: str, jsonl: Path, items: int, kills: int, database_url: str
+) -> tuple[float, dict, list[float]]:
     """Submit, wait (killing and restarting the server `kills` times on the way); (seconds, batch, restart seconds)."""
     client = BatchClient(server.base, key)
     file_name = client.upload(jsonl)
@@ -121,7 +125,7 @@ def run_batch(server: Server, key: str, jsonl: Path, items: int, kills: int, dat
     return time.perf_counter() - started, batch, restarts
 
 
-def _done(database, batch_id: str) -> int:  # noqa: ANN001
+def _done(database, batch_id: str) -> int:
     with database.connect() as conn:
         row = conn.execute(select(BatchJob.succeeded_count, BatchJob.failed_count).where(BatchJob.id == batch_id)).one()
     return row.succeeded_count + row.failed_count
@@ -143,10 +147,14 @@ def check_exactly_once(server: Server, key: str, batch: dict, items: int, databa
         with database.connect() as conn:
             holds = conn.execute(select(Hold.request_id, Hold.state).where(Hold.request_id.like(f"batch-{batch_id}-%"))).all()
             row = conn.execute(select(Account).where(Account.name == account)).one()
-            ledger_sum = conn.execute(select(func.sum(LedgerEntry.amount_micros)).where(LedgerEntry.account_id == row.id)).scalar()
+            ledger_sum = conn.execute(
+                select(func.sum(LedgerEntry.amount_micros)).where(LedgerEntry.account_id == row.id)
+            ).scalar()
     finally:
         database.dispose()
-    settled = collections.Counter(int(re.match(rf"batch-{batch_id}-(\d+)-", h.request_id).group(1)) for h in holds if h.state == "settled")
+    settled = collections.Counter(
+        int(re.match(rf"batch-{batch_id}-(\d+)-", h.request_id).group(1)) for h in holds if h.state == "settled"
+    )
     if settled != collections.Counter(range(items)):
         problems.append("not exactly one settled hold per item")
     if any(h.state == "held" for h in holds):
@@ -167,7 +175,9 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="flashbulb-bench-"))
     # The baseline sends live calls as fast as one client can: a benchmark, not a customer to limit.
-    (data_dir / "flashbulb.toml").write_text("[rate_limits]\nkey_rpm = 0\naccount_rpm = 0\nkey_concurrent = 0\naccount_concurrent = 0\n")
+    (data_dir / "flashbulb.toml").write_text(
+        "[rate_limits]\nkey_rpm = 0\naccount_rpm = 0\nkey_concurrent = 0\naccount_concurrent = 0\n"
+    )
     database_url = args.database_url or f"sqlite:///{data_dir / 'flashbulb.db'}"
     server = Server(data_dir, database_url)
     try:
@@ -181,17 +191,30 @@ def main() -> None:
         batch_s, batch, restarts = run_batch(server, batch_key, jsonl, args.items, args.kill, database_url)
         total, succeeded, failed, _ = stats(batch)
         live_rate, batch_rate = baseline_items / live_s * 60, args.items / batch_s * 60
-        print(f"flashbulb-photo, {args.size}x{args.size} PNG, {args.text!r}; {database_url.split(':')[0]}; {os.cpu_count()} CPUs; server start {start_s:.1f} s")
+        print(
+            f"flashbulb-photo, {args.size}x{args.size} PNG, {args.text!r}; {database_url.split(':')[0]}; {os.cpu_count()} CPUs; server start {start_s:.1f} s"
+        )
         print(f"{'':<48}{'items':>7}{'seconds':>10}{'items/min':>11}{'USD/item':>10}")
-        print(f"{'baseline: live generateContent, one by one':<48}{baseline_items:>7}{live_s:>10.1f}{live_rate:>11.0f}{live_charge / baseline_items / 1e6:>10.6f}")
+        print(
+            f"{'baseline: live generateContent, one by one':<48}{baseline_items:>7}{live_s:>10.1f}{live_rate:>11.0f}{live_charge / baseline_items / 1e6:>10.6f}"
+        )
         batch_charge = _charged(database_url, "bench-batch")
         label = f"batch job ({args.kill} SIGKILL{'s' if args.kill != 1 else ''})" if args.kill else "batch job"
         print(f"{label:<48}{args.items:>7}{batch_s:>10.1f}{batch_rate:>11.0f}{batch_charge / max(1, succeeded) / 1e6:>10.6f}")
-        print(f"batch / baseline: {batch_rate / live_rate:.2f}x the items per minute; {succeeded}/{total} succeeded, {failed} failed")
+        print(
+            f"batch / baseline: {batch_rate / live_rate:.2f}x the items per minute; {succeeded}/{total} succeeded, {failed} failed"
+        )
         if args.kill:
             print(f"restarts took {', '.join(f'{s:.1f}' for s in restarts)} s (included in the batch time)")
             problems = check_exactly_once(server, batch_key, batch, args.items, database_url, "bench-batch")
-            print("exactly once: " + ("ok (one result per item in order, one settled hold per item, no open holds, ledger balances)" if not problems else "; ".join(problems)))
+            print(
+                "exactly once: "
+                + (
+                    "ok (one result per item in order, one settled hold per item, no open holds, ledger balances)"
+                    if not problems
+                    else "; ".join(problems)
+                )
+            )
     finally:
         server.stop()
 
@@ -201,9 +224,13 @@ def _charged(database_url: str, account: str) -> int:
     try:
         with database.connect() as conn:
             row = conn.execute(select(Account.id).where(Account.name == account)).one()
-            return -int(conn.execute(  # PostgreSQL sums bigints as numeric
-                select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(LedgerEntry.account_id == row.id, LedgerEntry.kind == "charge")
-            ).scalar())
+            return -int(
+                conn.execute(  # PostgreSQL sums bigints as numeric
+                    select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(
+                        LedgerEntry.account_id == row.id, LedgerEntry.kind == "charge"
+                    )
+                ).scalar()
+            )
     finally:
         database.dispose()
 

@@ -42,7 +42,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import Qwen2TokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from flashbulb.engine.backends.diffusion.fastpath import FastPath, speed_up  # noqa: E402
+from flashbulb.engine.backends.diffusion.fastpath import FastPath, speed_up
 
 PROMPT = "A red fox resting in fresh snow under soft winter light, detailed fur, shallow depth of field"
 
@@ -262,14 +262,18 @@ def psnr(image: np.ndarray, reference: np.ndarray) -> float:
 
 def print_table(results: list[PathResult], args: argparse.Namespace, device_name: str) -> None:
     stock = results[0].seconds
-    print(f"\nFLUX.2 [klein] 4B{' (TINY)' if args.tiny else ''}, {args.size}x{args.size}, {args.steps} steps, "
-          f"guidance 1.0, batch 1, median of {args.runs} after {args.warmup} warm-up, on {device_name}")
+    print(
+        f"\nFLUX.2 [klein] 4B{' (TINY)' if args.tiny else ''}, {args.size}x{args.size}, {args.steps} steps, "
+        f"guidance 1.0, batch 1, median of {args.runs} after {args.warmup} warm-up, on {device_name}"
+    )
     print(f"{'path':<26}{'s/image':>10}{'images/hour':>13}{'speedup vs stock':>18}{'peak GPU GiB':>14}  PSNR")
     for result in results:
         peak = "-" if result.peak_gib is None else f"{result.peak_gib:.1f}"
         quality = "-" if result.psnr_db is None else f"{result.psnr_db:.1f} dB vs {result.psnr_against}"
-        print(f"{result.name:<26}{result.seconds:>10.3f}{3600 / result.seconds:>13.0f}"
-              f"{stock / result.seconds:>17.2f}x{peak:>14}  {quality}")
+        print(
+            f"{result.name:<26}{result.seconds:>10.3f}{3600 / result.seconds:>13.0f}"
+            f"{stock / result.seconds:>17.2f}x{peak:>14}  {quality}"
+        )
     for result in results[1:]:
         print(f"  {result.name}: " + ", ".join(f"{key} {value}" for key, value in result.applied.items()))
     if args.tiny:
@@ -313,8 +317,9 @@ def main() -> None:
         started = time.perf_counter()
         seconds, runs, peak_gib, image = time_path(pipe, args)
         quality = None if against is None else psnr(image, against.image)
-        results.append(PathResult(name, applied, seconds, runs, peak_gib, quality,
-                                  None if against is None else against.name, image))
+        results.append(
+            PathResult(name, applied, seconds, runs, peak_gib, quality, None if against is None else against.name, image)
+        )
         print(f"{name}: {seconds:.3f} s/image ({time.perf_counter() - started:.0f} s with warm-up)", flush=True)
 
     # 3. Stock diffusers: bf16 on cuda, nothing else

@@ -24,14 +24,14 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flashbulb.gateway import accounts, ledger, pricing  # noqa: E402
-from flashbulb.store import db as store  # noqa: E402
-from flashbulb.store.tables import Account  # noqa: E402
+from flashbulb.gateway import accounts, ledger, pricing
+from flashbulb.store import db as store
+from flashbulb.store.tables import Account
 
 BASELINE = sa.Table("bench_baseline", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True), sa.Column("v", sa.BigInteger))
 
 
-def run_threads(threads: int, seconds: float, work) -> float:  # noqa: ANN001
+def run_threads(threads: int, seconds: float, work) -> float:
     """Call work(thread, i) from `threads` threads for `seconds`; operations per second."""
     stop = time.perf_counter() + seconds
     counts = [0] * threads
@@ -69,14 +69,26 @@ def measure(url: str, threads: int, seconds: float) -> tuple[float, float]:
 
     def charge(t: int, i: int) -> None:
         rid = f"{run}-{t}-{i}"
-        ledger.hold(db, request_id=rid, account_id=customer.account_id, key_id=customer.key_id, model="bench", amount_micros=quote.hold_micros, ttl_s=600, quote=quote)
+        ledger.hold(
+            db,
+            request_id=rid,
+            account_id=customer.account_id,
+            key_id=customer.key_id,
+            model="bench",
+            amount_micros=quote.hold_micros,
+            ttl_s=600,
+            quote=quote,
+        )
         ledger.close_hold(db, rid, 0, ledger.Usage(status="ok", output_images=1), output_pixels=[1024 * 1024])
 
     baseline = run_threads(threads, seconds, insert)
     charges = run_threads(threads, seconds, charge)
     with db.connect() as conn:
         balance = conn.execute(sa.select(Account.balance_micros).where(Account.id == customer.account_id)).scalar()
-        entries = conn.execute(sa.text("SELECT COALESCE(SUM(amount_micros), 0) FROM ledger_entries WHERE account_id = :a"), {"a": customer.account_id}).scalar()
+        entries = conn.execute(
+            sa.text("SELECT COALESCE(SUM(amount_micros), 0) FROM ledger_entries WHERE account_id = :a"),
+            {"a": customer.account_id},
+        ).scalar()
     assert balance == entries, "the books do not balance"
     db.dispose()
     return baseline, charges

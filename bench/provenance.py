@@ -32,7 +32,7 @@ from skimage import data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from batch_throughput import Server  # noqa: E402
+from batch_throughput import Server
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "colorwheel", "immunohistochemistry", "retina", "hubble_deep_field"]
 EDITS = ["make it brighter", "more contrast", "make it warmer", "restore this old photo"]
@@ -74,14 +74,35 @@ def results(server: Server, key: str, count: int, size: int) -> list[tuple[str, 
     headers = {"x-goog-api-key": key}
     for index in range(count):
         photo = sized(Image.fromarray(getattr(data, PHOTOS[index % len(PHOTOS)])()), size)
-        body = {"contents": [{"role": "user", "parts": [
-            {"text": EDITS[index % len(EDITS)]}, {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png(photo)).decode()}}]}]}
-        made.append(("flashbulb-photo", httpx.post(f"{server.base}/v1beta/models/flashbulb-photo:generateContent", json=body,
-                                                    headers=headers, timeout=600)))
-        body = {"contents": [{"role": "user", "parts": [{"text": f"a lighthouse at dusk, study {index}"}]}],
-                "generationConfig": {"seed": index}}
-        made.append(("tiny diffusion", httpx.post(f"{server.base}/v1beta/models/tiny:generateContent", json=body,
-                                                   headers=headers, timeout=600)))
+        body = {
+            "contents": [
+                {
+                    "role": "user",
+                    "parts": [
+                        {"text": EDITS[index % len(EDITS)]},
+                        {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png(photo)).decode()}},
+                    ],
+                }
+            ]
+        }
+        made.append(
+            (
+                "flashbulb-photo",
+                httpx.post(
+                    f"{server.base}/v1beta/models/flashbulb-photo:generateContent", json=body, headers=headers, timeout=600
+                ),
+            )
+        )
+        body = {
+            "contents": [{"role": "user", "parts": [{"text": f"a lighthouse at dusk, study {index}"}]}],
+            "generationConfig": {"seed": index},
+        }
+        made.append(
+            (
+                "tiny diffusion",
+                httpx.post(f"{server.base}/v1beta/models/tiny:generateContent", json=body, headers=headers, timeout=600),
+            )
+        )
     out = []
     for kind, response in made:
         answer = response.json()
@@ -99,14 +120,20 @@ def results(server: Server, key: str, count: int, size: int) -> list[tuple[str, 
 
 
 def verify(server: Server, key: str, image: bytes) -> dict:
-    response = httpx.post(f"{server.base}/flashbulb/verify", files={"image": ("i", image)}, headers={"x-goog-api-key": key}, timeout=120)
+    response = httpx.post(
+        f"{server.base}/flashbulb/verify", files={"image": ("i", image)}, headers={"x-goog-api-key": key}, timeout=120
+    )
     response.raise_for_status()
     return response.json()
 
 
 def sample_images() -> list[Path]:
-    paths = {Path(p) for folder in site.getsitepackages() for ext in ("png", "jpg", "jpeg", "webp")
-             for p in glob.glob(f"{folder}/**/*.{ext}", recursive=True)}
+    paths = {
+        Path(p)
+        for folder in site.getsitepackages()
+        for ext in ("png", "jpg", "jpeg", "webp")
+        for p in glob.glob(f"{folder}/**/*.{ext}", recursive=True)
+    }
     found = []
     for path in sorted(paths):
         try:
@@ -118,7 +145,7 @@ def sample_images() -> list[Path]:
     return found
 
 
-def median_ms(work, repeat: int = 5) -> float:  # noqa: ANN001
+def median_ms(work, repeat: int = 5) -> float:
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
@@ -133,7 +160,7 @@ def costs(size: int) -> None:
 
     signer = credentials.Signer(identity.load(Path(tempfile.mkdtemp())))
     facts = credentials.Facts(model="flux2-klein-4b", watermark=0x1234ABCD)
-    print(f"\n3. Cost per image, in process (median of 5; baseline: encoding the PNG alone)")
+    print("\n3. Cost per image, in process (median of 5; baseline: encoding the PNG alone)")
     print(f"   {'image':>11} | {'PNG encode':>10} | {'watermark':>16} | {'C2PA signing':>16}")
     for side in (512, 1024, 2048):
         image = sized(Image.fromarray(data.astronaut()), side)
@@ -141,7 +168,9 @@ def costs(size: int) -> None:
         base = median_ms(lambda: encode_png(image))
         mark = median_ms(lambda: watermark.embed(image, 0x1234ABCD))
         sign = median_ms(lambda: signer.sign(encoded, "png", facts))
-        print(f"   {side:>5}x{side:<5} | {base:8.1f} ms | {mark:7.1f} ms {mark / base:5.2f}x | {sign:7.1f} ms {sign / base:5.2f}x")
+        print(
+            f"   {side:>5}x{side:<5} | {base:8.1f} ms | {mark:7.1f} ms {mark / base:5.2f}x | {sign:7.1f} ms {sign / base:5.2f}x"
+        )
 
 
 def main() -> None:
@@ -151,6 +180,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import tiny_pipelines
+
     from flashbulb.engine.backends.diffusion import catalog
 
     root = Path(tempfile.mkdtemp(prefix="provenance-bench-"))
@@ -159,7 +189,8 @@ def main() -> None:
     data_dir.mkdir()
     (data_dir / "flashbulb.toml").write_text(
         f'[diffusion]\nwarm_models = ["flashbulb-photo", "tiny"]\n\n[models.tiny]\nlike = "sd-turbo"\npath = "{root / "tiny-sd"}"\n'
-        "steps = 2\npixels = 262144\n\n[rate_limits]\nkey_rpm = 0\naccount_rpm = 0\n")
+        "steps = 2\npixels = 262144\n\n[rate_limits]\nkey_rpm = 0\naccount_rpm = 0\n"
+    )
     server = Server(data_dir, f"sqlite:///{data_dir / 'flashbulb.db'}")
     server.start()
     try:
@@ -182,9 +213,11 @@ def main() -> None:
             line = f"   {k}: {counts[k]} results, {len(marks)} marked"
             if marks:
                 psnrs = [m["psnr_db"] for m in marks]
-                line += (f", mark PSNR min {min(psnrs)} dB / median {statistics.median(psnrs):.1f} dB, "
-                         f"{sum(m['passes'] == 2 for m in marks)} needed a second pass, read-back bit errors "
-                         f"{sorted(m['read_back_bit_errors'] for m in marks)}")
+                line += (
+                    f", mark PSNR min {min(psnrs)} dB / median {statistics.median(psnrs):.1f} dB, "
+                    f"{sum(m['passes'] == 2 for m in marks)} needed a second pass, read-back bit errors "
+                    f"{sorted(m['read_back_bit_errors'] for m in marks)}"
+                )
             print(line + "".join(f"\n      not marked: {why}" for why in unmarked))
 
         samples = sample_images()
@@ -193,8 +226,10 @@ def main() -> None:
             found = verify(server, server_admin(server), path.read_bytes())
             if found["watermark"].get("found") or (found["c2pa"] or {}).get("claim_generator", "").startswith("flashbulb"):
                 claimed.append(path)
-        print(f"\n2. False positives: {len(claimed)} of {len(samples)} images flashbulb didn't make were claimed "
-              f"({len(claimed) / max(1, len(samples)):.2%})")
+        print(
+            f"\n2. False positives: {len(claimed)} of {len(samples)} images flashbulb didn't make were claimed "
+            f"({len(claimed) / max(1, len(samples)):.2%})"
+        )
         for path in claimed:
             print(f"   claimed: {path}")
     finally:

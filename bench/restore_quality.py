@@ -74,10 +74,12 @@ def nlm_bicubic(degraded: np.ndarray) -> np.ndarray:
     return bicubic(cv2.fastNlMeansDenoisingColored(degraded, None, NLM_H, NLM_H, 7, 21))
 
 
-def flashbulb_photo(backend: PhotoBackend):  # noqa: ANN201
+def flashbulb_photo(backend: PhotoBackend):
     def restore(degraded: np.ndarray) -> np.ndarray | str:
         request = ImageRequest(
-            request_id="bench", model="flashbulb-photo", prompt="restore this old photo, upscale 4x",
+            request_id="bench",
+            model="flashbulb-photo",
+            prompt="restore this old photo, upscale 4x",
             images=[Image.fromarray(degraded)],
         )
         result = backend.run(request, JobContext())
@@ -88,10 +90,11 @@ def flashbulb_photo(backend: PhotoBackend):  # noqa: ANN201
         if out.size != (w * 4, h * 4):
             out = out.resize((w * 4, h * 4), Image.Resampling.LANCZOS)
         return np.asarray(out)
+
     return restore
 
 
-def measure(truth: np.ndarray, method, degraded: np.ndarray, faces: list) -> dict | str:  # noqa: ANN001
+def measure(truth: np.ndarray, method, degraded: np.ndarray, faces: list) -> dict | str:
     started = time.perf_counter()
     out = method(degraded)
     seconds = time.perf_counter() - started
@@ -174,8 +177,10 @@ def main() -> None:
         print()
 
     kept = [name for name in names if name not in failed]
-    print(f"mean over {len(kept)} images ({args.size} px long side); ratios against bicubic"
-          + (f"; left out after a failure: {', '.join(sorted(set(failed)))}" if failed else ""))
+    print(
+        f"mean over {len(kept)} images ({args.size} px long side); ratios against bicubic"
+        + (f"; left out after a failure: {', '.join(sorted(set(failed)))}" if failed else "")
+    )
     print(f"{'method':<17}{'PSNR':>8}{'SSIM':>8}{'id dist':>9}{'s/image':>9}{'PSNR x':>8}{'SSIM x':>8}{'time x':>9}")
     means, lost = {}, []
     for method in methods:
@@ -187,8 +192,10 @@ def main() -> None:
         means[method] = {key: statistics.fmean(row[key] for row in rows) for key in ("psnr", "ssim", "s")}
         m, base = means[method], means["bicubic"]
         mean_id = f"{statistics.fmean(ids):.3f}" if ids else "-"
-        print(f"{method:<17}{m['psnr']:>8.2f}{m['ssim']:>8.4f}{mean_id:>9}{m['s']:>9.3f}"
-              f"{m['psnr'] / base['psnr']:>8.3f}{m['ssim'] / base['ssim']:>8.3f}{m['s'] / base['s']:>9.1f}")
+        print(
+            f"{method:<17}{m['psnr']:>8.2f}{m['ssim']:>8.4f}{mean_id:>9}{m['s']:>9.3f}"
+            f"{m['psnr'] / base['psnr']:>8.3f}{m['ssim'] / base['ssim']:>8.3f}{m['s'] / base['s']:>9.1f}"
+        )
     if lost:
         print(f"id dist is over the outputs where a face was found; none found for: {', '.join(lost)}")
     if args.memory:

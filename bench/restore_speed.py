@@ -24,7 +24,7 @@ from flashbulb.engine.types import ImageRequest, JobContext
 from flashbulb.vision import superres
 
 
-def timed(work, repeat: int) -> tuple[float, object]:  # noqa: ANN001
+def timed(work, repeat: int) -> tuple[float, object]:
     times, result = [], None
     for _ in range(repeat):
         started = time.perf_counter()
@@ -51,7 +51,9 @@ def main() -> None:
 
     out = np.asarray(result.images[0], dtype=np.int16)
     ref = np.clip(reference * 255.0 + 0.5, 0, 255).astype(np.int16)
-    print(f"restore {args.size}x{args.size} -> {out.shape[1]}x{out.shape[0]} (median of {args.repeat}, {model.net.opt.num_threads} threads)")
+    print(
+        f"restore {args.size}x{args.size} -> {out.shape[1]}x{out.shape[0]} (median of {args.repeat}, {model.net.opt.num_threads} threads)"
+    )
     print(f"{'path':<34}{'s/image':>10}{'x flashbulb':>13}")
     for name, seconds in [
         ("flashbulb-photo (tiled, full call)", flashbulb_s),
@@ -59,8 +61,10 @@ def main() -> None:
         ("bicubic (PIL, no restoration)", bicubic_s),
     ]:
         print(f"{name:<34}{seconds:>10.3f}{seconds / flashbulb_s:>13.3f}")
-    print(f"peak RSS: {flashbulb_peak_mib:.0f} MiB with flashbulb's tiles, "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB after the untiled reference")
+    print(
+        f"peak RSS: {flashbulb_peak_mib:.0f} MiB with flashbulb's tiles, "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB after the untiled reference"
+    )
     print(f"max |tiled - reference| pixel difference: {int(np.abs(out - ref).max())} (mean {np.abs(out - ref).mean():.3f})")
 
 

@@ -28,13 +28,13 @@ from skimage import data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from batch_throughput import Server  # noqa: E402
+from batch_throughput import Server
 
 
 class EchoBackend:
     """Returns its input: what is left to time is the crossing itself."""
 
-    def run(self, request, job):  # noqa: ANN001, ANN201
+    def run(self, request, job):
         from flashbulb.engine.types import ImageResult
 
         return ImageResult(images=list(request.images))
@@ -53,6 +53,7 @@ def model_config(model: str, replicas: int, root: Path) -> tuple[str, str]:
     if model == "flashbulb-photo":
         return f"[models.flashbulb-photo]\nreplicas = {replicas}\n\n{limits}", model
     import tiny_pipelines
+
     from flashbulb.engine.backends.diffusion import catalog
 
     weights = root / "tiny-sd"
@@ -60,7 +61,8 @@ def model_config(model: str, replicas: int, root: Path) -> tuple[str, str]:
         tiny_pipelines.build(catalog.by_name()["sd-turbo"].pipeline, weights)
     return (
         f'[diffusion]\nwarm_models = ["tiny"]\n\n[models.tiny]\nlike = "sd-turbo"\npath = "{weights}"\nsteps = 4\n'
-        f"pixels = 262144\nreplicas = {replicas}\n\n{limits}", "tiny",
+        f"pixels = 262144\nreplicas = {replicas}\n\n{limits}",
+        "tiny",
     )
 
 
@@ -73,8 +75,11 @@ def calls_per_minute(args: argparse.Namespace, replicas: int, root: Path) -> flo
     server.start()
     try:
         key = server.key("bench", "1000")
-        body = photo_body(args.size, args.text) if args.model == "flashbulb-photo" else {
-            "contents": [{"role": "user", "parts": [{"text": "a lighthouse at dusk"}]}]}
+        body = (
+            photo_body(args.size, args.text)
+            if args.model == "flashbulb-photo"
+            else {"contents": [{"role": "user", "parts": [{"text": "a lighthouse at dusk"}]}]}
+        )
         url = f"{server.base}/v1beta/models/{model}:generateContent"
 
         def call(_: int) -> tuple[int, object]:

@@ -35,10 +35,14 @@ def main() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     # Many calls from one key as fast as possible: a benchmark, not a customer to limit.
-    (data_dir / "flashbulb.toml").write_text("[rate_limits]\nkey_rpm = 0\naccount_rpm = 0\nkey_concurrent = 0\naccount_concurrent = 0\n")
+    (data_dir / "flashbulb.toml").write_text(
+        "[rate_limits]\nkey_rpm = 0\naccount_rpm = 0\nkey_concurrent = 0\naccount_concurrent = 0\n"
+    )
     env = {**os.environ, "FLASHBULB_DATA_DIR": str(data_dir)}
     log = open(data_dir / "server.log", "w")  # noqa: SIM115
-    server = subprocess.Popen([sys.executable, "-m", "flashbulb.cli", "serve", "--port", str(port)], stdout=log, stderr=log, env=env)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flashbulb.cli", "serve", "--port", str(port)], stdout=log, stderr=log, env=env
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -49,11 +53,23 @@ def main() -> None:
                 time.sleep(0.1)
         key = subprocess.run(
             [sys.executable, "-m", "flashbulb.cli", "keys", "create", "--name", "bench", "--credits", "100"],
-            capture_output=True, text=True, env=env, check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
         ).stdout.strip()
         buffer = io.BytesIO()
         Image.fromarray(data.astronaut()).resize((args.size, args.size)).save(buffer, "PNG")
-        body = {"contents": [{"parts": [{"text": "upscale 1x"}, {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(buffer.getvalue()).decode()}}]}]}
+        body = {
+            "contents": [
+                {
+                    "parts": [
+                        {"text": "upscale 1x"},
+                        {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(buffer.getvalue()).decode()}},
+                    ]
+                }
+            ]
+        }
         url = f"{base}/v1beta/models/flashbulb-photo:generateContent"
         with httpx.Client(headers={"x-goog-api-key": key}, timeout=60) as client:
             client.post(url, json=body).raise_for_status()  # warm-up

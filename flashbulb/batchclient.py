@@ -41,7 +41,9 @@ def check_jsonl(path: Path) -> int:
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise RemoteError(f"{path} line {number} is not JSON: {exc}", bad_input=True) from exc
             if not isinstance(line, dict) or not isinstance(line.get("request"), dict):
-                raise RemoteError(f'{path} line {number}: expected {{"key": ..., "request": {{"contents": ...}}}}', bad_input=True)
+                raise RemoteError(
+                    f'{path} line {number}: expected {{"key": ..., "request": {{"contents": ...}}}}', bad_input=True
+                )
             count += 1
     if count == 0:
         raise RemoteError(f"{path} has no requests", bad_input=True)
@@ -85,9 +87,14 @@ class BatchClient:
         """The resumable protocol: start, then chunks at their offsets, the last one finalizing."""
         size = path.stat().st_size
         started = self._call(
-            "POST", f"{self.base}/upload/{API}/files",
-            headers={"x-goog-upload-protocol": "resumable", "x-goog-upload-command": "start",
-                     "x-goog-upload-header-content-length": str(size), "x-goog-upload-header-content-type": mime_type},
+            "POST",
+            f"{self.base}/upload/{API}/files",
+            headers={
+                "x-goog-upload-protocol": "resumable",
+                "x-goog-upload-command": "start",
+                "x-goog-upload-header-content-length": str(size),
+                "x-goog-upload-header-content-type": mime_type,
+            },
             json={"file": {"displayName": path.name, "mimeType": mime_type}},
         )
         url = started.headers["x-goog-upload-url"]
@@ -97,8 +104,13 @@ class BatchClient:
                 chunk = data.read(CHUNK_BYTES)
                 last = offset + len(chunk) >= size
                 response = self._call(
-                    "POST", url, content=chunk,
-                    headers={"x-goog-upload-command": "upload, finalize" if last else "upload", "x-goog-upload-offset": str(offset)},
+                    "POST",
+                    url,
+                    content=chunk,
+                    headers={
+                        "x-goog-upload-command": "upload, finalize" if last else "upload",
+                        "x-goog-upload-offset": str(offset),
+                    },
                 )
                 offset += len(chunk)
                 if last:
@@ -119,7 +131,9 @@ class BatchClient:
         found: list[dict] = []
         token = ""
         while len(found) < limit:
-            page = self._call("GET", f"{self.base}/{API}/batches", params={"pageSize": min(100, limit), "pageToken": token}).json()
+            page = self._call(
+                "GET", f"{self.base}/{API}/batches", params={"pageSize": min(100, limit), "pageToken": token}
+            ).json()
             found.extend(page.get("operations", []))
             token = page.get("nextPageToken", "")
             if not token:
@@ -133,9 +147,13 @@ class BatchClient:
             name = output["responsesFile"].removeprefix("files/")
             lines = 0
             try:
-                with self.http.stream("GET", f"{self.base}/download/{API}/files/{name}:download", params={"alt": "media"}) as response:
+                with self.http.stream(
+                    "GET", f"{self.base}/download/{API}/files/{name}:download", params={"alt": "media"}
+                ) as response:
                     if response.status_code >= 400:
-                        raise RemoteError(f"{response.status_code}: could not download files/{name}", bad_input=response.status_code == 404)
+                        raise RemoteError(
+                            f"{response.status_code}: could not download files/{name}", bad_input=response.status_code == 404
+                        )
                     for block in response.iter_bytes():
                         out.write(block)
                         lines += block.count(b"\n")

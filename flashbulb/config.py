@@ -83,18 +83,51 @@ class RateLimits:
                 setattr(self, name, limit("rate_limits", name, value))
 
 
-SECTIONS = {"prices", "referrals", "limits", "diffusion", "batch", "rate_limits", "storage", "cluster", "models", "safety",
-            "provenance"}
+SECTIONS = {
+    "prices",
+    "referrals",
+    "limits",
+    "diffusion",
+    "batch",
+    "rate_limits",
+    "storage",
+    "cluster",
+    "models",
+    "safety",
+    "provenance",
+}
 # What [limits] and [diffusion] may set: each a field of Settings, checked against its type.
 LIMIT_KEYS = (
-    "max_body_bytes", "head_timeout_s", "body_timeout_s", "body_min_bytes_per_s", "max_connections", "max_input_pixels",
-    "max_input_images", "max_queue_per_model", "request_timeout_s", "hold_ttl_s", "hold_sweep_interval_s",
-    "output_url_ttl_s", "idempotency_ttl_s", "max_file_bytes", "file_ttl_s", "max_account_file_bytes",
-    "max_open_batches", "max_batch_items",
+    "max_body_bytes",
+    "head_timeout_s",
+    "body_timeout_s",
+    "body_min_bytes_per_s",
+    "max_connections",
+    "max_input_pixels",
+    "max_input_images",
+    "max_queue_per_model",
+    "request_timeout_s",
+    "hold_ttl_s",
+    "hold_sweep_interval_s",
+    "output_url_ttl_s",
+    "idempotency_ttl_s",
+    "max_file_bytes",
+    "file_ttl_s",
+    "max_account_file_bytes",
+    "max_open_batches",
+    "max_batch_items",
 )
 DIFFUSION_KEYS = (
-    "model_dir", "device", "compile", "fp8", "step_cache", "batch_window_ms", "max_batch", "identity_retries",
-    "cpu_max_weights_gb", "warm_models",
+    "model_dir",
+    "device",
+    "compile",
+    "fp8",
+    "step_cache",
+    "batch_window_ms",
+    "max_batch",
+    "identity_retries",
+    "cpu_max_weights_gb",
+    "warm_models",
 )
 
 
@@ -208,7 +241,7 @@ class Settings:
             self.database_url = os.environ.get("FLASHBULB_DATABASE_URL") or f"sqlite:///{self.data_dir / 'flashbulb.db'}"
 
     @classmethod
-    def load(cls, data_dir: str | Path | None = None, database_url: str | None = None) -> "Settings":
+    def load(cls, data_dir: str | Path | None = None, database_url: str | None = None) -> Settings:
         """Defaults < environment < flashbulb.toml in the data dir (CLI flags arrive as arguments)."""
         settings = cls(data_dir=Path(data_dir) if data_dir else default_data_dir(), database_url=database_url or "")
         config_file = settings.data_dir / "flashbulb.toml"
@@ -234,7 +267,9 @@ class Settings:
                 raise ValueError(f"flashbulb.toml: [referrals].{name} must be a whole number (percent 0-100), not {value!r}")
             setattr(self, f"referral_{name}", value)
         if unknown := set(doc) - SECTIONS:
-            raise ValueError(f"flashbulb.toml: unknown section or setting {', '.join(sorted(unknown))}; sections: {', '.join(sorted(SECTIONS))}")
+            raise ValueError(
+                f"flashbulb.toml: unknown section or setting {', '.join(sorted(unknown))}; sections: {', '.join(sorted(SECTIONS))}"
+            )
         for section, allowed in (("limits", LIMIT_KEYS), ("diffusion", DIFFUSION_KEYS)):
             if not isinstance(doc.get(section, {}), dict):
                 raise ValueError(f"flashbulb.toml: [{section}] must be a table")
@@ -271,7 +306,9 @@ class Settings:
                 if k != "cpus_per_replica" and (not isinstance(v, int) or v < 1):  # only CPUs come in fractions (Ray's)
                     raise ValueError(f"flashbulb.toml: [models.{name}].{k} must be a whole number >= 1")
             if "replicas" in deployment and deployment.keys() & {"min_replicas", "max_replicas"}:
-                raise ValueError(f"flashbulb.toml: [models.{name}]: give replicas (a fixed count) or min_replicas/max_replicas, not both")
+                raise ValueError(
+                    f"flashbulb.toml: [models.{name}]: give replicas (a fixed count) or min_replicas/max_replicas, not both"
+                )
             if deployment.get("min_replicas", 1) > deployment.get("max_replicas", deployment.get("min_replicas", 1)):
                 raise ValueError(f"flashbulb.toml: [models.{name}] min_replicas is more than max_replicas")
             if deployment:
@@ -286,8 +323,10 @@ class Settings:
             elif name in ("signing_cert", "signing_key"):
                 setattr(self, name, self.data_dir / Path(_typed(f"[provenance].{name}", value, "")).expanduser())
             else:
-                raise ValueError(f"flashbulb.toml: unknown setting [provenance].{name}; it takes content_credentials, "
-                                 "watermark, signing_cert, signing_key")
+                raise ValueError(
+                    f"flashbulb.toml: unknown setting [provenance].{name}; it takes content_credentials, "
+                    "watermark, signing_cert, signing_key"
+                )
         if (self.signing_cert is None) != (self.signing_key is None):
             raise ValueError("flashbulb.toml: [provenance] signing_cert and signing_key go together (a PEM chain and its key)")
         safety = doc.get("safety", {})

@@ -30,7 +30,12 @@ class FlashbulbError(Exception):
     """An error the caller should see, with a message that names what is wrong."""
 
     def __init__(
-        self, kind: ErrorKind, message: str, *, retry_after_s: int | None = None, param: str | None = None,
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        retry_after_s: int | None = None,
+        param: str | None = None,
         code: str | None = None,
     ):
         super().__init__(message)
@@ -40,7 +45,7 @@ class FlashbulbError(Exception):
         self.param = param  # the request field at fault, for wire formats that name it (OpenAI's `param`)
         self.code = code  # a finer machine-readable reason than `kind` (OpenAI's `code`)
 
-    def __reduce__(self):  # noqa: ANN204 - it crosses the process boundary from a model worker
+    def __reduce__(self):  # it crosses the process boundary from a model worker
         return _rebuild, (self.kind, self.message, self.retry_after_s, self.param, self.code)
 
 

@@ -9,8 +9,8 @@ import base64
 import dataclasses
 import io
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import httpx
 from PIL import Image
@@ -93,9 +93,16 @@ def _record(settings: Settings, request: ImageRequest, result: ImageResult) -> N
     database = store.connect(settings.database_url)
     try:
         store.migrate(database)
-        usage = ledger.Usage(status="ok", finish_reason=result.finish_reason.value, input_images=len(request.images),
-                             input_pixels=request.input_pixels, output_images=len(result.images),
-                             output_pixels=result.output_pixels, quality=result.quality, watermark=result.watermark)
+        usage = ledger.Usage(
+            status="ok",
+            finish_reason=result.finish_reason.value,
+            input_images=len(request.images),
+            input_pixels=request.input_pixels,
+            output_images=len(result.images),
+            output_pixels=result.output_pixels,
+            quality=result.quality,
+            watermark=result.watermark,
+        )
         ledger.record_unbilled(database, request.request_id, request.model, usage)
     finally:
         database.dispose()
@@ -166,8 +173,9 @@ def _answer(body: dict) -> Answer:
     extra = body.get("flashbulb", {})
     if "candidates" not in body:  # a blocked input: promptFeedback says why
         feedback = body.get("promptFeedback", {})
-        result = ImageResult(text=feedback.get("blockReasonMessage", ""), finish_reason=FinishReason.IMAGE_SAFETY,
-                             quality=extra.get("quality", {}))
+        result = ImageResult(
+            text=feedback.get("blockReasonMessage", ""), finish_reason=FinishReason.IMAGE_SAFETY, quality=extra.get("quality", {})
+        )
         return Answer(result, charge_micros=extra.get("chargeMicros"))
     candidate = body["candidates"][0]
     images, text = [], []

@@ -59,7 +59,7 @@ class PriceSchedule:
     quality_percent: tuple[tuple[str, int], ...] = ()  # (("high", 150), ...); missing: 100
 
     @classmethod
-    def flat(cls, per_image: int) -> "PriceSchedule":
+    def flat(cls, per_image: int) -> PriceSchedule:
         return cls(small=per_image, standard=per_image, large=per_image)
 
     def percent(self, quality: str | None) -> int:
@@ -84,7 +84,7 @@ def parse(model: str, value: object) -> PriceSchedule:
 
     def usd(field: str, raw: object) -> int:
         if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
-            raise ValueError(f"{where}: {field} must be an amount of USD such as \"0.02\", not {raw!r}")
+            raise ValueError(f'{where}: {field} must be an amount of USD such as "0.02", not {raw!r}')
         try:
             micros = usd_to_micros(raw)
         except ValueError as exc:
@@ -98,8 +98,7 @@ def parse(model: str, value: object) -> PriceSchedule:
     unknown = set(value) - {"image", "small", "standard", "large", "input_image", "quality"}
     if unknown:
         raise ValueError(
-            f"{where}: unknown field(s) {', '.join(sorted(unknown))}; "
-            "use image, small, standard, large, input_image, quality"
+            f"{where}: unknown field(s) {', '.join(sorted(unknown))}; use image, small, standard, large, input_image, quality"
         )
     if "image" in value and "standard" in value:
         raise ValueError(f"{where}: give `image` or `standard`, not both (they are the same price)")

@@ -40,7 +40,10 @@ def png_bytes(image: Image.Image, fmt: str = "PNG", **save_args) -> bytes:
 def gemini_body(image: bytes, text: str = "upscale 2x", **extra) -> dict:
     """A raw generateContent body: one user turn with text and an inline PNG/JPEG/WebP."""
     data = base64.b64encode(image).decode()
-    return {"contents": [{"role": "user", "parts": [{"text": text}, {"inlineData": {"mimeType": "image/png", "data": data}}]}], **extra}
+    return {
+        "contents": [{"role": "user", "parts": [{"text": text}, {"inlineData": {"mimeType": "image/png", "data": data}}]}],
+        **extra,
+    }
 
 
 def free_port() -> int:
@@ -66,11 +69,19 @@ class Server:
         return result
 
     def create_key(self, credits_usd: str = "10", name: str | None = None) -> str:
-        return self.cli("keys", "create", "--name", name or f"acct-{uuid.uuid4().hex[:8]}", "--credits", credits_usd).stdout.strip()
+        return self.cli(
+            "keys", "create", "--name", name or f"acct-{uuid.uuid4().hex[:8]}", "--credits", credits_usd
+        ).stdout.strip()
 
     def generate(
-        self, key: str | None, body: dict | None = None, *, content=None, headers: dict | None = None,  # noqa: ANN001
-        model: str = "flashbulb-photo", timeout: float = 120,
+        self,
+        key: str | None,
+        body: dict | None = None,
+        *,
+        content=None,
+        headers: dict | None = None,
+        model: str = "flashbulb-photo",
+        timeout: float = 120,
     ) -> httpx.Response:
         """POST generateContent as raw HTTP: a JSON `body`, or raw `content` bytes (or an iterator of them)."""
         headers = {**({"x-goog-api-key": key} if key else {}), **(headers or {})}
@@ -79,7 +90,7 @@ class Server:
             return httpx.post(url, headers={**headers, "content-type": "application/json"}, content=content, timeout=timeout)
         return httpx.post(url, headers=headers, json=body, timeout=timeout)
 
-    def genai(self, key: str):  # noqa: ANN201
+    def genai(self, key: str):
         """A google-genai client for this server. Keep it in a variable: the SDK closes its
         connection when the client object is collected, even while `client.models` is in use."""
         from google import genai
@@ -100,7 +111,11 @@ class Server:
 
 
 def start_server(
-    data_dir: Path, database_url: str, config: str = "", admin_key: str | None = None, port: int | None = None,
+    data_dir: Path,
+    database_url: str,
+    config: str = "",
+    admin_key: str | None = None,
+    port: int | None = None,
     ready_timeout: float = 180,  # every warm model loaded: several torch workers on 2 busy cores take a while
 ) -> Server:
     """Start `flashbulb serve`; on a fresh database it prints the admin key, else pass the one you have.
@@ -133,7 +148,7 @@ def start_server(
 
 
 @pytest.fixture(scope="session")
-def new_postgres_database():  # noqa: ANN201
+def new_postgres_database():
     """A factory of fresh, empty PostgreSQL databases (all dropped at the end of the session)."""
     if not POSTGRES_URL:
         if os.environ.get("FLASHBULB_REQUIRE_POSTGRES"):
@@ -159,7 +174,7 @@ def new_postgres_database():  # noqa: ANN201
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def any_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def any_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """A migrated, empty database per backend (no server), for the ledger-level tests."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'flashbulb.db'}"
@@ -173,7 +188,7 @@ def any_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     engine.dispose()
 
 
-def wait_for(condition, timeout: float = 30.0, what: str = "condition", every: float = 0.1) -> None:  # noqa: ANN001
+def wait_for(condition, timeout: float = 30.0, what: str = "condition", every: float = 0.1) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if condition():
@@ -218,16 +233,23 @@ def read_manifest(data_: bytes, mime: str) -> dict:
 
     with c2pa.Reader(mime, io.BytesIO(data_)) as reader:
         store = json.loads(reader.json())
-    return {"state": store["validation_state"], "status": [s["code"] for s in store.get("validation_status", [])],
-            "manifest": store["manifests"][store["active_manifest"]]}
+    return {
+        "state": store["validation_state"],
+        "status": [s["code"] for s in store.get("validation_status", [])],
+        "manifest": store["manifests"][store["active_manifest"]],
+    }
 
 
 def actions_of(manifest: dict) -> list[dict]:
-    return [a for assertion in manifest["assertions"] if assertion["label"].startswith("c2pa.actions")
-            for a in assertion["data"]["actions"]]
+    return [
+        a
+        for assertion in manifest["assertions"]
+        if assertion["label"].startswith("c2pa.actions")
+        for a in assertion["data"]["actions"]
+    ]
 
 
-def verify(server, key: str, image: bytes) -> dict:  # noqa: ANN001
+def verify(server, key: str, image: bytes) -> dict:
     body = {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(image).decode()}}
     response = httpx.post(f"{server.base_url}/flashbulb/verify", json=body, headers={"x-goog-api-key": key}, timeout=60)
     assert response.status_code == 200, response.text

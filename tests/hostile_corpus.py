@@ -11,9 +11,8 @@ import json
 import struct
 import zlib
 
-from PIL import Image
-
 from conftest import astronaut, png_bytes
+from PIL import Image
 
 GEN = "/v1beta/models/flashbulb-photo:generateContent"
 COUNT = "/v1beta/models/flashbulb-photo:countTokens"
@@ -35,6 +34,7 @@ def _encoded(image: Image.Image, fmt: str, **options) -> bytes:
 
 def _png_claiming(width: int, height: int) -> bytes:
     """A valid PNG header claiming a size, with a few bytes of data: a bomb read from its header."""
+
     def chunk(kind: bytes, payload: bytes) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
@@ -67,7 +67,9 @@ BAD_IMAGES: dict[str, bytes] = {
 
 
 def _gemini_with(image: bytes, mime: str = "image/png", text: str = "make it brighter") -> dict:
-    return {"contents": [{"parts": [{"text": text}, {"inlineData": {"mimeType": mime, "data": base64.b64encode(image).decode()}}]}]}
+    return {
+        "contents": [{"parts": [{"text": text}, {"inlineData": {"mimeType": mime, "data": base64.b64encode(image).decode()}}]}]
+    }
 
 
 def _gemini_config(**config) -> dict:
@@ -76,9 +78,15 @@ def _gemini_config(**config) -> dict:
 
 def _responses_with(image: bytes, **tool) -> dict:
     url = "data:image/png;base64," + base64.b64encode(image).decode()
-    return {"input": [{"role": "user", "content": [{"type": "input_text", "text": "make it brighter"},
-                                                   {"type": "input_image", "image_url": url}]}],
-            "tools": [{"type": "image_generation", "model": "flashbulb-photo", **tool}]}
+    return {
+        "input": [
+            {
+                "role": "user",
+                "content": [{"type": "input_text", "text": "make it brighter"}, {"type": "input_image", "image_url": url}],
+            }
+        ],
+        "tools": [{"type": "image_generation", "model": "flashbulb-photo", **tool}],
+    }
 
 
 def _edit_form(image: bytes | None = PHOTO, **fields) -> dict:
@@ -97,8 +105,19 @@ def cases() -> list[tuple[str, str, str, dict, str]]:
         add(f"gemini-inline-{name}", "POST", GEN, {"json": _gemini_with(data)}, "google")
         add(f"openai-edit-{name}", "POST", OPENAI_EDIT, _edit_form(data), "openai")
         add(f"responses-image-{name}", "POST", RESPONSES, {"json": _responses_with(data)}, "openai")
-        add(f"openai-json-edit-{name}", "POST", OPENAI_EDIT, {"json": {"prompt": "make it brighter", "model": "flashbulb-photo",
-            "images": [{"image_url": "data:image/png;base64," + base64.b64encode(data).decode()}]}}, "openai")
+        add(
+            f"openai-json-edit-{name}",
+            "POST",
+            OPENAI_EDIT,
+            {
+                "json": {
+                    "prompt": "make it brighter",
+                    "model": "flashbulb-photo",
+                    "images": [{"image_url": "data:image/png;base64," + base64.b64encode(data).decode()}],
+                }
+            },
+            "openai",
+        )
 
     # Gemini generateContent: each field with values of the wrong kind or out of range.
     for name, body in {
@@ -115,9 +134,15 @@ def cases() -> list[tuple[str, str, str, dict, str]]:
         "last-turn-role-a-number": {"contents": [{"role": 7, "parts": [{"text": "hi"}]}]},
         "inline-data-missing-data": {"contents": [{"parts": [{"text": "x"}, {"inlineData": {"mimeType": "image/png"}}]}]},
         "inline-data-a-string": {"contents": [{"parts": [{"text": "x"}, {"inlineData": "abc"}]}]},
-        "inline-data-not-base64": {"contents": [{"parts": [{"text": "x"}, {"inlineData": {"mimeType": "image/png", "data": "!!!!"}}]}]},
-        "inline-data-text-mime": {"contents": [{"parts": [{"text": "x"}, {"inlineData": {"mimeType": "text/plain", "data": PHOTO_B64}}]}]},
-        "inline-data-video-mime": {"contents": [{"parts": [{"text": "x"}, {"inlineData": {"mimeType": "video/mp4", "data": PHOTO_B64}}]}]},
+        "inline-data-not-base64": {
+            "contents": [{"parts": [{"text": "x"}, {"inlineData": {"mimeType": "image/png", "data": "!!!!"}}]}]
+        },
+        "inline-data-text-mime": {
+            "contents": [{"parts": [{"text": "x"}, {"inlineData": {"mimeType": "text/plain", "data": PHOTO_B64}}]}]
+        },
+        "inline-data-video-mime": {
+            "contents": [{"parts": [{"text": "x"}, {"inlineData": {"mimeType": "video/mp4", "data": PHOTO_B64}}]}]
+        },
         "file-data-empty-uri": {"contents": [{"parts": [{"text": "x"}, {"fileData": {"fileUri": ""}}]}]},
         "file-data-uri-a-number": {"contents": [{"parts": [{"text": "x"}, {"fileData": {"fileUri": 5}}]}]},
         "file-data-traversal": {"contents": [{"parts": [{"text": "x"}, {"fileData": {"fileUri": "files/../../etc/passwd"}}]}]},
@@ -163,66 +188,133 @@ def cases() -> list[tuple[str, str, str, dict, str]]:
     surrogate = json.dumps({**_gemini_with(PHOTO), "systemInstruction": {"parts": [{"text": "\udc00"}]}}).encode()
     add("gemini-lone-surrogate-in-system", "POST", GEN, {"content": surrogate}, "google")
     for model in ("no-such-model", "models%2F..", "flashbulb-photo%00", "x" * 300):
-        add(f"gemini-model-name-{model[:20]}", "POST", f"/v1beta/models/{model}:generateContent", {"json": _gemini_with(PHOTO)}, "google")
+        add(
+            f"gemini-model-name-{model[:20]}",
+            "POST",
+            f"/v1beta/models/{model}:generateContent",
+            {"json": _gemini_with(PHOTO)},
+            "google",
+        )
     add("gemini-method-unknown", "POST", "/v1beta/models/flashbulb-photo:generateVideos", {"json": _gemini_with(PHOTO)}, "google")
 
     # OpenAI generations and edits: each option with values of the wrong kind or out of range.
     for name, options in {
-        "prompt-missing": {}, "prompt-empty": {"prompt": ""}, "prompt-spaces": {"prompt": "   "}, "prompt-a-number": {"prompt": 5},
-        "prompt-a-list": {"prompt": ["a"]}, "prompt-null": {"prompt": None}, "prompt-40k": {"prompt": "x" * 40_000},
-        "n-0": {"n": 0}, "n-11": {"n": 11}, "n-negative": {"n": -1}, "n-a-string": {"n": "two"}, "n-a-fraction": {"n": 1.5},
-        "size-0x0": {"size": "0x0"}, "size-16x0": {"size": "16x0"}, "size-one-number": {"size": "1024"},
-        "size-three-numbers": {"size": "1024x1024x3"}, "size-negative": {"size": "-16x16"}, "size-a-number": {"size": 1024},
-        "size-past-3840": {"size": "4096x2304"}, "size-past-8-megapixels": {"size": "3840x3840"}, "size-1-to-4": {"size": "512x2048"},
-        "size-not-16": {"size": "1000x1000"}, "size-words": {"size": "large"},
-        "quality-ultra": {"quality": "ultra"}, "quality-a-number": {"quality": 5},
-        "response-format-base64": {"response_format": "base64"}, "output-format-gif": {"output_format": "gif"},
-        "output-format-bmp": {"output_format": "bmp"}, "compression-negative": {"output_compression": -1},
-        "compression-101": {"output_compression": 101}, "compression-a-string": {"output_compression": "high"},
-        "background-red": {"background": "red"}, "transparent-jpeg": {"background": "transparent", "output_format": "jpeg"},
-        "moderation-off": {"moderation": "off"}, "style-photo": {"style": "photo"},
-        "partial-images-4": {"stream": True, "partial_images": 4}, "partial-images-negative": {"stream": True, "partial_images": -1},
-        "partial-images-without-stream": {"partial_images": 2}, "stream-with-url": {"stream": True, "response_format": "url"},
-        "stream-a-string": {"stream": "yes please"}, "seed-a-string": {"seed": "abc"},
-        "model-unknown": {"model": "gpt-image-9"}, "model-a-number": {"model": 5},
+        "prompt-missing": {},
+        "prompt-empty": {"prompt": ""},
+        "prompt-spaces": {"prompt": "   "},
+        "prompt-a-number": {"prompt": 5},
+        "prompt-a-list": {"prompt": ["a"]},
+        "prompt-null": {"prompt": None},
+        "prompt-40k": {"prompt": "x" * 40_000},
+        "n-0": {"n": 0},
+        "n-11": {"n": 11},
+        "n-negative": {"n": -1},
+        "n-a-string": {"n": "two"},
+        "n-a-fraction": {"n": 1.5},
+        "size-0x0": {"size": "0x0"},
+        "size-16x0": {"size": "16x0"},
+        "size-one-number": {"size": "1024"},
+        "size-three-numbers": {"size": "1024x1024x3"},
+        "size-negative": {"size": "-16x16"},
+        "size-a-number": {"size": 1024},
+        "size-past-3840": {"size": "4096x2304"},
+        "size-past-8-megapixels": {"size": "3840x3840"},
+        "size-1-to-4": {"size": "512x2048"},
+        "size-not-16": {"size": "1000x1000"},
+        "size-words": {"size": "large"},
+        "quality-ultra": {"quality": "ultra"},
+        "quality-a-number": {"quality": 5},
+        "response-format-base64": {"response_format": "base64"},
+        "output-format-gif": {"output_format": "gif"},
+        "output-format-bmp": {"output_format": "bmp"},
+        "compression-negative": {"output_compression": -1},
+        "compression-101": {"output_compression": 101},
+        "compression-a-string": {"output_compression": "high"},
+        "background-red": {"background": "red"},
+        "transparent-jpeg": {"background": "transparent", "output_format": "jpeg"},
+        "moderation-off": {"moderation": "off"},
+        "style-photo": {"style": "photo"},
+        "partial-images-4": {"stream": True, "partial_images": 4},
+        "partial-images-negative": {"stream": True, "partial_images": -1},
+        "partial-images-without-stream": {"partial_images": 2},
+        "stream-with-url": {"stream": True, "response_format": "url"},
+        "stream-a-string": {"stream": "yes please"},
+        "seed-a-string": {"seed": "abc"},
+        "model-unknown": {"model": "gpt-image-9"},
+        "model-a-number": {"model": 5},
     }.items():
         body = {"prompt": "a red fox", **options} if not name.startswith("prompt") else options
         add(f"openai-generate-{name}", "POST", OPENAI_GEN, {"json": body}, "openai")
     add("openai-generate-a-list-body", "POST", OPENAI_GEN, {"json": [{"prompt": "x"}]}, "openai")
     add("openai-generate-not-json", "POST", OPENAI_GEN, {"content": b"prompt=x"}, "openai")
     for name, form in {
-        "no-image": _edit_form(None), "n-2-on-photo": _edit_form(n="2"), "n-0": _edit_form(n="0"),
-        "size-bad": _edit_form(size="huge"), "quality-bad": _edit_form(quality="ultra"), "prompt-empty": _edit_form(prompt=""),
-        "stream-and-url": _edit_form(stream="true", response_format="url"), "input-fidelity-max": _edit_form(input_fidelity="max"),
-        "mask-on-photo": {**_edit_form(), "files": [("image", ("p.png", PHOTO, "image/png")),
-                                                      ("mask", ("m.png", png_bytes(Image.new("RGBA", (32, 32))), "image/png"))]},
-        "mask-without-alpha": {**_edit_form(), "files": [("image", ("p.png", PHOTO, "image/png")),
-                                                           ("mask", ("m.png", PHOTO, "image/png"))]},
-        "mask-wrong-size": {**_edit_form(), "files": [("image", ("p.png", PHOTO, "image/png")),
-                                                        ("mask", ("m.png", png_bytes(Image.new("RGBA", (8, 8))), "image/png"))]},
-        "image-as-a-text-field": {"data": {"prompt": "x", "image": "not a file"}, "files": [("other", ("o.txt", b"x", "text/plain"))]},
-        "a-stray-file-field": {**_edit_form(), "files": [("image", ("p.png", PHOTO, "image/png")), ("prompt", ("p.txt", b"x", "text/plain"))]},
+        "no-image": _edit_form(None),
+        "n-2-on-photo": _edit_form(n="2"),
+        "n-0": _edit_form(n="0"),
+        "size-bad": _edit_form(size="huge"),
+        "quality-bad": _edit_form(quality="ultra"),
+        "prompt-empty": _edit_form(prompt=""),
+        "stream-and-url": _edit_form(stream="true", response_format="url"),
+        "input-fidelity-max": _edit_form(input_fidelity="max"),
+        "mask-on-photo": {
+            **_edit_form(),
+            "files": [
+                ("image", ("p.png", PHOTO, "image/png")),
+                ("mask", ("m.png", png_bytes(Image.new("RGBA", (32, 32))), "image/png")),
+            ],
+        },
+        "mask-without-alpha": {
+            **_edit_form(),
+            "files": [("image", ("p.png", PHOTO, "image/png")), ("mask", ("m.png", PHOTO, "image/png"))],
+        },
+        "mask-wrong-size": {
+            **_edit_form(),
+            "files": [
+                ("image", ("p.png", PHOTO, "image/png")),
+                ("mask", ("m.png", png_bytes(Image.new("RGBA", (8, 8))), "image/png")),
+            ],
+        },
+        "image-as-a-text-field": {
+            "data": {"prompt": "x", "image": "not a file"},
+            "files": [("other", ("o.txt", b"x", "text/plain"))],
+        },
+        "a-stray-file-field": {
+            **_edit_form(),
+            "files": [("image", ("p.png", PHOTO, "image/png")), ("prompt", ("p.txt", b"x", "text/plain"))],
+        },
         "17-images": {**_edit_form(), "files": [("image[]", (f"{k}.png", PHOTO, "image/png")) for k in range(17)]},
         "three-images-on-photo": {**_edit_form(), "files": [("image[]", (f"{k}.png", PHOTO, "image/png")) for k in range(3)]},
     }.items():
         add(f"openai-edit-form-{name}", "POST", OPENAI_EDIT, form, "openai")
     for name, body in {
-        "images-missing": {"prompt": "x"}, "images-empty": {"prompt": "x", "images": []}, "images-a-string": {"prompt": "x", "images": "a"},
-        "image-file-id": {"prompt": "x", "images": [{"file_id": "file-123"}]}, "image-url-http": {"prompt": "x", "images": [{"image_url": "https://x/a.png"}]},
-        "image-url-a-number": {"prompt": "x", "images": [{"image_url": 5}]}, "mask-a-string": {"prompt": "x", "images": [{"image_url": "data:image/png;base64," + PHOTO_B64}], "mask": "m"},
+        "images-missing": {"prompt": "x"},
+        "images-empty": {"prompt": "x", "images": []},
+        "images-a-string": {"prompt": "x", "images": "a"},
+        "image-file-id": {"prompt": "x", "images": [{"file_id": "file-123"}]},
+        "image-url-http": {"prompt": "x", "images": [{"image_url": "https://x/a.png"}]},
+        "image-url-a-number": {"prompt": "x", "images": [{"image_url": 5}]},
+        "mask-a-string": {"prompt": "x", "images": [{"image_url": "data:image/png;base64," + PHOTO_B64}], "mask": "m"},
     }.items():
         add(f"openai-json-edit-{name}", "POST", OPENAI_EDIT, {"json": body}, "openai")
 
     # The Responses API's image tool.
     tool = [{"type": "image_generation", "model": "flashbulb-photo"}]
     for name, body in {
-        "input-missing": {"tools": tool}, "input-empty-list": {"input": [], "tools": tool}, "input-a-number": {"input": 5, "tools": tool},
-        "input-items-not-objects": {"input": ["hi"], "tools": tool}, "content-a-number": {"input": [{"role": "user", "content": 5}], "tools": tool},
+        "input-missing": {"tools": tool},
+        "input-empty-list": {"input": [], "tools": tool},
+        "input-a-number": {"input": 5, "tools": tool},
+        "input-items-not-objects": {"input": ["hi"], "tools": tool},
+        "content-a-number": {"input": [{"role": "user", "content": 5}], "tools": tool},
         "part-unknown-type": {"input": [{"role": "user", "content": [{"type": "input_audio"}]}], "tools": tool},
         "input-image-without-url": {"input": [{"role": "user", "content": [{"type": "input_image"}]}], "tools": tool},
-        "input-image-file-id": {"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file-1"}]}], "tools": tool},
-        "tools-missing": {"input": "a cat"}, "tools-empty": {"input": "a cat", "tools": []},
-        "tools-web-search": {"input": "a cat", "tools": [{"type": "web_search"}]}, "tools-a-string": {"input": "a cat", "tools": "image_generation"},
+        "input-image-file-id": {
+            "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file-1"}]}],
+            "tools": tool,
+        },
+        "tools-missing": {"input": "a cat"},
+        "tools-empty": {"input": "a cat", "tools": []},
+        "tools-web-search": {"input": "a cat", "tools": [{"type": "web_search"}]},
+        "tools-a-string": {"input": "a cat", "tools": "image_generation"},
         "tool-size-bad": {"input": "a cat", "tools": [{"type": "image_generation", "size": "big"}]},
         "tool-quality-a-list": {"input": "a cat", "tools": [{"type": "image_generation", "quality": ["high"]}]},
         "tool-action-paint": {"input": "a cat", "tools": [{"type": "image_generation", "action": "paint"}]},
@@ -232,9 +324,17 @@ def cases() -> list[tuple[str, str, str, dict, str]]:
         "previous-response-traversal": {"input": "sharper", "previous_response_id": "../../outputs/x", "tools": tool},
         "previous-response-200-chars": {"input": "sharper", "previous_response_id": "resp_" + "a" * 200, "tools": tool},
         "previous-response-a-number": {"input": "sharper", "previous_response_id": 5, "tools": tool},
-        "echoed-call-not-base64": {"input": [{"type": "image_generation_call", "result": "!!!"}, {"role": "user", "content": "sharper"}], "tools": tool},
-        "echoed-call-not-an-image": {"input": [{"type": "image_generation_call", "result": base64.b64encode(b"hello").decode()},
-                                                {"role": "user", "content": "sharper"}], "tools": tool},
+        "echoed-call-not-base64": {
+            "input": [{"type": "image_generation_call", "result": "!!!"}, {"role": "user", "content": "sharper"}],
+            "tools": tool,
+        },
+        "echoed-call-not-an-image": {
+            "input": [
+                {"type": "image_generation_call", "result": base64.b64encode(b"hello").decode()},
+                {"role": "user", "content": "sharper"},
+            ],
+            "tools": tool,
+        },
         "text-only-on-photo": {"input": "a cat on a skateboard", "tools": tool},
         "stream-a-string": {"input": "a cat", "stream": "yes", "tools": tool},
     }.items():
@@ -242,38 +342,79 @@ def cases() -> list[tuple[str, str, str, dict, str]]:
 
     # Batches, files, usage pages: shapes and page tokens.
     for name, body in {
-        "empty": {}, "batch-a-number": {"batch": 5}, "input-config-a-string": {"batch": {"inputConfig": "x"}},
+        "empty": {},
+        "batch-a-number": {"batch": 5},
+        "input-config-a-string": {"batch": {"inputConfig": "x"}},
         "requests-a-string": {"batch": {"inputConfig": {"requests": {"requests": "x"}}}},
         "requests-empty": {"batch": {"inputConfig": {"requests": {"requests": []}}}},
         "request-not-an-object": {"batch": {"inputConfig": {"requests": {"requests": [5]}}}},
         "file-name-unknown": {"batch": {"inputConfig": {"fileName": "files/nope"}}},
         "file-name-a-number": {"batch": {"inputConfig": {"fileName": 5}}},
-        "display-name-600": {"batch": {"displayName": "x" * 600, "inputConfig": {"requests": {"requests": [{"request": _gemini_with(PHOTO)}]}}}},
+        "display-name-600": {
+            "batch": {"displayName": "x" * 600, "inputConfig": {"requests": {"requests": [{"request": _gemini_with(PHOTO)}]}}}
+        },
     }.items():
         add(f"batch-create-{name}", "POST", BATCH, {"json": body}, "google")
-    for path in ("/v1beta/batches/nope", "/v1beta/batches/%00", "/v1beta/batches/" + "x" * 300, "/v1beta/files/nope",
-                 "/v1beta/files/" + "x" * 300, "/v1beta/files/..%2F..%2Fetc", "/download/v1beta/files/nope:download?alt=media"):
+    for path in (
+        "/v1beta/batches/nope",
+        "/v1beta/batches/%00",
+        "/v1beta/batches/" + "x" * 300,
+        "/v1beta/files/nope",
+        "/v1beta/files/" + "x" * 300,
+        "/v1beta/files/..%2F..%2Fetc",
+        "/download/v1beta/files/nope:download?alt=media",
+    ):
         add(f"get-{path[:40]}", "GET", path, {}, "google")
     for path in ("/v1beta/files", "/v1beta/batches", "/flashbulb/account/usage", "/flashbulb/account/ledger", "/v1beta/models"):
         for token in ("-1", "abc", "1e9", "9" * 40, "%00", "%C2%B9"):
             add(f"page-token-{token[:8]}-{path}", "GET", f"{path}?pageToken={token}", {}, "google")
     for query in ("limit=0", "limit=-5", "limit=abc", "limit=" + "9" * 30, "days=0", "days=-1", "days=100000", "days=x"):
-        add(f"usage-{query[:16]}", "GET", f"/flashbulb/account/usage/summary?{query}" if query.startswith("days") else
-            f"/flashbulb/account/usage?{query}", {}, "google")
+        add(
+            f"usage-{query[:16]}",
+            "GET",
+            f"/flashbulb/account/usage/summary?{query}" if query.startswith("days") else f"/flashbulb/account/usage?{query}",
+            {},
+            "google",
+        )
     for name, body in {
-        "file-a-list": {"file": []}, "display-name-600": {"file": {"displayName": "x" * 600}},
-        "size-negative": {"file": {"sizeBytes": "-5"}}, "size-huge": {"file": {"sizeBytes": "9" * 30}},
-        "size-past-the-limit": {"file": {"sizeBytes": str(3 * 1024**3)}}, "name-upper-case": {"file": {"name": "files/ABC"}},
-        "name-traversal": {"file": {"name": "files/../x"}}, "name-41-chars": {"file": {"name": "files/" + "a" * 41}},
+        "file-a-list": {"file": []},
+        "display-name-600": {"file": {"displayName": "x" * 600}},
+        "size-negative": {"file": {"sizeBytes": "-5"}},
+        "size-huge": {"file": {"sizeBytes": "9" * 30}},
+        "size-past-the-limit": {"file": {"sizeBytes": str(3 * 1024**3)}},
+        "name-upper-case": {"file": {"name": "files/ABC"}},
+        "name-traversal": {"file": {"name": "files/../x"}},
+        "name-41-chars": {"file": {"name": "files/" + "a" * 41}},
     }.items():
         add(f"upload-start-{name}", "POST", "/upload/v1beta/files", {"json": body, "headers": START_UPLOAD}, "google")
-    add("upload-chunk-unknown-id", "POST", "/upload/v1beta/files?upload_id=nope",
-        {"content": b"x", "headers": {"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0"}}, "google")
-    add("upload-command-unknown", "POST", "/upload/v1beta/files", {"json": {}, "headers": {"X-Goog-Upload-Command": "explode"}}, "google")
-    for name, body in {"code-missing": {}, "code-a-number": {"code": 5}, "code-unknown": {"code": "FB-NOPE-NOPE"},
-                       "code-10k": {"code": "x" * 10_000}, "code-a-list": {"code": ["a"]}}.items():
+    add(
+        "upload-chunk-unknown-id",
+        "POST",
+        "/upload/v1beta/files?upload_id=nope",
+        {"content": b"x", "headers": {"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0"}},
+        "google",
+    )
+    add(
+        "upload-command-unknown",
+        "POST",
+        "/upload/v1beta/files",
+        {"json": {}, "headers": {"X-Goog-Upload-Command": "explode"}},
+        "google",
+    )
+    for name, body in {
+        "code-missing": {},
+        "code-a-number": {"code": 5},
+        "code-unknown": {"code": "FB-NOPE-NOPE"},
+        "code-10k": {"code": "x" * 10_000},
+        "code-a-list": {"code": ["a"]},
+    }.items():
         add(f"redeem-{name}", "POST", "/flashbulb/account/redeem", {"json": body}, "google")
     for path in ("/admin/keys", "/admin/usage", "/admin/credits"):
-        add(f"customer-on-{path}", "POST" if path == "/admin/credits" else "GET", path,
-            {"json": {"account": "admin", "usd": "100"}} if path == "/admin/credits" else {}, "google")
+        add(
+            f"customer-on-{path}",
+            "POST" if path == "/admin/credits" else "GET",
+            path,
+            {"json": {"account": "admin", "usd": "100"}} if path == "/admin/credits" else {},
+            "google",
+        )
     return found

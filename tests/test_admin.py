@@ -6,12 +6,13 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-
 from conftest import astronaut, gemini_body, png_bytes, start_server
 
 
-def admin(server, method: str, path: str, **kwargs) -> httpx.Response:  # noqa: ANN001
-    return httpx.request(method, f"{server.base_url}/admin{path}", headers={"x-goog-api-key": server.admin_key}, timeout=30, **kwargs)
+def admin(server, method: str, path: str, **kwargs) -> httpx.Response:
+    return httpx.request(
+        method, f"{server.base_url}/admin{path}", headers={"x-goog-api-key": server.admin_key}, timeout=30, **kwargs
+    )
 
 
 def test_admin_creates_keys_grants_credits_and_reads_usage(server):
@@ -26,8 +27,14 @@ def test_admin_creates_keys_grants_credits_and_reads_usage(server):
     assert key not in str(listed)
 
     own = httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
-    assert own == {"account": name, "balanceMicros": 1_750_000, "heldMicros": 0, "availableMicros": 1_750_000, "balanceUsd": "1.750000",
-                   "admin": False}
+    assert own == {
+        "account": name,
+        "balanceMicros": 1_750_000,
+        "heldMicros": 0,
+        "availableMicros": 1_750_000,
+        "balanceUsd": "1.750000",
+        "admin": False,
+    }
     client = server.genai(key)
     client.models.generate_content(model="flashbulb-photo", contents=[astronaut(16), "upscale 2x"])
     records = admin(server, "GET", "/usage").json()["records"]

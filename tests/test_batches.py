@@ -19,10 +19,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import FLASHBULB, actions_of, astronaut, gemini_body, png_bytes, read_manifest, start_server, wait_for
 from PIL import Image
 from sqlalchemy import func, select
+from test_money import account_state
 
-from conftest import FLASHBULB, actions_of, astronaut, gemini_body, png_bytes, read_manifest, start_server, wait_for
 from flashbulb.config import Settings
 from flashbulb.errors import ErrorKind, FlashbulbError
 from flashbulb.gateway import accounts
@@ -30,7 +31,6 @@ from flashbulb.jobs.files import FileStore
 from flashbulb.store import blobs
 from flashbulb.store import db as store
 from flashbulb.store.tables import Account, BatchItem, BatchJob, Hold, LedgerEntry, UsageRecord
-from test_money import account_state
 
 PRICE = 2_000  # flashbulb-photo, micro-USD per image
 BATCH_PRICE = PRICE // 2  # the default 50% batch discount
@@ -48,7 +48,11 @@ def contents(image: bytes, text: str = CHEAP) -> list[dict]:
 
 
 def bad_base64_request() -> dict:
-    return {"contents": [{"role": "user", "parts": [{"text": CHEAP}, {"inlineData": {"mimeType": "image/png", "data": "not base64!"}}]}]}
+    return {
+        "contents": [
+            {"role": "user", "parts": [{"text": CHEAP}, {"inlineData": {"mimeType": "image/png", "data": "not base64!"}}]}
+        ]
+    }
 
 
 def write_jsonl(path: Path, requests: list[tuple[str, dict]]) -> Path:
@@ -56,7 +60,7 @@ def write_jsonl(path: Path, requests: list[tuple[str, dict]]) -> Path:
     return path
 
 
-def wait_done(client, name: str, timeout: float = 60):  # noqa: ANN001, ANN201
+def wait_done(client, name: str, timeout: float = 60):
     deadline = time.time() + timeout
     job = client.batches.get(name=name)
     while not job.done:
@@ -66,11 +70,11 @@ def wait_done(client, name: str, timeout: float = 60):  # noqa: ANN001, ANN201
     return job
 
 
-def raw_get(server, key: str, path: str) -> httpx.Response:  # noqa: ANN001
+def raw_get(server, key: str, path: str) -> httpx.Response:
     return httpx.get(f"{server.base_url}/v1beta/{path}", headers={"x-goog-api-key": key}, timeout=30)
 
 
-def balance(server, key: str) -> int:  # noqa: ANN001
+def balance(server, key: str) -> int:
     return httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}, timeout=30).json()["balanceMicros"]
 
 
@@ -130,7 +134,9 @@ def test_file_batch_uploads_in_chunks_and_returns_a_results_file_with_per_item_e
     assert job.state.name == "JOB_STATE_SUCCEEDED"
     lines = [json.loads(line) for line in client.files.download(file=job.dest.file_name).decode().splitlines()]
     assert [line["key"] for line in lines] == ["k0", "k1", "broken", "k3", "k4"]
-    assert [("response" in line, "error" in line) for line in lines] == [(True, False)] * 2 + [(False, True)] + [(True, False)] * 2
+    assert [("response" in line, "error" in line) for line in lines] == [(True, False)] * 2 + [(False, True)] + [
+        (True, False)
+    ] * 2
     assert lines[2]["error"]["status"] == "INVALID_ARGUMENT" and "base64" in lines[2]["error"]["message"]
     assert lines[0]["response"]["candidates"][0]["finishReason"] == "STOP"
     results_file = client.files.get(name=job.dest.file_name)
@@ -148,9 +154,15 @@ def test_the_resumable_protocol_checks_offsets_sizes_and_limits(server):
 
     def start(size: int) -> httpx.Response:
         return httpx.post(
-            f"{base}/upload/v1beta/files", json={"file": {"displayName": "raw"}},
-            headers={"x-goog-api-key": key, "x-goog-upload-protocol": "resumable", "x-goog-upload-command": "start",
-                     "x-goog-upload-header-content-length": str(size), "x-goog-upload-header-content-type": "application/jsonl"},
+            f"{base}/upload/v1beta/files",
+            json={"file": {"displayName": "raw"}},
+            headers={
+                "x-goog-api-key": key,
+                "x-goog-upload-protocol": "resumable",
+                "x-goog-upload-command": "start",
+                "x-goog-upload-header-content-length": str(size),
+                "x-goog-upload-header-content-type": "application/jsonl",
+            },
         )
 
     def send(url: str, command: str, offset: int, chunk: bytes = b"") -> httpx.Response:
@@ -218,8 +230,9 @@ def test_other_accounts_get_404_for_your_batches_and_files(server, image, tmp_pa
 
     alice = server.genai(server.create_key("1"))
     bob = server.genai(server.create_key("1"))
-    uploaded = alice.files.upload(file=write_jsonl(tmp_path / "a.jsonl", [("a", {"contents": contents(image)})]),
-                                  config={"mime_type": "application/jsonl"})
+    uploaded = alice.files.upload(
+        file=write_jsonl(tmp_path / "a.jsonl", [("a", {"contents": contents(image)})]), config={"mime_type": "application/jsonl"}
+    )
     job = wait_done(alice, alice.batches.create(model="flashbulb-photo", src=uploaded.name).name)
     for call in (
         lambda: bob.batches.get(name=job.name),
@@ -287,7 +300,9 @@ def test_revoking_the_key_stops_its_running_batch_from_spending(server, image):
     try:
         wait_for(lambda: batch_state(database, batch_id) == "succeeded", 60, "the batch to end", every=0.25)
         with database.connect() as conn:
-            results = [json.loads(r) for r in conn.execute(select(BatchItem.result).where(BatchItem.batch_id == batch_id)).scalars()]
+            results = [
+                json.loads(r) for r in conn.execute(select(BatchItem.result).where(BatchItem.batch_id == batch_id)).scalars()
+            ]
     finally:
         database.dispose()
     refused = [r["error"]["message"] for r in results if "error" in r]
@@ -297,7 +312,7 @@ def test_revoking_the_key_stops_its_running_batch_from_spending(server, image):
     assert state["held"] == 0 and state["open_holds"] == 0
 
 
-def batch_state(database, batch_id: str) -> str:  # noqa: ANN001
+def batch_state(database, batch_id: str) -> str:
     with database.connect() as conn:
         return conn.execute(select(BatchJob.state).where(BatchJob.id == batch_id)).scalar()
 
@@ -305,7 +320,9 @@ def batch_state(database, batch_id: str) -> str:  # noqa: ANN001
 def test_running_out_of_credits_is_an_error_of_the_items_not_of_the_batch(server, image):
     key = server.create_key(f"{2 * BATCH_PRICE / 1e6:.6f}")  # enough for two discounted images
     client = server.genai(key)
-    job = wait_done(client, client.batches.create(model="flashbulb-photo", src=[{"contents": contents(image)} for _ in range(4)]).name)
+    job = wait_done(
+        client, client.batches.create(model="flashbulb-photo", src=[{"contents": contents(image)} for _ in range(4)]).name
+    )
     assert job.state.name == "JOB_STATE_SUCCEEDED"
     statuses = [r.response is not None for r in job.dest.inlined_responses]
     assert statuses.count(True) == 2
@@ -344,7 +361,9 @@ def test_the_batch_discount_comes_from_flashbulb_toml():
         settings.apply_toml({"batch": {"discount_percent": 120}})
     with pytest.raises(ValueError):
         settings.apply_toml({"batch": {"speed": 1}})
-    entry = ModelEntry(name="m", display_name="", description="", capabilities=(), price_micros_per_image=2_001, make_backend=lambda: None)
+    entry = ModelEntry(
+        name="m", display_name="", description="", capabilities=(), price_micros_per_image=2_001, make_backend=lambda: None
+    )
     assert [pricing.unit_price(entry, d) for d in (0, 20, 50, 100)] == [2_001, 1_600, 1_000, 0]  # rounded down
 
 
@@ -414,7 +433,9 @@ def test_a_batch_survives_two_sigkills_running_and_charging_every_item_exactly_o
         server.stop()
 
 
-def test_two_servers_share_one_postgres_database_and_one_finishes_what_the_killed_one_started(tmp_path, image, new_postgres_database):
+def test_two_servers_share_one_postgres_database_and_one_finishes_what_the_killed_one_started(
+    tmp_path, image, new_postgres_database
+):
     url = new_postgres_database()
     config = '[storage]\nblobs = "database"\n'  # each server its own data dir, as on two hosts
     a = start_server(tmp_path / "a", url, config=config)
@@ -424,9 +445,13 @@ def test_two_servers_share_one_postgres_database_and_one_finishes_what_the_kille
     database = store.connect(url)
     try:
         # An image URL made on A is served by B.
-        made = httpx.post(f"{a.base_url}/v1/images/edits", headers={"authorization": f"Bearer {a.create_key('1')}"},
-                          data={"model": "flashbulb-photo", "prompt": CHEAP, "response_format": "url"},
-                          files={"image": ("a.png", image, "image/png")}, timeout=60)
+        made = httpx.post(
+            f"{a.base_url}/v1/images/edits",
+            headers={"authorization": f"Bearer {a.create_key('1')}"},
+            data={"model": "flashbulb-photo", "prompt": CHEAP, "response_format": "url"},
+            files={"image": ("a.png", image, "image/png")},
+            timeout=60,
+        )
         assert made.status_code == 200, made.text
         image_url = made.json()["data"][0]["url"]
         assert image_url.startswith(a.base_url)
@@ -453,14 +478,14 @@ def test_two_servers_share_one_postgres_database_and_one_finishes_what_the_kille
 GRANTED = 5_000_000
 
 
-def submit_kill_test_batch(server, key: str, image: bytes, tmp_path: Path) -> str:  # noqa: ANN001
+def submit_kill_test_batch(server, key: str, image: bytes, tmp_path: Path) -> str:
     client = server.genai(key)
     path = write_jsonl(tmp_path / "in.jsonl", [(f"k{i}", {"contents": contents(image)}) for i in range(KILL_TEST_ITEMS)])
     uploaded = client.files.upload(file=path, config={"mime_type": "application/jsonl"})
     return client.batches.create(model="flashbulb-photo", src=uploaded.name).name.removeprefix("batches/")
 
 
-def assert_every_item_ran_and_was_charged_exactly_once(server, key, database, batch_id, name, timeout: float = 60) -> None:  # noqa: ANN001
+def assert_every_item_ran_and_was_charged_exactly_once(server, key, database, batch_id, name, timeout: float = 60) -> None:
     client = server.genai(key)
     job = wait_done(client, f"batches/{batch_id}", timeout=timeout)
     assert job.state.name == "JOB_STATE_SUCCEEDED"
@@ -472,11 +497,23 @@ def assert_every_item_ran_and_was_charged_exactly_once(server, key, database, ba
 
     with database.connect() as conn:
         items = conn.execute(select(BatchItem.state, BatchItem.attempt).where(BatchItem.batch_id == batch_id)).all()
-        holds = conn.execute(select(Hold.request_id, Hold.state, Hold.charged_micros).where(Hold.request_id.like(f"batch-{batch_id}-%"))).all()
-        usage = conn.execute(select(UsageRecord.request_id, UsageRecord.status, UsageRecord.charge_micros).where(UsageRecord.request_id.like(f"batch-{batch_id}-%"))).all()
+        holds = conn.execute(
+            select(Hold.request_id, Hold.state, Hold.charged_micros).where(Hold.request_id.like(f"batch-{batch_id}-%"))
+        ).all()
+        usage = conn.execute(
+            select(UsageRecord.request_id, UsageRecord.status, UsageRecord.charge_micros).where(
+                UsageRecord.request_id.like(f"batch-{batch_id}-%")
+            )
+        ).all()
         account = conn.execute(select(Account).where(Account.name == name)).one()
-        ledger_sum = conn.execute(select(func.sum(LedgerEntry.amount_micros)).where(LedgerEntry.account_id == account.id)).scalar()
-        charges = conn.execute(select(func.count(), func.sum(LedgerEntry.amount_micros)).where(LedgerEntry.account_id == account.id, LedgerEntry.kind == "charge")).one()
+        ledger_sum = conn.execute(
+            select(func.sum(LedgerEntry.amount_micros)).where(LedgerEntry.account_id == account.id)
+        ).scalar()
+        charges = conn.execute(
+            select(func.count(), func.sum(LedgerEntry.amount_micros)).where(
+                LedgerEntry.account_id == account.id, LedgerEntry.kind == "charge"
+            )
+        ).one()
         state, succeeded_count, failed_count = conn.execute(
             select(BatchJob.state, BatchJob.succeeded_count, BatchJob.failed_count).where(BatchJob.id == batch_id)
         ).one()
@@ -501,17 +538,18 @@ def assert_every_item_ran_and_was_charged_exactly_once(server, key, database, ba
     assert account.held_micros == 0
 
 
-def items_done(database, batch_id: str) -> int:  # noqa: ANN001
+def items_done(database, batch_id: str) -> int:
     with database.connect() as conn:
         return conn.execute(select(BatchJob.succeeded_count).where(BatchJob.id == batch_id)).scalar()
-
 
 
 def test_one_account_is_held_to_its_storage_and_batch_quotas(tmp_path):
     from google.genai import errors, types
 
-    config = ("[limits]\nmax_account_file_bytes = 100000\nmax_batch_items = 3\nmax_open_batches = 1\n\n"
-              '[models.slow]\nbackend = "fault_backends:FaultBackend"\nprice_usd = "0.001"\n')
+    config = (
+        "[limits]\nmax_account_file_bytes = 100000\nmax_batch_items = 3\nmax_open_batches = 1\n\n"
+        '[models.slow]\nbackend = "fault_backends:FaultBackend"\nprice_usd = "0.001"\n'
+    )
     server = start_server(tmp_path, f"sqlite:///{tmp_path / 'q.db'}", config=config)
     try:
         client = server.genai(server.create_key("0"))  # quotas hold for a $0 account too
@@ -525,8 +563,16 @@ def test_one_account_is_held_to_its_storage_and_batch_quotas(tmp_path):
         client.files.upload(file=blob, config=types.UploadFileConfig(mime_type="application/octet-stream"))
 
         payer = server.genai(server.create_key("1"))
-        request = {"contents": [{"parts": [{"text": "make it brighter"},
-                                           {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png_bytes(astronaut(16))).decode()}}]}]}
+        request = {
+            "contents": [
+                {
+                    "parts": [
+                        {"text": "make it brighter"},
+                        {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png_bytes(astronaut(16))).decode()}},
+                    ]
+                }
+            ]
+        }
         with pytest.raises(errors.ClientError) as too_many:
             payer.batches.create(model="flashbulb-photo", src=[request] * 4)
         assert too_many.value.code == 400 and "at most 3 requests" in too_many.value.message

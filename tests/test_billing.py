@@ -15,9 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import openai
 import pytest
-from sqlalchemy import func, select
-
 from conftest import astronaut, gemini_body, png_bytes, start_server, wait_for
+from sqlalchemy import func, select
+from test_money import _swallow, account_state
+
 from flashbulb import prices
 from flashbulb.config import Settings
 from flashbulb.engine.registry import Registry
@@ -26,7 +27,6 @@ from flashbulb.errors import FlashbulbError
 from flashbulb.gateway import accounts, ledger, pricing
 from flashbulb.store import db as store
 from flashbulb.store.tables import Account, Hold, LedgerEntry
-from test_money import _swallow, account_state
 
 CONFIG = """
 [prices.flashbulb-photo]
@@ -43,18 +43,20 @@ days = 30
 
 
 @pytest.fixture(scope="module")
-def billing(tmp_path_factory):  # noqa: ANN001, ANN201
+def billing(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("billing")
     server = start_server(data_dir, f"sqlite:///{data_dir / 'flashbulb.db'}", CONFIG)
     yield server
     server.stop()
 
 
-def admin(server, method: str, path: str, **kwargs) -> httpx.Response:  # noqa: ANN001
-    return httpx.request(method, f"{server.base_url}/admin{path}", headers={"x-goog-api-key": server.admin_key}, timeout=30, **kwargs)
+def admin(server, method: str, path: str, **kwargs) -> httpx.Response:
+    return httpx.request(
+        method, f"{server.base_url}/admin{path}", headers={"x-goog-api-key": server.admin_key}, timeout=30, **kwargs
+    )
 
 
-def own(server, key: str, method: str, path: str, **kwargs) -> httpx.Response:  # noqa: ANN001
+def own(server, key: str, method: str, path: str, **kwargs) -> httpx.Response:
     return httpx.request(method, f"{server.base_url}/flashbulb{path}", headers={"x-goog-api-key": key}, timeout=30, **kwargs)
 
 
@@ -62,14 +64,18 @@ def small_body() -> dict:
     return gemini_body(png_bytes(astronaut(16)))
 
 
-def entries(server, name: str, kind: str) -> list[tuple[int, str | None]]:  # noqa: ANN001
+def entries(server, name: str, kind: str) -> list[tuple[int, str | None]]:
     database = store.connect(server.database_url)
     try:
         with database.connect() as conn:
             account_id = conn.execute(select(Account.id).where(Account.name == name)).scalar_one()
             return [
                 (r.amount_micros, r.request_id)
-                for r in conn.execute(select(LedgerEntry).where(LedgerEntry.account_id == account_id, LedgerEntry.kind == kind).order_by(LedgerEntry.id))
+                for r in conn.execute(
+                    select(LedgerEntry)
+                    .where(LedgerEntry.account_id == account_id, LedgerEntry.kind == kind)
+                    .order_by(LedgerEntry.id)
+                )
             ]
     finally:
         database.dispose()
@@ -80,12 +86,23 @@ def entries(server, name: str, kind: str) -> list[tuple[int, str | None]]:  # no
 
 def test_price_config_plain_and_table_forms_and_clear_errors():
     settings = Settings()
-    settings.apply_toml({"prices": {"flashbulb-photo": "0.003", "flux2-klein-4b": {"image": "0.02", "large": "0.03", "input_image": "0.001", "quality": {"high": 150}}}})
+    settings.apply_toml(
+        {
+            "prices": {
+                "flashbulb-photo": "0.003",
+                "flux2-klein-4b": {"image": "0.02", "large": "0.03", "input_image": "0.001", "quality": {"high": 150}},
+            }
+        }
+    )
     assert settings.prices["flashbulb-photo"] == prices.PriceSchedule.flat(3_000)
     assert settings.prices["flux2-klein-4b"] == prices.PriceSchedule(20_000, 20_000, 30_000, 1_000, (("high", 150),))
     registry = Registry.default(settings)
     assert registry.entries["flux2-klein-4b"].price_micros_per_image == 20_000
-    assert registry.entries["flux2-klein-4b"].prices.describe()["imageMicros"] == {"small": 20_000, "standard": 20_000, "large": 30_000}
+    assert registry.entries["flux2-klein-4b"].prices.describe()["imageMicros"] == {
+        "small": 20_000,
+        "standard": 20_000,
+        "large": 30_000,
+    }
     bad = [
         ({"m": {"large": "0.1"}}, "needs `image`"),
         ({"m": {"image": "0.1", "huge": "1"}}, "unknown field(s) huge"),
@@ -96,7 +113,7 @@ def test_price_config_plain_and_table_forms_and_clear_errors():
         ({"m": {"image": True}}, "amount of USD"),
     ]
     for doc, message in bad:
-        with pytest.raises(ValueError, match="flashbulb.toml") as caught:
+        with pytest.raises(ValueError, match=r"flashbulb\.toml") as caught:
             Settings().apply_toml({"prices": doc})
         assert message in str(caught.value), (doc, caught.value)
     with pytest.raises(ValueError, match="no model named nope"):
@@ -108,13 +125,20 @@ def test_price_config_plain_and_table_forms_and_clear_errors():
 
 
 def test_size_classes_quality_inputs_and_batch_discount_are_priced_exactly():
-    schedule = prices.PriceSchedule(small=1_000, standard=2_000, large=4_000, input_image=500, quality_percent=(("high", 150), ("low", 50)))
+    schedule = prices.PriceSchedule(
+        small=1_000, standard=2_000, large=4_000, input_image=500, quality_percent=(("high", 150), ("low", 50))
+    )
     registry = Registry.default(Settings())
     import dataclasses
 
     entry = dataclasses.replace(registry.entries["flashbulb-photo"], schedule=schedule)
     assert [prices.size_class(p) for p in (512 * 512, 500_000, 500_001, 1024 * 1024, 1_200_000, 1536 * 1024)] == [
-        "small", "small", "standard", "standard", "standard", "large"
+        "small",
+        "small",
+        "standard",
+        "standard",
+        "standard",
+        "large",
     ]
     request = ImageRequest(request_id="q", model="flashbulb-photo", prompt="x", images=[astronaut(8)] * 2, n=2, quality="high")
     quote = pricing.quote(entry, request)
@@ -148,7 +172,12 @@ def test_live_charges_follow_the_schedule_quality_and_inputs_and_the_catalog_sho
     raw = client.images.with_raw_response.edit(image=upload, prompt="upscale 2x", model="flashbulb-photo", quality="high")
     body = raw.http_response.json()
     assert body["flashbulb"]["chargeMicros"] == 1_500 + 500
-    assert body["flashbulb"]["priceMicros"]["unitMicros"] == {"small": 1_500, "standard": 3_000, "large": 6_000, "inputImage": 500}
+    assert body["flashbulb"]["priceMicros"]["unitMicros"] == {
+        "small": 1_500,
+        "standard": 3_000,
+        "large": 6_000,
+        "inputImage": 500,
+    }
     assert base64.b64decode(body["data"][0]["b64_json"])[:4] == b"\x89PNG"
     account = own(billing, key, "GET", "/account").json()
     assert account["balanceMicros"] == 1_000_000 - 1_500 - 2_000 and account["heldMicros"] == 0
@@ -171,7 +200,16 @@ def test_a_price_change_between_hold_and_settle_never_alters_the_held_charge(tmp
     new_settings.apply_toml({"prices": {"flashbulb-photo": {"image": "0.009", "input_image": "0.005"}}})
     request = ImageRequest(request_id="pc-1", model="flashbulb-photo", prompt="x", images=[astronaut(8)])
     quote = pricing.quote(Registry.default(old_settings).entries["flashbulb-photo"], request)
-    ledger.hold(database, request_id="pc-1", account_id=new.account_id, key_id=new.key_id, model="flashbulb-photo", amount_micros=quote.hold_micros, ttl_s=60, quote=quote)
+    ledger.hold(
+        database,
+        request_id="pc-1",
+        account_id=new.account_id,
+        key_id=new.key_id,
+        model="flashbulb-photo",
+        amount_micros=quote.hold_micros,
+        ttl_s=60,
+        quote=quote,
+    )
     # The operator raises the price while the request runs; the settlement still charges the quote.
     assert pricing.quote(Registry.default(new_settings).entries["flashbulb-photo"], request).hold_micros == 14_000
     assert ledger.close_hold(database, "pc-1", 0, ledger.Usage(status="ok"), output_pixels=[32 * 32])
@@ -185,20 +223,31 @@ def test_a_price_change_between_hold_and_settle_never_alters_the_held_charge(tmp
 
 
 def test_a_scoped_key_gets_403_for_other_models(billing):
-    other = billing.cli("keys", "create", "--name", f"scope-{uuid.uuid4().hex[:6]}", "--credits", "1", "--models", "flux2-klein-4b,tiny-sd").stdout.strip()
+    other = billing.cli(
+        "keys", "create", "--name", f"scope-{uuid.uuid4().hex[:6]}", "--credits", "1", "--models", "flux2-klein-4b,tiny-sd"
+    ).stdout.strip()
     refused = billing.generate(other, small_body())
     assert refused.status_code == 403 and refused.json()["error"]["status"] == "PERMISSION_DENIED"
     assert "may not call flashbulb-photo" in refused.json()["error"]["message"]
     client = openai.OpenAI(api_key=other, base_url=f"{billing.base_url}/v1", max_retries=0, timeout=60)
     with pytest.raises(openai.PermissionDeniedError):
-        client.images.edit(image=("p.png", io.BytesIO(png_bytes(astronaut(16))), "image/png"), prompt="upscale 2x", model="flashbulb-photo")
-    scoped = admin(billing, "POST", "/keys", json={"account": f"scope-{uuid.uuid4().hex[:6]}", "credits_usd": "1", "models": ["flashbulb-photo"]}).json()["key"]
+        client.images.edit(
+            image=("p.png", io.BytesIO(png_bytes(astronaut(16))), "image/png"), prompt="upscale 2x", model="flashbulb-photo"
+        )
+    scoped = admin(
+        billing,
+        "POST",
+        "/keys",
+        json={"account": f"scope-{uuid.uuid4().hex[:6]}", "credits_usd": "1", "models": ["flashbulb-photo"]},
+    ).json()["key"]
     assert billing.generate(scoped, small_body()).status_code == 200
     assert own(billing, other, "GET", "/account").json()["heldMicros"] == 0  # refused before any hold
 
 
 def test_an_expired_key_is_refused_and_says_it_expired(billing):
-    key = billing.cli("keys", "create", "--name", f"exp-{uuid.uuid4().hex[:6]}", "--credits", "1", "--expires", "4s").stdout.strip()
+    key = billing.cli(
+        "keys", "create", "--name", f"exp-{uuid.uuid4().hex[:6]}", "--credits", "1", "--expires", "4s"
+    ).stdout.strip()
     assert billing.generate(key, small_body()).status_code == 200
     time.sleep(4.5)
     gemini = billing.generate(key, small_body())
@@ -314,14 +363,20 @@ def test_the_statement_accounts_for_every_cent_with_running_balances(billing):
     ids = [billing.generate(key, small_body()).json()["flashbulb"]["requestId"] for _ in range(2)]  # 1_500 each
     admin(billing, "POST", "/refunds", json={"request_id": ids[0], "usd": "0.0005", "note": "soft focus"})
     referral = own(billing, key, "GET", "/account/referral").json()["referralCode"]
-    customer = billing.cli("keys", "create", "--name", f"c-{referrer}", "--credits", "1", "--referred-by", referral).stdout.strip()
+    customer = billing.cli(
+        "keys", "create", "--name", f"c-{referrer}", "--credits", "1", "--referred-by", referral
+    ).stdout.strip()
     earned = billing.generate(customer, small_body()).json()["flashbulb"]["requestId"]
 
     whole = own(billing, key, "GET", "/account/ledger").json()
     kinds = [(e["kind"], e["amount_micros"], e["request_id"]) for e in whole["entries"]]
     assert kinds == [
-        ("commission", 150, earned), ("refund", 500, ids[0]), ("charge", -1_500, ids[1]), ("charge", -1_500, ids[0]),
-        ("redeem", 500_000, kinds[4][2]), ("grant", 1_000_000, None),
+        ("commission", 150, earned),
+        ("refund", 500, ids[0]),
+        ("charge", -1_500, ids[1]),
+        ("charge", -1_500, ids[0]),
+        ("redeem", 500_000, kinds[4][2]),
+        ("grant", 1_000_000, None),
     ]
     assert whole["entries"][1]["note"] == "soft focus"
     # Each balance is the one before it plus the entry; the newest is the account's balance.
@@ -362,8 +417,14 @@ def test_absurd_amounts_durations_pages_and_dates_get_a_clear_400_never_a_500(bi
         ("GET", "/flashbulb/account/ledger?pageToken=99999999999999999999", {}),
     ]
     for method, path, kwargs in bad:
-        answer = httpx.request(method, billing.base_url + path, headers={"x-goog-api-key": billing.admin_key}, timeout=30, **kwargs)
-        assert answer.status_code in (400, 422) and answer.json()["error"]["status"] == "INVALID_ARGUMENT", (path, kwargs, answer.text)
+        answer = httpx.request(
+            method, billing.base_url + path, headers={"x-goog-api-key": billing.admin_key}, timeout=30, **kwargs
+        )
+        assert answer.status_code in (400, 422) and answer.json()["error"]["status"] == "INVALID_ARGUMENT", (
+            path,
+            kwargs,
+            answer.text,
+        )
     assert admin(billing, "POST", "/keys/99999999999999999999/revoke").status_code == 404
     # Days beyond what a date can hold are clamped: the answer is just empty.
     for query in ("from=9999-12-30&to=9999-12-31", "from=0001-01-01&to=0001-01-02", "to=0001-01-01&days=30"):
@@ -429,7 +490,15 @@ def test_a_refund_claws_back_only_what_the_referrer_still_has(tmp_path):
     with database.connect() as conn:
         code = conn.execute(select(Account.referral_code).where(Account.id == referrer.account_id)).scalar()
     customer = accounts.create_key(database, "c", credits_micros=100_000, referred_by=code, referral_percent=20)
-    ledger.hold(database, request_id="x1", account_id=customer.account_id, key_id=customer.key_id, model="m", amount_micros=10_000, ttl_s=60)
+    ledger.hold(
+        database,
+        request_id="x1",
+        account_id=customer.account_id,
+        key_id=customer.key_id,
+        model="m",
+        amount_micros=10_000,
+        ttl_s=60,
+    )
     ledger.close_hold(database, "x1", 10_000, ledger.Usage(status="ok"))
     assert ledger.balance(database, referrer.account_id) == (2_000, 0)
     ledger.grant(database, "r", -1_500)  # the referrer spent most of it
@@ -464,18 +533,29 @@ def test_a_crash_with_several_holds_outstanding_releases_them_and_changes_nothin
         server.stop()
     database = store.connect(url)
     with database.connect() as conn:
-        ledger_before = conn.execute(select(LedgerEntry.id, LedgerEntry.account_id, LedgerEntry.amount_micros, LedgerEntry.kind).order_by(LedgerEntry.id)).all()
+        ledger_before = conn.execute(
+            select(LedgerEntry.id, LedgerEntry.account_id, LedgerEntry.amount_micros, LedgerEntry.kind).order_by(LedgerEntry.id)
+        ).all()
     restarted = start_server(tmp_path, url, config, admin_key=server.admin_key)
     try:
-        wait_for(lambda: all(account_state(restarted, n)["open_holds"] == 0 for n in names), what="the expired holds to be released")
+        wait_for(
+            lambda: all(account_state(restarted, n)["open_holds"] == 0 for n in names), what="the expired holds to be released"
+        )
         for n in names:
             state = account_state(restarted, n)
             assert (state["balance"], state["held"], state["charges"], state["ledger_sum"]) == (
-                before[n]["balance"], 0, before[n]["charges"], before[n]["balance"]
+                before[n]["balance"],
+                0,
+                before[n]["charges"],
+                before[n]["balance"],
             )
             assert sorted(u[0] for u in state["usage"]) == sorted([u[0] for u in before[n]["usage"]] + ["expired"])
         with database.connect() as conn:
-            ledger_after = conn.execute(select(LedgerEntry.id, LedgerEntry.account_id, LedgerEntry.amount_micros, LedgerEntry.kind).order_by(LedgerEntry.id)).all()
+            ledger_after = conn.execute(
+                select(LedgerEntry.id, LedgerEntry.account_id, LedgerEntry.amount_micros, LedgerEntry.kind).order_by(
+                    LedgerEntry.id
+                )
+            ).all()
             key_held = conn.execute(select(func.coalesce(func.sum(Hold.amount_micros), 0)).where(Hold.state == "held")).scalar()
         assert ledger_after == ledger_before and key_held == 0  # releasing wrote no ledger entry
         listing = json.loads(restarted.cli("keys", "list", "--json").stdout)
@@ -503,13 +583,28 @@ def test_migration_0003_upgrades_a_database_made_at_0002(backend, tmp_path, requ
         command.upgrade(config, "0002")
     with database.begin() as conn:
         for name in ("a", "b"):
-            conn.execute(text("INSERT INTO accounts (name, is_admin, balance_micros, held_micros, created_at) VALUES (:n, false, 5000, 0, CURRENT_TIMESTAMP)"), {"n": name})
-        conn.execute(text("INSERT INTO api_keys (account_id, name, prefix, key_hash, created_at) SELECT id, 'k', 'fb-x', 'h' || name, CURRENT_TIMESTAMP FROM accounts"))
-        conn.execute(text("INSERT INTO ledger_entries (account_id, amount_micros, kind, request_id, note, created_at) SELECT id, 5000, 'grant', NULL, '', CURRENT_TIMESTAMP FROM accounts"))
+            conn.execute(
+                text(
+                    "INSERT INTO accounts (name, is_admin, balance_micros, held_micros, created_at) VALUES (:n, false, 5000, 0, CURRENT_TIMESTAMP)"
+                ),
+                {"n": name},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO api_keys (account_id, name, prefix, key_hash, created_at) SELECT id, 'k', 'fb-x', 'h' || name, CURRENT_TIMESTAMP FROM accounts"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO ledger_entries (account_id, amount_micros, kind, request_id, note, created_at) SELECT id, 5000, 'grant', NULL, '', CURRENT_TIMESTAMP FROM accounts"
+            )
+        )
     store.migrate(database)
     with database.connect() as conn:
         codes = conn.execute(select(Account.referral_code, Account.commission_percent, Account.referrer_id)).all()
-        assert len({c.referral_code for c in codes}) == 2 and all(c.referral_code.startswith("ref-") and c.commission_percent == 0 and c.referrer_id is None for c in codes)
+        assert len({c.referral_code for c in codes}) == 2 and all(
+            c.referral_code.startswith("ref-") and c.commission_percent == 0 and c.referrer_id is None for c in codes
+        )
         assert conn.execute(text("SELECT spent_micros, held_micros, cap_micros FROM api_keys")).all() == [(0, 0, None)] * 2
     # ... and works: a quoted hold settles, a key is capped, a code redeems.
     with database.connect() as conn:

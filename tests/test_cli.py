@@ -10,10 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 import tiny_pipelines
 from conftest import FLASHBULB, astronaut
+from PIL import Image
 
 
 def flashbulb(data_dir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -33,13 +32,11 @@ def local_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data dir whose flashbulb.toml registers a tiny text-to-image model."""
     data_dir = tmp_path_factory.mktemp("cli-local")
     weights = tiny_pipelines.build("StableDiffusionPipeline", data_dir / "tiny-weights")
-    (data_dir / "flashbulb.toml").write_text(
-        f'[models.tiny]\nlike = "sd-turbo"\npath = "{weights}"\nsteps = 2\npixels = 4096\n'
-    )
+    (data_dir / "flashbulb.toml").write_text(f'[models.tiny]\nlike = "sd-turbo"\npath = "{weights}"\nsteps = 2\npixels = 4096\n')
     return data_dir
 
 
-def test_restore_locally_writes_the_upscaled_photo_and_shows_progress_on_a_terminal(local_dir, photo, tmp_path):  # noqa: ANN001
+def test_restore_locally_writes_the_upscaled_photo_and_shows_progress_on_a_terminal(local_dir, photo, tmp_path):
     out = tmp_path / "new.png"
     terminal = {"TTY_INTERACTIVE": "1", "TTY_COMPATIBLE": "1", "COLUMNS": "100"}
     result = flashbulb(local_dir, "restore", str(photo), "--scale", "2", "-o", str(out), env=terminal)
@@ -50,9 +47,11 @@ def test_restore_locally_writes_the_upscaled_photo_and_shows_progress_on_a_termi
     assert f"wrote {out}" in shown
 
 
-def test_generate_locally_with_json_output_and_n_images(local_dir, tmp_path):  # noqa: ANN001
+def test_generate_locally_with_json_output_and_n_images(local_dir, tmp_path):
     out = tmp_path / "fox.jpg"
-    result = flashbulb(local_dir, "generate", "a red fox, 85mm", "--model", "tiny", "-n", "2", "--seed", "3", "-o", str(out), "--json")
+    result = flashbulb(
+        local_dir, "generate", "a red fox, 85mm", "--model", "tiny", "-n", "2", "--seed", "3", "-o", str(out), "--json"
+    )
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout)
     assert outcome["ok"] and outcome["finish_reason"] == "STOP"
@@ -61,11 +60,21 @@ def test_generate_locally_with_json_output_and_n_images(local_dir, tmp_path):  #
     assert outcome["quality"]["seeds"] == [3, 4] and outcome["charge_micros"] is None  # local: nothing charged
 
 
-def test_edit_against_a_server_is_charged_like_any_client(server, photo, tmp_path):  # noqa: ANN001
+def test_edit_against_a_server_is_charged_like_any_client(server, photo, tmp_path):
     key = server.create_key("1")
     out = tmp_path / "edited.png"
     result = flashbulb(
-        server.data_dir, "edit", str(photo), "make it black and white", "-o", str(out), "--server", server.base_url, "--key", key, "--json"
+        server.data_dir,
+        "edit",
+        str(photo),
+        "make it black and white",
+        "-o",
+        str(out),
+        "--server",
+        server.base_url,
+        "--key",
+        key,
+        "--json",
     )
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout)
@@ -83,19 +92,21 @@ def test_edit_against_a_server_is_charged_like_any_client(server, photo, tmp_pat
         (["generate", "a lighthouse", "--server", "http://127.0.0.1:9"], 5, "--key"),
     ],
 )
-def test_exit_codes_say_what_went_wrong(local_dir, photo, tmp_path, args, code, needle):  # noqa: ANN001
+def test_exit_codes_say_what_went_wrong(local_dir, photo, tmp_path, args, code, needle):
     args = [str(photo) if a == "PHOTO" else a for a in args]
     result = flashbulb(local_dir, *args, "-o", str(tmp_path / "x.png"))
     assert result.returncode == code, result.stderr
     assert needle in result.stderr
 
 
-def test_a_corrupt_photo_is_exit_2_and_a_wrong_key_exit_5(server, photo, tmp_path):  # noqa: ANN001
+def test_a_corrupt_photo_is_exit_2_and_a_wrong_key_exit_5(server, photo, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     result = flashbulb(tmp_path, "restore", str(broken), "-o", str(tmp_path / "x.png"), "--json")
     assert result.returncode == 2 and json.loads(result.stdout)["error"] == "INVALID_ARGUMENT"
-    result = flashbulb(tmp_path, "restore", str(photo), "-o", str(tmp_path / "x.png"), "--server", server.base_url, "--key", "fb-wrong")
+    result = flashbulb(
+        tmp_path, "restore", str(photo), "-o", str(tmp_path / "x.png"), "--server", server.base_url, "--key", "fb-wrong"
+    )
     assert result.returncode == 5 and "HTTP 400" in result.stderr
 
 

@@ -7,14 +7,15 @@ import subprocess
 import tomllib
 
 import pytest
-
 from conftest import FLASHBULB
 
 from flashbulb.config import Settings, micros_to_usd, usd_to_micros
 from flashbulb.engine.registry import Registry
 
 
-@pytest.mark.parametrize("usd, micros", [("0.039", 39_000), (5, 5_000_000), ("0.000001", 1), ("-2.5", -2_500_000), (0.1, 100_000)])
+@pytest.mark.parametrize(
+    "usd, micros", [("0.039", 39_000), (5, 5_000_000), ("0.000001", 1), ("-2.5", -2_500_000), (0.1, 100_000)]
+)
 def test_usd_to_micros_is_exact(usd, micros):
     assert usd_to_micros(usd) == micros
     assert usd_to_micros(micros_to_usd(micros)) == micros
@@ -44,15 +45,32 @@ def test_models_tables_split_deployment_keys_from_the_model_and_check_them():
     from flashbulb.config import Settings
 
     settings = Settings()
-    settings.apply_toml({"cluster": {"engine": "ray"}, "models": {
-        "flashbulb-photo": {"replicas": 2, "cpus_per_replica": 0.5},
-        "mine": {"like": "sd-turbo", "path": "/weights", "min_replicas": 1, "max_replicas": 4}}})
+    settings.apply_toml(
+        {
+            "cluster": {"engine": "ray"},
+            "models": {
+                "flashbulb-photo": {"replicas": 2, "cpus_per_replica": 0.5},
+                "mine": {"like": "sd-turbo", "path": "/weights", "min_replicas": 1, "max_replicas": 4},
+            },
+        }
+    )
     assert settings.cluster_engine == "ray"
-    assert settings.deployments == {"flashbulb-photo": {"replicas": 2, "cpus_per_replica": 0.5},
-                                    "mine": {"min_replicas": 1, "max_replicas": 4}}
-    assert "flashbulb-photo" not in settings.local_models and settings.local_models["mine"] == {"like": "sd-turbo", "path": "/weights"}
-    for bad in ({"replicas": 0}, {"replicas": 1.5}, {"gpus_per_replica": True}, {"cpus_per_replica": -1},
-                {"replicas": 2, "max_replicas": 3}, {"min_replicas": 3, "max_replicas": 2}):
+    assert settings.deployments == {
+        "flashbulb-photo": {"replicas": 2, "cpus_per_replica": 0.5},
+        "mine": {"min_replicas": 1, "max_replicas": 4},
+    }
+    assert "flashbulb-photo" not in settings.local_models and settings.local_models["mine"] == {
+        "like": "sd-turbo",
+        "path": "/weights",
+    }
+    for bad in (
+        {"replicas": 0},
+        {"replicas": 1.5},
+        {"gpus_per_replica": True},
+        {"cpus_per_replica": -1},
+        {"replicas": 2, "max_replicas": 3},
+        {"min_replicas": 3, "max_replicas": 2},
+    ):
         with pytest.raises(ValueError):
             Settings().apply_toml({"models": {"flashbulb-photo": bad}})
     with pytest.raises(ValueError):
@@ -74,7 +92,7 @@ def test_models_tables_split_deployment_keys_from_the_model_and_check_them():
         ('[provenance]\nsigning_cert = "chain.pem"\n', "signing_cert and signing_key go together"),
     ],
 )
-def test_a_setting_of_the_wrong_name_or_type_is_refused_by_name(toml, says):  # noqa: ANN001
+def test_a_setting_of_the_wrong_name_or_type_is_refused_by_name(toml, says):
     with pytest.raises(ValueError, match=re.escape(says)):
         Settings().apply_toml(tomllib.loads(toml))
 

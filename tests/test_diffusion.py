@@ -15,13 +15,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import tiny_pipelines
+from conftest import FLASHBULB, actions_of, astronaut, png_bytes, read_manifest, start_server, verify
 from google.genai import errors as genai_errors
 from google.genai import types
 from PIL import Image
 from skimage import data
 
-import tiny_pipelines
-from conftest import FLASHBULB, actions_of, astronaut, attacks, png_bytes, read_manifest, start_server, verify
 from flashbulb.engine.backends.diffusion import catalog
 from flashbulb.vision import faces
 
@@ -56,14 +56,18 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, weights: dict[str, Path]):  # noqa: ANN201
+def server(tmp_path_factory: pytest.TempPathFactory, weights: dict[str, Path]):
     tables = [
         toml_table(name, {"like": like, "path": str(weights[name]), "steps": 2, "pixels": TINY_PIXELS, **extra})
         for name, (like, extra) in TINY_MODELS.items()
     ]
     # The same small weights at an impossible size (out of memory), and with very many steps (slow).
     tables.append(toml_table("tiny-oom", {"like": "sd-turbo", "path": str(weights["tiny-sd-turbo"]), "pixels": 10**12}))
-    tables.append(toml_table("tiny-slow", {"like": "sd-turbo", "path": str(weights["tiny-sd-turbo"]), "steps": SLOW_STEPS, "pixels": TINY_PIXELS}))
+    tables.append(
+        toml_table(
+            "tiny-slow", {"like": "sd-turbo", "path": str(weights["tiny-sd-turbo"]), "steps": SLOW_STEPS, "pixels": TINY_PIXELS}
+        )
+    )
     config = (
         "[diffusion]\n"
         "batch_window_ms = 400\n"  # long enough that concurrent test requests meet in one batch
@@ -79,12 +83,12 @@ def server(tmp_path_factory: pytest.TempPathFactory, weights: dict[str, Path]): 
 
 
 @pytest.fixture(scope="module")
-def key(server) -> str:  # noqa: ANN001
+def key(server) -> str:
     return server.create_key("100")
 
 
 @pytest.fixture(scope="module")
-def client(server, key):  # noqa: ANN001, ANN201
+def client(server, key):
     return server.genai(key)
 
 
@@ -93,11 +97,11 @@ def tiny(name: str) -> catalog.DiffusionModel:
     return catalog.local_model(name, {"like": like, "steps": 2, "pixels": TINY_PIXELS, **extra})
 
 
-def images_of(response) -> list[Image.Image]:  # noqa: ANN001
+def images_of(response) -> list[Image.Image]:
     return [Image.open(io.BytesIO(p.inline_data.data)) for p in response.candidates[0].content.parts if p.inline_data]
 
 
-def raw(server, key: str, model: str, prompt: str, *refs: Image.Image, **config) -> dict:  # noqa: ANN001
+def raw(server, key: str, model: str, prompt: str, *refs: Image.Image, **config) -> dict:
     """generateContent over raw HTTP, for flashbulb's own body fields (quality, charge)."""
     parts = [{"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png_bytes(r)).decode()}} for r in refs]
     body: dict = {"contents": [{"role": "user", "parts": [*parts, {"text": prompt}]}], "generationConfig": config}
@@ -106,7 +110,7 @@ def raw(server, key: str, model: str, prompt: str, *refs: Image.Image, **config)
     return response.json()
 
 
-def balance(server, key: str) -> int:  # noqa: ANN001
+def balance(server, key: str) -> int:
     return httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()["balanceMicros"]
 
 
@@ -118,7 +122,7 @@ def photo(name: str, size: tuple[int, int] = (64, 48)) -> Image.Image:
 # ---- the catalog ----
 
 
-def test_models_lists_the_catalog_with_installed_flags_and_licences(server, key, client):  # noqa: ANN001
+def test_models_lists_the_catalog_with_installed_flags_and_licences(server, key, client):
     listed = {m.name for m in client.models.list()}
     assert {f"models/{m.name}" for m in catalog.CATALOG} | {f"models/{n}" for n in TINY_MODELS} <= listed
     body = httpx.get(f"{server.base_url}/v1beta/models", params={"pageSize": 100}, headers={"x-goog-api-key": key}).json()
@@ -132,7 +136,7 @@ def test_models_lists_the_catalog_with_installed_flags_and_licences(server, key,
 
 
 @pytest.mark.parametrize("model", ["flux2-klein-4b", "flashbulb-image", "qwen-image-edit-2509"])
-def test_a_model_that_is_not_installed_is_a_400_saying_how_to_install_it(server, key, client, model):  # noqa: ANN001
+def test_a_model_that_is_not_installed_is_a_400_saying_how_to_install_it(server, key, client, model):
     before = balance(server, key)
     with pytest.raises(genai_errors.ClientError) as caught:
         client.models.generate_content(model=model, contents="a lighthouse at dusk")
@@ -145,7 +149,7 @@ def test_a_model_that_is_not_installed_is_a_400_saying_how_to_install_it(server,
 
 
 @pytest.mark.parametrize("model", GENERATORS)
-def test_text_to_image_at_the_models_native_size_for_the_aspect_ratio(server, key, client, model):  # noqa: ANN001
+def test_text_to_image_at_the_models_native_size_for_the_aspect_ratio(server, key, client, model):
     before = balance(server, key)
     response = client.models.generate_content(
         model=model,
@@ -161,7 +165,7 @@ def test_text_to_image_at_the_models_native_size_for_the_aspect_ratio(server, ke
     assert charged == tiny(model).price_micros_per_image == before - balance(server, key)
 
 
-def test_the_same_seed_gives_the_same_image_and_n_gives_n(client):  # noqa: ANN001
+def test_the_same_seed_gives_the_same_image_and_n_gives_n(client):
     def generate(seed: int, n: int = 1) -> list[bytes]:
         config = types.GenerateContentConfig(seed=seed, candidate_count=n)
         response = client.models.generate_content(model="tiny-klein", contents="a red fox in snow", config=config)
@@ -180,7 +184,7 @@ def test_the_same_seed_gives_the_same_image_and_n_gives_n(client):  # noqa: ANN0
 # ---- edits ----
 
 
-def test_edit_with_one_and_three_reference_images(server, key, client):  # noqa: ANN001
+def test_edit_with_one_and_three_reference_images(server, key, client):
     cat, coffee, rocket = photo("chelsea"), photo("coffee"), photo("rocket")
     one = images_of(client.models.generate_content(model="tiny-klein", contents=[cat, "the cat wearing a tiny navy blazer"]))
     assert one[0].size == tiny("tiny-klein").size("4:3")  # the reference's shape, at the model's area
@@ -202,14 +206,14 @@ def test_edit_with_one_and_three_reference_images(server, key, client):  # noqa:
         ("tiny-sdxl-inpainting", 2, "exactly one image"),
     ],
 )
-def test_wrong_number_of_references_is_a_clear_400(client, model, count, needle):  # noqa: ANN001
+def test_wrong_number_of_references_is_a_clear_400(client, model, count, needle):
     refs = [photo("coffee")] * count
     with pytest.raises(genai_errors.ClientError) as caught:
         client.models.generate_content(model=model, contents=[*refs, "a cup"])
     assert caught.value.code == 400 and needle in caught.value.message
 
 
-def test_identity_guard_retries_with_new_seeds_then_refuses_a_lost_face_free_of_charge(server, key):  # noqa: ANN001
+def test_identity_guard_retries_with_new_seeds_then_refuses_a_lost_face_free_of_charge(server, key):
     before = balance(server, key)
     body = raw(server, key, "tiny-klein", "same person, navy blazer, NYC sidewalk", astronaut(128), seed=5)
     assert body["candidates"][0]["finishReason"] == "IMAGE_OTHER"
@@ -220,7 +224,7 @@ def test_identity_guard_retries_with_new_seeds_then_refuses_a_lost_face_free_of_
     assert body["flashbulb"]["chargeMicros"] == 0 and balance(server, key) == before
 
 
-def test_inpainting_repaints_the_clothing_and_keeps_the_face(server, key):  # noqa: ANN001
+def test_inpainting_repaints_the_clothing_and_keeps_the_face(server, key):
     portrait = astronaut(256)
     body = raw(server, key, "tiny-sdxl-inpainting", "same person in a navy blazer", portrait, seed=3)
     assert body["candidates"][0]["finishReason"] == "STOP"
@@ -238,7 +242,7 @@ def test_inpainting_repaints_the_clothing_and_keeps_the_face(server, key):  # no
 # ---- measured results ----
 
 
-def test_quoted_text_is_read_back_and_retried_once(server, key):  # noqa: ANN001
+def test_quoted_text_is_read_back_and_retried_once(server, key):
     body = raw(server, key, "tiny-schnell", "a street sign that reads 'Thompson St'", seed=1)
     quality = body["flashbulb"]["quality"]
     assert quality["ocr"]["wanted"][0]["text"] == "Thompson St"
@@ -247,7 +251,7 @@ def test_quoted_text_is_read_back_and_retried_once(server, key):  # noqa: ANN001
     assert body["candidates"][0]["finishReason"] == "STOP"  # and still returns its best image
 
 
-def test_camera_vocabulary_passes_through_and_presets_add_style_and_negative(server, key, client):  # noqa: ANN001
+def test_camera_vocabulary_passes_through_and_presets_add_style_and_negative(server, key, client):
     prompt = "Sony a7 IV, 85mm, f/1.8, Rembrandt lighting, portrait of a violinist"
     body = raw(server, key, "tiny-sd-turbo", prompt)
     assert body["flashbulb"]["quality"]["prompt"] == prompt
@@ -262,7 +266,7 @@ def test_camera_vocabulary_passes_through_and_presets_add_style_and_negative(ser
     assert caught.value.code == 400 and "headshot, product, street" in caught.value.message
 
 
-def raw_with_system(server, key: str, model: str, prompt: str, system: str) -> dict:  # noqa: ANN001
+def raw_with_system(server, key: str, model: str, prompt: str, system: str) -> dict:
     body = {"contents": [{"role": "user", "parts": [{"text": prompt}]}], "systemInstruction": {"parts": [{"text": system}]}}
     response = server.generate(key, body, model=model)
     assert response.status_code == 200, response.text
@@ -272,7 +276,7 @@ def raw_with_system(server, key: str, model: str, prompt: str, system: str) -> d
 # ---- the worker ----
 
 
-def test_concurrent_mixed_requests_are_batched_and_match_their_solo_images(server, key):  # noqa: ANN001
+def test_concurrent_mixed_requests_are_batched_and_match_their_solo_images(server, key):
     shapes = [("1:1", 11), ("1:1", 12), ("1:1", 13), ("16:9", 14), ("16:9", 15)]
     results: dict[int, dict] = {}
 
@@ -289,11 +293,17 @@ def test_concurrent_mixed_requests_are_batched_and_match_their_solo_images(serve
     for ratio, seed in shapes:
         solo = raw(server, key, "tiny-klein", f"scene number {seed}", seed=seed, imageConfig={"aspectRatio": ratio})
         assert solo["flashbulb"]["quality"]["batch_size"] == 1
-        batched, alone = (np.asarray(Image.open(io.BytesIO(base64.b64decode(b["candidates"][0]["content"]["parts"][-1]["inlineData"]["data"]))), np.int16) for b in (results[seed], solo))
+        batched, alone = (
+            np.asarray(
+                Image.open(io.BytesIO(base64.b64decode(b["candidates"][0]["content"]["parts"][-1]["inlineData"]["data"]))),
+                np.int16,
+            )
+            for b in (results[seed], solo)
+        )
         assert batched.shape == alone.shape and np.abs(batched - alone).max() <= 2  # no state leaked between requests
 
 
-def test_a_client_that_goes_away_stops_the_denoising(server, key):  # noqa: ANN001
+def test_a_client_that_goes_away_stops_the_denoising(server, key):
     body = {"contents": [{"role": "user", "parts": [{"text": "a very slow painting"}]}]}
     with pytest.raises(httpx.ReadTimeout):
         server.generate(key, body, model="tiny-slow", timeout=1.5)
@@ -309,7 +319,7 @@ def test_a_client_that_goes_away_stops_the_denoising(server, key):  # noqa: ANN0
     assert quick["candidates"][0]["finishReason"] == "STOP"
 
 
-def test_out_of_memory_is_a_503_charges_nothing_and_the_server_keeps_serving(server, key):  # noqa: ANN001
+def test_out_of_memory_is_a_503_charges_nothing_and_the_server_keeps_serving(server, key):
     before = balance(server, key)
     body = {"contents": [{"role": "user", "parts": [{"text": "a mural the size of a city"}]}]}
     for _ in range(2):  # the same worker answers again, it did not die
@@ -330,13 +340,15 @@ def test_pull_without_network_fails_at_once_with_a_reason(tmp_path: Path):
     env = {**online, "FLASHBULB_DATA_DIR": str(tmp_path), "HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing listens
     result = subprocess.run([*FLASHBULB, "pull", "flux2-klein-4b"], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 3 and "can't reach 127.0.0.1" in result.stderr
-    offline = subprocess.run([*FLASHBULB, "pull", "sd-turbo"], capture_output=True, text=True, env={**env, "HF_HUB_OFFLINE": "1"}, timeout=60)
+    offline = subprocess.run(
+        [*FLASHBULB, "pull", "sd-turbo"], capture_output=True, text=True, env={**env, "HF_HUB_OFFLINE": "1"}, timeout=60
+    )
     assert offline.returncode == 3 and "HF_HUB_OFFLINE" in offline.stderr
     unknown = subprocess.run([*FLASHBULB, "pull", "dall-e-3"], capture_output=True, text=True, env=env, timeout=60)
     assert unknown.returncode == 2 and "flux2-klein-4b" in unknown.stderr
 
 
-def test_a_generated_image_is_credited_as_made_by_a_model_and_says_whether_it_holds_a_mark(server, key):  # noqa: ANN001
+def test_a_generated_image_is_credited_as_made_by_a_model_and_says_whether_it_holds_a_mark(server, key):
     """Text-to-image at 512x512 (drawn at the tiny model's size, enlarged to the size asked): its C2PA
     manifest says `c2pa.created` by a trained model, and its quality says whether the mark held.
     (Survival of attacks is tested on photos, test_provenance.py: this smooth, pale picture is one

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import base64
-import json
 import io
+import json
 import struct
 import time
 import uuid
 import zlib
 
+import hostile_corpus
 import httpx
 import pytest
+from conftest import astronaut, gemini_body, png_bytes, start_server
 from google.genai import errors
 from PIL import Image
-
-import hostile_corpus
-from conftest import astronaut, gemini_body, png_bytes, start_server
 
 
 def assert_google_error(response: httpx.Response, code: int, status: str, says: str) -> dict:
@@ -74,7 +73,9 @@ def test_all_api_versions_serve_the_same_routes(server, key):
 def test_snake_case_and_url_safe_base64_without_padding(server, key):
     data = base64.urlsafe_b64encode(png_bytes(astronaut(24))).decode().rstrip("=")
     body = {
-        "contents": [{"role": "user", "parts": [{"text": "upscale 2x"}, {"inline_data": {"mime_type": "image/png", "data": data}}]}],
+        "contents": [
+            {"role": "user", "parts": [{"text": "upscale 2x"}, {"inline_data": {"mime_type": "image/png", "data": data}}]}
+        ],
         "generation_config": {"response_modalities": ["IMAGE"], "image_config": {"aspect_ratio": "1:1"}},
     }
     response = server.generate(key, body)
@@ -97,18 +98,27 @@ def bomb_png(side: int = 30_000) -> bytes:
 
 
 BAD_INPUTS = {
-    "corrupt base64": ({"contents": [{"parts": [{"text": "restore"}, {"inlineData": {"mimeType": "image/png", "data": "!!!not base64@@"}}]}]}, "base64"),
+    "corrupt base64": (
+        {"contents": [{"parts": [{"text": "restore"}, {"inlineData": {"mimeType": "image/png", "data": "!!!not base64@@"}}]}]},
+        "base64",
+    ),
     "bytes that are not an image": (gemini_body(b"%PDF-1.4 this is not an image at all"), "not a readable"),
     "truncated png": (gemini_body(png_bytes(astronaut(64))[:400]), "corrupt"),
     "decompression bomb": (gemini_body(bomb_png()), "limit"),
     "empty contents": ({"contents": []}, "contents is empty"),
     "no contents at all": ({}, "contents is empty"),
-    "unknown aspect ratio": (gemini_body(png_bytes(astronaut(16)), generationConfig={"imageConfig": {"aspectRatio": "7:5"}}), "7:5"),
+    "unknown aspect ratio": (
+        gemini_body(png_bytes(astronaut(16)), generationConfig={"imageConfig": {"aspectRatio": "7:5"}}),
+        "7:5",
+    ),
     "wrong type for parts": ({"contents": [{"parts": "restore"}]}, "contents.0.parts"),
     "wrong type for seed": (gemini_body(png_bytes(astronaut(16)), generationConfig={"seed": "abc"}), "seed"),
     "empty text and no image": ({"contents": [{"role": "user", "parts": [{"text": "   "}]}]}, "neither text nor an image"),
     "last turn from the model": ({"contents": [{"role": "model", "parts": [{"text": "hi"}]}]}, "role 'user'"),
-    "non-image mime type": ({"contents": [{"parts": [{"inlineData": {"mimeType": "application/pdf", "data": "AAAA"}}]}]}, "not an image type"),
+    "non-image mime type": (
+        {"contents": [{"parts": [{"inlineData": {"mimeType": "application/pdf", "data": "AAAA"}}]}]},
+        "not an image type",
+    ),
     "text-only modality": (gemini_body(png_bytes(astronaut(16)), generationConfig={"responseModalities": ["TEXT"]}), "IMAGE"),
 }
 
@@ -185,10 +195,20 @@ HOSTILE = [
     ("deep-json-openai", "POST", "/v1/images/generations", {"content": DEEP}, "openai"),
     ("deep-json-batch", "POST", "/v1beta/models/flashbulb-photo:batchGenerateContent", {"content": DEEP}, "google"),
     ("deep-json-upload", "POST", "/upload/v1beta/files", {"content": DEEP, "headers": START_UPLOAD}, "google"),
-    ("5000-digit-seed", "POST", "/v1beta/models/flashbulb-photo:generateContent",
-     {"content": b'{"contents":[{"parts":[{"text":"x"}]}],"generationConfig":{"seed":' + b"9" * 5000 + b"}}"}, "google"),
-    ("4000-digit-seed", "POST", "/v1beta/models/flashbulb-photo:generateContent",
-     {"json": {**gemini_body(png_bytes(astronaut(16)), "make it brighter"), "generationConfig": {"seed": int("9" * 4000)}}}, "google"),
+    (
+        "5000-digit-seed",
+        "POST",
+        "/v1beta/models/flashbulb-photo:generateContent",
+        {"content": b'{"contents":[{"parts":[{"text":"x"}]}],"generationConfig":{"seed":' + b"9" * 5000 + b"}}"},
+        "google",
+    ),
+    (
+        "4000-digit-seed",
+        "POST",
+        "/v1beta/models/flashbulb-photo:generateContent",
+        {"json": {**gemini_body(png_bytes(astronaut(16)), "make it brighter"), "generationConfig": {"seed": int("9" * 4000)}}},
+        "google",
+    ),
     ("5000-digit-n", "POST", "/v1/images/generations", {"content": b'{"prompt":"x","n":' + b"9" * 5000 + b"}"}, "openai"),
     ("superscript-page-token-files", "GET", "/v1beta/files?pageToken=%C2%B2", {}, "google"),
     ("31-digit-page-token-batches", "GET", "/v1beta/batches?pageToken=" + "9" * 31, {}, "google"),
@@ -196,74 +216,280 @@ HOSTILE = [
     ("superscript-page-token-usage", "GET", "/flashbulb/account/usage?pageToken=%C2%B3", {}, "google"),
     ("upload-file-is-a-string", "POST", "/upload/v1beta/files", {"json": {"file": "x"}, "headers": START_UPLOAD}, "google"),
     ("upload-file-is-a-number", "POST", "/upload/v1beta/files", {"json": {"file": 5}, "headers": START_UPLOAD}, "google"),
-    ("upload-name-is-a-number", "POST", "/upload/v1beta/files", {"json": {"file": {"name": 5}}, "headers": START_UPLOAD}, "google"),
-    ("upload-size-superscript", "POST", "/upload/v1beta/files",
-     {"json": {"file": {"sizeBytes": "²"}}, "headers": START_UPLOAD}, "google"),
-    ("99999-stops", "POST", "/v1beta/models/flashbulb-photo:generateContent",
-     {"json": gemini_body(png_bytes(astronaut(16)), "make it brighter by 99999 stops")}, "google"),
-    ("1x1-rembrandt", "POST", "/v1beta/models/flashbulb-photo:generateContent", {"json": gemini_body(TINY, "rembrandt lighting")}, "google"),
-    ("1x1-restore", "POST", "/v1beta/models/flashbulb-photo:generateContent", {"json": gemini_body(TINY, "restore it")}, "google"),
+    (
+        "upload-name-is-a-number",
+        "POST",
+        "/upload/v1beta/files",
+        {"json": {"file": {"name": 5}}, "headers": START_UPLOAD},
+        "google",
+    ),
+    (
+        "upload-size-superscript",
+        "POST",
+        "/upload/v1beta/files",
+        {"json": {"file": {"sizeBytes": "²"}}, "headers": START_UPLOAD},
+        "google",
+    ),
+    (
+        "99999-stops",
+        "POST",
+        "/v1beta/models/flashbulb-photo:generateContent",
+        {"json": gemini_body(png_bytes(astronaut(16)), "make it brighter by 99999 stops")},
+        "google",
+    ),
+    (
+        "1x1-rembrandt",
+        "POST",
+        "/v1beta/models/flashbulb-photo:generateContent",
+        {"json": gemini_body(TINY, "rembrandt lighting")},
+        "google",
+    ),
+    (
+        "1x1-restore",
+        "POST",
+        "/v1beta/models/flashbulb-photo:generateContent",
+        {"json": gemini_body(TINY, "restore it")},
+        "google",
+    ),
     ("lone-surrogate-prompt", "POST", "/v1beta/models/flashbulb-photo:generateContent", {"content": LONE_SURROGATE}, "google"),
     # PostgreSQL can't store U+0000 and checks column lengths (each of these was a 500 there).
     ("nul-file-name", "GET", "/v1beta/files/%00", {}, "google"),
-    ("nul-upload-display-name", "POST", "/upload/v1beta/files",
-     {"json": {"file": {"displayName": "a\u0000b"}}, "headers": START_UPLOAD}, "google"),
-    ("nul-upload-mime-type", "POST", "/upload/v1beta/files", {"json": {"file": {"mimeType": "image/\u0000"}}, "headers": START_UPLOAD}, "google"),
-    ("300-char-upload-mime-type", "POST", "/upload/v1beta/files", {"json": {"file": {"mimeType": "x" * 300}}, "headers": START_UPLOAD}, "google"),
-    ("nul-batch-display-name", "POST", "/v1beta/models/flashbulb-photo:batchGenerateContent",
-     {"json": {"batch": {"displayName": "a\u0000", "inputConfig": {"requests": {"requests": [
-         {"request": gemini_body(png_bytes(astronaut(16)), "make it brighter"), "metadata": {"key": "k"}}]}}}}}, "google"),
+    (
+        "nul-upload-display-name",
+        "POST",
+        "/upload/v1beta/files",
+        {"json": {"file": {"displayName": "a\u0000b"}}, "headers": START_UPLOAD},
+        "google",
+    ),
+    (
+        "nul-upload-mime-type",
+        "POST",
+        "/upload/v1beta/files",
+        {"json": {"file": {"mimeType": "image/\u0000"}}, "headers": START_UPLOAD},
+        "google",
+    ),
+    (
+        "300-char-upload-mime-type",
+        "POST",
+        "/upload/v1beta/files",
+        {"json": {"file": {"mimeType": "x" * 300}}, "headers": START_UPLOAD},
+        "google",
+    ),
+    (
+        "nul-batch-display-name",
+        "POST",
+        "/v1beta/models/flashbulb-photo:batchGenerateContent",
+        {
+            "json": {
+                "batch": {
+                    "displayName": "a\u0000",
+                    "inputConfig": {
+                        "requests": {
+                            "requests": [
+                                {"request": gemini_body(png_bytes(astronaut(16)), "make it brighter"), "metadata": {"key": "k"}}
+                            ]
+                        }
+                    },
+                }
+            }
+        },
+        "google",
+    ),
     ("nul-redeem-code", "POST", "/flashbulb/account/redeem", {"json": {"code": "FB-\u0000"}}, "google"),
     # One request may not ask for too much, nor for what no model can give.
-    ("40k-char-prompt-gemini", "POST", "/v1beta/models/flashbulb-photo:generateContent",
-     {"json": gemini_body(png_bytes(astronaut(16)), "brighter, " * 4_000)}, "google"),
+    (
+        "40k-char-prompt-gemini",
+        "POST",
+        "/v1beta/models/flashbulb-photo:generateContent",
+        {"json": gemini_body(png_bytes(astronaut(16)), "brighter, " * 4_000)},
+        "google",
+    ),
     ("40k-char-prompt-openai", "POST", "/v1/images/generations", {"json": {"prompt": "x" * 40_000}}, "openai"),
-    ("three-images-for-the-photo-model", "POST", "/v1beta/models/flashbulb-photo:generateContent",
-     {"json": {"contents": [{"parts": [{"text": "restore"}, *[{"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png_bytes(astronaut(16))).decode()}}] * 3]}]}}, "google"),
+    (
+        "three-images-for-the-photo-model",
+        "POST",
+        "/v1beta/models/flashbulb-photo:generateContent",
+        {
+            "json": {
+                "contents": [
+                    {
+                        "parts": [
+                            {"text": "restore"},
+                            *[
+                                {
+                                    "inlineData": {
+                                        "mimeType": "image/png",
+                                        "data": base64.b64encode(png_bytes(astronaut(16))).decode(),
+                                    }
+                                }
+                            ]
+                            * 3,
+                        ]
+                    }
+                ]
+            }
+        },
+        "google",
+    ),
     # Memory: counted before decoding, and all of a request's images within one pixel budget.
-    ("16-images-of-2500x2500", "POST", "/v1beta/models/flashbulb-photo:generateContent",
-     {"json": {"contents": [{"parts": [{"text": "restore"}, *[{"inlineData": {"mimeType": "image/png", "data": BIG_B64}}] * 16]}]}}, "google"),
-    ("17-images", "POST", "/v1beta/models/flashbulb-photo:generateContent",
-     {"json": {"contents": [{"parts": [{"text": "restore"}, *[{"inlineData": {"mimeType": "image/png", "data": BIG_B64}}] * 17]}]}}, "google"),
-    ("responses-16-images-of-2500x2500", "POST", "/v1/responses", {"json": {"input": [{"role": "user", "content": [
-        {"type": "input_image", "image_url": "data:image/png;base64," + BIG_B64}] * 16}], "tools": [{"type": "image_generation"}]}}, "openai"),
-    ("image-size-3K", "POST", "/v1beta/models/flashbulb-photo:generateContent",
-     {"json": {**gemini_body(png_bytes(astronaut(16)), "restore"), "generationConfig": {"imageConfig": {"imageSize": "3K"}}}}, "google"),
-    ("aspect-ratio-2:1", "POST", "/v1beta/models/flashbulb-photo:generateContent",
-     {"json": {**gemini_body(png_bytes(astronaut(16)), "restore"), "generationConfig": {"imageConfig": {"aspectRatio": "2:1"}}}}, "google"),
-    ("file-data-unknown-file", "POST", "/v1beta/models/flashbulb-photo:generateContent",
-     {"json": {"contents": [{"parts": [{"text": "restore"}, {"fileData": {"fileUri": "files/nope", "mimeType": "image/png"}}]}]}}, "google"),
-    ("file-data-foreign-uri", "POST", "/v1beta/models/flashbulb-photo:generateContent",
-     {"json": {"contents": [{"parts": [{"text": "restore"}, {"fileData": {"fileUri": "gs://bucket/cat.png"}}]}]}}, "google"),
+    (
+        "16-images-of-2500x2500",
+        "POST",
+        "/v1beta/models/flashbulb-photo:generateContent",
+        {
+            "json": {
+                "contents": [{"parts": [{"text": "restore"}, *[{"inlineData": {"mimeType": "image/png", "data": BIG_B64}}] * 16]}]
+            }
+        },
+        "google",
+    ),
+    (
+        "17-images",
+        "POST",
+        "/v1beta/models/flashbulb-photo:generateContent",
+        {
+            "json": {
+                "contents": [{"parts": [{"text": "restore"}, *[{"inlineData": {"mimeType": "image/png", "data": BIG_B64}}] * 17]}]
+            }
+        },
+        "google",
+    ),
+    (
+        "responses-16-images-of-2500x2500",
+        "POST",
+        "/v1/responses",
+        {
+            "json": {
+                "input": [
+                    {"role": "user", "content": [{"type": "input_image", "image_url": "data:image/png;base64," + BIG_B64}] * 16}
+                ],
+                "tools": [{"type": "image_generation"}],
+            }
+        },
+        "openai",
+    ),
+    (
+        "image-size-3K",
+        "POST",
+        "/v1beta/models/flashbulb-photo:generateContent",
+        {"json": {**gemini_body(png_bytes(astronaut(16)), "restore"), "generationConfig": {"imageConfig": {"imageSize": "3K"}}}},
+        "google",
+    ),
+    (
+        "aspect-ratio-2:1",
+        "POST",
+        "/v1beta/models/flashbulb-photo:generateContent",
+        {
+            "json": {
+                **gemini_body(png_bytes(astronaut(16)), "restore"),
+                "generationConfig": {"imageConfig": {"aspectRatio": "2:1"}},
+            }
+        },
+        "google",
+    ),
+    (
+        "file-data-unknown-file",
+        "POST",
+        "/v1beta/models/flashbulb-photo:generateContent",
+        {
+            "json": {
+                "contents": [{"parts": [{"text": "restore"}, {"fileData": {"fileUri": "files/nope", "mimeType": "image/png"}}]}]
+            }
+        },
+        "google",
+    ),
+    (
+        "file-data-foreign-uri",
+        "POST",
+        "/v1beta/models/flashbulb-photo:generateContent",
+        {"json": {"contents": [{"parts": [{"text": "restore"}, {"fileData": {"fileUri": "gs://bucket/cat.png"}}]}]}},
+        "google",
+    ),
     ("count-tokens-deep-json", "POST", "/v1beta/models/flashbulb-photo:countTokens", {"content": DEEP}, "google"),
     ("count-tokens-no-contents", "POST", "/v1beta/models/flashbulb-photo:countTokens", {"json": {}}, "google"),
     ("openai-size-not-16", "POST", "/v1/images/generations", {"json": {"prompt": "x", "size": "1000x1000"}}, "openai"),
     ("openai-size-4-to-1", "POST", "/v1/images/generations", {"json": {"prompt": "x", "size": "4096x1024"}}, "openai"),
-    ("openai-partial-images-9", "POST", "/v1/images/generations", {"json": {"prompt": "x", "stream": True, "partial_images": 9}}, "openai"),
-    ("openai-stream-refused-free", "POST", "/v1/images/generations", {"json": {"prompt": "a cat", "model": "flashbulb-photo", "stream": True}}, "openai"),
+    (
+        "openai-partial-images-9",
+        "POST",
+        "/v1/images/generations",
+        {"json": {"prompt": "x", "stream": True, "partial_images": 9}},
+        "openai",
+    ),
+    (
+        "openai-stream-refused-free",
+        "POST",
+        "/v1/images/generations",
+        {"json": {"prompt": "a cat", "model": "flashbulb-photo", "stream": True}},
+        "openai",
+    ),
     ("responses-no-image-tool", "POST", "/v1/responses", {"json": {"model": "gpt-5", "input": "hi"}}, "openai"),
     ("responses-deep-json", "POST", "/v1/responses", {"content": DEEP}, "openai"),
-    ("responses-input-is-a-number", "POST", "/v1/responses", {"json": {"input": 5, "tools": [{"type": "image_generation"}]}}, "openai"),
-    ("responses-http-image-url", "POST", "/v1/responses", {"json": {"input": [{"role": "user", "content": [
-        {"type": "input_image", "image_url": "http://169.254.169.254/latest"}]}], "tools": [{"type": "image_generation"}]}}, "openai"),
-    ("responses-bad-base64", "POST", "/v1/responses", {"json": {"input": [{"role": "user", "content": [
-        {"type": "input_image", "image_url": "data:image/png;base64,!!!"}]}], "tools": [{"type": "image_generation"}]}}, "openai"),
-    ("responses-unknown-previous", "POST", "/v1/responses",
-     {"json": {"input": "sharper", "previous_response_id": "resp_nope", "tools": [{"type": "image_generation"}]}}, "openai"),
-    ("responses-edit-without-image", "POST", "/v1/responses",
-     {"json": {"input": "sharper", "tools": [{"type": "image_generation", "action": "edit"}]}}, "openai"),
-    ("responses-tool-size-huge", "POST", "/v1/responses",
-     {"json": {"input": "a cat", "tools": [{"type": "image_generation", "size": "99999x99999"}]}}, "openai"),
+    (
+        "responses-input-is-a-number",
+        "POST",
+        "/v1/responses",
+        {"json": {"input": 5, "tools": [{"type": "image_generation"}]}},
+        "openai",
+    ),
+    (
+        "responses-http-image-url",
+        "POST",
+        "/v1/responses",
+        {
+            "json": {
+                "input": [{"role": "user", "content": [{"type": "input_image", "image_url": "http://169.254.169.254/latest"}]}],
+                "tools": [{"type": "image_generation"}],
+            }
+        },
+        "openai",
+    ),
+    (
+        "responses-bad-base64",
+        "POST",
+        "/v1/responses",
+        {
+            "json": {
+                "input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:image/png;base64,!!!"}]}],
+                "tools": [{"type": "image_generation"}],
+            }
+        },
+        "openai",
+    ),
+    (
+        "responses-unknown-previous",
+        "POST",
+        "/v1/responses",
+        {"json": {"input": "sharper", "previous_response_id": "resp_nope", "tools": [{"type": "image_generation"}]}},
+        "openai",
+    ),
+    (
+        "responses-edit-without-image",
+        "POST",
+        "/v1/responses",
+        {"json": {"input": "sharper", "tools": [{"type": "image_generation", "action": "edit"}]}},
+        "openai",
+    ),
+    (
+        "responses-tool-size-huge",
+        "POST",
+        "/v1/responses",
+        {"json": {"input": "a cat", "tools": [{"type": "image_generation", "size": "99999x99999"}]}},
+        "openai",
+    ),
 ]
 
 
 HOSTILE += hostile_corpus.cases()
 
 
-def fresh_key(server) -> str:  # noqa: ANN001
+def fresh_key(server) -> str:
     """A new account with $1, through the admin API (a CLI subprocess per case would take minutes)."""
-    made = httpx.post(f"{server.base_url}/admin/keys", headers={"x-goog-api-key": server.admin_key},
-                      json={"account": f"hostile-{uuid.uuid4().hex[:10]}", "credits_usd": "1"})
+    made = httpx.post(
+        f"{server.base_url}/admin/keys",
+        headers={"x-goog-api-key": server.admin_key},
+        json={"account": f"hostile-{uuid.uuid4().hex[:10]}", "credits_usd": "1"},
+    )
     return made.json()["key"]
 
 
@@ -298,7 +524,9 @@ def test_hostile_input_gets_a_4xx_in_the_callers_shape_costs_nothing_and_leaves_
 def test_slow_clients_are_closed_within_their_timeouts_while_others_are_served(tmp_path):
     import socket
 
-    server = start_server(tmp_path, f"sqlite:///{tmp_path / 'slow.db'}", config="[limits]\nhead_timeout_s = 2\nbody_timeout_s = 2\n")
+    server = start_server(
+        tmp_path, f"sqlite:///{tmp_path / 'slow.db'}", config="[limits]\nhead_timeout_s = 2\nbody_timeout_s = 2\n"
+    )
     port = int(server.base_url.rsplit(":", 1)[1])
     try:
         key = server.create_key("1")
@@ -314,8 +542,10 @@ def test_slow_clients_are_closed_within_their_timeouts_while_others_are_served(t
         for sock in heads:
             sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
         for sock in bodies:
-            sock.sendall(b"POST /v1beta/models/flashbulb-photo:generateContent HTTP/1.1\r\nhost: x\r\n"
-                         b"x-goog-api-key: " + key.encode() + b"\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{")
+            sock.sendall(
+                b"POST /v1beta/models/flashbulb-photo:generateContent HTTP/1.1\r\nhost: x\r\n"
+                b"x-goog-api-key: " + key.encode() + b"\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"
+            )
         started = time.monotonic()
         open_ones = {*heads, *bodies}
         answers: dict[socket.socket, bytes] = {}
@@ -327,7 +557,7 @@ def test_slow_clients_are_closed_within_their_timeouts_while_others_are_served(t
                     while chunk := sock.recv(65536):
                         answers[sock] = answers.get(sock, b"") + chunk
                     open_ones.discard(sock)  # the server closed it
-                except (TimeoutError, socket.timeout):
+                except TimeoutError:
                     pass
                 except OSError:  # reset or broken pipe: closed too
                     open_ones.discard(sock)

@@ -6,14 +6,13 @@ import io
 
 import numpy as np
 import pytest
+from conftest import astronaut
 from google.genai import errors, types
 from PIL import Image
 from skimage import data
 
-from conftest import astronaut
 
-
-def image_parts(response) -> list[Image.Image]:  # noqa: ANN001
+def image_parts(response) -> list[Image.Image]:
     return [
         Image.open(io.BytesIO(part.inline_data.data))
         for part in response.candidates[0].content.parts
@@ -64,9 +63,7 @@ def test_upscale_2x_and_sharper(server, key):
 
 def test_hosted_model_name_is_an_alias_for_the_default_model(server, key):
     client = server.genai(key)
-    response = client.models.generate_content(
-        model="gemini-2.5-flash-image", contents=[astronaut(32), "upscale x2"]
-    )
+    response = client.models.generate_content(model="gemini-2.5-flash-image", contents=[astronaut(32), "upscale x2"])
     assert response.model_version == "flashbulb-photo"
     assert image_parts(response)[0].size == (64, 64)
 
@@ -84,9 +81,7 @@ def test_chat_multi_turn_edits_the_previous_result(server, key):
 
 def test_streaming_sse(server, key):
     client = server.genai(key)
-    chunks = list(
-        client.models.generate_content_stream(model="flashbulb-photo", contents=[astronaut(32), "upscale 2x"])
-    )
+    chunks = list(client.models.generate_content_stream(model="flashbulb-photo", contents=[astronaut(32), "upscale 2x"]))
     assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
     assert sum(len(image_parts(c)) for c in chunks) == 1
 
@@ -116,9 +111,7 @@ def test_aspect_ratio_crops_before_upscaling(server, key):
     response = client.models.generate_content(
         model="flashbulb-photo",
         contents=[photo, "upscale 2x"],
-        config=types.GenerateContentConfig(
-            response_modalities=["IMAGE"], image_config=types.ImageConfig(aspect_ratio="16:9")
-        ),
+        config=types.GenerateContentConfig(response_modalities=["IMAGE"], image_config=types.ImageConfig(aspect_ratio="16:9")),
     )
     [out] = image_parts(response)
     assert out.size == (128, 72)
@@ -181,7 +174,8 @@ def test_an_unknown_image_size_or_ratio_is_a_400_listing_the_choices(server, key
     for config, says in ((types.ImageConfig(image_size="3K"), "512, 1K, 2K, 4K"), (types.ImageConfig(aspect_ratio="2:1"), "8:1")):
         with pytest.raises(errors.ClientError) as raised:
             client.models.generate_content(
-                model="flashbulb-photo", contents=[astronaut(32), "restore"],
+                model="flashbulb-photo",
+                contents=[astronaut(32), "restore"],
                 config=types.GenerateContentConfig(image_config=config),
             )
         assert raised.value.code == 400 and says in raised.value.message

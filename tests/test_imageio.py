@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
+from conftest import astronaut, png_bytes
 from PIL import Image
 
-from conftest import astronaut, png_bytes
 from flashbulb.engine.imageio import decode_image
 from flashbulb.errors import FlashbulbError
 

@@ -16,9 +16,17 @@ from skimage import data
 
 JS = Path(__file__).parent / "js"
 CHECKS = [
-    "genai-models-list", "genai-generate-content", "genai-count-tokens", "genai-stream", "genai-image-size",
-    "genai-files-upload", "openai-models-list", "openai-images-edit", "openai-refusal-is-a-400",
-    "openai-edit-stream", "openai-responses-image-tool",
+    "genai-models-list",
+    "genai-generate-content",
+    "genai-count-tokens",
+    "genai-stream",
+    "genai-image-size",
+    "genai-files-upload",
+    "openai-models-list",
+    "openai-images-edit",
+    "openai-refusal-is-a-400",
+    "openai-edit-stream",
+    "openai-responses-image-tool",
 ]
 
 
@@ -42,7 +50,7 @@ def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("check", CHECKS)
-def test_the_javascript_sdk_call_works_unchanged(server, key, node, photo, check):  # noqa: ANN001
+def test_the_javascript_sdk_call_works_unchanged(server, key, node, photo, check):
     env = {**os.environ, "FLASHBULB_URL": server.base_url, "FLASHBULB_KEY": key, "FLASHBULB_PHOTO": str(photo)}
     ran = subprocess.run([node, "check.mjs", check], cwd=JS, env=env, capture_output=True, text=True, timeout=300)
     assert ran.returncode == 0, ran.stderr[-3000:] or ran.stdout[-3000:]

@@ -22,7 +22,7 @@ operation = st.one_of(
 )
 
 
-def apply(db, account: str, account_id: int, prefix: str, op: tuple) -> None:  # noqa: ANN001
+def apply(db, account: str, account_id: int, prefix: str, op: tuple) -> None:
     kind, rid, amount = op
     try:
         if kind == "hold":
@@ -54,14 +54,29 @@ def test_books_balance_after_any_concurrent_sequence(any_database, ops):
             assert not ledger.close_hold(any_database, prefix + rid, 0, ledger.Usage(status="retry"))
     with any_database.connect() as conn:
         row = conn.execute(select(Account.balance_micros, Account.held_micros).where(Account.id == account_id)).one()
-        entries = conn.execute(select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(LedgerEntry.account_id == account_id)).scalar()
-        open_holds = conn.execute(select(func.coalesce(func.sum(Hold.amount_micros), 0)).where(Hold.account_id == account_id, Hold.state == "held")).scalar()
-        charges_per_request = conn.execute(
-            select(func.count()).select_from(LedgerEntry).where(LedgerEntry.account_id == account_id, LedgerEntry.kind == "charge").group_by(LedgerEntry.request_id)
-        ).scalars().all()
-        settled = conn.execute(select(func.coalesce(func.sum(Hold.charged_micros), 0)).where(Hold.account_id == account_id)).scalar()
+        entries = conn.execute(
+            select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(LedgerEntry.account_id == account_id)
+        ).scalar()
+        open_holds = conn.execute(
+            select(func.coalesce(func.sum(Hold.amount_micros), 0)).where(Hold.account_id == account_id, Hold.state == "held")
+        ).scalar()
+        charges_per_request = (
+            conn.execute(
+                select(func.count())
+                .select_from(LedgerEntry)
+                .where(LedgerEntry.account_id == account_id, LedgerEntry.kind == "charge")
+                .group_by(LedgerEntry.request_id)
+            )
+            .scalars()
+            .all()
+        )
+        settled = conn.execute(
+            select(func.coalesce(func.sum(Hold.charged_micros), 0)).where(Hold.account_id == account_id)
+        ).scalar()
         charged = conn.execute(
-            select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(LedgerEntry.account_id == account_id, LedgerEntry.kind == "charge")
+            select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(
+                LedgerEntry.account_id == account_id, LedgerEntry.kind == "charge"
+            )
         ).scalar()
     assert row.balance_micros == entries
     assert row.held_micros == open_holds
@@ -70,6 +85,6 @@ def test_books_balance_after_any_concurrent_sequence(any_database, ops):
     assert -charged == settled  # the ledger's charges are exactly what the holds settled for
 
 
-def _state(db, request_id: str) -> str | None:  # noqa: ANN001
+def _state(db, request_id: str) -> str | None:
     with db.connect() as conn:
         return conn.execute(select(Hold.state).where(Hold.request_id == request_id)).scalar()

@@ -57,7 +57,15 @@ class Books(RuleBasedStateMachine):
 
     def _hold(self, amount: int) -> None:
         try:
-            ledger.hold(self.db, request_id=self._new_id(), account_id=self.customer.account_id, key_id=self.customer.key_id, model="m", amount_micros=amount, ttl_s=600)
+            ledger.hold(
+                self.db,
+                request_id=self._new_id(),
+                account_id=self.customer.account_id,
+                key_id=self.customer.key_id,
+                model="m",
+                amount_micros=amount,
+                ttl_s=600,
+            )
         except FlashbulbError:
             pass  # out of credits or past the cap
 
@@ -132,7 +140,13 @@ class Books(RuleBasedStateMachine):
             closed = list(pool.map(lambda _: self._close(pick, fraction), range(2)))
         assert closed.count(True) <= 1
 
-    @rule(ops=st.lists(st.tuples(st.sampled_from(["hold", "close", "refund"]), st.integers(0, 50), st.sampled_from([0.0, 0.5, 1.0])), min_size=2, max_size=6))
+    @rule(
+        ops=st.lists(
+            st.tuples(st.sampled_from(["hold", "close", "refund"]), st.integers(0, 50), st.sampled_from([0.0, 0.5, 1.0])),
+            min_size=2,
+            max_size=6,
+        )
+    )
     def concurrently(self, ops: list) -> None:
         def run(op: tuple) -> None:
             kind, number, fraction = op
@@ -156,9 +170,13 @@ class Books(RuleBasedStateMachine):
         with self.db.connect() as conn:
             for account_id in (self.customer.account_id, self.referrer.account_id):
                 row = conn.execute(select(Account.balance_micros, Account.held_micros).where(Account.id == account_id)).one()
-                total = conn.execute(select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(LedgerEntry.account_id == account_id)).scalar()
+                total = conn.execute(
+                    select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(LedgerEntry.account_id == account_id)
+                ).scalar()
                 open_holds = conn.execute(
-                    select(func.coalesce(func.sum(Hold.amount_micros), 0)).where(Hold.account_id == account_id, Hold.state == "held")
+                    select(func.coalesce(func.sum(Hold.amount_micros), 0)).where(
+                        Hold.account_id == account_id, Hold.state == "held"
+                    )
                 ).scalar()
                 assert row.balance_micros == total
                 balances[account_id] = row.balance_micros
@@ -167,14 +185,21 @@ class Books(RuleBasedStateMachine):
             holds = {
                 h.request_id: h
                 for h in conn.execute(
-                    select(Hold.request_id, Hold.state, Hold.amount_micros, Hold.charged_micros, Hold.refunded_micros)
-                    .where(Hold.account_id == self.customer.account_id)
+                    select(Hold.request_id, Hold.state, Hold.amount_micros, Hold.charged_micros, Hold.refunded_micros).where(
+                        Hold.account_id == self.customer.account_id
+                    )
                 ).all()
             }
             entries: dict[tuple[str, str], list[int]] = {}
-            for e in conn.execute(select(LedgerEntry.kind, LedgerEntry.request_id, LedgerEntry.amount_micros).where(LedgerEntry.request_id.like(self.prefix + "%"))):
+            for e in conn.execute(
+                select(LedgerEntry.kind, LedgerEntry.request_id, LedgerEntry.amount_micros).where(
+                    LedgerEntry.request_id.like(self.prefix + "%")
+                )
+            ):
                 entries.setdefault((e.kind, e.request_id), []).append(e.amount_micros)
-            key = conn.execute(select(ApiKey.spent_micros, ApiKey.held_micros, ApiKey.cap_micros).where(ApiKey.id == self.customer.key_id)).one()
+            key = conn.execute(
+                select(ApiKey.spent_micros, ApiKey.held_micros, ApiKey.cap_micros).where(ApiKey.id == self.customer.key_id)
+            ).one()
         assert all(len(amounts) == 1 for amounts in entries.values())  # each request charged (refunded...) at most once
         for account_id, balance in balances.items():  # what the customer's statement shows
             newest = usage.statement(self.db, account_id, limit=1)[0]
@@ -202,14 +227,23 @@ class Books(RuleBasedStateMachine):
         for rid in self._ids():
             ledger.close_hold(self.db, rid, 0, ledger.Usage(status="teardown"))
         with self.db.connect() as conn:
-            assert conn.execute(select(func.count()).select_from(Hold).where(Hold.account_id == self.customer.account_id, Hold.state == "held")).scalar() == 0
+            assert (
+                conn.execute(
+                    select(func.count())
+                    .select_from(Hold)
+                    .where(Hold.account_id == self.customer.account_id, Hold.state == "held")
+                ).scalar()
+                == 0
+            )
             assert conn.execute(select(Account.held_micros).where(Account.id == self.customer.account_id)).scalar() == 0
 
 
 def test_the_books_stay_exact_under_random_concurrent_sequences(any_database):
     Books.db = any_database
     Books.TestCase.settings = settings(
-        max_examples=60, stateful_step_count=20, deadline=None,
+        max_examples=60,
+        stateful_step_count=20,
+        deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     Books.TestCase().runTest()

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from conftest import astronaut, gemini_body, png_bytes, start_server
+from prometheus_client.parser import text_string_to_metric_families
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def server(tmp_path_factory: pytest.TempPathFactory):
     server = start_server(tmp_path_factory.mktemp("metrics"), "")
     yield server
     server.stop()
 
 
-def scrape(server) -> dict[tuple[str, tuple], float]:  # noqa: ANN001
+def scrape(server) -> dict[tuple[str, tuple], float]:
     text = httpx.get(f"{server.base_url}/metrics").text
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
@@ -26,7 +25,7 @@ def scrape(server) -> dict[tuple[str, tuple], float]:  # noqa: ANN001
     }
 
 
-def test_metrics_count_calls_images_charges_and_holds(server):  # noqa: ANN001
+def test_metrics_count_calls_images_charges_and_holds(server):
     key = server.create_key("1")
     ok = server.generate(key, gemini_body(png_bytes(astronaut(32)), "upscale 2x"))
     refused = server.generate(key, gemini_body(png_bytes(astronaut(32)), "write a poem about it"))

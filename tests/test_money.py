@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from conftest import astronaut, gemini_body, png_bytes, start_server, wait_for
 from sqlalchemy import func, select
 
-from conftest import astronaut, gemini_body, png_bytes, start_server, wait_for
 from flashbulb.store import db as store
 from flashbulb.store.tables import Account, Hold, IdempotentCall, LedgerEntry, UsageRecord
 
@@ -24,7 +24,7 @@ def body(size: int, text: str = "upscale 2x") -> dict:
     return gemini_body(png_bytes(astronaut(size)), text)
 
 
-def account_state(server, name: str) -> dict:  # noqa: ANN001
+def account_state(server, name: str) -> dict:
     """Read the books straight from the database the server uses."""
     database = store.connect(server.database_url)
     try:
@@ -33,13 +33,21 @@ def account_state(server, name: str) -> dict:  # noqa: ANN001
             return {
                 "balance": account.balance_micros,
                 "held": account.held_micros,
-                "ledger_sum": conn.execute(select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(LedgerEntry.account_id == account.id)).scalar(),
-                "open_holds": conn.execute(select(func.count()).select_from(Hold).where(Hold.account_id == account.id, Hold.state == "held")).scalar(),
+                "ledger_sum": conn.execute(
+                    select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(LedgerEntry.account_id == account.id)
+                ).scalar(),
+                "open_holds": conn.execute(
+                    select(func.count()).select_from(Hold).where(Hold.account_id == account.id, Hold.state == "held")
+                ).scalar(),
                 "usage": [
                     (r.status, r.charge_micros, r.output_images)
                     for r in conn.execute(select(UsageRecord).where(UsageRecord.account_id == account.id)).all()
                 ],
-                "charges": conn.execute(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.account_id == account.id, LedgerEntry.kind == "charge")).scalar(),
+                "charges": conn.execute(
+                    select(func.count())
+                    .select_from(LedgerEntry)
+                    .where(LedgerEntry.account_id == account.id, LedgerEntry.kind == "charge")
+                ).scalar(),
             }
     finally:
         database.dispose()
@@ -184,9 +192,15 @@ def test_a_minted_secret_is_never_stored_in_the_clear_and_a_revoked_key_gets_no_
     # The new key makes a call with an Idempotency-Key, is revoked, and retries: refused, not replayed.
     call = {"idempotency-key": f"call-{uuid.uuid4().hex[:6]}"}
     assert server.generate(new_key, body(16), headers=call).status_code == 200
-    key_id = next(k["key_id"] for k in httpx.get(f"{server.base_url}/admin/keys", headers=admin).json()["keys"]
-                  if k["account"] == order["account"])
-    assert httpx.post(f"{server.base_url}/admin/keys/{key_id}/revoke", headers={"x-goog-api-key": server.admin_key}).status_code == 200
+    key_id = next(
+        k["key_id"]
+        for k in httpx.get(f"{server.base_url}/admin/keys", headers=admin).json()["keys"]
+        if k["account"] == order["account"]
+    )
+    assert (
+        httpx.post(f"{server.base_url}/admin/keys/{key_id}/revoke", headers={"x-goog-api-key": server.admin_key}).status_code
+        == 200
+    )
     retried = server.generate(new_key, body(16), headers=call)
     assert retried.status_code in (400, 401, 403) and "idempotent-replayed" not in retried.headers, retried.text
     # A key sent as ?key= never reaches the access log.
@@ -221,7 +235,9 @@ def test_an_idempotency_claim_left_by_a_crash_is_taken_over_once_its_lease_ends(
     crashed._finish("k", "run-3", {"status": 200, "headers": [(b"content-type", b"application/json")], "chunks": [b"{}"]}, sealer)
     assert _open(sealer, crashed._claim("k", "same call", "run-4").body) == b"{}"
     assert sweep_expired(database) == 0
-    Idempotency(None, database, ttl_s=0, run_lease_s=60)._finish("k", "run-3", {"status": 200, "headers": [], "chunks": []}, sealer)
+    Idempotency(None, database, ttl_s=0, run_lease_s=60)._finish(
+        "k", "run-3", {"status": 200, "headers": [], "chunks": []}, sealer
+    )
     assert sweep_expired(database) == 1
     database.dispose()
 
@@ -257,22 +273,25 @@ def test_a_crash_leaves_no_stuck_hold_and_a_timeout_charges_nothing(backend, tmp
         restarted.stop()
 
 
-def _swallow(call) -> None:  # noqa: ANN001
+def _swallow(call) -> None:
     try:
         call()
     except httpx.HTTPError:
         pass
 
 
-def test_a_database_outage_is_a_503_that_costs_nothing_and_its_holds_are_released_when_it_is_back(new_postgres_database, tmp_path):
+def test_a_database_outage_is_a_503_that_costs_nothing_and_its_holds_are_released_when_it_is_back(
+    new_postgres_database, tmp_path
+):
     import sqlalchemy as sa
 
     url = new_postgres_database()
     name = url.rsplit("/", 1)[1]
     unlimited = "[rate_limits]\nkey_rpm = 0\nkey_concurrent = 0\naccount_rpm = 0\naccount_concurrent = 0\n"
     server = start_server(tmp_path, url, config=unlimited)
-    admin = sa.create_engine(url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/postgres",
-                             isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/postgres", isolation_level="AUTOCOMMIT"
+    )
     try:
         key = server.create_key("10")
         answers: list[httpx.Response] = []

@@ -15,11 +15,11 @@ import httpx
 import numpy as np
 import openai
 import pytest
+import tiny_pipelines
+from conftest import actions_of, astronaut, png_bytes, read_manifest, start_server
 from PIL import Image
 from skimage import data
 
-import tiny_pipelines
-from conftest import actions_of, astronaut, png_bytes, read_manifest, start_server
 from flashbulb.engine.backends.diffusion import catalog
 from flashbulb.vision.safety import EXPLICIT
 
@@ -30,7 +30,7 @@ TINY_MODELS = {"tiny-sd": "sd-turbo", "tiny-klein": "flux2-klein-4b"}  # a gener
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def server(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("openai-weights")
     tables = []
     for name, like in TINY_MODELS.items():
@@ -48,20 +48,20 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 
 @pytest.fixture(scope="module")
-def key(server) -> str:  # noqa: ANN001
+def key(server) -> str:
     return server.create_key("100")
 
 
-def client_for(server, key: str, **options) -> openai.OpenAI:  # noqa: ANN001
+def client_for(server, key: str, **options) -> openai.OpenAI:
     return openai.OpenAI(api_key=key, base_url=f"{server.base_url}/v1", **{"max_retries": 0, "timeout": 120, **options})
 
 
 @pytest.fixture(scope="module")
-def client(server, key) -> openai.OpenAI:  # noqa: ANN001
+def client(server, key) -> openai.OpenAI:
     return client_for(server, key)
 
 
-def balance(server, key: str) -> int:  # noqa: ANN001
+def balance(server, key: str) -> int:
     return httpx.get(f"{server.base_url}/flashbulb/account", headers={"authorization": f"Bearer {key}"}).json()["balanceMicros"]
 
 
@@ -69,7 +69,7 @@ def tiny_size(name: str, ratio: str) -> tuple[int, int]:
     return catalog.local_model(name, {"like": TINY_MODELS[name], "pixels": TINY_PIXELS}).size(ratio)
 
 
-def decoded(item) -> Image.Image:  # noqa: ANN001
+def decoded(item) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(item.b64_json)))
 
 
@@ -85,7 +85,7 @@ def upload(image: Image.Image, name: str = "photo.png") -> tuple[str, bytes, str
 # ---- models ----
 
 
-def test_models_list_and_retrieve_in_openai_shape_while_gemini_callers_get_theirs(server, key, client):  # noqa: ANN001
+def test_models_list_and_retrieve_in_openai_shape_while_gemini_callers_get_theirs(server, key, client):
     listed = {m.id: m for m in client.models.list()}
     assert {"flashbulb-photo", "tiny-sd", "tiny-klein", "gpt-image-1", "dall-e-3"} <= set(listed)
     assert listed["tiny-sd"].object == "model" and listed["tiny-sd"].owned_by == "flashbulb"
@@ -105,7 +105,7 @@ def test_models_list_and_retrieve_in_openai_shape_while_gemini_callers_get_their
 # ---- generations ----
 
 
-def test_generate_b64_png_maps_the_size_and_charges_what_it_reports(server, key, client):  # noqa: ANN001
+def test_generate_b64_png_maps_the_size_and_charges_what_it_reports(server, key, client):
     before = balance(server, key)
     raw = client.images.with_raw_response.generate(model="tiny-sd", prompt="a lighthouse at dusk", size="1536x1024")
     result = raw.parse()
@@ -125,7 +125,7 @@ def test_generate_b64_png_maps_the_size_and_charges_what_it_reports(server, key,
     ("size", "method"),
     [("1024x1536", "Real-ESRGAN x4plus upscale"), ("1792x1024", "Real-ESRGAN x4plus upscale"), ("64x128", "native")],
 )
-def test_every_size_is_delivered_exactly_and_says_how(client, size, method):  # noqa: ANN001
+def test_every_size_is_delivered_exactly_and_says_how(client, size, method):
     # The tiny model draws up to 4x its 64x64 area itself; larger sizes are drawn at its own size and
     # enlarged by the super-resolution network, and the answer says which.
     result = client.images.generate(model="tiny-sd", prompt="a red fox", size=size)
@@ -134,7 +134,7 @@ def test_every_size_is_delivered_exactly_and_says_how(client, size, method):  # 
     assert result.flashbulb["quality"]["output_size"]["method"] == method
 
 
-def test_auto_size_is_the_models_own(client):  # noqa: ANN001
+def test_auto_size_is_the_models_own(client):
     result = client.images.generate(model="tiny-sd", prompt="a red fox", size="auto")
     assert decoded(result.data[0]).size == tiny_size("tiny-sd", "1:1") and "output_size" not in result.flashbulb["quality"]
 
@@ -142,13 +142,13 @@ def test_auto_size_is_the_models_own(client):  # noqa: ANN001
 @pytest.mark.parametrize(
     ("size", "says"), [("1000x1000", "multiples of 16"), ("4096x1024", "3 times"), ("3840x3840", "3840x2160")]
 )
-def test_sizes_gpt_image_2_refuses_are_a_400_naming_the_rule(client, size, says):  # noqa: ANN001
+def test_sizes_gpt_image_2_refuses_are_a_400_naming_the_rule(client, size, says):
     with pytest.raises(openai.BadRequestError) as caught:
         client.images.generate(model="tiny-sd", prompt="a red fox", size=size)
     assert caught.value.param == "size" and says in caught.value.message
 
 
-def test_n_2_with_a_seed_gives_two_images_repeatably(client):  # noqa: ANN001
+def test_n_2_with_a_seed_gives_two_images_repeatably(client):
     def generate() -> list[bytes]:
         result = client.images.generate(model="tiny-sd", prompt="a red fox in snow", n=2, extra_body={"seed": 7})
         return [png_bytes(decoded(item)) for item in result.data]
@@ -158,8 +158,10 @@ def test_n_2_with_a_seed_gives_two_images_repeatably(client):  # noqa: ANN001
     assert generate() == first
 
 
-@pytest.mark.parametrize(("fmt", "magic", "pil_format"), [("png", b"\x89PNG", "PNG"), ("jpeg", b"\xff\xd8\xff", "JPEG"), ("webp", b"RIFF", "WEBP")])
-def test_url_results_are_served_without_a_key_in_the_format_asked(client, fmt, magic, pil_format):  # noqa: ANN001
+@pytest.mark.parametrize(
+    ("fmt", "magic", "pil_format"), [("png", b"\x89PNG", "PNG"), ("jpeg", b"\xff\xd8\xff", "JPEG"), ("webp", b"RIFF", "WEBP")]
+)
+def test_url_results_are_served_without_a_key_in_the_format_asked(client, fmt, magic, pil_format):
     result = client.images.generate(model="tiny-sd", prompt="a city at night", response_format="url", output_format=fmt)
     [item] = result.data
     assert item.b64_json is None and item.url.startswith("http://127.0.0.1:")
@@ -171,7 +173,7 @@ def test_url_results_are_served_without_a_key_in_the_format_asked(client, fmt, m
     assert result.output_format == fmt
 
 
-def test_jpeg_compression_makes_smaller_files(client):  # noqa: ANN001
+def test_jpeg_compression_makes_smaller_files(client):
     def jpeg(compression: int) -> bytes:
         result = client.images.generate(
             model="tiny-sd", prompt="a forest", output_format="jpeg", output_compression=compression, extra_body={"seed": 3}
@@ -182,7 +184,7 @@ def test_jpeg_compression_makes_smaller_files(client):  # noqa: ANN001
     assert small[:3] == large[:3] == b"\xff\xd8\xff" and len(small) < len(large)
 
 
-def test_a_text_only_prompt_on_the_photo_model_is_image_generation_failed_and_free(server):  # noqa: ANN001
+def test_a_text_only_prompt_on_the_photo_model_is_image_generation_failed_and_free(server):
     key = server.create_key("1")
     client = client_for(server, key)
     with pytest.raises(openai.BadRequestError) as caught:
@@ -195,20 +197,20 @@ def test_a_text_only_prompt_on_the_photo_model_is_image_generation_failed_and_fr
 # ---- edits ----
 
 
-def test_edit_one_image_with_the_photo_model(server, key, client):  # noqa: ANN001
+def test_edit_one_image_with_the_photo_model(server, key, client):
     result = client.images.edit(image=upload(photo("rocket", (48, 64))), prompt="upscale 2x", model="flashbulb-photo")
     assert decoded(result.data[0]).size == (96, 128)
     assert result.usage.input_tokens_details.image_tokens == 258
 
 
-def test_edit_with_several_images(client):  # noqa: ANN001
+def test_edit_with_several_images(client):
     refs = [upload(photo("coffee"), "a.png"), upload(photo("rocket"), "b.png"), upload(photo("chelsea"), "c.png")]
     result = client.images.edit(image=refs, prompt="the cat on the coffee table next to the rocket", model="tiny-klein")
     assert decoded(result.data[0]).size == tiny_size("tiny-klein", "4:3")  # the first reference's shape
     assert result.usage.input_tokens_details.image_tokens == 3 * 258
 
 
-def test_edit_with_a_mask_repaints_only_the_transparent_area(client):  # noqa: ANN001
+def test_edit_with_a_mask_repaints_only_the_transparent_area(client):
     original = photo("coffee")
     mask = Image.new("RGBA", original.size, (0, 0, 0, 255))
     mask.paste((0, 0, 0, 0), (0, 0, 32, 48))  # transparent left half: repaint it
@@ -222,15 +224,17 @@ def test_edit_with_a_mask_repaints_only_the_transparent_area(client):  # noqa: A
     assert np.abs(out[:, :30] - before[:, :30]).mean() > 5
 
 
-def test_masks_need_alpha_and_the_images_size(client):  # noqa: ANN001
+def test_masks_need_alpha_and_the_images_size(client):
     original = photo("coffee")
     for mask, says in ((Image.new("RGB", original.size), "alpha channel"), (Image.new("RGBA", (10, 10)), "same size")):
         with pytest.raises(openai.BadRequestError) as caught:
-            client.images.edit(image=upload(original), mask=("m.png", png_bytes(mask), "image/png"), prompt="x", model="tiny-klein")
+            client.images.edit(
+                image=upload(original), mask=("m.png", png_bytes(mask), "image/png"), prompt="x", model="tiny-klein"
+            )
         assert caught.value.param == "mask" and says in caught.value.message
 
 
-def test_an_unsafe_input_is_moderation_blocked_and_free(server):  # noqa: ANN001
+def test_an_unsafe_input_is_moderation_blocked_and_free(server):
     key = server.create_key("1")
     with pytest.raises(openai.BadRequestError) as caught:
         client_for(server, key).images.edit(image=upload(astronaut(128)), prompt="restore", model="flashbulb-photo")
@@ -257,7 +261,7 @@ BAD_OPTIONS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_OPTIONS))
-def test_bad_options_are_400s_naming_the_param_and_cost_nothing(server, key, client, case):  # noqa: ANN001
+def test_bad_options_are_400s_naming_the_param_and_cost_nothing(server, key, client, case):
     options, param, code = BAD_OPTIONS[case]
     before = balance(server, key)
     with pytest.raises(openai.BadRequestError) as caught:
@@ -266,7 +270,7 @@ def test_bad_options_are_400s_naming_the_param_and_cost_nothing(server, key, cli
     assert balance(server, key) == before
 
 
-def test_missing_prompt_and_malformed_json_are_400s(server, key):  # noqa: ANN001
+def test_missing_prompt_and_malformed_json_are_400s(server, key):
     url, auth = f"{server.base_url}/v1/images/generations", {"authorization": f"Bearer {key}"}
     missing = httpx.post(url, headers=auth, json={"model": "tiny-sd"})
     assert missing.status_code == 400 and missing.json()["error"]["code"] == "missing_required_parameter"
@@ -279,13 +283,13 @@ def test_missing_prompt_and_malformed_json_are_400s(server, key):  # noqa: ANN00
     ("content", "says"),
     [(b"%PDF-1.4 not an image", "not a readable"), (png_bytes(photo("coffee"))[:300], "corrupt")],
 )
-def test_a_corrupt_upload_is_a_400_naming_image(client, content, says):  # noqa: ANN001
+def test_a_corrupt_upload_is_a_400_naming_image(client, content, says):
     with pytest.raises(openai.BadRequestError) as caught:
         client.images.edit(image=("bad.png", content, "image/png"), prompt="restore", model="flashbulb-photo")
     assert caught.value.param == "image" and says in caught.value.message
 
 
-def test_an_upload_over_the_body_limit_is_a_413_and_the_server_stays_up(server, client):  # noqa: ANN001
+def test_an_upload_over_the_body_limit_is_a_413_and_the_server_stays_up(server, client):
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (1100, 1100, 3), dtype=np.uint8))
     big = png_bytes(noise)
     assert len(big) > MAX_BODY_BYTES
@@ -300,17 +304,20 @@ def test_an_upload_over_the_body_limit_is_a_413_and_the_server_stays_up(server, 
         yield b'"}'
 
     response = httpx.post(
-        f"{server.base_url}/v1/images/generations", content=chunks(),
+        f"{server.base_url}/v1/images/generations",
+        content=chunks(),
         headers={"authorization": f"Bearer {client.api_key}", "content-type": "application/json"},
     )
     assert response.status_code == 413 and response.json()["error"]["type"] == "invalid_request_error"
     assert server.healthy()
 
 
-def test_edits_take_multipart_or_json_with_data_urls(server, key):  # noqa: ANN001
+def test_edits_take_multipart_or_json_with_data_urls(server, key):
     url, auth = f"{server.base_url}/v1/images/edits", {"authorization": f"Bearer {key}"}
     image = "data:image/png;base64," + base64.b64encode(png_bytes(photo())).decode()
-    answer = httpx.post(url, headers=auth, json={"model": "flashbulb-photo", "prompt": "make it brighter", "images": [{"image_url": image}]})
+    answer = httpx.post(
+        url, headers=auth, json={"model": "flashbulb-photo", "prompt": "make it brighter", "images": [{"image_url": image}]}
+    )
     assert answer.status_code == 200, answer.text
     assert Image.open(io.BytesIO(base64.b64decode(answer.json()["data"][0]["b64_json"]))).size == (64, 48)
     missing = httpx.post(url, headers=auth, json={"prompt": "x"})
@@ -321,7 +328,7 @@ def test_edits_take_multipart_or_json_with_data_urls(server, key):  # noqa: ANN0
     assert plain.status_code == 400 and "multipart/form-data" in plain.json()["error"]["message"]
 
 
-def test_keys_missing_or_wrong_are_401s(server):  # noqa: ANN001
+def test_keys_missing_or_wrong_are_401s(server):
     with pytest.raises(openai.AuthenticationError) as caught:
         client_for(server, "fb-not-a-real-key").images.generate(prompt="a fox", model="tiny-sd")
     assert caught.value.code == "invalid_api_key" and caught.value.type == "authentication_error"
@@ -332,7 +339,7 @@ def test_keys_missing_or_wrong_are_401s(server):  # noqa: ANN001
         client_for(server, "fb-not-a-real-key").models.list()
 
 
-def test_unknown_model_and_unknown_path_are_404s(client):  # noqa: ANN001
+def test_unknown_model_and_unknown_path_are_404s(client):
     with pytest.raises(openai.NotFoundError) as caught:
         client.images.generate(prompt="a fox", model="no-such-model")
     assert caught.value.param == "model" and caught.value.code == "model_not_found"
@@ -341,7 +348,7 @@ def test_unknown_model_and_unknown_path_are_404s(client):  # noqa: ANN001
     assert "Invalid URL" in caught.value.message
 
 
-def test_out_of_credits_is_a_rate_limit_error_the_sdk_does_not_retry(server):  # noqa: ANN001
+def test_out_of_credits_is_a_rate_limit_error_the_sdk_does_not_retry(server):
     client = client_for(server, server.create_key("0"), max_retries=2)  # x-should-retry: false stops the SDK's retries
     started = time.monotonic()
     with pytest.raises(openai.RateLimitError) as caught:
@@ -350,7 +357,7 @@ def test_out_of_credits_is_a_rate_limit_error_the_sdk_does_not_retry(server):  #
     assert caught.value.response.headers["x-should-retry"] == "false"
 
 
-def test_a_retry_with_the_same_idempotency_key_gets_the_first_answer_and_pays_once(server):  # noqa: ANN001
+def test_a_retry_with_the_same_idempotency_key_gets_the_first_answer_and_pays_once(server):
     key = server.create_key("1")
     client = client_for(server, key)
     headers = {"Idempotency-Key": f"retry-{time.time_ns()}"}
@@ -363,10 +370,12 @@ def test_a_retry_with_the_same_idempotency_key_gets_the_first_answer_and_pays_on
     assert again.parse().data[0].b64_json == first.data[0].b64_json  # (a new multipart boundary: still the same call)
     assert balance(server, key) == paid < 1_000_000
     with pytest.raises(openai.BadRequestError, match="different request"):
-        client.images.edit(image=upload(photo("rocket")), prompt="make it brighter", model="flashbulb-photo", extra_headers=headers)
+        client.images.edit(
+            image=upload(photo("rocket")), prompt="make it brighter", model="flashbulb-photo", extra_headers=headers
+        )
 
 
-def test_an_expired_url_is_a_404_and_its_file_is_swept(server, client):  # noqa: ANN001
+def test_an_expired_url_is_a_404_and_its_file_is_swept(server, client):
     result = client.images.generate(model="tiny-sd", prompt="a desert", response_format="url")
     url = result.data[0].url
     path = Path(server.data_dir) / "outputs" / url.rsplit("/", 1)[1]
@@ -386,13 +395,13 @@ def test_an_expired_url_is_a_404_and_its_file_is_swept(server, client):  # noqa:
 
 
 @pytest.mark.parametrize("name", ["gpt-image-1.5", "gpt-image-2", "gpt-image-1-mini"])
-def test_the_newest_gpt_image_names_are_listed_and_answer(client, name):  # noqa: ANN001
+def test_the_newest_gpt_image_names_are_listed_and_answer(client, name):
     assert name in {m.id for m in client.models.list()}
     result = client.images.edit(model=name, image=upload(photo()), prompt="make it brighter")
     assert decoded(result.data[0]).size == (64, 48) and result.flashbulb["model"] == "flashbulb-photo"
 
 
-def test_generate_streams_a_completed_event_with_the_image_and_charges_once(server, key, client):  # noqa: ANN001
+def test_generate_streams_a_completed_event_with_the_image_and_charges_once(server, key, client):
     before = balance(server, key)
     events = list(client.images.generate(model="tiny-sd", prompt="a red fox", size="128x128", stream=True, partial_images=2))
     completed = [e for e in events if e.type == "image_generation.completed"]
@@ -404,17 +413,27 @@ def test_generate_streams_a_completed_event_with_the_image_and_charges_once(serv
     assert balance(server, key) == before - completed[0].flashbulb["chargeMicros"] < before
 
 
-def test_edit_streams_its_stages_as_partial_images_and_a_refusal_is_an_error_event_that_costs_nothing(server, key, client):  # noqa: ANN001
+def test_edit_streams_its_stages_as_partial_images_and_a_refusal_is_an_error_event_that_costs_nothing(server, key, client):
     original = photo()
-    events = list(client.images.edit(model="flashbulb-photo", image=upload(original), stream=True, partial_images=2,
-                                     prompt="make it brighter, then make it black and white"))
+    events = list(
+        client.images.edit(
+            model="flashbulb-photo",
+            image=upload(original),
+            stream=True,
+            partial_images=2,
+            prompt="make it brighter, then make it black and white",
+        )
+    )
     assert [e.type for e in events] == ["image_edit.partial_image", "image_edit.completed"]
     stage, final = decoded(events[0]).convert("RGB"), decoded(events[1]).convert("RGB")
     assert events[0].partial_image_index == 0 and stage.size == final.size == (64, 48)
     assert np.asarray(stage, dtype=float).mean() > np.asarray(original, dtype=float).mean() + 5  # brighter, still in colour
     assert np.ptp(np.asarray(stage, dtype=float), axis=2).mean() > 5 and np.ptp(np.asarray(final, dtype=float), axis=2).mean() < 1
-    without = list(client.images.edit(model="flashbulb-photo", image=upload(original), stream=True,
-                                      prompt="make it brighter, then make it black and white"))
+    without = list(
+        client.images.edit(
+            model="flashbulb-photo", image=upload(original), stream=True, prompt="make it brighter, then make it black and white"
+        )
+    )
     assert [e.type for e in without] == ["image_edit.completed"]  # partial_images 0: the final image alone
     before = balance(server, key)
     with pytest.raises(openai.APIError) as caught:
@@ -426,7 +445,7 @@ def data_url(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode()
 
 
-def test_responses_image_tool_generates_then_edits_by_previous_response_id(server, key, client):  # noqa: ANN001
+def test_responses_image_tool_generates_then_edits_by_previous_response_id(server, key, client):
     first = client.responses.create(
         model="gpt-5", input="a lighthouse at dusk", tools=[{"type": "image_generation", "model": "tiny-sd", "size": "128x128"}]
     )
@@ -436,7 +455,9 @@ def test_responses_image_tool_generates_then_edits_by_previous_response_id(serve
     assert call.revised_prompt == "a lighthouse at dusk" and first.usage.output_tokens == 1290
     # The next turn edits the image the first one made (the photo model sharpens it).
     second = client.responses.create(
-        model="gpt-5", input="make it sharper", previous_response_id=first.id,
+        model="gpt-5",
+        input="make it sharper",
+        previous_response_id=first.id,
         tools=[{"type": "image_generation", "model": "flashbulb-photo"}],
     )
     [edit] = second.output
@@ -453,11 +474,20 @@ def test_responses_image_tool_generates_then_edits_by_previous_response_id(serve
         )
 
 
-def test_responses_input_image_streams_the_lifecycle_events(client):  # noqa: ANN001
+def test_responses_input_image_streams_the_lifecycle_events(client):
     stream = client.responses.create(
-        model="gpt-5", stream=True, tools=[{"type": "image_generation", "model": "flashbulb-photo", "partial_images": 1}],
-        input=[{"role": "user", "content": [{"type": "input_text", "text": "make it brighter, then sharper"},
-                                            {"type": "input_image", "image_url": data_url(photo())}]}],
+        model="gpt-5",
+        stream=True,
+        tools=[{"type": "image_generation", "model": "flashbulb-photo", "partial_images": 1}],
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "make it brighter, then sharper"},
+                    {"type": "input_image", "image_url": data_url(photo())},
+                ],
+            }
+        ],
     )
     events = list(stream)
     kinds = [e.type for e in events]
@@ -470,12 +500,15 @@ def test_responses_input_image_streams_the_lifecycle_events(client):  # noqa: AN
     assert Image.open(io.BytesIO(base64.b64decode(call.result))).size == (64, 48)
 
 
-def test_responses_without_the_image_tool_is_a_400_saying_so(server, key, client):  # noqa: ANN001
+def test_responses_without_the_image_tool_is_a_400_saying_so(server, key, client):
     before = balance(server, key)
     with pytest.raises(openai.BadRequestError) as caught:
         client.responses.create(model="gpt-5", input="hello")
     assert caught.value.param == "tools" and "image_generation" in caught.value.message
     with pytest.raises(openai.BadRequestError) as caught:
-        client.responses.create(model="gpt-5", input=[{"role": "user", "content": [
-            {"type": "input_image", "image_url": "https://example.com/cat.png"}]}], tools=[{"type": "image_generation"}])
+        client.responses.create(
+            model="gpt-5",
+            input=[{"role": "user", "content": [{"type": "input_image", "image_url": "https://example.com/cat.png"}]}],
+            tools=[{"type": "image_generation"}],
+        )
     assert "data URL" in caught.value.message and balance(server, key) == before

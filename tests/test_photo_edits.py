@@ -9,16 +9,16 @@ import json
 import cv2
 import numpy as np
 import pytest
+from conftest import astronaut, gemini_body, png_bytes, start_server
 from google.genai import types
 from PIL import Image
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 
-from conftest import astronaut, gemini_body, png_bytes, start_server
 from flashbulb.vision import faces
 
 
-def edit(client, prompt: str, *images: Image.Image, aspect_ratio: str | None = None):  # noqa: ANN001, ANN201
+def edit(client, prompt: str, *images: Image.Image, aspect_ratio: str | None = None):
     config = types.GenerateContentConfig(image_config=types.ImageConfig(aspect_ratio=aspect_ratio)) if aspect_ratio else None
     response = client.models.generate_content(model="gemini-2.5-flash-image", contents=[*images, prompt], config=config)
     quality = json.loads(response.sdk_http_response.headers.get("x-flashbulb-quality", "{}"))
@@ -39,7 +39,7 @@ def face_box(image: Image.Image) -> tuple[int, int, int, int]:
 
 
 @pytest.fixture(scope="module")
-def client(server, key):  # noqa: ANN001, ANN201
+def client(server, key):
     return server.genai(key)
 
 
@@ -57,7 +57,9 @@ def test_restore_beats_bicubic_on_a_degraded_photo_and_keeps_identity(client):
     assert restored.size == (512, 512)
     bicubic = degraded.resize((512, 512), Image.Resampling.BICUBIC)
     truth_rgb = np.asarray(truth)
-    assert peak_signal_noise_ratio(truth_rgb, np.asarray(restored)) > peak_signal_noise_ratio(truth_rgb, np.asarray(bicubic)) + 0.5
+    assert (
+        peak_signal_noise_ratio(truth_rgb, np.asarray(restored)) > peak_signal_noise_ratio(truth_rgb, np.asarray(bicubic)) + 0.5
+    )
     assert keeps_identity(quality)
 
 
@@ -67,7 +69,11 @@ def test_remove_background_gives_a_transparent_png_around_the_person(client, por
     alpha = np.asarray(out.getchannel("A"), dtype=np.float32) / 255
     x0, y0, x1, y1 = face_box(portrait)
     dx, dy = (x1 - x0) // 5, (y1 - y0) // 5  # the inner face: the box's corners can be hair or sky
-    assert alpha[y0 + dy : y1 - dy, x0 + dx : x1 - dx].mean() > 0.95 and alpha[:30, :30].mean() < 0.05 and alpha[:30, -30:].mean() < 0.05
+    assert (
+        alpha[y0 + dy : y1 - dy, x0 + dx : x1 - dx].mean() > 0.95
+        and alpha[:30, :30].mean() < 0.05
+        and alpha[:30, -30:].mean() < 0.05
+    )
     assert keeps_identity(quality)
 
 
@@ -97,7 +103,7 @@ def test_a_second_photo_becomes_the_environment(client, portrait):
 def test_bokeh_background_is_blurred_but_the_face_is_sharp(client, portrait):
     _, out, quality = edit(client, "blur the background", portrait)
 
-    def detail(image: Image.Image, region) -> float:  # noqa: ANN001
+    def detail(image: Image.Image, region) -> float:
         return float(cv2.Laplacian(np.asarray(image.convert("L")), cv2.CV_32F)[region].var())
 
     sky = (slice(0, 60), slice(180, 256))  # the flag and the shuttle, top right
@@ -125,7 +131,7 @@ def test_relit_face_is_brighter_on_the_requested_side(client, portrait, side):
 
 
 def test_headshot_frames_head_and_shoulders_on_a_studio_background(client, portrait):
-    response, out, quality = edit(client, "make this a LinkedIn headshot", portrait, aspect_ratio="4:5")
+    _, out, quality = edit(client, "make this a LinkedIn headshot", portrait, aspect_ratio="4:5")
     width, height = out.size
     assert width / height == pytest.approx(4 / 5, abs=0.01) and height >= 512  # upscaled
     x0, y0, x1, y1 = face_box(out)
@@ -179,7 +185,9 @@ def test_an_edit_that_loses_the_face_is_refused_and_not_charged(server, key, por
 def test_quoted_text_is_read_back(server, key):
     sign = np.full((200, 600, 3), 255, np.uint8)
     cv2.putText(sign, "Thompson St", (20, 120), cv2.FONT_HERSHEY_SIMPLEX, 2.5, (0, 0, 0), 5)
-    response = server.generate(key, gemini_body(png_bytes(Image.fromarray(sign)), "make the sign that reads 'Thompson St' brighter"))
+    response = server.generate(
+        key, gemini_body(png_bytes(Image.fromarray(sign)), "make the sign that reads 'Thompson St' brighter")
+    )
     ocr = response.json()["flashbulb"]["quality"]["ocr"]
     assert ocr["wanted"] == [{"text": "Thompson St", "accuracy": 1.0}]
     assert json.loads(response.headers["x-flashbulb-quality"])["ocr_accuracy"] == [1.0]
@@ -208,40 +216,41 @@ def test_blocked_input_is_image_safety_and_free(tmp_path, portrait):
 # ---- honesty: what was asked, or a plain (free) refusal ----
 
 
-def balance(server, key: str) -> int:  # noqa: ANN001
+def balance(server, key: str) -> int:
     import httpx
 
     return httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()["balanceMicros"]
 
 
-@pytest.mark.parametrize("prompt", ["change the background to a beach", "LinkedIn headshot with a beach background",
-                                    "put her in front of a bookshelf"])
-def test_a_scene_it_cannot_paint_is_a_free_no_image_naming_the_model_that_can(server, key, client, portrait, prompt):  # noqa: ANN001
+@pytest.mark.parametrize(
+    "prompt", ["change the background to a beach", "LinkedIn headshot with a beach background", "put her in front of a bookshelf"]
+)
+def test_a_scene_it_cannot_paint_is_a_free_no_image_naming_the_model_that_can(server, key, client, portrait, prompt):
     before = balance(server, key)
     response, image, _ = edit(client, prompt, portrait)
     assert image is None and response.candidates[0].finish_reason == types.FinishReason.NO_IMAGE
     assert "flux2-klein-4b" in response.text and balance(server, key) == before
 
 
-def test_camera_words_are_listed_as_ignored_and_the_edit_is_done(client, portrait):  # noqa: ANN001
+def test_camera_words_are_listed_as_ignored_and_the_edit_is_done(client, portrait):
     response, image, _ = edit(client, "make it brighter, shot on a Sony a7 IV, 85mm, f/1.8", portrait)
     assert image is not None and rgb(image).mean() > rgb(portrait).mean() + 5
     assert "Ignored" in response.text and "85mm" in response.text
 
 
-def test_plus_one_stop_alone_is_an_exposure_change(client, portrait):  # noqa: ANN001
+def test_plus_one_stop_alone_is_an_exposure_change(client, portrait):
     _, image, _ = edit(client, "+1 stop", portrait)
     assert image is not None and rgb(image).mean() > rgb(portrait).mean() + 10
 
 
 @pytest.mark.parametrize("prompt", ["denoise", "remove the scratches", "fix the colour cast"])
-def test_cleaning_alone_does_not_enlarge(client, prompt):  # noqa: ANN001
+def test_cleaning_alone_does_not_enlarge(client, prompt):
     photo = astronaut(64)
     _, image, _ = edit(client, prompt, photo)
     assert image.size == photo.size
 
 
-def test_an_upscale_to_a_width_reaches_it_or_says_why_not(server, key, client):  # noqa: ANN001
+def test_an_upscale_to_a_width_reaches_it_or_says_why_not(server, key, client):
     photo = Image.fromarray(data.coffee()).resize((96, 64), Image.Resampling.LANCZOS)
     _, image, _ = edit(client, "upscale to 300 px wide", photo)
     assert image.width == 300
@@ -250,7 +259,7 @@ def test_an_upscale_to_a_width_reaches_it_or_says_why_not(server, key, client): 
     assert image is None and "4x" in response.text and balance(server, key) == before
 
 
-def test_a_cut_out_clears_what_it_hides_and_flattens_onto_white_without_alpha(server, client, portrait, tmp_path):  # noqa: ANN001
+def test_a_cut_out_clears_what_it_hides_and_flattens_onto_white_without_alpha(server, client, portrait, tmp_path):
     _, image, _ = edit(client, "remove the background", portrait)
     assert image.mode == "RGBA"
     pixels = np.asarray(image)
@@ -263,7 +272,7 @@ def test_a_cut_out_clears_what_it_hides_and_flattens_onto_white_without_alpha(se
     assert flat[hidden].mean() > 240  # white where the background was, not the original photo
 
 
-def test_a_wide_crop_of_a_portrait_keeps_the_whole_face(client):  # noqa: ANN001
+def test_a_wide_crop_of_a_portrait_keeps_the_whole_face(client):
     portrait = Image.fromarray(data.astronaut()).crop((64, 0, 448, 512)).resize((192, 256), Image.Resampling.LANCZOS)
     response, image, quality = edit(client, "make it brighter", portrait, aspect_ratio="16:9")
     assert image is not None, response.text
@@ -272,11 +281,14 @@ def test_a_wide_crop_of_a_portrait_keeps_the_whole_face(client):  # noqa: ANN001
     assert top > 0 and bottom < image.height  # the whole face inside the frame, not cut at the eyes
 
 
-def test_n_above_one_on_the_photo_model_is_a_free_400(server, key, client, portrait):  # noqa: ANN001
+def test_n_above_one_on_the_photo_model_is_a_free_400(server, key, client, portrait):
     from google.genai import errors
 
     before = balance(server, key)
     with pytest.raises(errors.ClientError) as raised:
-        client.models.generate_content(model="flashbulb-photo", contents=[portrait, "make it brighter"],
-                                       config=types.GenerateContentConfig(candidate_count=2))
+        client.models.generate_content(
+            model="flashbulb-photo",
+            contents=[portrait, "make it brighter"],
+            config=types.GenerateContentConfig(candidate_count=2),
+        )
     assert raised.value.code == 400 and "one result per edit" in raised.value.message and balance(server, key) == before

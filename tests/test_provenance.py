@@ -14,20 +14,29 @@ import c2pa
 import httpx
 import numpy as np
 import pytest
+from conftest import actions_of, astronaut, attacks, jpeg, png_bytes, read_manifest, start_server, verify
 from PIL import Image
 from skimage import data
 
 from flashbulb.provenance import watermark
-from conftest import actions_of, astronaut, attacks, jpeg, png_bytes, read_manifest, start_server, verify
 
 PHOTO_PROMPT = "make it brighter"
 
 
 @pytest.fixture(scope="module")
-def photo_result(server, key):  # noqa: ANN001, ANN201
+def photo_result(server, key):
     """A flashbulb-photo edit of a real photo over the Gemini API: (PNG bytes, its response)."""
-    body = {"contents": [{"role": "user", "parts": [
-        {"text": PHOTO_PROMPT}, {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png_bytes(astronaut(320))).decode()}}]}]}
+    body = {
+        "contents": [
+            {
+                "role": "user",
+                "parts": [
+                    {"text": PHOTO_PROMPT},
+                    {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png_bytes(astronaut(320))).decode()}},
+                ],
+            }
+        ]
+    }
     response = server.generate(key, body)
     assert response.status_code == 200, response.text
     answer = response.json()
@@ -64,7 +73,7 @@ def test_one_changed_pixel_fails_the_hard_binding(photo_result):
     # Keep every chunk (the manifest too) and swap only the pixel data: a forger's edit.
     start, end = image.index(b"IDAT") - 4, image.rindex(b"IEND") - 4
     edited = png_bytes(changed)
-    tampered = image[:start] + edited[edited.index(b"IDAT") - 4:edited.rindex(b"IEND") - 4] + image[end:]
+    tampered = image[:start] + edited[edited.index(b"IDAT") - 4 : edited.rindex(b"IEND") - 4] + image[end:]
     found = read_manifest(tampered, "image/png")
     assert found["state"] == "Invalid" and "assertion.dataHash.mismatch" in found["status"]
 
@@ -74,7 +83,7 @@ def test_the_watermark_survives_each_attack_and_traces_back_to_the_call(server, 
     picture = Image.open(io.BytesIO(image))
     for attack, attacked in attacks(picture).items():
         found = verify(server, key, attacked)
-        assert found["c2pa"] is None or attack == "png re-encode" and found["c2pa"] is None, attack  # stripped by each
+        assert found["c2pa"] is None or (attack == "png re-encode" and found["c2pa"] is None), attack  # stripped by each
         mark = found["watermark"]
         assert mark["found"], (attack, mark)
         assert mark["request_id"] == answer["responseId"] and mark["model"] == "flashbulb-photo", attack
@@ -94,8 +103,13 @@ def test_whose_call_it_was_only_its_account_and_admins_are_told(server, key, pho
 def sample_photos() -> list[Path]:
     """Every real photo scikit-image and matplotlib ship (none of them made by flashbulb)."""
     folders = [Path(data.__file__).parent, *(Path(p) / "matplotlib/mpl-data/sample_data" for p in site.getsitepackages())]
-    return sorted(p for folder in folders if folder.exists() for p in folder.iterdir()
-                  if p.suffix.lower() in (".png", ".jpg", ".jpeg") and min(Image.open(p).size) >= 64)
+    return sorted(
+        p
+        for folder in folders
+        if folder.exists()
+        for p in folder.iterdir()
+        if p.suffix.lower() in (".png", ".jpg", ".jpeg") and min(Image.open(p).size) >= 64
+    )
 
 
 def test_no_image_flashbulb_did_not_make_is_claimed(server, key, photo_result):
@@ -111,8 +125,9 @@ def test_openai_jpeg_and_webp_results_carry_valid_credentials(server, key):
 
     client = OpenAI(api_key=key, base_url=f"{server.base_url}/v1")
     for fmt, mime in (("jpeg", "image/jpeg"), ("webp", "image/webp")):
-        result = client.images.edit(model="flashbulb-photo", image=("in.png", png_bytes(astronaut(128))), prompt="upscale 2x",
-                                    output_format=fmt)
+        result = client.images.edit(
+            model="flashbulb-photo", image=("in.png", png_bytes(astronaut(128))), prompt="upscale 2x", output_format=fmt
+        )
         signed = base64.b64decode(result.data[0].b64_json)
         found = read_manifest(signed, mime)
         assert found["state"] == "Valid", (fmt, found["status"])
@@ -122,8 +137,11 @@ def test_openai_jpeg_and_webp_results_carry_valid_credentials(server, key):
 
 def test_bad_input_to_verify_is_a_400_in_the_callers_format(server, key):
     url = f"{server.base_url}/flashbulb/verify"
-    not_image = httpx.post(url, json={"inlineData": {"mimeType": "image/png", "data": base64.b64encode(b"hello").decode()}},
-                           headers={"x-goog-api-key": key})
+    not_image = httpx.post(
+        url,
+        json={"inlineData": {"mimeType": "image/png", "data": base64.b64encode(b"hello").decode()}},
+        headers={"x-goog-api-key": key},
+    )
     assert not_image.status_code == 400 and "not a readable" in not_image.json()["error"]["message"]
     assert httpx.post(url, json={"image": 1}, headers={"x-goog-api-key": key}).status_code == 400
     assert httpx.post(url, json={}, headers={"x-goog-api-key": "nope"}).status_code in (400, 401)
@@ -147,12 +165,32 @@ def test_flashbulb_verify_on_the_command_line(server, key, photo_result, tmp_pat
 
 def test_a_server_can_opt_out(tmp_path):
     data_dir = tmp_path / "data"
-    quiet = start_server(data_dir, f"sqlite:///{data_dir / 'flashbulb.db'}",
-                         config="[provenance]\ncontent_credentials = false\nwatermark = false\n")
+    quiet = start_server(
+        data_dir,
+        f"sqlite:///{data_dir / 'flashbulb.db'}",
+        config="[provenance]\ncontent_credentials = false\nwatermark = false\n",
+    )
     try:
         key = quiet.create_key("1")
-        response = quiet.generate(key, {"contents": [{"role": "user", "parts": [
-            {"text": "upscale 2x"}, {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png_bytes(astronaut(128))).decode()}}]}]})
+        response = quiet.generate(
+            key,
+            {
+                "contents": [
+                    {
+                        "role": "user",
+                        "parts": [
+                            {"text": "upscale 2x"},
+                            {
+                                "inlineData": {
+                                    "mimeType": "image/png",
+                                    "data": base64.b64encode(png_bytes(astronaut(128))).decode(),
+                                }
+                            },
+                        ],
+                    }
+                ]
+            },
+        )
         answer = response.json()
         [part] = [p for p in answer["candidates"][0]["content"]["parts"] if "inlineData" in p]
         image = base64.b64decode(part["inlineData"]["data"])
@@ -173,7 +211,9 @@ def test_the_mark_does_not_move_the_identity_guards_numbers():
     marked = watermark.embed(portrait, 0x5EED1234)
     assert watermark.psnr(portrait, marked) >= 40
     recompressed = Image.open(io.BytesIO(jpeg(portrait)))
-    [before], [after], [baseline] = (identity.embeddings(np.asarray(im.convert("RGB"))) for im in (portrait, marked, recompressed))
+    [before], [after], [baseline] = (
+        identity.embeddings(np.asarray(im.convert("RGB"))) for im in (portrait, marked, recompressed)
+    )
     assert identity.distance(before, after) <= identity.distance(before, baseline) < 0.2 * identity.THRESHOLD
     assert watermark.read(marked).payload == 0x5EED1234
 
@@ -183,18 +223,34 @@ def test_a_local_cli_edit_is_signed_marked_and_traced_back(server, tmp_path):
     the "local" account, so `flashbulb verify` on a JPEG copy finds it."""
     photo, out = tmp_path / "in.png", tmp_path / "out.png"
     astronaut(256).save(photo)
-    done = json.loads(server.cli("edit", str(photo), "make it warmer", "-o", str(out), "--model", "flashbulb-photo", "--json").stdout)
+    done = json.loads(
+        server.cli("edit", str(photo), "make it warmer", "-o", str(out), "--model", "flashbulb-photo", "--json").stdout
+    )
     assert done["ok"] and done["content_credentials"] and done["quality"]["watermark"]["marked"]
     found = read_manifest(out.read_bytes(), "image/png")
-    assert found["state"] == "Valid" and [a["action"] for a in actions_of(found["manifest"])][0] == "c2pa.opened"
+    assert found["state"] == "Valid" and actions_of(found["manifest"])[0]["action"] == "c2pa.opened"
     copy = tmp_path / "copy.jpg"
     copy.write_bytes(jpeg(Image.open(out)))
     [report] = json.loads(server.cli("verify", str(copy), "--json").stdout)
     assert report["watermark"]["found"] and report["watermark"]["model"] == "flashbulb-photo"
     # Through the server, an admin sees the local run too (same database); a JPEG kept by a remote
     # edit says its credentials were dropped.
-    remote = json.loads(server.cli("edit", str(photo), "make it warmer", "-o", str(tmp_path / "r.jpg"), "--model", "flashbulb-photo",
-                                   "--server", server.base_url, "--key", server.create_key("1"), "--json").stdout)
+    remote = json.loads(
+        server.cli(
+            "edit",
+            str(photo),
+            "make it warmer",
+            "-o",
+            str(tmp_path / "r.jpg"),
+            "--model",
+            "flashbulb-photo",
+            "--server",
+            server.base_url,
+            "--key",
+            server.create_key("1"),
+            "--json",
+        ).stdout
+    )
     assert remote["ok"] and remote["content_credentials"] is False
 
 
@@ -211,8 +267,25 @@ def test_an_operators_own_certificate_signs_and_the_watermark_can_be_off_alone(t
     signed = start_server(data_dir, f"sqlite:///{data_dir / 'flashbulb.db'}", config=config)
     try:
         key = signed.create_key("1")
-        answer = signed.generate(key, {"contents": [{"role": "user", "parts": [
-            {"text": "upscale 2x"}, {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png_bytes(astronaut(128))).decode()}}]}]}).json()
+        answer = signed.generate(
+            key,
+            {
+                "contents": [
+                    {
+                        "role": "user",
+                        "parts": [
+                            {"text": "upscale 2x"},
+                            {
+                                "inlineData": {
+                                    "mimeType": "image/png",
+                                    "data": base64.b64encode(png_bytes(astronaut(128))).decode(),
+                                }
+                            },
+                        ],
+                    }
+                ]
+            },
+        ).json()
         [part] = [p for p in answer["candidates"][0]["content"]["parts"] if "inlineData" in p]
         manifest = read_manifest(base64.b64decode(part["inlineData"]["data"]), "image/png")["manifest"]
         serial = x509.load_pem_x509_certificates(chain.read_bytes())[0].serial_number

@@ -13,11 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import openai
 import pytest
-
 from conftest import astronaut, gemini_body, png_bytes, start_server, wait_for
+from sqlalchemy import func, select
+
 from flashbulb.store import db as store
 from flashbulb.store.tables import Hold, UsageRecord
-from sqlalchemy import func, select
 
 REDIS_URL = os.environ.get("FLASHBULB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PRICE = 2_000  # flashbulb-photo, micro-USD per image
@@ -32,11 +32,11 @@ def slow() -> dict:
     return gemini_body(png_bytes(astronaut(192)), "restore")  # several seconds on CPU
 
 
-def account(server, key: str) -> dict:  # noqa: ANN001
+def account(server, key: str) -> dict:
     return httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}, timeout=30).json()
 
 
-def records(server, name: str) -> list[str]:  # noqa: ANN001
+def records(server, name: str) -> list[str]:
     database = store.connect(server.database_url)
     try:
         with database.connect() as conn:
@@ -48,7 +48,7 @@ def records(server, name: str) -> list[str]:  # noqa: ANN001
         database.dispose()
 
 
-def open_holds(server) -> int:  # noqa: ANN001
+def open_holds(server) -> int:
     database = store.connect(server.database_url)
     try:
         with database.connect() as conn:
@@ -67,7 +67,7 @@ def assert_gemini_rate_limited(response: httpx.Response, words: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def rpm_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def rpm_server(tmp_path_factory: pytest.TempPathFactory):
     data_dir = tmp_path_factory.mktemp("rpm")
     config = "[rate_limits]\nkey_rpm = 2\naccount_rpm = 3\nkey_concurrent = 0\naccount_concurrent = 0\n"
     server = start_server(data_dir, f"sqlite:///{data_dir / 'f.db'}", config)
@@ -128,7 +128,7 @@ def test_batch_items_are_not_rate_limited_as_live_calls(rpm_server):
 
 
 @pytest.fixture(scope="module")
-def concurrency_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def concurrency_server(tmp_path_factory: pytest.TempPathFactory):
     data_dir = tmp_path_factory.mktemp("concurrent")
     config = "[rate_limits]\nkey_rpm = 0\naccount_rpm = 0\nkey_concurrent = 1\naccount_concurrent = 2\n"
     server = start_server(data_dir, f"sqlite:///{data_dir / 'f.db'}", config)
@@ -200,12 +200,12 @@ def redis_or_skip() -> None:
 
 
 @pytest.fixture
-def two_servers(tmp_path):  # noqa: ANN201
+def two_servers(tmp_path):
     """Two servers on one database and one Redis, under a key prefix of this test's own."""
     redis_or_skip()
     prefix = f"fbtest-{uuid.uuid4().hex[:8]}"
     config = (
-        f'[rate_limits]\nkey_rpm = 3\naccount_rpm = 0\nkey_concurrent = 1\naccount_concurrent = 0\n'
+        f"[rate_limits]\nkey_rpm = 3\naccount_rpm = 0\nkey_concurrent = 1\naccount_concurrent = 0\n"
         f'redis_url = "{REDIS_URL}"\nredis_prefix = "{prefix}"\n'
     )
     url = f"sqlite:///{tmp_path / 'shared.db'}"

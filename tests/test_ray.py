@@ -14,14 +14,14 @@ import time
 import httpx
 import pytest
 import ray.serve  # noqa: F401 - the test extra installs it: missing, this module fails rather than skips
-
 import tiny_pipelines
 from conftest import astronaut, gemini_body, png_bytes, start_server
+
 from flashbulb.engine.backends.diffusion import catalog
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def server(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("ray")
     weights = tiny_pipelines.build(catalog.by_name()["sd-turbo"].pipeline, root / "tiny-sd")
     config = f"""
@@ -59,7 +59,7 @@ account_concurrent = 0
     srv.stop()
 
 
-def photo(server, key: str) -> httpx.Response:  # noqa: ANN001
+def photo(server, key: str) -> httpx.Response:
     return server.generate(key, gemini_body(png_bytes(astronaut(48)), "make it brighter"))
 
 

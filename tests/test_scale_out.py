@@ -9,10 +9,10 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import astronaut, gemini_body, png_bytes, start_server, wait_for
 
 CONFIG = """
@@ -32,22 +32,22 @@ account_concurrent = 0
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def server(tmp_path_factory: pytest.TempPathFactory):
     data_dir = tmp_path_factory.mktemp("scale-out")
     srv = start_server(data_dir, f"sqlite:///{data_dir / 'flashbulb.db'}", config=CONFIG)
     yield srv
     srv.stop()
 
 
-def ask(server, key: str, prompt: str, timeout: float = 60) -> httpx.Response:  # noqa: ANN001
+def ask(server, key: str, prompt: str, timeout: float = 60) -> httpx.Response:
     return server.generate(key, {"contents": [{"role": "user", "parts": [{"text": prompt}]}]}, model="faulty", timeout=timeout)
 
 
-def account(server, key: str) -> dict:  # noqa: ANN001
+def account(server, key: str) -> dict:
     return httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
 
 
-def assert_unavailable_and_free(response: httpx.Response, server, key: str) -> None:  # noqa: ANN001
+def assert_unavailable_and_free(response: httpx.Response, server, key: str) -> None:
     assert response.status_code == 503, response.text
     error = response.json()["error"]
     assert error["status"] == "UNAVAILABLE" and "not charged" in error["message"], error
@@ -92,7 +92,11 @@ def test_a_photo_worker_killed_while_idle_is_replaced_before_the_next_call(serve
     first = server.generate(key, gemini_body(png_bytes(astronaut(32)), "make it brighter"))
     pid = first.json()["flashbulb"]["replica"]["pid"]
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z", 10, "the worker to die")
+    wait_for(
+        lambda: not os.path.exists(f"/proc/{pid}") or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z",
+        10,
+        "the worker to die",
+    )
     second = server.generate(key, gemini_body(png_bytes(astronaut(32)), "make it brighter"))
     assert second.status_code == 200, second.text  # nobody pays for a death nobody was running on
     assert second.json()["flashbulb"]["replica"]["pid"] != pid
@@ -110,8 +114,12 @@ def test_a_native_crash_is_contained_and_the_third_identical_request_is_refused_
     assert time.monotonic() - started < 2  # refused before it reaches a worker
     assert account(server, key)["balanceMicros"] == 1_000_000
     # OpenAI callers get their shape for the same refusal.
-    openai_shape = httpx.post(f"{server.base_url}/v1/images/generations", headers={"authorization": f"Bearer {key}"},
-                              json={"model": "faulty", "prompt": "abort now"}, timeout=30)
+    openai_shape = httpx.post(
+        f"{server.base_url}/v1/images/generations",
+        headers={"authorization": f"Bearer {key}"},
+        json={"model": "faulty", "prompt": "abort now"},
+        timeout=30,
+    )
     assert openai_shape.status_code == 400 and openai_shape.json()["error"]["code"] == "poison_request", openai_shape.text
     # Other requests are still served.
     assert ask(server, key, "hello").status_code == 200
@@ -121,8 +129,12 @@ def test_an_answer_that_cannot_be_built_is_not_charged(server):
     key = server.create_key("1")
     for call in (
         lambda: ask(server, key, "unanswerable"),
-        lambda: httpx.post(f"{server.base_url}/v1/images/generations", headers={"authorization": f"Bearer {key}"},
-                           json={"model": "faulty", "prompt": "unanswerable"}, timeout=30),
+        lambda: httpx.post(
+            f"{server.base_url}/v1/images/generations",
+            headers={"authorization": f"Bearer {key}"},
+            json={"model": "faulty", "prompt": "unanswerable"},
+            timeout=30,
+        ),
     ):
         response = call()
         assert response.status_code == 500, response.text
@@ -156,9 +168,11 @@ def test_one_accounts_flood_does_not_starve_another_account(server):
     assert still_waiting >= 6, f"B was answered after {12 - still_waiting} of A's 12 calls"
 
 
-def queued(server, model: str) -> int:  # noqa: ANN001
+def queued(server, model: str) -> int:
     metrics = httpx.get(f"{server.base_url}/metrics").text
-    line = next((l for l in metrics.splitlines() if l.startswith("flashbulb_queue_depth") and f'model="{model}"' in l), None)
+    line = next(
+        (row for row in metrics.splitlines() if row.startswith("flashbulb_queue_depth") and f'model="{model}"' in row), None
+    )
     return int(float(line.rsplit(" ", 1)[1])) if line else 0
 
 

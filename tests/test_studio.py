@@ -18,9 +18,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import ROOT, Server, astronaut, gemini_body, png_bytes, start_server
+from PIL import Image
 
 CHROMIUM = Path(os.environ.get("FLASHBULB_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = Path(os.environ.get("FLASHBULB_ARTIFACTS") or ROOT / "test-artifacts") / "screenshots"
@@ -84,7 +83,11 @@ def test_usage_summary_paging_and_csv(any_db_server):
     assert [r["request_id"] for r in rows] == ids
     assert all(r["charge_usd"] == "0.002000" and r["same_person"] == "true" and r["account"] == "'=csv-check" for r in rows)
 
-    for bad in ("/flashbulb/account/usage/summary?days=0", "/flashbulb/account/usage?limit=0", "/flashbulb/account/usage?pageToken=x"):
+    for bad in (
+        "/flashbulb/account/usage/summary?days=0",
+        "/flashbulb/account/usage?limit=0",
+        "/flashbulb/account/usage?pageToken=x",
+    ):
         assert get(server, bad, key).status_code == 400, bad
     assert get(server, "/flashbulb/account/usage/summary").status_code == 403  # no key
 
@@ -93,7 +96,7 @@ def test_usage_summary_paging_and_csv(any_db_server):
 
 
 @pytest.fixture(scope="module")
-def browser():  # noqa: ANN201
+def browser():
     why = None
     try:
         from playwright.sync_api import sync_playwright
@@ -114,7 +117,7 @@ def browser():  # noqa: ANN201
 
 
 @pytest.fixture()
-def page(browser, studio_server):  # noqa: ANN001, ANN201
+def page(browser, studio_server):
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     context.set_default_timeout(15_000)
     tab = context.new_page()
@@ -125,11 +128,11 @@ def page(browser, studio_server):  # noqa: ANN001, ANN201
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def shot(page, name: str) -> None:  # noqa: ANN001
+def shot(page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
-def sign_in(page, server: Server, key: str) -> None:  # noqa: ANN001
+def sign_in(page, server: Server, key: str) -> None:
     from playwright.sync_api import expect
 
     page.goto(server.base_url + "/")
@@ -282,7 +285,9 @@ def test_a_bad_key_and_an_empty_account_get_clear_messages(page, studio_server, 
     shot(page, "out-of-credits")
 
     # A code from the operator tops the account up from the usage page; the history shows it.
-    code = httpx.post(f"{studio_server.base_url}/admin/codes", json={"usd": "1"}, headers={"x-goog-api-key": studio_server.admin_key}).json()["code"]
+    code = httpx.post(
+        f"{studio_server.base_url}/admin/codes", json={"usd": "1"}, headers={"x-goog-api-key": studio_server.admin_key}
+    ).json()["code"]
     page.get_by_role("link", name="Usage").click()
     expect(page.locator("#ledger tbody")).to_contain_text("No credits yet")
     page.get_by_label("Redeem a code").fill("fbc-not-a-code")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-
 from conftest import astronaut
+
 from flashbulb.vision.superres import RealESRGAN
 
 

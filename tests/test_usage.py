@@ -10,10 +10,10 @@ import uuid
 
 import httpx
 import pytest
+from conftest import astronaut, gemini_body, png_bytes, start_server
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, update
 
-from conftest import astronaut, gemini_body, png_bytes, start_server
 from flashbulb.store import db as store
 from flashbulb.store.tables import Account, UsageDaily, UsageRecord
 
@@ -24,15 +24,15 @@ def cheap(text: str = "make it brighter") -> dict:
     return gemini_body(png_bytes(astronaut(16)), text)
 
 
-def admin(server, path: str, **params) -> httpx.Response:  # noqa: ANN001
+def admin(server, path: str, **params) -> httpx.Response:
     return httpx.get(f"{server.base_url}/admin{path}", headers={"x-goog-api-key": server.admin_key}, params=params, timeout=30)
 
 
-def own(server, key: str, path: str, **params) -> httpx.Response:  # noqa: ANN001
+def own(server, key: str, path: str, **params) -> httpx.Response:
     return httpx.get(f"{server.base_url}/flashbulb{path}", headers={"x-goog-api-key": key}, params=params, timeout=30)
 
 
-def scrape(server) -> dict:  # noqa: ANN001
+def scrape(server) -> dict:
     text = httpx.get(f"{server.base_url}/metrics").text
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -42,15 +42,19 @@ def scrape(server) -> dict:  # noqa: ANN001
     }
 
 
-def backdate(server, name: str, days: int, count: int) -> None:  # noqa: ANN001
+def backdate(server, name: str, days: int, count: int) -> None:
     """Move the account's `count` oldest usage records `days` days into the past."""
     database = store.connect(server.database_url)
     try:
         with database.begin() as conn:
             account_id = conn.execute(select(Account.id).where(Account.name == name)).scalar_one()
-            ids = conn.execute(
-                select(UsageRecord.id).where(UsageRecord.account_id == account_id).order_by(UsageRecord.id).limit(count)
-            ).scalars().all()
+            ids = (
+                conn.execute(
+                    select(UsageRecord.id).where(UsageRecord.account_id == account_id).order_by(UsageRecord.id).limit(count)
+                )
+                .scalars()
+                .all()
+            )
             for i, rid in enumerate(ids):
                 when = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=days + i % 2, hours=1)
                 conn.execute(update(UsageRecord).where(UsageRecord.id == rid).values(created_at=when))
@@ -58,7 +62,7 @@ def backdate(server, name: str, days: int, count: int) -> None:  # noqa: ANN001
         database.dispose()
 
 
-def table_counts(server) -> tuple[int, int]:  # noqa: ANN001
+def table_counts(server) -> tuple[int, int]:
     database = store.connect(server.database_url)
     try:
         with database.connect() as conn:
@@ -71,7 +75,7 @@ def table_counts(server) -> tuple[int, int]:  # noqa: ANN001
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def usage_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def usage_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     data_dir = tmp_path_factory.mktemp(f"usage-{request.param}")
     url = f"sqlite:///{data_dir / 'f.db'}" if request.param == "sqlite" else request.getfixturevalue("new_postgres_database")()
     server = start_server(data_dir, url, "[rate_limits]\nkey_rpm = 0\naccount_rpm = 0\n")
@@ -85,7 +89,12 @@ def test_summaries_group_by_account_key_model_and_day(usage_server):
     first = server.create_key("1", name=name)
     second = server.create_key("0", name=name)
     other = server.create_key("1")
-    for key, text in ((first, "make it brighter"), (first, "write a poem about it"), (second, "make it brighter"), (other, "make it brighter")):
+    for key, text in (
+        (first, "make it brighter"),
+        (first, "write a poem about it"),
+        (second, "make it brighter"),
+        (other, "make it brighter"),
+    ):
         assert server.generate(key, cheap(text)).status_code == 200
     today = dt.datetime.now(dt.UTC).date().isoformat()
 
@@ -98,7 +107,9 @@ def test_summaries_group_by_account_key_model_and_day(usage_server):
     assert summary["totals"]["calls"] == 3 and summary["totals"]["charge_micros"] == 2 * PRICE
 
     everyone = admin(server, "/usage/summary", group="account").json()["rows"]
-    assert {"account": name, "calls": 3} == {k: v for k, v in next(r for r in everyone if r["account"] == name).items() if k in ("account", "calls")}
+    assert {"account": name, "calls": 3} == {
+        k: v for k, v in next(r for r in everyone if r["account"] == name).items() if k in ("account", "calls")
+    }
     by_status = admin(server, "/usage/summary", group="status", account=name).json()["rows"]
     assert {r["status"]: r["calls"] for r in by_status} == {"ok": 2, "no_image": 1}
     assert admin(server, "/usage/summary", group="colour").status_code == 400
@@ -117,7 +128,7 @@ def test_cli_exports_csv_and_json(usage_server, tmp_path):
     server = usage_server
     name = f"exp-{uuid.uuid4().hex[:6]}"
     key = server.create_key("1", name=name)
-    for text in ("make it brighter", "=HYPERLINK(\"x\")"):
+    for text in ("make it brighter", '=HYPERLINK("x")'):
         assert server.generate(key, cheap(text)).status_code == 200
     today = dt.datetime.now(dt.UTC).date().isoformat()
     out_csv = tmp_path / "usage.csv"
@@ -148,7 +159,9 @@ def test_rollup_moves_old_records_into_daily_totals_and_changes_no_total(usage_s
         server.cli("usage", "export", "--format", "json", "--account", name, "-o", str(out))
         exported = json.loads(out.read_text())["rows"]
         return {
-            "summary": admin(server, "/usage/summary", group="account,key,model,day,status", account=name, **{"from": start}).json(),
+            "summary": admin(
+                server, "/usage/summary", group="account,key,model,day,status", account=name, **{"from": start}
+            ).json(),
             "own": own(server, key, "/account/usage/summary", group="day", days=366).json(),
             "totals": [t for t in json.loads(server.cli("usage", "--json").stdout)["totals"] if t["account"] == name],
             "metrics": scrape(server),

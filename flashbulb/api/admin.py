@@ -79,10 +79,18 @@ def build_router(gateway: Gateway) -> APIRouter:
         await admin(request)
         settings = gateway.settings
         new = await asyncio.to_thread(
-            accounts.create_key, db, body.account, key_name=body.key_name, credits_micros=_micros(body.credits_usd), admin=body.admin,
-            models=body.models, expires_in=accounts.parse_duration(body.expires) if body.expires else None,
-            cap_micros=_micros(body.cap_usd) if body.cap_usd is not None else None, referred_by=body.referred_by,
-            referral_percent=settings.referral_percent, referral_days=settings.referral_days,
+            accounts.create_key,
+            db,
+            body.account,
+            key_name=body.key_name,
+            credits_micros=_micros(body.credits_usd),
+            admin=body.admin,
+            models=body.models,
+            expires_in=accounts.parse_duration(body.expires) if body.expires else None,
+            cap_micros=_micros(body.cap_usd) if body.cap_usd is not None else None,
+            referred_by=body.referred_by,
+            referral_percent=settings.referral_percent,
+            referral_days=settings.referral_days,
         )
         return {"key": new.key, "account": body.account, "keyId": new.key_id}
 
@@ -129,8 +137,11 @@ def build_router(gateway: Gateway) -> APIRouter:
 
     @router.get("/usage/summary")
     async def usage_summary(
-        request: Request, group: str = "account,model", start: str | None = Query(None, alias="from"),
-        end: str | None = Query(None, alias="to"), account: str | None = None,
+        request: Request,
+        group: str = "account,model",
+        start: str | None = Query(None, alias="from"),
+        end: str | None = Query(None, alias="to"),
+        account: str | None = None,
     ) -> dict:
         """Calls, images and charges per account, key, model, day and/or status (?group=account,day),
         over UTC days ?from= to ?to= (both included; default the last 30), rolled-up days included."""
@@ -142,7 +153,7 @@ def build_router(gateway: Gateway) -> APIRouter:
         )
 
     @router.get("/ledger")
-    async def account_ledger(request: Request, account: str, limit: int = 100, pageToken: str = "") -> dict:  # noqa: N803
+    async def account_ledger(request: Request, account: str, limit: int = 100, pageToken: str = "") -> dict:
         """One account's ledger entries (grants, charges, refunds, ...), newest first, with running balances."""
         await admin(request)
         account_id = await asyncio.to_thread(usage.account_id_of, db, account)
@@ -175,12 +186,21 @@ def build_account_router(gateway: Gateway) -> APIRouter:
         if code.startswith(accounts.REFERRAL_PREFIX):
             settings = gateway.settings
             referrer = await asyncio.to_thread(
-                ledger.set_referrer, gateway.db, caller.account_id, code,
-                percent=settings.referral_percent, days=settings.referral_days,
+                ledger.set_referrer,
+                gateway.db,
+                caller.account_id,
+                code,
+                percent=settings.referral_percent,
+                days=settings.referral_days,
             )
             return {"account": caller.account_name, "redeemed": "referral", "referrer": referrer}
         redeemed = await asyncio.to_thread(ledger.redeem_code, gateway.db, caller.account_id, code)
-        return {"account": caller.account_name, "redeemed": "credits", **redeemed, "balanceUsd": micros_to_usd(redeemed["balanceMicros"])}
+        return {
+            "account": caller.account_name,
+            "redeemed": "credits",
+            **redeemed,
+            "balanceUsd": micros_to_usd(redeemed["balanceMicros"]),
+        }
 
     @router.get("/account/referral")
     async def referral(request: Request) -> dict:
@@ -202,14 +222,14 @@ def build_account_router(gateway: Gateway) -> APIRouter:
         }
 
     @router.get("/account/ledger")
-    async def account_ledger(request: Request, limit: int = 100, pageToken: str = "") -> dict:  # noqa: N803
+    async def account_ledger(request: Request, limit: int = 100, pageToken: str = "") -> dict:
         """Every movement of this account's balance, newest first, each with the balance after it:
         grants, redeemed codes, charges, refunds, commissions earned and clawed back."""
         caller = await gateway.authenticate(api_key_of(request))
         return await statement_page(gateway, caller.account_id, limit, pageToken)
 
     @router.get("/account/usage")
-    async def account_usage(request: Request, limit: int = 100, pageToken: str = "") -> dict:  # noqa: N803
+    async def account_usage(request: Request, limit: int = 100, pageToken: str = "") -> dict:
         """Newest first; pass the answer's `nextPageToken` as `pageToken` for older records."""
         caller = await gateway.authenticate(api_key_of(request))
         check_limit(limit, MAX_PAGE)
@@ -220,7 +240,10 @@ def build_account_router(gateway: Gateway) -> APIRouter:
 
     @router.get("/account/usage/summary")
     async def account_usage_summary(
-        request: Request, days: int = 30, group: str = "", start: str | None = Query(None, alias="from"),
+        request: Request,
+        days: int = 30,
+        group: str = "",
+        start: str | None = Query(None, alias="from"),
         end: str | None = Query(None, alias="to"),
     ) -> dict:
         """Spend per UTC day (every day of the window, zeros included) and per model; with

@@ -91,12 +91,17 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
     result_files = outputs.OutputStore(blob_store, settings.output_url_ttl_s)
 
     # Batch jobs: the Files API store and the in-process runner (started and stopped with the app).
-    file_store = FileStore(gateway.db, blob_store, max_bytes=settings.max_file_bytes, ttl_s=settings.file_ttl_s,
-                           max_account_bytes=settings.max_account_file_bytes)
+    file_store = FileStore(
+        gateway.db,
+        blob_store,
+        max_bytes=settings.max_file_bytes,
+        ttl_s=settings.file_ttl_s,
+        max_account_bytes=settings.max_account_file_bytes,
+    )
     batch_runner = BatchRunner(gateway, batches.GeminiItemCodec(settings), file_store)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI):  # noqa: ANN202
+    async def lifespan(_app: FastAPI):
         logging.getLogger("uvicorn.access").addFilter(_hide_keys)  # after uvicorn configured its logging
         sweeper = asyncio.create_task(_sweep_expired(gateway))
         output_sweeper = asyncio.create_task(result_files.sweep_forever())
@@ -118,8 +123,12 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
     app.add_middleware(
         idempotency.Idempotency, db=gateway.db, ttl_s=settings.idempotency_ttl_s, run_lease_s=settings.request_timeout_s + 60
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s,
-                       min_bytes_per_s=settings.body_min_bytes_per_s)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.body_timeout_s,
+        min_bytes_per_s=settings.body_min_bytes_per_s,
+    )
     metrics.install(app, gateway)
     # /v1/models is both APIs' path: OpenAI's routes match only OpenAI callers, so they go first.
     app.include_router(openai.build_models_router(gateway), prefix="/v1")
@@ -145,8 +154,12 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
     async def readyz() -> JSONResponse:
         """503 until the models to warm are loaded (or failed to): a load balancer's readiness probe."""
         ready = all(m in gateway.engine.warm or m in failed_warm for m in to_warm)
-        body = {"ready": ready, "warm_models": sorted(gateway.engine.warm), "failed_models": failed_warm,
-                "replicas": gateway.engine.replicas()}
+        body = {
+            "ready": ready,
+            "warm_models": sorted(gateway.engine.warm),
+            "failed_models": failed_warm,
+            "replicas": gateway.engine.replicas(),
+        }
         return JSONResponse(body, status_code=200 if ready else 503)
 
     studio.install(app)  # the web studio at / (static files; after the API routes, shadowing none)

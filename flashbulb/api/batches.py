@@ -19,7 +19,6 @@ from typing import Any, BinaryIO
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
-from flashbulb.parsing import load_json
 from flashbulb.api.errors import GOOGLE_STATUS, describe_validation
 from flashbulb.api.files import page_offset, page_size, timestamp
 from flashbulb.api.gemini import Wire, parse_body, to_image_request, to_response
@@ -32,6 +31,7 @@ from flashbulb.gateway.gateway import Gateway, Served
 from flashbulb.jobs import queue
 from flashbulb.jobs.files import FileStore, new_id
 from flashbulb.jobs.runner import BatchRunner
+from flashbulb.parsing import load_json
 
 STATES = {
     queue.PENDING: "BATCH_STATE_PENDING",
@@ -52,8 +52,12 @@ class GeminiItemCodec:
 
     def request(self, payload: str, *, model: str, caller: Caller, request_id: str) -> ImageRequest:
         return to_image_request(
-            parse_body(payload.encode()), model=model, caller=caller, request_id=request_id,
-            max_pixels=self.settings.max_input_pixels, max_images=self.settings.max_input_images,
+            parse_body(payload.encode()),
+            model=model,
+            caller=caller,
+            request_id=request_id,
+            max_pixels=self.settings.max_input_pixels,
+            max_images=self.settings.max_input_images,
         )
 
     def response(self, request: ImageRequest, served: Served) -> dict:
@@ -188,15 +192,23 @@ def build_router(gateway: Gateway, files: FileStore, runner: BatchRunner) -> API
         entry = registry.resolve(model)
         accounts.check_scope(caller, model, entry.name)  # a key scoped to other models can't batch them either
         if not entry.installed():
-            raise FlashbulbError(ErrorKind.FAILED_PRECONDITION, f"{entry.name} is not installed here; see `flashbulb pull {entry.name}`.")
+            raise FlashbulbError(
+                ErrorKind.FAILED_PRECONDITION, f"{entry.name} is not installed here; see `flashbulb pull {entry.name}`."
+            )
         spec = await asyncio.to_thread(parse_create, await request.body())
         config = spec.input_config
         assert config is not None
         batch_id = new_id()
 
         def store() -> None:
-            common = dict(account_id=caller.account_id, key_id=caller.key_id, model=entry.name, display_name=spec.display_name,
-                          max_items=gateway.settings.max_batch_items, max_open=gateway.settings.max_open_batches)
+            common = dict(
+                account_id=caller.account_id,
+                key_id=caller.key_id,
+                model=entry.name,
+                display_name=spec.display_name,
+                max_items=gateway.settings.max_batch_items,
+                max_open=gateway.settings.max_open_batches,
+            )
             if config.file_name is None:
                 assert config.requests is not None
                 queue.create(db, batch_id, input_file=None, items=inline_items(config.requests), **common)
@@ -211,7 +223,7 @@ def build_router(gateway: Gateway, files: FileStore, runner: BatchRunner) -> API
         return batch_resource(await asyncio.to_thread(queue.get, db, caller.account_id, batch_id), None)
 
     @router.get("/batches")
-    async def list_batches(request: Request, pageSize: int | None = None, pageToken: str = "") -> dict:  # noqa: N803
+    async def list_batches(request: Request, pageSize: int | None = None, pageToken: str = "") -> dict:
         caller = await gateway.authenticate(api_key_of(request))
         offset = page_offset(pageToken)
         found, more = await asyncio.to_thread(queue.list_batches, db, caller.account_id, offset=offset, limit=page_size(pageSize))

@@ -9,13 +9,12 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
-
-from flashbulb.store.db import unavailable
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.routing import get_route_path
 
 from flashbulb.errors import ErrorKind, FlashbulbError
+from flashbulb.store.db import unavailable
 
 # ErrorKind -> (HTTP status, google.rpc status name)
 GOOGLE_STATUS: dict[ErrorKind, tuple[int, str]] = {
@@ -163,7 +162,7 @@ def describe_validation(errors: list[dict]) -> str:
     return "; ".join(parts)
 
 
-def install(app) -> None:  # noqa: ANN001
+def install(app) -> None:
     app.add_exception_handler(FlashbulbError, on_flashbulb_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(HTTPException, on_http_error)

@@ -18,12 +18,12 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from flashbulb.parsing import load_json, whole_number
 from flashbulb.api.errors import error_response
 from flashbulb.api.serving import api_key_of
 from flashbulb.errors import FlashbulbError, invalid
 from flashbulb.gateway.gateway import Gateway
 from flashbulb.jobs.files import FileInfo, FileStore, OffsetMismatch
+from flashbulb.parsing import load_json, whole_number
 
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 100
@@ -112,10 +112,16 @@ def build_upload_router(gateway: Gateway, files: FileStore, version: str) -> API
         declared = meta.get("sizeBytes", meta.get("size_bytes"))
         if size is None and declared is not None:
             size = whole_number(str(declared), "file.sizeBytes")
-        mime_type = request.headers.get("x-goog-upload-header-content-type") or meta.get("mimeType") or meta.get("mime_type") or ""
-        file_id, token = await asyncio.to_thread(
-            files.start_upload, caller.account_id, mime_type=mime_type, size_bytes=size,
-            display_name=str(meta.get("displayName") or meta.get("display_name") or ""), name=meta.get("name"),
+        mime_type = (
+            request.headers.get("x-goog-upload-header-content-type") or meta.get("mimeType") or meta.get("mime_type") or ""
+        )
+        _, token = await asyncio.to_thread(
+            files.start_upload,
+            caller.account_id,
+            mime_type=mime_type,
+            size_bytes=size,
+            display_name=str(meta.get("displayName") or meta.get("display_name") or ""),
+            name=meta.get("name"),
         )
         upload_url = f"{str(request.base_url).rstrip('/')}/upload/{version}/files?upload_id={token}&upload_protocol=resumable"
         headers = {"x-goog-upload-url": upload_url, "x-goog-upload-status": "active", "x-goog-upload-size-received": "0"}
@@ -139,7 +145,9 @@ def build_upload_router(gateway: Gateway, files: FileStore, version: str) -> API
         if progress.file is None:
             return Response(headers={"x-goog-upload-status": "active", "x-goog-upload-size-received": str(progress.received)})
         body = {"file": file_resource(progress.file, str(request.base_url), version)}
-        return JSONResponse(body, headers={"x-goog-upload-status": "final", "x-goog-upload-size-received": str(progress.received)})
+        return JSONResponse(
+            body, headers={"x-goog-upload-status": "final", "x-goog-upload-size-received": str(progress.received)}
+        )
 
     return router
 
@@ -152,7 +160,7 @@ def build_router(gateway: Gateway, files: FileStore, version: str) -> APIRouter:
         caller = await gateway.authenticate(api_key_of(request))
         info, handle = await asyncio.to_thread(files.open, caller.account_id, file_id)
 
-        def chunks():  # noqa: ANN202 - a sync generator: Starlette iterates it in a thread
+        def chunks():  # a sync generator: Starlette iterates it in a thread
             with handle:
                 while block := handle.read(1 << 20):
                     yield block
@@ -170,7 +178,7 @@ def build_router(gateway: Gateway, files: FileStore, version: str) -> APIRouter:
         return file_resource(info, str(request.base_url), version)
 
     @router.get("/files")
-    async def list_files(request: Request, pageSize: int | None = None, pageToken: str = "") -> dict:  # noqa: N803
+    async def list_files(request: Request, pageSize: int | None = None, pageToken: str = "") -> dict:
         caller = await gateway.authenticate(api_key_of(request))
         offset = page_offset(pageToken)
         found, more = await asyncio.to_thread(files.list, caller.account_id, offset=offset, limit=page_size(pageSize))

@@ -10,14 +10,14 @@ import base64
 import binascii
 import json
 import re
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from flashbulb.parsing import load_json, whole_number
 from flashbulb.api.errors import describe_validation, google_error_body
 from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers, prompt_tokens
 from flashbulb.api.serving import api_key_of, new_request_id, serve
@@ -28,6 +28,7 @@ from flashbulb.engine.types import Caller, FinishReason, ImageRequest, JobContex
 from flashbulb.errors import FlashbulbError, invalid
 from flashbulb.gateway.gateway import Gateway, Served
 from flashbulb.jobs.files import FileStore
+from flashbulb.parsing import load_json, whole_number
 
 MAX_CANDIDATES = 4
 
@@ -109,7 +110,13 @@ _FILE_URI = re.compile(r"(?:^|/)files/([a-z0-9-]{1,40})")
 
 
 def to_image_request(
-    wire: GenerateContentRequest, *, model: str, caller: Caller, request_id: str, max_pixels: int, max_images: int,
+    wire: GenerateContentRequest,
+    *,
+    model: str,
+    caller: Caller,
+    request_id: str,
+    max_pixels: int,
+    max_images: int,
     read_file: Callable[[str], bytes] | None = None,
 ) -> ImageRequest:
     """`read_file` gives the bytes of one of the caller's files (by id) for fileData parts; without
@@ -132,8 +139,10 @@ def to_image_request(
             if part.file_data is not None:
                 match = _FILE_URI.search(part.file_data.file_uri.split("?")[0])
                 if read_file is None or match is None:
-                    raise invalid(f"{where}.fileData.fileUri must name a file uploaded to this server (files/<id>); "
-                                  "or send the image as inlineData")
+                    raise invalid(
+                        f"{where}.fileData.fileUri must name a file uploaded to this server (files/<id>); "
+                        "or send the image as inlineData"
+                    )
                 found.append(decode_image(read_file(match[1]), max_pixels=max_pixels, what=f"{where}.fileData", budget=budget))
             if part.inline_data is not None:
                 if part.inline_data.mime_type and not part.inline_data.mime_type.startswith("image/"):
@@ -193,7 +202,9 @@ def to_response(request: ImageRequest, served: Served) -> dict[str, Any]:
     if result.text and (request.want_text or result.finish_reason != FinishReason.STOP):
         parts.append({"text": result.text})
     for image in result.images:
-        parts.append({"inlineData": {"mimeType": "image/png", "data": base64.b64encode(served.sign(encode_png(image), "png")).decode()}})
+        parts.append(
+            {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(served.sign(encode_png(image), "png")).decode()}}
+        )
     if result.images:
         # Gemini 3 signs its image parts and multi-turn clients (the SDKs' chats) send the signature back
         # with the turn; flashbulb's names the request and needs nothing more, but is there to echo.
@@ -271,7 +282,9 @@ def build_router(gateway: Gateway, files: FileStore) -> APIRouter:
             if not info.mime_type.startswith("image/"):
                 raise invalid(f"files/{file_id} is {info.mime_type}, not an image")
             if info.size_bytes > settings.max_body_bytes:  # no larger than the same image sent inline
-                raise invalid(f"files/{file_id} is {info.size_bytes:,} bytes; an image may be at most {settings.max_body_bytes:,}")
+                raise invalid(
+                    f"files/{file_id} is {info.size_bytes:,} bytes; an image may be at most {settings.max_body_bytes:,}"
+                )
             with files.open(caller.account_id, file_id)[1] as data:
                 return data.read()
 
@@ -297,7 +310,7 @@ def build_router(gateway: Gateway, files: FileStore) -> APIRouter:
         return await asyncio.to_thread(translate)
 
     @router.get("/models")
-    async def list_models(request: Request, pageSize: int = 50, pageToken: str = "") -> dict:  # noqa: N803
+    async def list_models(request: Request, pageSize: int = 50, pageToken: str = "") -> dict:
         await gateway.authenticate(api_key_of(request))
         names = [*registry.entries, *(alias for alias in registry.aliases if alias not in registry.entries)]
         start = whole_number(pageToken, "pageToken", param="pageToken") if pageToken else 0
@@ -320,8 +333,13 @@ def build_router(gateway: Gateway, files: FileStore) -> APIRouter:
 
         def count() -> dict:
             image_request = to_image_request(
-                parse_body(body, count_tokens=True), model=model, caller=caller, request_id="count",
-                max_pixels=settings.max_input_pixels, max_images=settings.max_input_images, read_file=file_reader(caller),
+                parse_body(body, count_tokens=True),
+                model=model,
+                caller=caller,
+                request_id="count",
+                max_pixels=settings.max_input_pixels,
+                max_images=settings.max_input_images,
+                read_file=file_reader(caller),
             )
             return counted_tokens(image_request)
 

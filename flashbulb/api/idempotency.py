@@ -90,17 +90,25 @@ class Idempotency:
             await asyncio.shield(asyncio.to_thread(self._finish, key_hash, claim, answer, sealer))
 
     async def _answer_retry(
-        self, found: Row, fingerprint: str, sealer: AESGCM, connection: HTTPConnection, scope: Scope, receive: Receive,
+        self,
+        found: Row,
+        fingerprint: str,
+        sealer: AESGCM,
+        connection: HTTPConnection,
+        scope: Scope,
+        receive: Receive,
         send: Send,
     ) -> None:
         if found.fingerprint != fingerprint:
             error = FlashbulbError(
-                ErrorKind.INVALID_ARGUMENT, "this Idempotency-Key was used for a different request; use a new key for a new request"
+                ErrorKind.INVALID_ARGUMENT,
+                "this Idempotency-Key was used for a different request; use a new key for a new request",
             )
             await error_response(error, connection)(scope, receive, send)
         elif found.state != "done":
             error = FlashbulbError(
-                ErrorKind.ALREADY_EXISTS, "a request with this Idempotency-Key is still running; retry when it has finished",
+                ErrorKind.ALREADY_EXISTS,
+                "a request with this Idempotency-Key is still running; retry when it has finished",
                 retry_after_s=5,
             )
             await error_response(error, connection)(scope, receive, send)
@@ -125,8 +133,15 @@ class Idempotency:
     def _claim(self, key_hash: str, fingerprint: str, claim: str) -> Row | None:
         """None when this run now holds the key; else the row someone else holds (running or done)."""
         now = utcnow()
-        running = {"fingerprint": fingerprint, "claim": claim, "state": "running", "status_code": None, "headers": None,
-                   "body": None, "expires_at": now + dt.timedelta(seconds=self.run_lease_s)}
+        running = {
+            "fingerprint": fingerprint,
+            "claim": claim,
+            "state": "running",
+            "status_code": None,
+            "headers": None,
+            "body": None,
+            "expires_at": now + dt.timedelta(seconds=self.run_lease_s),
+        }
         with self.db.begin() as conn:
             try:
                 with conn.begin_nested():
@@ -139,7 +154,9 @@ class Idempotency:
                 return found
             # An expired answer, or the claim of a run that crashed: take it over (one taker wins).
             taken = conn.execute(
-                update(IdempotentCall).where(IdempotentCall.key_hash == key_hash, IdempotentCall.claim == found.claim).values(**running)
+                update(IdempotentCall)
+                .where(IdempotentCall.key_hash == key_hash, IdempotentCall.claim == found.claim)
+                .values(**running)
             ).rowcount
             return None if taken == 1 else found
 
@@ -150,8 +167,13 @@ class Idempotency:
             if 200 <= answer["status"] < 300:
                 headers = [[name.decode("latin-1"), value.decode("latin-1")] for name, value in answer["headers"]]
                 conn.execute(
-                    update(IdempotentCall).where(*mine).values(
-                        state="done", status_code=answer["status"], headers=headers, body=_seal(sealer, b"".join(answer["chunks"])),
+                    update(IdempotentCall)
+                    .where(*mine)
+                    .values(
+                        state="done",
+                        status_code=answer["status"],
+                        headers=headers,
+                        body=_seal(sealer, b"".join(answer["chunks"])),
                         expires_at=utcnow() + dt.timedelta(seconds=self.ttl_s),
                     )
                 )

@@ -10,8 +10,8 @@ import time
 
 import h11
 from starlette.requests import HTTPConnection
-from uvicorn.protocols.http.h11_impl import H11Protocol
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from flashbulb.api.errors import error_response
 from flashbulb.errors import ErrorKind, FlashbulbError

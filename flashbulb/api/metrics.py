@@ -26,16 +26,24 @@ class _DatabaseCollector:
         self.db = gateway.db
         self.engine: Engine = gateway.engine
 
-    def collect(self):  # noqa: ANN201 - prometheus_client's collector protocol
+    def collect(self):  # prometheus_client's collector protocol
         calls = CounterMetricFamily("flashbulb_calls", "Finished calls by model and outcome.", labels=["model", "status"])
         images = CounterMetricFamily("flashbulb_images", "Images returned to callers.", labels=["model"])
         charges = CounterMetricFamily("flashbulb_charged_micros", "Micro-USD charged.", labels=["model"])
         query = select(
-            UsageRecord.model, UsageRecord.status, func.count(), func.sum(UsageRecord.output_images), func.sum(UsageRecord.charge_micros)
+            UsageRecord.model,
+            UsageRecord.status,
+            func.count(),
+            func.sum(UsageRecord.output_images),
+            func.sum(UsageRecord.charge_micros),
         ).group_by(UsageRecord.model, UsageRecord.status)
         # Days moved out by `flashbulb usage rollup` are added back, so the counters never go down.
         rolled_up = select(
-            UsageDaily.model, UsageDaily.status, func.sum(UsageDaily.calls), func.sum(UsageDaily.output_images), func.sum(UsageDaily.charge_micros)
+            UsageDaily.model,
+            UsageDaily.status,
+            func.sum(UsageDaily.calls),
+            func.sum(UsageDaily.output_images),
+            func.sum(UsageDaily.charge_micros),
         ).group_by(UsageDaily.model, UsageDaily.status)
         holds_query = select(func.count(), func.sum(Hold.amount_micros)).where(Hold.state == "held")
         with self.db.connect() as conn:
@@ -104,7 +112,7 @@ def _route_template(scope: Scope) -> str:
     return path
 
 
-def install(app, gateway: Gateway) -> None:  # noqa: ANN001
+def install(app, gateway: Gateway) -> None:
     registry = CollectorRegistry()
     registry.register(_DatabaseCollector(gateway))
     app.add_middleware(HttpMetrics, registry=registry)

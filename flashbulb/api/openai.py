@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
 import time
-import json
-from typing import Any, AsyncIterator, Callable, Literal
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -23,7 +24,6 @@ from starlette.requests import HTTPConnection
 from starlette.routing import Match
 from starlette.types import Scope
 
-from flashbulb.parsing import load_json
 from flashbulb.api.errors import bearer_only, openai_error_body
 from flashbulb.api.outputs import OutputStore
 from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers
@@ -33,8 +33,9 @@ from flashbulb.engine.imageio import PixelBudget, decode_image, encode
 from flashbulb.engine.registry import ModelEntry, Registry
 from flashbulb.engine.types import Caller, FinishReason, ImageRequest, ImageResult, JobContext
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
-from flashbulb.provenance import Sign, unsigned
 from flashbulb.gateway.gateway import MAX_PROMPT_CHARS, Gateway, Served
+from flashbulb.parsing import load_json
+from flashbulb.provenance import Sign, unsigned
 
 DEFAULT_MODEL = "gpt-image-1"  # an alias: the installed default generative model, else flashbulb-photo
 MAX_N = 10
@@ -195,7 +196,9 @@ def data_url_bytes(url: object, param: str) -> bytes:
     """The bytes of a base64 data: URL. flashbulb never fetches http(s) URLs on a caller's behalf."""
     head, comma, data = url.partition(",") if isinstance(url, str) else ("", "", "")
     if not head.startswith("data:") or not comma or ";base64" not in head:
-        raise invalid(f"'{param}' must be a base64 data URL (data:image/png;base64,...); other URLs are not fetched.", param=param)
+        raise invalid(
+            f"'{param}' must be a base64 data URL (data:image/png;base64,...); other URLs are not fetched.", param=param
+        )
     try:
         return base64.b64decode(data, validate=True)
     except ValueError as exc:
@@ -209,8 +212,11 @@ def read_edit_json(body: bytes, max_images: int) -> tuple[dict[str, Any], list[b
     images = fields.pop("images", None)
     mask = fields.pop("mask", None)
     if not isinstance(images, list) or not images:
-        raise invalid("Missing required parameter: 'images' (a list of {\"image_url\": data URL}).", param="images",
-                      code="missing_required_parameter")
+        raise invalid(
+            "Missing required parameter: 'images' (a list of {\"image_url\": data URL}).",
+            param="images",
+            code="missing_required_parameter",
+        )
     if len(images) > max_images:
         raise invalid(f"{len(images)} images were sent; the limit is {max_images}.", param="images")
     for k, item in enumerate(images):
@@ -227,8 +233,10 @@ async def read_edit_form(request: Request, max_images: int) -> tuple[dict[str, s
     if request.headers.get("content-type", "").startswith("application/json"):
         return read_edit_json(await request.body(), max_images)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise invalid("images/edits takes multipart/form-data (image files, prompt and options as form fields) or "
-                      "JSON with images as data URLs.")
+        raise invalid(
+            "images/edits takes multipart/form-data (image files, prompt and options as form fields) or "
+            "JSON with images as data URLs."
+        )
     form = await request.form(max_files=max_images + 1, max_fields=100)
     try:
         fields: dict[str, str] = {}
@@ -296,7 +304,9 @@ async def fulfil_with_previews(
     images as the model passes them, then ("done", Served). Closing the iterator stops the work."""
     loop = asyncio.get_running_loop()
     previews: asyncio.Queue = asyncio.Queue()
-    job = JobContext(on_preview=(lambda image: loop.call_soon_threadsafe(previews.put_nowait, image)) if limit else (lambda image: None))
+    job = JobContext(
+        on_preview=(lambda image: loop.call_soon_threadsafe(previews.put_nowait, image)) if limit else (lambda image: None)
+    )
     work = asyncio.ensure_future(gateway.fulfil(request, job, render=render))
     sent = 0
     try:
@@ -318,9 +328,7 @@ def sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), allow_nan=False)}\n\n"
 
 
-def to_response(
-    request: ImageRequest, served: Served, params: ImageParams, data: list[dict[str, str]]
-) -> dict[str, Any]:
+def to_response(request: ImageRequest, served: Served, params: ImageParams, data: list[dict[str, str]]) -> dict[str, Any]:
     images = served.result.images
     fmt = params.output_format or "png"
     transparent = fmt != "jpeg" and params.background != "opaque" and any(im.mode == "RGBA" for im in images)
@@ -400,6 +408,7 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
 
     async def respond(request: Request, params: ImageParams, image_request: ImageRequest) -> JSONResponse:
         resolve_model(registry, image_request.model)  # an unknown model is a 404 naming `model`
+
         def render(served: Served) -> JSONResponse:
             """The answer, built (images encoded, URLs stored) before the charge is settled."""
             headers = {**flashbulb_headers(image_request, served), "x-request-id": image_request.request_id}
@@ -437,8 +446,16 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
             body = to_response(image_request, served, params, [])
             common = {key: body[key] for key in ("background", "output_format", "quality", "size", "usage")}
             return [
-                sse(f"{event}.completed", {"type": f"{event}.completed", "b64_json": base64.b64encode(data).decode(),
-                                           "created_at": body["created"], **common, "flashbulb": body["flashbulb"]})
+                sse(
+                    f"{event}.completed",
+                    {
+                        "type": f"{event}.completed",
+                        "b64_json": base64.b64encode(data).decode(),
+                        "created_at": body["created"],
+                        **common,
+                        "flashbulb": body["flashbulb"],
+                    },
+                )
                 for data in encode_all(served.result.images, params, served.sign)
             ]
 
@@ -449,12 +466,19 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
                 async for kind, value in fulfil_with_previews(gateway, image_request, render, params.partial_images or 0):
                     if kind == "preview":
                         index, image = value
-                        yield sse(f"{event}.partial_image", {
-                            "type": f"{event}.partial_image", "b64_json": base64.b64encode(encode_all([image], params)[0]).decode(),
-                            "partial_image_index": index, "created_at": int(time.time()), "size": f"{image.width}x{image.height}",
-                            "quality": REPORTED_QUALITY[params.quality or "auto"], "background": params.background or "auto",
-                            "output_format": fmt,
-                        })
+                        yield sse(
+                            f"{event}.partial_image",
+                            {
+                                "type": f"{event}.partial_image",
+                                "b64_json": base64.b64encode(encode_all([image], params)[0]).decode(),
+                                "partial_image_index": index,
+                                "created_at": int(time.time()),
+                                "size": f"{image.width}x{image.height}",
+                                "quality": REPORTED_QUALITY[params.quality or "auto"],
+                                "background": params.background or "auto",
+                                "output_format": fmt,
+                            },
+                        )
                     else:
                         for text in value.rendered:
                             yield text

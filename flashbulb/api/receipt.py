@@ -9,8 +9,8 @@ import math
 from typing import Any
 
 from flashbulb.engine.types import ImageRequest
-from flashbulb.provenance import unsigned
 from flashbulb.gateway.gateway import Served
+from flashbulb.provenance import unsigned
 
 # Gemini's published token rules; the OpenAI format reports the same counts under its own names.
 TOKENS_PER_IMAGE_TILE = 258

@@ -12,7 +12,8 @@ import asyncio
 import base64
 import secrets
 import time
-from typing import Any, AsyncIterator, Literal
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -20,14 +21,26 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from flashbulb.api.errors import openai_error_body
-from flashbulb.api.openai import ImageParams, data_url_bytes, encode_all, parse_json, parse_params, refusal
-from flashbulb.api.openai import fulfil_with_previews, resolve_model, sse, to_image_request, to_response
+from flashbulb.api.openai import (
+    ImageParams,
+    data_url_bytes,
+    encode_all,
+    fulfil_with_previews,
+    parse_json,
+    parse_params,
+    refusal,
+    resolve_model,
+    sse,
+    to_image_request,
+    to_response,
+)
+from flashbulb.api.outputs import OutputStore
 from flashbulb.api.serving import api_key_of, new_request_id, serve
 from flashbulb.engine.imageio import PixelBudget, decode_image, encode_png
 from flashbulb.engine.types import Caller, FinishReason, ImageRequest
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
 from flashbulb.gateway.gateway import Gateway, Served
-from flashbulb.api.outputs import OutputStore
+
 
 class ImageTool(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -67,8 +80,10 @@ def parse_request(body: bytes) -> tuple[ResponsesRequest, ImageTool]:
     tools = [t for t in wire.tools if isinstance(t, dict) and t.get("type") == "image_generation"]
     if not tools:
         raise invalid(
-            "flashbulb answers the Responses API with images only: add tools=[{\"type\": \"image_generation\"}] "
-            "(text-only model output is not served here).", param="tools", code="unsupported_value",
+            'flashbulb answers the Responses API with images only: add tools=[{"type": "image_generation"}] '
+            "(text-only model output is not served here).",
+            param="tools",
+            code="unsupported_value",
         )
     try:
         return wire, ImageTool.model_validate(tools[0])
@@ -81,8 +96,12 @@ def read_input(wire: ResponsesRequest, max_pixels: int, max_images: int) -> tupl
     """The last user turn's text and images, and the images of earlier turns (newest last)."""
     if isinstance(wire.input, str):
         return wire.input, [], []
-    sent = sum(1 for item in wire.input for part in (item.get("content") if isinstance(item.get("content"), list) else [])
-               if isinstance(part, dict) and part.get("type") == "input_image")
+    sent = sum(
+        1
+        for item in wire.input
+        for part in (item.get("content") if isinstance(item.get("content"), list) else [])
+        if isinstance(part, dict) and part.get("type") == "input_image"
+    )
     if sent > max_images:  # counted before anything is decoded
         raise invalid(f"{sent} images were sent; the limit is {max_images}.", param="input")
     budget = PixelBudget(max_pixels)
@@ -110,8 +129,12 @@ def read_input(wire: ResponsesRequest, max_pixels: int, max_images: int) -> tupl
             elif kind == "input_image":
                 param = f"{where}.content[{p}].image_url"
                 if not isinstance(part.get("image_url"), str):
-                    raise invalid(f"'{param}' is required: send the image as a data URL (file_id is not supported here).", param=param)
-                turn_images.append(decode_image(data_url_bytes(part["image_url"], param), max_pixels=max_pixels, what=param, budget=budget))
+                    raise invalid(
+                        f"'{param}' is required: send the image as a data URL (file_id is not supported here).", param=param
+                    )
+                turn_images.append(
+                    decode_image(data_url_bytes(part["image_url"], param), max_pixels=max_pixels, what=param, budget=budget)
+                )
             else:
                 raise invalid(f"'{where}.content[{p}]' must be an input_text or input_image part.", param=f"{where}.content")
         earlier.extend(images)
@@ -119,20 +142,41 @@ def read_input(wire: ResponsesRequest, max_pixels: int, max_images: int) -> tupl
     return text, images, earlier
 
 
-def image_call(call_id: str, status: str, tool: ImageTool, action: str, body: dict[str, Any] | None, b64: str | None, prompt: str) -> dict:
+def image_call(
+    call_id: str, status: str, tool: ImageTool, action: str, body: dict[str, Any] | None, b64: str | None, prompt: str
+) -> dict:
     item: dict[str, Any] = {"id": call_id, "type": "image_generation_call", "status": status, "action": action}
     if body is not None:
-        item.update(result=b64, revised_prompt=prompt, background=body["background"], output_format=body["output_format"],
-                    quality=body["quality"], size=body["size"])
+        item.update(
+            result=b64,
+            revised_prompt=prompt,
+            background=body["background"],
+            output_format=body["output_format"],
+            quality=body["quality"],
+            size=body["size"],
+        )
     return item
 
 
-def response_object(response_id: str, wire: ResponsesRequest, status: str, output: list[dict], usage: dict | None, extra: dict) -> dict:
+def response_object(
+    response_id: str, wire: ResponsesRequest, status: str, output: list[dict], usage: dict | None, extra: dict
+) -> dict:
     return {
-        "id": response_id, "object": "response", "created_at": int(time.time()), "status": status, "model": wire.model,
-        "output": output, "parallel_tool_calls": True, "tool_choice": "auto", "tools": wire.tools,
-        "previous_response_id": wire.previous_response_id, "error": None, "incomplete_details": None,
-        "instructions": wire.instructions, "usage": usage, **extra,
+        "id": response_id,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "model": wire.model,
+        "output": output,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": wire.tools,
+        "previous_response_id": wire.previous_response_id,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": wire.instructions,
+        "usage": usage,
+        **extra,
     }
 
 
@@ -167,7 +211,7 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
         return wire, tool, params, request, "edit" if chosen else "generate"
 
     @router.post("/responses")
-    async def create_response(request: Request):  # noqa: ANN201
+    async def create_response(request: Request):
         caller = await gateway.authenticate(api_key_of(request))
         body = await request.body()
         wire, tool, params, image_request, action = await asyncio.to_thread(translate, body, caller)
@@ -182,9 +226,13 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
             b64 = base64.b64encode(encode_all(served.result.images[:1], params, served.sign)[0]).decode()
             outputs.keep(caller.account_id, response_id, encode_png(served.result.images[0]))
             usage = body["usage"]
-            usage = {"input_tokens": usage["input_tokens"], "output_tokens": usage["output_tokens"],
-                     "total_tokens": usage["total_tokens"], "input_tokens_details": {"cached_tokens": 0},
-                     "output_tokens_details": {"reasoning_tokens": 0}}
+            usage = {
+                "input_tokens": usage["input_tokens"],
+                "output_tokens": usage["output_tokens"],
+                "total_tokens": usage["total_tokens"],
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens_details": {"reasoning_tokens": 0},
+            }
             item = image_call(call_id, "completed", tool, action, body, b64, image_request.prompt)
             return response_object(response_id, wire, "completed", [item], usage, {"flashbulb": body["flashbulb"]})
 
@@ -204,18 +252,26 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
             pending = response_object(response_id, wire, "in_progress", [], None, {})
             yield event("response.created", response=pending)
             yield event("response.in_progress", response=pending)
-            yield event("response.output_item.added", output_index=0,
-                        item=image_call(call_id, "in_progress", tool, action, None, None, image_request.prompt))
+            yield event(
+                "response.output_item.added",
+                output_index=0,
+                item=image_call(call_id, "in_progress", tool, action, None, None, image_request.prompt),
+            )
             yield event("response.image_generation_call.in_progress", output_index=0, item_id=call_id)
             yield event("response.image_generation_call.generating", output_index=0, item_id=call_id)
             try:
                 async for kind, value in fulfil_with_previews(gateway, image_request, completed, params.partial_images or 0):
                     if kind == "preview":
                         index, image = value
-                        yield event("response.image_generation_call.partial_image", output_index=0, item_id=call_id,
-                                    partial_image_index=index, size=f"{image.width}x{image.height}",
-                                    partial_image_b64=base64.b64encode(encode_all([image], params)[0]).decode(),
-                                    output_format=params.output_format or "png")
+                        yield event(
+                            "response.image_generation_call.partial_image",
+                            output_index=0,
+                            item_id=call_id,
+                            partial_image_index=index,
+                            size=f"{image.width}x{image.height}",
+                            partial_image_b64=base64.b64encode(encode_all([image], params)[0]).decode(),
+                            output_format=params.output_format or "png",
+                        )
                     else:
                         final = value.rendered
             except FlashbulbError as error:

@@ -29,7 +29,7 @@ SECURITY_HEADERS = {
 class StudioFiles(StaticFiles):
     """Static files with the page's security headers, revalidated on every load (so an upgrade shows)."""
 
-    async def get_response(self, path: str, scope):  # noqa: ANN001, ANN201
+    async def get_response(self, path: str, scope):
         response = await super().get_response(path, scope)
         response.headers.update(SECURITY_HEADERS)
         return response

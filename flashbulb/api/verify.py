@@ -31,8 +31,9 @@ async def image_bytes(request: Request) -> bytes:
     body = load_json(await request.body())
     inline = (body.get("inlineData") or body.get("inline_data")) if isinstance(body, dict) else None
     if not isinstance(inline, dict) or not isinstance(inline.get("data"), str):
-        raise invalid('Send {"inlineData": {"mimeType": "image/png", "data": "<base64>"}} or a multipart image.',
-                      param="inlineData")
+        raise invalid(
+            'Send {"inlineData": {"mimeType": "image/png", "data": "<base64>"}} or a multipart image.', param="inlineData"
+        )
     return decode_base64(inline["data"], "inlineData")
 
 
@@ -45,7 +46,13 @@ def build_router(gateway: Gateway) -> APIRouter:
         caller = await gateway.authenticate(api_key_of(request))
         data = await image_bytes(request)
         async with _decoders:
-            return await asyncio.to_thread(verify.verify, data, db=gateway.db, caller=caller, trust_anchor_pem=anchor,
-                                           max_pixels=gateway.settings.max_input_pixels)
+            return await asyncio.to_thread(
+                verify.verify,
+                data,
+                db=gateway.db,
+                caller=caller,
+                trust_anchor_pem=anchor,
+                max_pixels=gateway.settings.max_input_pixels,
+            )
 
     return router

@@ -27,19 +27,32 @@ def keys() -> None:
 @click.option("--referred-by", default=None, help="A referral code: its account earns [referrals] percent of this one's spend.")
 @click.pass_obj
 def keys_create(
-    obj: Context, name: str, credits_usd: str, key_name: str, admin: bool, models_csv: str | None, expires: str | None,
-    cap_usd: str | None, referred_by: str | None,
+    obj: Context,
+    name: str,
+    credits_usd: str,
+    key_name: str,
+    admin: bool,
+    models_csv: str | None,
+    expires: str | None,
+    cap_usd: str | None,
+    referred_by: str | None,
 ) -> None:
     """Create a key; prints only the key on stdout (shown once, stored hashed)."""
     from flashbulb.gateway import accounts
 
     try:
         new = accounts.create_key(
-            obj.db, name, key_name=key_name, credits_micros=_usd(credits_usd), admin=admin,
+            obj.db,
+            name,
+            key_name=key_name,
+            credits_micros=_usd(credits_usd),
+            admin=admin,
             models=models_csv.split(",") if models_csv is not None else None,
             expires_in=accounts.parse_duration(expires) if expires else None,
-            cap_micros=_usd(cap_usd) if cap_usd is not None else None, referred_by=referred_by,
-            referral_percent=obj.settings.referral_percent, referral_days=obj.settings.referral_days,
+            cap_micros=_usd(cap_usd) if cap_usd is not None else None,
+            referred_by=referred_by,
+            referral_percent=obj.settings.referral_percent,
+            referral_days=obj.settings.referral_days,
         )
     except FlashbulbError as error:
         fail(error)
@@ -79,14 +92,43 @@ def keys_list(obj: Context, as_json: bool) -> None:
         return
     lines = []
     for r in rows:
-        cap = f"{micros_to_usd(r['spent_micros'])} / {micros_to_usd(r['cap_micros'])}" if r["cap_micros"] is not None else micros_to_usd(r["spent_micros"])
-        lines.append([
-            r["account"], "yes" if r["admin"] else "", micros_to_usd(r["balance_micros"]), micros_to_usd(r["held_micros"]),
-            str(r["key_id"]), r["key_name"], r["key_prefix"] + "…", r["created_at"], "yes" if r["revoked"] else "",
-            r["expires_at"] or "", ",".join(r["models"]) if r["models"] is not None else "all", cap, r["referral_code"] or "",
-        ])
-    columns = ["account", "admin", "balance USD", "held USD", "key id", "key name", "key prefix", "created", "revoked",
-               "expires", "models", "spent / cap USD", "referral code"]
+        cap = (
+            f"{micros_to_usd(r['spent_micros'])} / {micros_to_usd(r['cap_micros'])}"
+            if r["cap_micros"] is not None
+            else micros_to_usd(r["spent_micros"])
+        )
+        lines.append(
+            [
+                r["account"],
+                "yes" if r["admin"] else "",
+                micros_to_usd(r["balance_micros"]),
+                micros_to_usd(r["held_micros"]),
+                str(r["key_id"]),
+                r["key_name"],
+                r["key_prefix"] + "…",
+                r["created_at"],
+                "yes" if r["revoked"] else "",
+                r["expires_at"] or "",
+                ",".join(r["models"]) if r["models"] is not None else "all",
+                cap,
+                r["referral_code"] or "",
+            ]
+        )
+    columns = [
+        "account",
+        "admin",
+        "balance USD",
+        "held USD",
+        "key id",
+        "key name",
+        "key prefix",
+        "created",
+        "revoked",
+        "expires",
+        "models",
+        "spent / cap USD",
+        "referral code",
+    ]
     print_table(columns, lines, whole=("account", "key id", "key prefix", "referral code"))
 
 
@@ -143,9 +185,20 @@ def credits_history(obj: Context, account: str, limit: int, as_json: bool) -> No
     if as_json:
         print(json.dumps(entries, indent=2))
         return
-    lines = [[e["created_at"], e["kind"], micros_to_usd(e["amount_micros"]), micros_to_usd(e["balance_after_micros"]),
-              e["request_id"] or "", e["note"]] for e in entries]
-    print_table(["when", "kind", "USD", "balance USD", "request", "note"], lines, whole=("request",), title=f"{account}: newest first")
+    lines = [
+        [
+            e["created_at"],
+            e["kind"],
+            micros_to_usd(e["amount_micros"]),
+            micros_to_usd(e["balance_after_micros"]),
+            e["request_id"] or "",
+            e["note"],
+        ]
+        for e in entries
+    ]
+    print_table(
+        ["when", "kind", "USD", "balance USD", "request", "note"], lines, whole=("request",), title=f"{account}: newest first"
+    )
 
 
 @main.group()

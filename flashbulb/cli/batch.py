@@ -18,10 +18,15 @@ BATCH_OK, BATCH_BAD_INPUT, BATCH_SERVER_ERROR, BATCH_FAILED = 0, 2, 3, 4
 BATCH_NOT_OK = {"BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED", "BATCH_STATE_EXPIRED"}  # exit 4
 
 
-def _batch_options(command):  # noqa: ANN001, ANN202
+def _batch_options(command):
     options = [
-        click.option("--server", envvar="FLASHBULB_SERVER", default="http://127.0.0.1:8080", show_default=True,
-                     help="The flashbulb server (FLASHBULB_SERVER)."),
+        click.option(
+            "--server",
+            envvar="FLASHBULB_SERVER",
+            default="http://127.0.0.1:8080",
+            show_default=True,
+            help="The flashbulb server (FLASHBULB_SERVER).",
+        ),
         click.option("--key", envvar="FLASHBULB_API_KEY", default=None, help="API key (FLASHBULB_API_KEY)."),
         click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout."),
     ]
@@ -30,7 +35,7 @@ def _batch_options(command):  # noqa: ANN001, ANN202
     return command
 
 
-def _batch_client(server: str, key: str | None):  # noqa: ANN202
+def _batch_client(server: str, key: str | None):
     from flashbulb.batchclient import BatchClient
 
     if not key:
@@ -39,7 +44,7 @@ def _batch_client(server: str, key: str | None):  # noqa: ANN202
     return BatchClient(server, key)
 
 
-def _batch_call(call, as_json: bool):  # noqa: ANN001, ANN202
+def _batch_call(call, as_json: bool):
     """Run a client call; a failure exits 2 (the server refused our input) or 3 (server or network)."""
     from flashbulb.batchclient import RemoteError
 
@@ -59,10 +64,17 @@ def _batch_summary(batch: dict) -> dict:
     total, succeeded, failed, pending = stats(batch)
     output = batch.get("metadata", {}).get("output") or {}
     return {
-        "name": batch["name"], "state": state(batch), "model": batch.get("metadata", {}).get("model", ""),
-        "display_name": batch.get("metadata", {}).get("displayName", ""), "requests": total, "succeeded": succeeded,
-        "failed": failed, "pending": pending, "done": bool(batch.get("done")),
-        "responses_file": output.get("responsesFile"), "create_time": batch.get("metadata", {}).get("createTime"),
+        "name": batch["name"],
+        "state": state(batch),
+        "model": batch.get("metadata", {}).get("model", ""),
+        "display_name": batch.get("metadata", {}).get("displayName", ""),
+        "requests": total,
+        "succeeded": succeeded,
+        "failed": failed,
+        "pending": pending,
+        "done": bool(batch.get("done")),
+        "responses_file": output.get("responsesFile"),
+        "create_time": batch.get("metadata", {}).get("createTime"),
     }
 
 
@@ -112,8 +124,12 @@ def batch_status(batch_id: str, wait: bool, interval: float, server: str, key: s
             task = progress.add_task(current["name"], total=stats(current)[0] or None)
             while True:
                 total, succeeded, failed, _pending = stats(current)
-                progress.update(task, total=total or None, completed=succeeded + failed,
-                                description=f"{current['name']} {current['metadata']['state'].removeprefix('BATCH_STATE_').lower()}")
+                progress.update(
+                    task,
+                    total=total or None,
+                    completed=succeeded + failed,
+                    description=f"{current['name']} {current['metadata']['state'].removeprefix('BATCH_STATE_').lower()}",
+                )
                 if current.get("done"):
                     break
                 time.sleep(interval)
@@ -122,17 +138,28 @@ def batch_status(batch_id: str, wait: bool, interval: float, server: str, key: s
     if as_json:
         print(json.dumps(summary))
     else:
-        err.print(f"{summary['name']}: {summary['state'].removeprefix('BATCH_STATE_')}  {summary['succeeded']} succeeded, "
-                  f"{summary['failed']} failed, {summary['pending']} pending of {summary['requests']}")
+        err.print(
+            f"{summary['name']}: {summary['state'].removeprefix('BATCH_STATE_')}  {summary['succeeded']} succeeded, "
+            f"{summary['failed']} failed, {summary['pending']} pending of {summary['requests']}"
+        )
     sys.exit(BATCH_FAILED if summary["state"] in BATCH_NOT_OK else BATCH_OK)
 
 
 @batch.command("results")
 @click.argument("batch_id")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the JSONL results here (default: stdout).")
-@click.option("--images", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also write each result's images into this folder, as KEY-N.png.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the JSONL results here (default: stdout).",
+)
+@click.option(
+    "--images",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write each result's images into this folder, as KEY-N.png.",
+)
 @_batch_options
 def batch_results(batch_id: str, output: Path | None, images: Path | None, server: str, key: str | None, as_json: bool) -> None:
     """The results of a finished batch as JSONL, in input order: {"key", "response"} or {"key", "error"}."""
@@ -155,7 +182,9 @@ def batch_results(batch_id: str, output: Path | None, images: Path | None, serve
     if as_json and output is not None:
         print(json.dumps({**summary, "output": str(output), "lines": lines}))
     else:
-        err.print(f"{lines} results{f' written to {output}' if output else ''} ({summary['succeeded']} succeeded, {summary['failed']} failed)")
+        err.print(
+            f"{lines} results{f' written to {output}' if output else ''} ({summary['succeeded']} succeeded, {summary['failed']} failed)"
+        )
     sys.exit(BATCH_FAILED if summary["state"] in BATCH_NOT_OK else BATCH_OK)
 
 
@@ -183,9 +212,18 @@ def batch_list(limit: int, server: str, key: str | None, as_json: bool) -> None:
     if as_json:
         print(json.dumps(found))
         return
-    lines = [[b["name"], b["state"].removeprefix("BATCH_STATE_").lower(), b["model"].removeprefix("models/"),
-              f"{b['succeeded'] + b['failed']}/{b['requests']}", str(b["failed"]), b["create_time"] or "", b["display_name"]]
-             for b in found]
+    lines = [
+        [
+            b["name"],
+            b["state"].removeprefix("BATCH_STATE_").lower(),
+            b["model"].removeprefix("models/"),
+            f"{b['succeeded'] + b['failed']}/{b['requests']}",
+            str(b["failed"]),
+            b["create_time"] or "",
+            b["display_name"],
+        ]
+        for b in found
+    ]
     print_table(["name", "state", "model", "done", "failed", "created", "display name"], lines, whole=("name", "model"))
 
 
@@ -204,4 +242,3 @@ def batch_cancel(batch_id: str, server: str, key: str | None, as_json: bool) -> 
 
 
 # ==== end of batch ====
-

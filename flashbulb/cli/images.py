@@ -13,25 +13,41 @@ from flashbulb.config import micros_to_usd
 from flashbulb.errors import ErrorKind, FlashbulbError
 
 EXIT_CODES = {  # what a script can branch on
-    ErrorKind.INVALID_ARGUMENT: 2, ErrorKind.NOT_FOUND: 2, ErrorKind.FAILED_PRECONDITION: 2, ErrorKind.TOO_LARGE: 2,
-    ErrorKind.OVERLOADED: 3, ErrorKind.INTERNAL: 3, ErrorKind.DEADLINE_EXCEEDED: 3, ErrorKind.CANCELLED: 3,
-    ErrorKind.API_KEY_MISSING: 5, ErrorKind.API_KEY_INVALID: 5, ErrorKind.PERMISSION_DENIED: 5,
-    ErrorKind.OUT_OF_CREDITS: 5, ErrorKind.RATE_LIMITED: 5,
+    ErrorKind.INVALID_ARGUMENT: 2,
+    ErrorKind.NOT_FOUND: 2,
+    ErrorKind.FAILED_PRECONDITION: 2,
+    ErrorKind.TOO_LARGE: 2,
+    ErrorKind.OVERLOADED: 3,
+    ErrorKind.INTERNAL: 3,
+    ErrorKind.DEADLINE_EXCEEDED: 3,
+    ErrorKind.CANCELLED: 3,
+    ErrorKind.API_KEY_MISSING: 5,
+    ErrorKind.API_KEY_INVALID: 5,
+    ErrorKind.PERMISSION_DENIED: 5,
+    ErrorKind.OUT_OF_CREDITS: 5,
+    ErrorKind.RATE_LIMITED: 5,
 }
 EXIT_NO_IMAGE = 4
 
 
-def _request_options(command):  # noqa: ANN001, ANN202
+def _request_options(command):
     """Options every one-shot command shares."""
     options = [
-        click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-                     help="Where to write the image (PNG, or .jpg/.webp); several become NAME-1.png, NAME-2.png..."),
+        click.option(
+            "-o",
+            "--output",
+            type=click.Path(dir_okay=False, path_type=Path),
+            required=True,
+            help="Where to write the image (PNG, or .jpg/.webp); several become NAME-1.png, NAME-2.png...",
+        ),
         click.option("--model", default=None, help="Model or alias (see `flashbulb models`)."),
         click.option("--aspect-ratio", default=None, help="1:1, 16:9, 4:5... (the Gemini ratios)."),
         click.option("--seed", type=int, default=None, help="Same seed, same image."),
         click.option("-n", "count", type=click.IntRange(1, 4), default=1, help="How many images."),
         click.option("--preset", default=None, help="Style preset for generative models: headshot, product, street."),
-        click.option("--server", envvar="FLASHBULB_SERVER", default=None, help="Run on this flashbulb server instead of locally."),
+        click.option(
+            "--server", envvar="FLASHBULB_SERVER", default=None, help="Run on this flashbulb server instead of locally."
+        ),
         click.option("--key", envvar="FLASHBULB_API_KEY", default=None, help="API key for --server."),
         click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON (paths, quality, timings)."),
     ]
@@ -40,7 +56,7 @@ def _request_options(command):  # noqa: ANN001, ANN202
     return command
 
 
-def _run_one(obj: Context, ask, output: Path, server: str | None, key: str | None, as_json: bool) -> None:  # noqa: ANN001
+def _run_one(obj: Context, ask, output: Path, server: str | None, key: str | None, as_json: bool) -> None:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from flashbulb import oneshot
@@ -87,8 +103,10 @@ def _run_one(obj: Context, ask, output: Path, server: str | None, key: str | Non
         for path, image in zip(paths, result.images):
             err.print(f"[green]wrote[/green] {path} ({image.width}x{image.height})")
         if paths and not signed and server:
-            err.print("note: re-encoded from the server's PNG, so its content credentials are not in the file "
-                      "(the watermark is: `flashbulb verify` still traces it); write .png to keep them")
+            err.print(
+                "note: re-encoded from the server's PNG, so its content credentials are not in the file "
+                "(the watermark is: `flashbulb verify` still traces it); write .png to keep them"
+            )
         if result.text:
             err.print(result.text)
         if answer.charge_micros is not None:
@@ -99,18 +117,27 @@ def _run_one(obj: Context, ask, output: Path, server: str | None, key: str | Non
         sys.exit(EXIT_NO_IMAGE)
 
 
-def _ask(model: str, prompt: str, images: list[Path], aspect_ratio, seed, count, preset):  # noqa: ANN001, ANN202
+def _ask(model: str, prompt: str, images: list[Path], aspect_ratio, seed, count, preset):
     from flashbulb.oneshot import Ask
 
-    return Ask(model=model, prompt=prompt, images=images, aspect_ratio=aspect_ratio, n=count, seed=seed,
-               system=f"preset: {preset}" if preset else "")
+    return Ask(
+        model=model,
+        prompt=prompt,
+        images=images,
+        aspect_ratio=aspect_ratio,
+        n=count,
+        seed=seed,
+        system=f"preset: {preset}" if preset else "",
+    )
 
 
 @main.command()
 @click.argument("prompt")
 @_request_options
 @click.pass_obj
-def generate(obj: Context, prompt: str, output: Path, model: str | None, aspect_ratio, seed, count, preset, server, key, as_json) -> None:  # noqa: ANN001
+def generate(
+    obj: Context, prompt: str, output: Path, model: str | None, aspect_ratio, seed, count, preset, server, key, as_json
+) -> None:
     """Generate an image from PROMPT (default model: flashbulb-image)."""
     _run_one(obj, _ask(model or "flashbulb-image", prompt, [], aspect_ratio, seed, count, preset), output, server, key, as_json)
 
@@ -120,7 +147,20 @@ def generate(obj: Context, prompt: str, output: Path, model: str | None, aspect_
 @click.argument("instruction")
 @_request_options
 @click.pass_obj
-def edit(obj: Context, photos: tuple[Path, ...], instruction: str, output: Path, model: str | None, aspect_ratio, seed, count, preset, server, key, as_json) -> None:  # noqa: ANN001
+def edit(
+    obj: Context,
+    photos: tuple[Path, ...],
+    instruction: str,
+    output: Path,
+    model: str | None,
+    aspect_ratio,
+    seed,
+    count,
+    preset,
+    server,
+    key,
+    as_json,
+) -> None:
     """Edit PHOTOS (one, or several references) as INSTRUCTION says (default model: the hosted alias)."""
     ask = _ask(model or "gemini-2.5-flash-image", instruction, list(photos), aspect_ratio, seed, count, preset)
     _run_one(obj, ask, output, server, key, as_json)
@@ -131,7 +171,22 @@ def edit(obj: Context, photos: tuple[Path, ...], instruction: str, output: Path,
 @click.option("--scale", type=click.Choice(["1", "2", "3", "4"]), default=None, help="Upscale factor (default: up to 2048 px).")
 @_request_options
 @click.pass_obj
-def restore(obj: Context, photo: Path, scale: str | None, output: Path, model: str | None, aspect_ratio, seed, count, preset, server, key, as_json) -> None:  # noqa: ANN001
+def restore(
+    obj: Context,
+    photo: Path,
+    scale: str | None,
+    output: Path,
+    model: str | None,
+    aspect_ratio,
+    seed,
+    count,
+    preset,
+    server,
+    key,
+    as_json,
+) -> None:
     """Restore an old photo: dust, noise, faded colour, then upscale (flashbulb-photo, offline)."""
     prompt = "restore this old photo" + (f", upscale {scale}x" if scale else "")
-    _run_one(obj, _ask(model or "flashbulb-photo", prompt, [photo], aspect_ratio, seed, count, preset), output, server, key, as_json)
+    _run_one(
+        obj, _ask(model or "flashbulb-photo", prompt, [photo], aspect_ratio, seed, count, preset), output, server, key, as_json
+    )

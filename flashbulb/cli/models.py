@@ -8,8 +8,9 @@ import sys
 import click
 from rich.markup import escape
 
-from flashbulb.config import micros_to_usd
 from flashbulb.cli.root import Context, err, main, print_table
+from flashbulb.config import micros_to_usd
+
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
@@ -40,15 +41,28 @@ def models(obj: Context, as_json: bool) -> None:
         p = r["prices"]
         sizes = "/".join(micros_to_usd(p["imageMicros"][c]) for c in ("small", "standard", "large"))
         quality = " ".join(f"{q}={v}" for q, v in p["qualityPercent"].items() if v != 100) or "-"
-        lines.append([r["name"], ", ".join(r["capabilities"]), sizes, micros_to_usd(p["inputImageMicros"]), quality,
-                      "yes" if r["installed"] else "no", licence])
+        lines.append(
+            [
+                r["name"],
+                ", ".join(r["capabilities"]),
+                sizes,
+                micros_to_usd(p["inputImageMicros"]),
+                quality,
+                "yes" if r["installed"] else "no",
+                licence,
+            ]
+        )
     columns = ["model", "capabilities", "USD / image (small/standard/large)", "input", "quality %", "installed", "licence"]
     print_table(columns, lines, whole=("model",))
 
 
 @main.command()
 @click.argument("name")
-@click.option("--model-dir", type=click.Path(file_okay=False), help="Where weights go (default: <data dir>/models, or [diffusion] model_dir).")
+@click.option(
+    "--model-dir",
+    type=click.Path(file_okay=False),
+    help="Where weights go (default: <data dir>/models, or [diffusion] model_dir).",
+)
 @click.option("--token", envvar="HF_TOKEN", help="Hugging Face token, for gated models (default: $HF_TOKEN).")
 @click.pass_obj
 def pull(obj: Context, name: str, model_dir: str | None, token: str | None) -> None:

@@ -51,7 +51,7 @@ class Context:
         self._db = None
 
     @property
-    def db(self):  # noqa: ANN201
+    def db(self):
         if self._db is None:
             from flashbulb.store import db as store
 
@@ -62,7 +62,9 @@ class Context:
 
 
 @click.group()
-@click.option("--data-dir", envvar="FLASHBULB_DATA_DIR", type=click.Path(file_okay=False), help="Where the database and config live.")
+@click.option(
+    "--data-dir", envvar="FLASHBULB_DATA_DIR", type=click.Path(file_okay=False), help="Where the database and config live."
+)
 @click.option("--database-url", envvar="FLASHBULB_DATABASE_URL", help="SQLAlchemy URL; default: SQLite in the data dir.")
 @click.pass_context
 def main(ctx: click.Context, data_dir: str | None, database_url: str | None) -> None:
@@ -102,5 +104,12 @@ def serve(obj: Context, host: str | None, port: int | None) -> None:
     err.print(f"data dir: {settings.data_dir}  database: {settings.database_url.split('@')[-1]}")
     err.print(f"serving on http://{settings.host}:{settings.port}")
     TimedH11Protocol.head_timeout_s = settings.head_timeout_s
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=5,
-                http=TimedH11Protocol, limit_concurrency=settings.max_connections)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+        http=TimedH11Protocol,
+        limit_concurrency=settings.max_connections,
+    )

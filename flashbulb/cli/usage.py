@@ -29,10 +29,25 @@ def usage(ctx: click.Context, as_json: bool, limit: int) -> None:
     if as_json:
         print(json.dumps({"records": records, "totals": totals}, indent=2))
         return
-    lines = [[r["created_at"], r["account"], r["model"], r["status"], str(r["input_images"]), str(r["output_images"]),
-              str(r["latency_ms"]), micros_to_usd(r["charge_micros"])] for r in records]
-    print_table(["when", "account", "model", "status", "in", "out", "ms", "charge USD"], lines,
-                whole=("account", "model"), title="recent calls")
+    lines = [
+        [
+            r["created_at"],
+            r["account"],
+            r["model"],
+            r["status"],
+            str(r["input_images"]),
+            str(r["output_images"]),
+            str(r["latency_ms"]),
+            micros_to_usd(r["charge_micros"]),
+        ]
+        for r in records
+    ]
+    print_table(
+        ["when", "account", "model", "status", "in", "out", "ms", "charge USD"],
+        lines,
+        whole=("account", "model"),
+        title="recent calls",
+    )
     sums = [[t["account"], t["model"], str(t["calls"]), str(t["images"]), micros_to_usd(t["charge_micros"])] for t in totals]
     print_table(["account", "model", "calls", "images", "charge USD"], sums, whole=("account", "model"), title="totals")
 
@@ -42,7 +57,9 @@ def usage(ctx: click.Context, as_json: bool, limit: int) -> None:
 @click.option("--from", "start", help="First UTC day, YYYY-MM-DD (default: the oldest).")
 @click.option("--to", "end", help="Last UTC day, YYYY-MM-DD, included (default: today).")
 @click.option("--account", help="Only this account.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-", help="File to write (default stdout).")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-", help="File to write (default stdout)."
+)
 @click.pass_obj
 def usage_export(obj: Context, fmt: str, start: str | None, end: str | None, account: str | None, output: str) -> None:
     """Every usage row in a date range as CSV or JSON: rolled-up days as daily totals (kind "day"),
@@ -84,4 +101,6 @@ def usage_rollup(obj: Context, older_than: str, batch_days: int, as_json: bool) 
     if as_json:
         print(json.dumps(moved))
     else:
-        print(f"rolled up {moved['records']} usage records from {moved['days']} days before {moved['before']} into {moved['daily_rows']} daily rows")
+        print(
+            f"rolled up {moved['records']} usage records from {moved['days']} days before {moved['before']} into {moved['daily_rows']} daily rows"
+        )

@@ -17,7 +17,9 @@ from flashbulb.errors import FlashbulbError
 
 @main.command("verify")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--server", envvar="FLASHBULB_SERVER", default=None, help="Ask this flashbulb server instead of the local data dir.")
+@click.option(
+    "--server", envvar="FLASHBULB_SERVER", default=None, help="Ask this flashbulb server instead of the local data dir."
+)
 @click.option("--key", envvar="FLASHBULB_API_KEY", default=None, help="API key for --server.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list, an entry per file.")
 @click.pass_obj
@@ -46,8 +48,11 @@ def _local(obj: Context, path: Path) -> dict:
     from flashbulb.provenance import identity, verify
 
     settings = obj.settings
-    anchor = identity.load(settings.data_dir, settings.signing_cert, settings.signing_key).anchor_pem \
-        if settings.content_credentials else b""
+    anchor = (
+        identity.load(settings.data_dir, settings.signing_cert, settings.signing_key).anchor_pem
+        if settings.content_credentials
+        else b""
+    )
     return verify.verify(path.read_bytes(), db=obj.db, caller=None, trust_anchor_pem=anchor, max_pixels=settings.max_input_pixels)
 
 
@@ -56,8 +61,12 @@ def _remote(path: Path, server: str, key: str | None) -> dict:
         err.print("[red]error:[/red] --server needs --key (or FLASHBULB_API_KEY)")
         sys.exit(5)
     try:
-        response = httpx.post(f"{server.rstrip('/')}/flashbulb/verify", files={"image": (path.name, path.read_bytes())},
-                              headers={"x-goog-api-key": key}, timeout=120)
+        response = httpx.post(
+            f"{server.rstrip('/')}/flashbulb/verify",
+            files={"image": (path.name, path.read_bytes())},
+            headers={"x-goog-api-key": key},
+            timeout=120,
+        )
     except httpx.HTTPError as exc:
         err.print(f"[red]error:[/red] can't reach {escape(server)}: {escape(str(exc))}")
         sys.exit(3)
@@ -75,8 +84,10 @@ def _describe_c2pa(found: dict | None) -> str:
     if not found.get("valid"):
         return f"INVALID ({', '.join(found.get('failures') or [found.get('error', '')])})"
     signer = found["signer"]
-    actions = ", ".join(a["action"] + (f" ({a['parameters']['description']})" if "description" in a.get("parameters", {}) else "")
-                        for a in found["actions"])
+    actions = ", ".join(
+        a["action"] + (f" ({a['parameters']['description']})" if "description" in a.get("parameters", {}) else "")
+        for a in found["actions"]
+    )
     trust = "trusted" if found["trusted"] else "valid, signer not in the trust list"
     return f"{trust}; {found['claim_generator']}, signed by {signer['common_name']} ({signer['issuer']}): {actions}"
 

@@ -8,7 +8,6 @@ Gemini 3.1 added (1:4, 4:1, 1:8, 8:1) are scaled to about the same area, in mult
 from __future__ import annotations
 
 import math
-
 from typing import TYPE_CHECKING
 
 from flashbulb.errors import invalid
@@ -65,7 +64,7 @@ def nearest_ratio(width: int, height: int) -> str:
     return min(GEMINI_SIZES, key=lambda ratio: abs(math.log(ratio_value(ratio)) - wanted))
 
 
-def ratio_of(request: "ImageRequest") -> str:
+def ratio_of(request: ImageRequest) -> str:
     """The ratio a request is drawn at: the one asked, else its first photo's nearest, else 1:1."""
     if request.aspect_ratio:
         return request.aspect_ratio

@@ -45,7 +45,16 @@ class Job:
 def fingerprint(request: ImageRequest) -> str:
     """What makes two requests the same run for a model: the poison list's key."""
     digest = hashlib.sha256()
-    for part in (request.model, request.prompt, request.system, request.aspect_ratio, request.size, request.n, request.seed, request.quality):
+    for part in (
+        request.model,
+        request.prompt,
+        request.system,
+        request.aspect_ratio,
+        request.size,
+        request.n,
+        request.seed,
+        request.quality,
+    ):
         digest.update(repr(part).encode() + b"\0")
     for image in [*request.images, *([request.mask] if request.mask is not None else [])]:
         digest.update(f"{image.mode}{image.size}".encode())
@@ -74,8 +83,7 @@ def _account(job: Job) -> int | None:
 class _ModelQueue:
     """One model's waiting jobs and the threads that feed them to its replicas."""
 
-    def __init__(self, entry: ModelEntry, replicas: list[Replica], batch_window_s: float, max_batch: int,
-                 on_crash) -> None:  # noqa: ANN001
+    def __init__(self, entry: ModelEntry, replicas: list[Replica], batch_window_s: float, max_batch: int, on_crash) -> None:
         self.entry = entry
         self.replicas = replicas
         self.batch_window_s = batch_window_s
@@ -181,8 +189,7 @@ class _ModelQueue:
                     # It was dying already (killed while idle) and never took these jobs: run them now.
                     self._run(replica, jobs)
             except WorkerDied as died:
-                log.error("%s replica %d died running %d request(s): %s; restarting it",
-                          self.entry.name, index, len(jobs), died)
+                log.error("%s replica %d died running %d request(s): %s; restarting it", self.entry.name, index, len(jobs), died)
                 if died.started:  # only a run that began can be what killed it
                     self.on_crash(jobs)
                 error = FlashbulbError(
@@ -247,8 +254,14 @@ class _ModelQueue:
 
 
 class Engine:
-    def __init__(self, registry: Registry, executor: Executor | None = None, max_queue: int = 32,
-                 batch_window_s: float = 0.02, max_batch: int = 4):
+    def __init__(
+        self,
+        registry: Registry,
+        executor: Executor | None = None,
+        max_queue: int = 32,
+        batch_window_s: float = 0.02,
+        max_batch: int = 4,
+    ):
         from flashbulb.engine.executors.inline import InlineExecutor
 
         self.registry = registry

@@ -6,7 +6,6 @@ import io
 import warnings
 
 import numpy as np
-
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from flashbulb.errors import invalid
@@ -41,8 +40,10 @@ class PixelBudget:
 
     def take(self, width: int, height: int, what: str) -> None:
         if width * height > self.left:
-            raise invalid(f"{what} is {width}x{height}; the images of one request may hold {self.total:,} pixels "
-                          f"together, and {self.total - self.left:,} are taken by the others")
+            raise invalid(
+                f"{what} is {width}x{height}; the images of one request may hold {self.total:,} pixels "
+                f"together, and {self.total - self.left:,} are taken by the others"
+            )
         self.left -= width * height
 
 
@@ -77,9 +78,7 @@ def normalise_mode(image: Image.Image) -> Image.Image:
     """Bring any mode (palette, 16-bit, CMYK, LA, ...) to 8-bit RGB, or RGBA when it has transparency."""
     if image.mode in ("RGB", "RGBA"):
         return image
-    has_alpha = image.mode in ("LA", "PA", "RGBa", "La") or (
-        image.mode == "P" and "transparency" in image.info
-    )
+    has_alpha = image.mode in ("LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info)
     if image.mode.startswith("I"):
         # 16-bit greyscale: scale to 8 bits instead of clipping at 255.
         levels = np.asarray(image).astype(np.float32) / 257.0
@@ -112,4 +111,3 @@ def encode(image: Image.Image, fmt: str = "png", *, quality: int = 100, opaque: 
     else:
         raise ValueError(f"unknown image format {fmt!r}")
     return buffer.getvalue()
-

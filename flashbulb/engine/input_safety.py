@@ -12,7 +12,9 @@ from flashbulb.vision import safety
 log = logging.getLogger(__name__)
 
 
-def check_inputs(request_id: str, images: list[np.ndarray], block: tuple[str, ...]) -> tuple[list[safety.Verdict], ImageResult | None]:
+def check_inputs(
+    request_id: str, images: list[np.ndarray], block: tuple[str, ...]
+) -> tuple[list[safety.Verdict], ImageResult | None]:
     """The verdict on each uint8 RGB input, and the IMAGE_SAFETY result to return if one is blocked."""
     verdicts = [safety.check(rgb, block) for rgb in images]
     for number, verdict in enumerate(verdicts, start=1):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
-from collections.abc import Hashable
-from typing import Callable
+from collections.abc import Callable, Hashable
 
 from flashbulb import __version__
 from flashbulb.config import Settings
@@ -105,7 +104,7 @@ def _photo_backend(settings: Settings) -> Backend:
     return PhotoBackend(safety_block=settings.safety_block)
 
 
-def _diffusion_entry(model, settings: Settings) -> ModelEntry:  # noqa: ANN001
+def _diffusion_entry(model, settings: Settings) -> ModelEntry:
     from flashbulb.engine.backends.diffusion import weights
 
     tasks = ", ".join(model.tasks)
@@ -139,7 +138,7 @@ def _diffusion_entry(model, settings: Settings) -> ModelEntry:  # noqa: ANN001
     )
 
 
-def _diffusion_batch_key(model, request: ImageRequest) -> Hashable | None:  # noqa: ANN001
+def _diffusion_batch_key(model, request: ImageRequest) -> Hashable | None:
     """Text-to-image requests of one shape and image count share a batch; edits run alone."""
     if request.images:
         return None
@@ -161,25 +160,29 @@ def _custom_entry(name: str, fields: dict) -> ModelEntry:
         return getattr(importlib.import_module(module), attribute)()
 
     return ModelEntry(
-        name=name, display_name=name, description=str(fields.get("description", f"custom backend {target}")),
-        capabilities=("generate", "edit"), price_micros_per_image=usd_to_micros(fields.get("price_usd", "0.001")),
-        make_backend=make, details={"backend": target},
+        name=name,
+        display_name=name,
+        description=str(fields.get("description", f"custom backend {target}")),
+        capabilities=("generate", "edit"),
+        price_micros_per_image=usd_to_micros(fields.get("price_usd", "0.001")),
+        make_backend=make,
+        details={"backend": target},
     )
 
 
-def _diffusion_backend(model, settings: Settings) -> Backend:  # noqa: ANN001
+def _diffusion_backend(model, settings: Settings) -> Backend:
     from flashbulb.engine.backends.diffusion.backend import DiffusionBackend  # imports torch: only when used
 
     return DiffusionBackend(model, settings)
 
 
-def _check_diffusion(model, request: ImageRequest, settings: Settings) -> None:  # noqa: ANN001
+def _check_diffusion(model, request: ImageRequest, settings: Settings) -> None:
     from flashbulb.engine.backends.diffusion.checks import check_request
 
     check_request(model, request, settings.model_dir)
 
 
-def _diffusion_models(settings: Settings) -> list:  # noqa: ANN001
+def _diffusion_models(settings: Settings) -> list:
     from flashbulb.engine.backends.diffusion import catalog
 
     local = [catalog.local_model(name, fields) for name, fields in settings.local_models.items()]
@@ -194,9 +197,18 @@ def default_aliases(image_model_installed: bool) -> dict[str, str]:
     weights are here, else the offline photo model (which edits but can't draw from text)."""
     hosted = DEFAULT_IMAGE_MODEL if image_model_installed else "flashbulb-photo"
     names = (
-        "gemini-2.5-flash-image", "gemini-2.5-flash-image-preview",
-        "gemini-3-pro-image-preview", "gemini-3-pro-image", "gemini-3.1-flash-image-preview", "gemini-3.1-flash-image",
-        "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "gpt-image-2", "dall-e-2", "dall-e-3",
+        "gemini-2.5-flash-image",
+        "gemini-2.5-flash-image-preview",
+        "gemini-3-pro-image-preview",
+        "gemini-3-pro-image",
+        "gemini-3.1-flash-image-preview",
+        "gemini-3.1-flash-image",
+        "gpt-image-1",
+        "gpt-image-1-mini",
+        "gpt-image-1.5",
+        "gpt-image-2",
+        "dall-e-2",
+        "dall-e-3",
     )
     return {"flashbulb-image": DEFAULT_IMAGE_MODEL, **dict.fromkeys(names, hosted)}
 
@@ -210,7 +222,7 @@ class Registry:
         self.aliases = dict(DEFAULT_ALIASES if aliases is None else aliases)
 
     @classmethod
-    def default(cls, settings: Settings | None = None) -> "Registry":
+    def default(cls, settings: Settings | None = None) -> Registry:
         settings = settings or Settings()
         entries = [
             _photo_entry(settings),
@@ -226,7 +238,8 @@ class Registry:
             )
         entries = [
             dataclasses.replace(e, price_micros_per_image=prices[e.name].standard, schedule=prices[e.name])
-            if e.name in prices else e
+            if e.name in prices
+            else e
             for e in entries
         ]
         registry = cls(entries)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from PIL import Image
 

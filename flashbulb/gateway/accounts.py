@@ -28,7 +28,9 @@ def authenticate(db: Engine, key: str | None) -> Caller:
         )
     with db.connect() as conn:
         row = conn.execute(
-            select(ApiKey.id, ApiKey.account_id, ApiKey.revoked_at, ApiKey.expires_at, ApiKey.models, Account.name, Account.is_admin)
+            select(
+                ApiKey.id, ApiKey.account_id, ApiKey.revoked_at, ApiKey.expires_at, ApiKey.models, Account.name, Account.is_admin
+            )
             .join(Account, Account.id == ApiKey.account_id)
             .where(ApiKey.key_hash == ledger.hash_secret(key))
         ).first()
@@ -48,7 +50,7 @@ def check_scope(caller: Caller, requested: str, model: str) -> None:
 
 
 def parse_duration(text: str) -> dt.timedelta:
-    """"30d", "12h", "45m", "90s" (or a bare number of days)."""
+    """ "30d", "12h", "45m", "90s" (or a bare number of days)."""
     match = re.fullmatch(r"\s*(\d{1,9})\s*([dhms]?)\s*", text or "")  # (9 digits: any unit fits a timedelta)
     if not match or int(match.group(1)) <= 0:
         raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, f"{text!r} is not a duration such as 30d, 12h, 45m or 90s")
@@ -67,9 +69,18 @@ class NewKey:
 
 
 def create_key(
-    db: Engine, account_name: str, *, key_name: str = "default", credits_micros: int = 0, admin: bool = False,
-    models: list[str] | None = None, expires_in: dt.timedelta | None = None, cap_micros: int | None = None,
-    referred_by: str | None = None, referral_percent: int = 10, referral_days: int = 365,
+    db: Engine,
+    account_name: str,
+    *,
+    key_name: str = "default",
+    credits_micros: int = 0,
+    admin: bool = False,
+    models: list[str] | None = None,
+    expires_in: dt.timedelta | None = None,
+    cap_micros: int | None = None,
+    referred_by: str | None = None,
+    referral_percent: int = 10,
+    referral_days: int = 365,
 ) -> NewKey:
     """Create the account if it does not exist, give it a new key (optionally scoped to `models`,
     expiring, with a spending cap) and, optionally, credits and a referrer (by referral code)."""
@@ -90,8 +101,12 @@ def create_key(
                     account_id = conn.execute(
                         Account.__table__.insert()
                         .values(
-                            name=account_name, is_admin=admin, balance_micros=0, held_micros=0,
-                            referral_code=new_referral_code(), commission_percent=0,
+                            name=account_name,
+                            is_admin=admin,
+                            balance_micros=0,
+                            held_micros=0,
+                            referral_code=new_referral_code(),
+                            commission_percent=0,
                         )
                         .returning(Account.id)
                     ).scalar_one()
@@ -100,8 +115,15 @@ def create_key(
         key_id = conn.execute(
             ApiKey.__table__.insert()
             .values(
-                account_id=account_id, name=key_name, prefix=key[:10], key_hash=ledger.hash_secret(key), models=models,
-                expires_at=utcnow() + expires_in if expires_in else None, cap_micros=cap_micros, spent_micros=0, held_micros=0,
+                account_id=account_id,
+                name=key_name,
+                prefix=key[:10],
+                key_hash=ledger.hash_secret(key),
+                models=models,
+                expires_at=utcnow() + expires_in if expires_in else None,
+                cap_micros=cap_micros,
+                spent_micros=0,
+                held_micros=0,
             )
             .returning(ApiKey.id)
         ).scalar_one()
@@ -122,14 +144,21 @@ def revoke_key(db: Engine, key_id: int) -> bool:
     with db.begin() as conn:
         if not 0 < key_id < 2**62 or conn.execute(select(ApiKey.id).where(ApiKey.id == key_id)).first() is None:
             raise FlashbulbError(ErrorKind.NOT_FOUND, f"no key with id {key_id}")
-        return conn.execute(
-            update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
-        ).rowcount == 1
+        return (
+            conn.execute(
+                update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
+            ).rowcount
+            == 1
+        )
 
 
 def account_info(db: Engine, account_id: int) -> dict:
     with db.connect() as conn:
-        row = conn.execute(select(Account.referral_code, Account.referrer_id, Account.commission_percent, Account.commission_until).where(Account.id == account_id)).one()
+        row = conn.execute(
+            select(Account.referral_code, Account.referrer_id, Account.commission_percent, Account.commission_until).where(
+                Account.id == account_id
+            )
+        ).one()
     return {
         "referralCode": row.referral_code,
         "referred": row.referrer_id is not None,

@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy import Connection
 from sqlalchemy import Engine as Database
@@ -78,13 +78,15 @@ def check_request(request: ImageRequest) -> None:
         raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, "seed must be a whole number from 0 to 2^63-1", param="seed")
     for field, text in (("prompt", request.prompt), ("systemInstruction", request.system)):
         if len(text) > MAX_PROMPT_CHARS:
-            raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, f"{field} is {len(text):,} characters; the limit is "
-                                 f"{MAX_PROMPT_CHARS:,}", param=field)
+            raise FlashbulbError(
+                ErrorKind.INVALID_ARGUMENT, f"{field} is {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}", param=field
+            )
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate ("\udc00" in JSON): nothing could store or echo it
-            raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, f"{field} is not valid Unicode text (an unpaired "
-                                 "surrogate escape)", param=field) from None
+            raise FlashbulbError(
+                ErrorKind.INVALID_ARGUMENT, f"{field} is not valid Unicode text (an unpaired surrogate escape)", param=field
+            ) from None
 
 
 class Gateway:
@@ -126,19 +128,21 @@ class Gateway:
         if lease is not None:
             self._leases[request.request_id] = lease
 
-    async def _hold(self, request: ImageRequest, entry, discount_percent: int) -> None:  # noqa: ANN001
+    async def _hold(self, request: ImageRequest, entry, discount_percent: int) -> None:
         quote = pricing.quote(entry, request, discount_percent)
-        holding = asyncio.ensure_future(asyncio.to_thread(
-            ledger.hold,
-            self.db,
-            request_id=request.request_id,
-            account_id=request.caller.account_id,
-            key_id=request.caller.key_id,
-            model=entry.name,
-            amount_micros=quote.hold_micros,
-            ttl_s=self.settings.hold_ttl_s,
-            quote=quote,
-        ))
+        holding = asyncio.ensure_future(
+            asyncio.to_thread(
+                ledger.hold,
+                self.db,
+                request_id=request.request_id,
+                account_id=request.caller.account_id,
+                key_id=request.caller.key_id,
+                model=entry.name,
+                amount_micros=quote.hold_micros,
+                ttl_s=self.settings.hold_ttl_s,
+                quote=quote,
+            )
+        )
         try:
             await asyncio.shield(holding)
         except asyncio.CancelledError:
@@ -152,7 +156,12 @@ class Gateway:
         request.quote = quote  # the hold recorded these unit prices; the settlement charges them
 
     async def fulfil(
-        self, request: ImageRequest, job: JobContext, *, discount_percent: int = 0, record: Recorder | None = None,
+        self,
+        request: ImageRequest,
+        job: JobContext,
+        *,
+        discount_percent: int = 0,
+        record: Recorder | None = None,
         render: Renderer | None = None,
     ) -> Served:
         """Run a reserved request. Its hold is closed exactly once, whatever happens."""
@@ -167,8 +176,12 @@ class Gateway:
             result = await asyncio.wait_for(self.engine.run(request, job), self.settings.request_timeout_s)
             charge = pricing.charge(quote, result)
             output_pixels = [im.width * im.height for im in result.images] if charge else None
-            served = Served(result=result, charge_micros=charge, price=quote.breakdown(output_pixels or []) if charge else None,
-                            sign=self.provenance.signer_for(request, result))
+            served = Served(
+                result=result,
+                charge_micros=charge,
+                price=quote.breakdown(output_pixels or []) if charge else None,
+                sign=self.provenance.signer_for(request, result),
+            )
             if render is not None:
                 served.rendered = await asyncio.to_thread(render, served)
             # Only now, with the answer built: what it measured is as writable as the answer was.
@@ -211,11 +224,16 @@ class Gateway:
                     raise
                 # The database went away (a restart, a failover): the answer can't be paid for, so
                 # it isn't given; the hold is released as soon as the database is back.
-                log.warning("request %s: the database is unavailable; its hold will be released when it is back", request.request_id)
+                log.warning(
+                    "request %s: the database is unavailable; its hold will be released when it is back", request.request_id
+                )
                 usage.status, usage.error = "error", "the database was unavailable when the call finished"
                 self._unclosed[request.request_id] = usage
-                raise FlashbulbError(ErrorKind.UNAVAILABLE, "The database is unavailable for a moment; nothing was "
-                                     "charged. Retry shortly.", retry_after_s=2) from exc
+                raise FlashbulbError(
+                    ErrorKind.UNAVAILABLE,
+                    "The database is unavailable for a moment; nothing was charged. Retry shortly.",
+                    retry_after_s=2,
+                ) from exc
             finally:
                 await self.limiter.release(lease)  # the rate limit slot, exactly once
 
@@ -241,7 +259,12 @@ class Gateway:
                         log.exception("releasing holds left by a database outage failed")
 
     def _close(
-        self, request_id: str, charge: int, usage: ledger.Usage, outcome: Served | BaseException, record: Recorder | None,
+        self,
+        request_id: str,
+        charge: int,
+        usage: ledger.Usage,
+        outcome: Served | BaseException,
+        record: Recorder | None,
         output_pixels: list[int] | None = None,
     ) -> None:
         also = record(outcome) if record is not None else None

@@ -12,7 +12,8 @@ import dataclasses
 import datetime as dt
 import hashlib
 import secrets
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -50,8 +51,15 @@ class Usage:
 
 
 def hold(
-    db: Engine, *, request_id: str, account_id: int, key_id: int, model: str, amount_micros: int, ttl_s: float,
-    quote: "Quote | None" = None,
+    db: Engine,
+    *,
+    request_id: str,
+    account_id: int,
+    key_id: int,
+    model: str,
+    amount_micros: int,
+    ttl_s: float,
+    quote: Quote | None = None,
 ) -> None:
     """Reserve `amount_micros`; fails (429) if it would take the account's free balance below zero or
     the key past its spending cap. `quote`'s unit prices are recorded: the settlement charges them."""
@@ -98,7 +106,9 @@ def hold(
                     ApiKey.id == key_id,
                     ApiKey.revoked_at.is_(None),
                     or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
-                    or_(ApiKey.cap_micros.is_(None), ApiKey.spent_micros + ApiKey.held_micros + amount_micros <= ApiKey.cap_micros),
+                    or_(
+                        ApiKey.cap_micros.is_(None), ApiKey.spent_micros + ApiKey.held_micros + amount_micros <= ApiKey.cap_micros
+                    ),
                 )
                 .values(held_micros=ApiKey.held_micros + amount_micros)
             ).rowcount
@@ -111,8 +121,9 @@ def hold(
 def _refuse_key(conn: Connection, key_id: int, amount_micros: int, now: dt.datetime) -> None:
     """Say why the key could not hold `amount_micros` (a missing key, id 0 in the tests, has no limits)."""
     key = conn.execute(
-        select(ApiKey.revoked_at, ApiKey.expires_at, ApiKey.cap_micros, ApiKey.spent_micros, ApiKey.held_micros)
-        .where(ApiKey.id == key_id)
+        select(ApiKey.revoked_at, ApiKey.expires_at, ApiKey.cap_micros, ApiKey.spent_micros, ApiKey.held_micros).where(
+            ApiKey.id == key_id
+        )
     ).first()
     if key is None:
         return
@@ -140,7 +151,7 @@ def check_key_live(revoked_at: dt.datetime | None, expires_at: dt.datetime | Non
         )
 
 
-def _quoted_columns(quote: "Quote") -> dict:
+def _quoted_columns(quote: Quote) -> dict:
     return {
         "unit_small_micros": quote.small,
         "unit_standard_micros": quote.standard,
@@ -151,8 +162,13 @@ def _quoted_columns(quote: "Quote") -> dict:
 
 
 def close_hold(
-    db: Engine, request_id: str, charge_micros: int, usage: Usage, also: Callable[[Connection], None] | None = None,
-    *, output_pixels: list[int] | None = None,
+    db: Engine,
+    request_id: str,
+    charge_micros: int,
+    usage: Usage,
+    also: Callable[[Connection], None] | None = None,
+    *,
+    output_pixels: list[int] | None = None,
 ) -> bool:
     """Settle (charge > 0) or release (charge 0) a hold and write its usage record, atomically.
 
@@ -215,21 +231,29 @@ def close_hold(
 
 
 _QUOTE_COLUMNS = (
-    Hold.unit_small_micros, Hold.unit_standard_micros, Hold.unit_large_micros, Hold.unit_input_micros,
-    Hold.input_images, Hold.amount_micros,
+    Hold.unit_small_micros,
+    Hold.unit_standard_micros,
+    Hold.unit_large_micros,
+    Hold.unit_input_micros,
+    Hold.input_images,
+    Hold.amount_micros,
 )
 
 
-def _quote_of(row) -> "Quote":  # noqa: ANN001
+def _quote_of(row) -> Quote:
     from flashbulb.gateway.pricing import Quote
 
     return Quote(
-        small=row.unit_small_micros, standard=row.unit_standard_micros, large=row.unit_large_micros,
-        input_image=row.unit_input_micros, images=0, inputs=row.input_images or 0,
+        small=row.unit_small_micros,
+        standard=row.unit_standard_micros,
+        large=row.unit_large_micros,
+        input_image=row.unit_input_micros,
+        images=0,
+        inputs=row.input_images or 0,
     )
 
 
-def _pay_commission(conn: Connection, account, charge_micros: int, request_id: str) -> None:  # noqa: ANN001
+def _pay_commission(conn: Connection, account, charge_micros: int, request_id: str) -> None:
     """The referrer's share of a settled charge, if the referral is still running."""
     if account.referrer_id is None or not account.commission_percent:
         return
@@ -241,7 +265,9 @@ def _pay_commission(conn: Connection, account, charge_micros: int, request_id: s
     conn.execute(
         update(Account).where(Account.id == account.referrer_id).values(balance_micros=Account.balance_micros + commission)
     )
-    _append_entry(conn, account.referrer_id, commission, "commission", request_id, f"{account.commission_percent}% of a referred charge")
+    _append_entry(
+        conn, account.referrer_id, commission, "commission", request_id, f"{account.commission_percent}% of a referred charge"
+    )
 
 
 def refund(db: Engine, request_id: str, amount_micros: int | None = None, note: str = "") -> dict:
@@ -255,30 +281,47 @@ def refund(db: Engine, request_id: str, amount_micros: int | None = None, note: 
         if amount_micros is not None:
             conditions.append(Hold.charged_micros >= amount_micros)
         row = conn.execute(
-            update(Hold).where(*conditions).values(refunded_micros=refunded)
+            update(Hold)
+            .where(*conditions)
+            .values(refunded_micros=refunded)
             .returning(Hold.account_id, Hold.key_id, Hold.charged_micros, Hold.refunded_micros)
         ).first()
         if row is None:
             _why_no_refund(conn, request_id, amount_micros)
         amount = row.refunded_micros
         balance = conn.execute(
-            update(Account).where(Account.id == row.account_id)
-            .values(balance_micros=Account.balance_micros + amount).returning(Account.balance_micros)
+            update(Account)
+            .where(Account.id == row.account_id)
+            .values(balance_micros=Account.balance_micros + amount)
+            .returning(Account.balance_micros)
         ).scalar_one()
         conn.execute(update(ApiKey).where(ApiKey.id == row.key_id).values(spent_micros=ApiKey.spent_micros - amount))
         _append_entry(conn, row.account_id, amount, "refund", request_id, note)
         clawed = _claw_back(conn, request_id, amount, row.charged_micros)
-    return {"requestId": request_id, "refundedMicros": amount, "chargedMicros": row.charged_micros, "balanceMicros": balance, "clawedBackMicros": clawed}
+    return {
+        "requestId": request_id,
+        "refundedMicros": amount,
+        "chargedMicros": row.charged_micros,
+        "balanceMicros": balance,
+        "clawedBackMicros": clawed,
+    }
 
 
 def _why_no_refund(conn: Connection, request_id: str, amount_micros: int | None) -> None:
-    hold_row = conn.execute(select(Hold.state, Hold.charged_micros, Hold.refunded_micros).where(Hold.request_id == request_id)).first()
+    hold_row = conn.execute(
+        select(Hold.state, Hold.charged_micros, Hold.refunded_micros).where(Hold.request_id == request_id)
+    ).first()
     if hold_row is None:
         raise FlashbulbError(ErrorKind.NOT_FOUND, f"no request {request_id!r}")
     if hold_row.state != "settled":
-        raise FlashbulbError(ErrorKind.FAILED_PRECONDITION, f"request {request_id!r} was not charged ({hold_row.state}): nothing to refund")
+        raise FlashbulbError(
+            ErrorKind.FAILED_PRECONDITION, f"request {request_id!r} was not charged ({hold_row.state}): nothing to refund"
+        )
     if hold_row.refunded_micros:
-        raise FlashbulbError(ErrorKind.ALREADY_EXISTS, f"request {request_id!r} was already refunded ({micros_to_usd(hold_row.refunded_micros)} USD)")
+        raise FlashbulbError(
+            ErrorKind.ALREADY_EXISTS,
+            f"request {request_id!r} was already refunded ({micros_to_usd(hold_row.refunded_micros)} USD)",
+        )
     raise FlashbulbError(
         ErrorKind.INVALID_ARGUMENT,
         f"a refund of {micros_to_usd(amount_micros or 0)} USD is more than the {micros_to_usd(hold_row.charged_micros)} USD charged",
@@ -287,7 +330,9 @@ def _why_no_refund(conn: Connection, request_id: str, amount_micros: int | None)
 
 def _claw_back(conn: Connection, request_id: str, refunded: int, charged: int) -> int:
     paid = conn.execute(
-        select(LedgerEntry.account_id, LedgerEntry.amount_micros).where(LedgerEntry.kind == "commission", LedgerEntry.request_id == request_id)
+        select(LedgerEntry.account_id, LedgerEntry.amount_micros).where(
+            LedgerEntry.kind == "commission", LedgerEntry.request_id == request_id
+        )
     ).first()
     if paid is None:
         return 0
@@ -299,7 +344,9 @@ def _claw_back(conn: Connection, request_id: str, refunded: int, charged: int) -
     if due <= 0:
         return 0
     conn.execute(update(Account).where(Account.id == paid.account_id).values(balance_micros=Account.balance_micros - taken))
-    note = f"commission on a refunded charge: {taken} of {due} micro-USD due" + ("" if taken == due else " (the rest exceeded the free balance)")
+    note = f"commission on a refunded charge: {taken} of {due} micro-USD due" + (
+        "" if taken == due else " (the rest exceeded the free balance)"
+    )
     _append_entry(conn, paid.account_id, -taken, "clawback", request_id, note)
     return taken
 
@@ -320,15 +367,21 @@ def redeem_code(db: Engine, account_id: int, code: str) -> dict:
             .returning(CreditCode.id, CreditCode.amount_micros)
         ).first()
         if row is None:
-            known = conn.execute(select(CreditCode.redeemed_at, CreditCode.expires_at).where(CreditCode.code_hash == hash_secret(code))).first()
+            known = conn.execute(
+                select(CreditCode.redeemed_at, CreditCode.expires_at).where(CreditCode.code_hash == hash_secret(code))
+            ).first()
             if known is None:
                 raise FlashbulbError(ErrorKind.NOT_FOUND, "no such code; check it was typed exactly")
             if known.redeemed_at is not None:
                 raise FlashbulbError(ErrorKind.ALREADY_EXISTS, "this code has already been redeemed")
-            raise FlashbulbError(ErrorKind.FAILED_PRECONDITION, f"this code expired on {known.expires_at.isoformat(timespec='seconds')} UTC")
+            raise FlashbulbError(
+                ErrorKind.FAILED_PRECONDITION, f"this code expired on {known.expires_at.isoformat(timespec='seconds')} UTC"
+            )
         balance = conn.execute(
-            update(Account).where(Account.id == account_id)
-            .values(balance_micros=Account.balance_micros + row.amount_micros).returning(Account.balance_micros)
+            update(Account)
+            .where(Account.id == account_id)
+            .values(balance_micros=Account.balance_micros + row.amount_micros)
+            .returning(Account.balance_micros)
         ).scalar_one()
         _append_entry(conn, account_id, row.amount_micros, "redeem", f"code-{row.id}", "redemption code")
     return {"amountMicros": row.amount_micros, "balanceMicros": balance}
@@ -367,7 +420,9 @@ def set_referrer_in(conn: Connection, account_id: int, referral_code: str, *, pe
     ancestor, steps = referrer.id, 0
     while ancestor is not None and steps < 100:
         if ancestor == account_id:
-            raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, "an account can't be referred by itself or by an account it referred")
+            raise FlashbulbError(
+                ErrorKind.INVALID_ARGUMENT, "an account can't be referred by itself or by an account it referred"
+            )
         ancestor = conn.execute(select(Account.referrer_id).where(Account.id == ancestor)).scalar()
         steps += 1
     changed = conn.execute(
@@ -383,9 +438,9 @@ def set_referrer_in(conn: Connection, account_id: int, referral_code: str, *, pe
 def release_expired(db: Engine, now: dt.datetime | None = None) -> int:
     """Release holds left behind by a crash or a lost worker. Returns how many were released."""
     with db.connect() as conn:
-        stale = conn.execute(
-            select(Hold.request_id).where(Hold.state == "held", Hold.expires_at < (now or utcnow()))
-        ).scalars().all()
+        stale = (
+            conn.execute(select(Hold.request_id).where(Hold.state == "held", Hold.expires_at < (now or utcnow()))).scalars().all()
+        )
     return sum(close_hold(db, rid, 0, Usage(status="expired", error="hold expired before settlement")) for rid in stale)
 
 
@@ -399,8 +454,11 @@ def record_unbilled(db: Engine, request_id: str, model: str, usage: Usage) -> No
         account_id = conn.execute(select(Account.id).where(Account.name == LOCAL_ACCOUNT)).scalar()
         if account_id is None:
             account_id = conn.execute(insert(Account).values(name=LOCAL_ACCOUNT).returning(Account.id)).scalar_one()
-        conn.execute(insert(UsageRecord).values(request_id=request_id, account_id=account_id, key_id=0, model=model,
-                                                charge_micros=0, **dataclasses.asdict(usage)))
+        conn.execute(
+            insert(UsageRecord).values(
+                request_id=request_id, account_id=account_id, key_id=0, model=model, charge_micros=0, **dataclasses.asdict(usage)
+            )
+        )
 
 
 def grant(db: Engine, account_name: str, amount_micros: int, note: str = "") -> int:
@@ -428,17 +486,12 @@ def grant_in(conn: Connection, account_id: int, amount_micros: int, note: str = 
 
 def _append_entry(conn: Connection, account_id: int, amount: int, kind: str, request_id: str | None, note: str) -> None:
     conn.execute(
-        insert(LedgerEntry).values(
-            account_id=account_id, amount_micros=amount, kind=kind, request_id=request_id, note=note
-        )
+        insert(LedgerEntry).values(account_id=account_id, amount_micros=amount, kind=kind, request_id=request_id, note=note)
     )
 
 
 def balance(db: Engine, account_id: int) -> tuple[int, int]:
     """(balance, held) in micro-USD."""
     with db.connect() as conn:
-        row = conn.execute(
-            select(Account.balance_micros, Account.held_micros).where(Account.id == account_id)
-        ).one()
+        row = conn.execute(select(Account.balance_micros, Account.held_micros).where(Account.id == account_id)).one()
     return row.balance_micros, row.held_micros
-

@@ -44,7 +44,11 @@ class Quote:
         outputs = [{"sizeClass": size_class(p), "micros": self.unit(size_class(p))} for p in output_pixels]
         return {
             "outputImages": outputs,
-            "inputImages": {"count": self.inputs, "unitMicros": self.input_image, "micros": self.input_image * self.inputs if outputs else 0},
+            "inputImages": {
+                "count": self.inputs,
+                "unitMicros": self.input_image,
+                "micros": self.input_image * self.inputs if outputs else 0,
+            },
             "unitMicros": {"small": self.small, "standard": self.standard, "large": self.large, "inputImage": self.input_image},
         }
 

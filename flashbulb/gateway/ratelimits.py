@@ -73,10 +73,14 @@ class RateLimiter:
         """Take a slot for the key and the account and count one request against both per-minute
         limits, or raise RATE_LIMITED having taken nothing. None when no limit applies."""
         limits = self.config.for_account(caller.account_name)
-        concurrent = [(f"key:{caller.key_id}", limits["key_concurrent"], "this API key"),
-                      (f"account:{caller.account_id}", limits["account_concurrent"], "this account")]
-        per_minute = [(f"key:{caller.key_id}", limits["key_rpm"], "this API key"),
-                      (f"account:{caller.account_id}", limits["account_rpm"], "this account")]
+        concurrent = [
+            (f"key:{caller.key_id}", limits["key_concurrent"], "this API key"),
+            (f"account:{caller.account_id}", limits["account_concurrent"], "this account"),
+        ]
+        per_minute = [
+            (f"key:{caller.key_id}", limits["key_rpm"], "this API key"),
+            (f"account:{caller.account_id}", limits["account_rpm"], "this account"),
+        ]
         concurrent = [c for c in concurrent if c[1] > 0]
         per_minute = [r for r in per_minute if r[1] > 0]
         if not concurrent and not per_minute:
@@ -91,7 +95,7 @@ class RateLimiter:
             if concurrent:
                 full = self.backend.take_slots(lease, [(scope, n) for scope, n, _ in concurrent], self.max_lease_s)
                 if full is not None:
-                    scope, n, who = concurrent[full]
+                    _, n, who = concurrent[full]
                     raise _rate_limited(
                         f"Too many requests in flight for {who}: the limit is {n} at a time. Retry when one finishes.", 1
                     )
@@ -102,7 +106,7 @@ class RateLimiter:
                 raise
         except FlashbulbError:
             raise
-        except Exception:  # noqa: BLE001 - the limit store is down: serve rather than refuse everyone
+        except Exception:  # the limit store is down: serve rather than refuse everyone
             log.warning("rate limit store unreachable; letting the request through", exc_info=True)
             return Lease(lease.token, [], lease.expires_at, released=True)
         self.backend.started(lease)
@@ -137,7 +141,7 @@ class RateLimiter:
     def _give_back(self, lease: Lease) -> None:
         try:
             self.backend.give_back(lease)
-        except Exception:  # noqa: BLE001 - the slot expires on its own in SLOT_TTL_S
+        except Exception:  # the slot expires on its own in SLOT_TTL_S
             log.warning("could not release rate limit slots of %s", lease.token, exc_info=True)
 
     def in_flight(self, scope: str) -> int:
@@ -244,7 +248,9 @@ class _RedisBackend(_Backend):
         return f"{self.prefix}:inflight:{scope}"
 
     def take_slots(self, lease: Lease, scopes: list[tuple[str, int]], max_lease_s: float) -> int | None:
-        full = self._take(keys=[self._key(s) for s, _ in scopes], args=[lease.token, int(SLOT_TTL_S * 1000), *(n for _, n in scopes)])
+        full = self._take(
+            keys=[self._key(s) for s, _ in scopes], args=[lease.token, int(SLOT_TTL_S * 1000), *(n for _, n in scopes)]
+        )
         return int(full) - 1 if int(full) else None
 
     def started(self, lease: Lease) -> None:
@@ -270,7 +276,7 @@ class _RedisBackend(_Backend):
                     continue
                 try:
                     self._renew(keys=[self._key(s) for s in lease.slots], args=[lease.token, int(SLOT_TTL_S * 1000)])
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.warning("could not renew rate limit slots", exc_info=True)
 
     def give_back(self, lease: Lease) -> None:

@@ -11,9 +11,9 @@ import json
 
 from sqlalchemy import ColumnElement, Engine, Select, delete, func, insert, select, text, update
 
-from flashbulb.parsing import whole_number
 from flashbulb.config import micros_to_usd
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
+from flashbulb.parsing import whole_number
 from flashbulb.store.tables import Account, ApiKey, LedgerEntry, UsageDaily, UsageRecord, utcnow
 
 
@@ -44,7 +44,11 @@ def statement(db: Engine, account_id: int, *, limit: int = 100, page_token: str 
     `limit` entries from `page_token` on and the next page's token ("" when there is none)."""
     running = (
         select(
-            LedgerEntry.id, LedgerEntry.kind, LedgerEntry.amount_micros, LedgerEntry.request_id, LedgerEntry.note,
+            LedgerEntry.id,
+            LedgerEntry.kind,
+            LedgerEntry.amount_micros,
+            LedgerEntry.request_id,
+            LedgerEntry.note,
             LedgerEntry.created_at,
             func.sum(LedgerEntry.amount_micros).over(order_by=LedgerEntry.id).label("balance_after_micros"),
         )
@@ -81,8 +85,21 @@ def _newest_first(db: Engine, query: Select, id_column: ColumnElement[int], limi
 
 
 _REPORTED = (
-    "request_id", "account", "key_id", "model", "status", "finish_reason", "input_images", "input_pixels",
-    "output_images", "output_pixels", "latency_ms", "charge_micros", "quality", "error", "replica",
+    "request_id",
+    "account",
+    "key_id",
+    "model",
+    "status",
+    "finish_reason",
+    "input_images",
+    "input_pixels",
+    "output_images",
+    "output_pixels",
+    "latency_ms",
+    "charge_micros",
+    "quality",
+    "error",
+    "replica",
 )
 
 
@@ -93,8 +110,13 @@ def totals(db: Engine, *, account_id: int | None = None) -> list[dict]:
 
 
 def summary(
-    db: Engine, *, account_id: int | None = None, days: int = 30, today: dt.date | None = None,
-    start: dt.date | None = None, end: dt.date | None = None,
+    db: Engine,
+    *,
+    account_id: int | None = None,
+    days: int = 30,
+    today: dt.date | None = None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
 ) -> dict:
     """Spend over the last `days` UTC days (today included), or from `start` to `end` (both
     included): one row per day, zeros included, and one row per model, newest spend first.
@@ -146,7 +168,7 @@ _SUMS = ("calls", "input_images", "images", "output_pixels", "latency_ms", "char
 
 
 def parse_group(text: str | None) -> tuple[str, ...]:
-    """"account,key,model,day" -> the dimensions to group by (each once, in the order of GROUPS)."""
+    """ "account,key,model,day" -> the dimensions to group by (each once, in the order of GROUPS)."""
     names = [n.strip() for n in (text or "").split(",") if n.strip()]
     unknown = [n for n in names if n not in GROUPS]
     if unknown:
@@ -168,7 +190,11 @@ def parse_day(text: str | None, what: str) -> dt.date | None:
 
 
 def summarize(
-    db: Engine, *, group: tuple[str, ...] | list[str] = (), start: dt.date | None = None, end: dt.date | None = None,
+    db: Engine,
+    *,
+    group: tuple[str, ...] | list[str] = (),
+    start: dt.date | None = None,
+    end: dt.date | None = None,
     account_id: int | None = None,
 ) -> dict:
     """Calls, images and charges between two UTC days (both included; None: unbounded), one row
@@ -267,38 +293,59 @@ def rollup(db: Engine, *, older_than_days: int, batch_days: int = 7, today: dt.d
             return moved
         first = oldest.date()
         last = min(first + dt.timedelta(days=batch_days), cutoff)  # exclusive
-        window = (UsageRecord.created_at >= dt.datetime.combine(first, dt.time()), UsageRecord.created_at < dt.datetime.combine(last, dt.time()))
+        window = (
+            UsageRecord.created_at >= dt.datetime.combine(first, dt.time()),
+            UsageRecord.created_at < dt.datetime.combine(last, dt.time()),
+        )
         with db.begin() as conn:
             if conn.dialect.name == "postgresql":  # one rollup at a time (SQLite's BEGIN IMMEDIATE already is)
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('flashbulb.usage_rollup'))"))
-            groups = conn.execute(
-                select(
-                    UsageRecord.account_id, UsageRecord.key_id, UsageRecord.model, day.label("day"), UsageRecord.status,
-                    func.count().label("calls"),
-                    func.sum(UsageRecord.input_images).label("input_images"),
-                    func.sum(UsageRecord.input_pixels).label("input_pixels"),
-                    func.sum(UsageRecord.output_images).label("output_images"),
-                    func.sum(UsageRecord.output_pixels).label("output_pixels"),
-                    func.sum(UsageRecord.latency_ms).label("latency_ms"),
-                    func.sum(UsageRecord.charge_micros).label("charge_micros"),
+            groups = (
+                conn.execute(
+                    select(
+                        UsageRecord.account_id,
+                        UsageRecord.key_id,
+                        UsageRecord.model,
+                        day.label("day"),
+                        UsageRecord.status,
+                        func.count().label("calls"),
+                        func.sum(UsageRecord.input_images).label("input_images"),
+                        func.sum(UsageRecord.input_pixels).label("input_pixels"),
+                        func.sum(UsageRecord.output_images).label("output_images"),
+                        func.sum(UsageRecord.output_pixels).label("output_pixels"),
+                        func.sum(UsageRecord.latency_ms).label("latency_ms"),
+                        func.sum(UsageRecord.charge_micros).label("charge_micros"),
+                    )
+                    .where(*window)
+                    .group_by(UsageRecord.account_id, UsageRecord.key_id, UsageRecord.model, day, UsageRecord.status)
                 )
-                .where(*window)
-                .group_by(UsageRecord.account_id, UsageRecord.key_id, UsageRecord.model, day, UsageRecord.status)
-            ).mappings().all()
+                .mappings()
+                .all()
+            )
             for g in groups:
                 the_day = g["day"] if isinstance(g["day"], dt.date) else dt.date.fromisoformat(str(g["day"])[:10])
                 where = (
-                    UsageDaily.account_id == g["account_id"], UsageDaily.key_id == g["key_id"], UsageDaily.model == g["model"],
-                    UsageDaily.day == the_day, UsageDaily.status == g["status"],
+                    UsageDaily.account_id == g["account_id"],
+                    UsageDaily.key_id == g["key_id"],
+                    UsageDaily.model == g["model"],
+                    UsageDaily.day == the_day,
+                    UsageDaily.status == g["status"],
                 )
                 sums = {name: int(g[name] or 0) for name in _DAILY_SUMS}
                 updated = conn.execute(
-                    update(UsageDaily).where(*where).values({name: getattr(UsageDaily, name) + sums[name] for name in _DAILY_SUMS})
+                    update(UsageDaily)
+                    .where(*where)
+                    .values({name: getattr(UsageDaily, name) + sums[name] for name in _DAILY_SUMS})
                 ).rowcount
                 if not updated:
                     conn.execute(
                         insert(UsageDaily).values(
-                            account_id=g["account_id"], key_id=g["key_id"], model=g["model"], day=the_day, status=g["status"], **sums
+                            account_id=g["account_id"],
+                            key_id=g["key_id"],
+                            model=g["model"],
+                            day=the_day,
+                            status=g["status"],
+                            **sums,
                         )
                     )
             deleted = conn.execute(delete(UsageRecord).where(*window)).rowcount
@@ -313,12 +360,26 @@ _DAILY_SUMS = ("calls", "input_images", "input_pixels", "output_images", "output
 
 
 EXPORT_COLUMNS = (
-    "kind", "date", "request_id", "account", "key_id", "model", "status", "calls", "input_images", "output_images",
-    "output_pixels", "latency_ms", "charge_micros", "charge_usd", "finish_reason", "error",
+    "kind",
+    "date",
+    "request_id",
+    "account",
+    "key_id",
+    "model",
+    "status",
+    "calls",
+    "input_images",
+    "output_images",
+    "output_pixels",
+    "latency_ms",
+    "charge_micros",
+    "charge_usd",
+    "finish_reason",
+    "error",
 )
 
 
-def export_rows(db: Engine, *, start: dt.date | None = None, end: dt.date | None = None, account_id: int | None = None):  # noqa: ANN201
+def export_rows(db: Engine, *, start: dt.date | None = None, end: dt.date | None = None, account_id: int | None = None):
     """Every usage row between two UTC days (both included): rolled-up days as one row per
     account, key, model, day and status (kind "day"), then each call still kept (kind "call").
     Summing `calls` and `charge_micros` over the rows gives the summaries' totals exactly."""
@@ -341,22 +402,45 @@ def export_rows(db: Engine, *, start: dt.date | None = None, end: dt.date | None
     with db.connect() as conn:
         for d in conn.execute(daily):
             yield {
-                "kind": "day", "date": d.day.isoformat(), "request_id": "", "account": d.account, "key_id": d.key_id,
-                "model": d.model, "status": d.status, "calls": d.calls, "input_images": d.input_images,
-                "output_images": d.output_images, "output_pixels": d.output_pixels, "latency_ms": d.latency_ms,
-                "charge_micros": d.charge_micros, "charge_usd": micros_to_usd(d.charge_micros), "finish_reason": "", "error": "",
+                "kind": "day",
+                "date": d.day.isoformat(),
+                "request_id": "",
+                "account": d.account,
+                "key_id": d.key_id,
+                "model": d.model,
+                "status": d.status,
+                "calls": d.calls,
+                "input_images": d.input_images,
+                "output_images": d.output_images,
+                "output_pixels": d.output_pixels,
+                "latency_ms": d.latency_ms,
+                "charge_micros": d.charge_micros,
+                "charge_usd": micros_to_usd(d.charge_micros),
+                "finish_reason": "",
+                "error": "",
             }
         for r in conn.execution_options(yield_per=1000).execute(detail).mappings():
             yield {
-                "kind": "call", "date": r["created_at"].isoformat(timespec="seconds") + "Z", "request_id": r["request_id"],
-                "account": r["account"], "key_id": r["key_id"], "model": r["model"], "status": r["status"], "calls": 1,
-                "input_images": r["input_images"], "output_images": r["output_images"], "output_pixels": r["output_pixels"],
-                "latency_ms": r["latency_ms"], "charge_micros": r["charge_micros"], "charge_usd": micros_to_usd(r["charge_micros"]),
-                "finish_reason": r["finish_reason"], "error": r["error"] or "",
+                "kind": "call",
+                "date": r["created_at"].isoformat(timespec="seconds") + "Z",
+                "request_id": r["request_id"],
+                "account": r["account"],
+                "key_id": r["key_id"],
+                "model": r["model"],
+                "status": r["status"],
+                "calls": 1,
+                "input_images": r["input_images"],
+                "output_images": r["output_images"],
+                "output_pixels": r["output_pixels"],
+                "latency_ms": r["latency_ms"],
+                "charge_micros": r["charge_micros"],
+                "charge_usd": micros_to_usd(r["charge_micros"]),
+                "finish_reason": r["finish_reason"],
+                "error": r["error"] or "",
             }
 
 
-def write_export(rows, out, fmt: str, meta: dict) -> int:  # noqa: ANN001
+def write_export(rows, out, fmt: str, meta: dict) -> int:
     """Write export rows to a text file as CSV or as one JSON document; returns how many."""
     count = 0
     if fmt == "csv":
@@ -375,8 +459,21 @@ def write_export(rows, out, fmt: str, meta: dict) -> int:  # noqa: ANN001
 
 
 CSV_COLUMNS = (
-    "created_at", "request_id", "account", "model", "status", "finish_reason", "input_images", "output_images",
-    "output_pixels", "latency_ms", "charge_micros", "charge_usd", "identity_distance", "same_person", "error",
+    "created_at",
+    "request_id",
+    "account",
+    "model",
+    "status",
+    "finish_reason",
+    "input_images",
+    "output_images",
+    "output_pixels",
+    "latency_ms",
+    "charge_micros",
+    "charge_usd",
+    "identity_distance",
+    "same_person",
+    "error",
 )
 
 
@@ -390,9 +487,19 @@ def to_csv(records: list[dict]) -> str:
         distances = quality.get("identity_distance") or []
         writer.writerow(
             [
-                r["created_at"] + "Z", r["request_id"], _no_formula(r["account"]), r["model"], r["status"], r["finish_reason"],
-                r["input_images"], r["output_images"], r["output_pixels"], r["latency_ms"], r["charge_micros"],
-                micros_to_usd(r["charge_micros"]), " ".join(str(d) for d in distances),
+                r["created_at"] + "Z",
+                r["request_id"],
+                _no_formula(r["account"]),
+                r["model"],
+                r["status"],
+                r["finish_reason"],
+                r["input_images"],
+                r["output_images"],
+                r["output_pixels"],
+                r["latency_ms"],
+                r["charge_micros"],
+                micros_to_usd(r["charge_micros"]),
+                " ".join(str(d) for d in distances),
                 "" if "same_person" not in quality else str(bool(quality["same_person"])).lower(),
                 _no_formula(r.get("error") or ""),
             ]
@@ -403,4 +510,3 @@ def to_csv(records: list[dict]) -> str:
 def _no_formula(text: str) -> str:
     """A cell a spreadsheet would run as a formula gets a leading quote (CSV injection)."""
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-

@@ -58,12 +58,13 @@ class OffsetMismatch(FlashbulbError):
 
     def __init__(self, offset: int, received: int):
         super().__init__(
-            ErrorKind.INVALID_ARGUMENT, f"X-Goog-Upload-Offset is {offset} but {received} bytes have been received; resume from there"
+            ErrorKind.INVALID_ARGUMENT,
+            f"X-Goog-Upload-Offset is {offset} but {received} bytes have been received; resume from there",
         )
         self.received = received
 
 
-def _info(row) -> FileInfo:  # noqa: ANN001
+def _info(row) -> FileInfo:
     return FileInfo(**{f.name: getattr(row, f.name) for f in dataclasses.fields(FileInfo)})
 
 
@@ -124,9 +125,17 @@ class FileStore:
             with self.db.begin() as conn:
                 conn.execute(
                     insert(StoredFile).values(
-                        id=file_id, account_id=account_id, display_name=display_name, mime_type=mime_type or "application/octet-stream",
-                        size_bytes=size_bytes if size_bytes is not None else -1, sha256="", state="uploading", source="uploaded",
-                        upload_token_hash=_hash_token(token), created_at=now, updated_at=now,
+                        id=file_id,
+                        account_id=account_id,
+                        display_name=display_name,
+                        mime_type=mime_type or "application/octet-stream",
+                        size_bytes=size_bytes if size_bytes is not None else -1,
+                        sha256="",
+                        state="uploading",
+                        source="uploaded",
+                        upload_token_hash=_hash_token(token),
+                        created_at=now,
+                        updated_at=now,
                         expires_at=now + dt.timedelta(seconds=self.ttl_s),
                     )
                 )
@@ -140,9 +149,12 @@ class FileStore:
         (three 30 MiB uploads in 1.2 s from a $0 account were all kept for 48 h, measured)."""
         with self.db.connect() as conn:
             used = conn.execute(
-                select(func.coalesce(func.sum(StoredFile.size_bytes), 0))
-                .where(StoredFile.account_id == account_id, StoredFile.size_bytes > 0, StoredFile.expires_at >= utcnow(),
-                       StoredFile.id != (besides or ""))
+                select(func.coalesce(func.sum(StoredFile.size_bytes), 0)).where(
+                    StoredFile.account_id == account_id,
+                    StoredFile.size_bytes > 0,
+                    StoredFile.expires_at >= utcnow(),
+                    StoredFile.id != (besides or ""),
+                )
             ).scalar_one()
         if used + adding > self.max_account_bytes:
             raise FlashbulbError(
@@ -151,7 +163,7 @@ class FileStore:
                 f"{self.max_account_bytes:,} bytes. Delete files (files.delete) or wait for them to expire.",
             )
 
-    def _upload_row(self, token: str):  # noqa: ANN202
+    def _upload_row(self, token: str):
         with self.db.connect() as conn:
             row = conn.execute(
                 select(StoredFile).where(StoredFile.upload_token_hash == _hash_token(token), StoredFile.state == "uploading")
@@ -173,7 +185,9 @@ class FileStore:
             if offset == received:
                 if received + len(chunk) > self.max_bytes:
                     self.cancel(token)
-                    raise FlashbulbError(ErrorKind.TOO_LARGE, f"the file is over the limit of {self.max_bytes:,} bytes; the upload was cancelled")
+                    raise FlashbulbError(
+                        ErrorKind.TOO_LARGE, f"the file is over the limit of {self.max_bytes:,} bytes; the upload was cancelled"
+                    )
                 try:
                     self._check_quota(row.account_id, received + len(chunk), besides=row.id)
                 except FlashbulbError:
@@ -187,7 +201,7 @@ class FileStore:
                 return Progress(received)
             return Progress(received, self._finish(row, part, received))
 
-    def _finish(self, row, part: str, received: int) -> FileInfo:  # noqa: ANN001
+    def _finish(self, row, part: str, received: int) -> FileInfo:
         if row.size_bytes >= 0 and received != row.size_bytes:
             raise invalid(f"the upload announced {row.size_bytes:,} bytes but {received:,} arrived; send the rest, then finalize")
         digest = hashlib.sha256()
@@ -213,7 +227,9 @@ class FileStore:
     def get(self, account_id: int, file_id: str) -> FileInfo:
         with self.db.connect() as conn:
             row = conn.execute(
-                select(StoredFile).where(StoredFile.id == file_id, StoredFile.account_id == account_id, StoredFile.state == "active")
+                select(StoredFile).where(
+                    StoredFile.id == file_id, StoredFile.account_id == account_id, StoredFile.state == "active"
+                )
             ).first()
         if row is None or row.expires_at < utcnow():
             raise _not_found(file_id)
@@ -249,7 +265,13 @@ class FileStore:
             self.blobs.delete(name)
 
     def write_generated(
-        self, account_id: int, file_id: str, *, display_name: str, mime_type: str, lines: Iterable[bytes],
+        self,
+        account_id: int,
+        file_id: str,
+        *,
+        display_name: str,
+        mime_type: str,
+        lines: Iterable[bytes],
         commit: Callable | None = None,
     ) -> FileInfo:
         """Write a file the server made (a batch's responses) and register it. `commit(conn)` runs in
@@ -268,9 +290,18 @@ class FileStore:
             conn.execute(delete(StoredFile).where(StoredFile.id == file_id))
             conn.execute(
                 insert(StoredFile).values(
-                    id=file_id, account_id=account_id, display_name=display_name, mime_type=mime_type, size_bytes=size,
-                    sha256=digest.hexdigest(), state="active", source="generated", upload_token_hash=None,
-                    created_at=now, updated_at=now, expires_at=now + dt.timedelta(seconds=self.ttl_s),
+                    id=file_id,
+                    account_id=account_id,
+                    display_name=display_name,
+                    mime_type=mime_type,
+                    size_bytes=size,
+                    sha256=digest.hexdigest(),
+                    state="active",
+                    source="generated",
+                    upload_token_hash=None,
+                    created_at=now,
+                    updated_at=now,
+                    expires_at=now + dt.timedelta(seconds=self.ttl_s),
                 )
             )
             if commit is not None:

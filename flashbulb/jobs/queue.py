@@ -103,8 +103,17 @@ def _not_found(batch_id: str) -> FlashbulbError:
 
 
 def create(
-    db: Engine, batch_id: str, *, account_id: int, key_id: int, model: str, display_name: str,
-    input_file: str | None, items: Iterable[NewItem], max_items: int = 10_000, max_open: int = 20,
+    db: Engine,
+    batch_id: str,
+    *,
+    account_id: int,
+    key_id: int,
+    model: str,
+    display_name: str,
+    input_file: str | None,
+    items: Iterable[NewItem],
+    max_items: int = 10_000,
+    max_open: int = 20,
 ) -> int:
     """Insert a batch and all its items in one transaction: a batch is never half there. One account
     may have `max_open` batches not yet finished, each of at most `max_items` requests (a 200,000-item
@@ -113,30 +122,57 @@ def create(
     count = 0
     with db.connect() as conn:
         open_batches = conn.execute(
-            select(func.count()).select_from(BatchJob)
+            select(func.count())
+            .select_from(BatchJob)
             .where(BatchJob.account_id == account_id, BatchJob.ended_at.is_(None), BatchJob.deleted.is_(False))
         ).scalar_one()
     if open_batches >= max_open:
-        raise FlashbulbError(ErrorKind.RATE_LIMITED, f"this account has {open_batches} batches still running, the most "
-                             f"it may have at once; wait for one to finish", retry_after_s=60)
+        raise FlashbulbError(
+            ErrorKind.RATE_LIMITED,
+            f"this account has {open_batches} batches still running, the most it may have at once; wait for one to finish",
+            retry_after_s=60,
+        )
     with db.begin() as conn:
         conn.execute(
             insert(BatchJob).values(
-                id=batch_id, account_id=account_id, key_id=key_id, model=model, display_name=display_name,
-                state=PENDING, input_file=input_file, responses_file=None, request_count=0, succeeded_count=0, failed_count=0,
-                cancel_requested=False, deleted=False, created_at=now, updated_at=now, ended_at=None,
+                id=batch_id,
+                account_id=account_id,
+                key_id=key_id,
+                model=model,
+                display_name=display_name,
+                state=PENDING,
+                input_file=input_file,
+                responses_file=None,
+                request_count=0,
+                succeeded_count=0,
+                failed_count=0,
+                cancel_requested=False,
+                deleted=False,
+                created_at=now,
+                updated_at=now,
+                ended_at=None,
             )
         )
         chunk: list[dict] = []
         for item in items:
             chunk.append(
-                {"batch_id": batch_id, "position": count, "key": item.key, "labels": item.labels, "state": PENDING,
-                 "attempt": 0, "request": item.request, "result": None, "updated_at": now}
+                {
+                    "batch_id": batch_id,
+                    "position": count,
+                    "key": item.key,
+                    "labels": item.labels,
+                    "state": PENDING,
+                    "attempt": 0,
+                    "request": item.request,
+                    "result": None,
+                    "updated_at": now,
+                }
             )
             count += 1
             if count > max_items:
-                raise FlashbulbError(ErrorKind.INVALID_ARGUMENT, f"a batch may hold at most {max_items:,} requests; "
-                                     "split it into several batches")
+                raise FlashbulbError(
+                    ErrorKind.INVALID_ARGUMENT, f"a batch may hold at most {max_items:,} requests; split it into several batches"
+                )
             if len(chunk) >= _INSERT_CHUNK:
                 conn.execute(insert(BatchItem), chunk)
                 chunk = []
@@ -148,10 +184,12 @@ def create(
     return count
 
 
-def _info(row) -> BatchInfo:  # noqa: ANN001
+def _info(row) -> BatchInfo:
     fields = {f.name for f in dataclasses.fields(BatchInfo)} - {"stats"}
     done = row.succeeded_count + row.failed_count
-    stats = Stats(total=row.request_count, succeeded=row.succeeded_count, failed=row.failed_count, pending=row.request_count - done)
+    stats = Stats(
+        total=row.request_count, succeeded=row.succeeded_count, failed=row.failed_count, pending=row.request_count - done
+    )
     return BatchInfo(**{name: getattr(row, name) for name in fields}, stats=stats)
 
 
@@ -213,8 +251,16 @@ def claim(db: Engine, limit: int, *, owner: str, lease_s: float, models: Collect
     now = utcnow()
     with db.begin() as conn:
         rows = conn.execute(
-            select(BatchItem.batch_id, BatchItem.position, BatchItem.attempt, BatchItem.request,
-                   BatchJob.account_id, Account.name, BatchJob.key_id, BatchJob.model)
+            select(
+                BatchItem.batch_id,
+                BatchItem.position,
+                BatchItem.attempt,
+                BatchItem.request,
+                BatchJob.account_id,
+                Account.name,
+                BatchJob.key_id,
+                BatchJob.model,
+            )
             .join(BatchJob, BatchJob.id == BatchItem.batch_id)
             .join(Account, Account.id == BatchJob.account_id)
             .where(BatchItem.state == PENDING, BatchJob.model.in_(list(models)))
@@ -229,19 +275,23 @@ def claim(db: Engine, limit: int, *, owner: str, lease_s: float, models: Collect
             conn.execute(
                 update(BatchItem)
                 .where(BatchItem.batch_id == batch_id, BatchItem.position.in_(positions), BatchItem.state == PENDING)
-                .values(state=RUNNING, attempt=BatchItem.attempt + 1, updated_at=now,
-                        owner=owner, lease_until=now + dt.timedelta(seconds=lease_s))
+                .values(
+                    state=RUNNING,
+                    attempt=BatchItem.attempt + 1,
+                    updated_at=now,
+                    owner=owner,
+                    lease_until=now + dt.timedelta(seconds=lease_s),
+                )
             )
             conn.execute(
                 update(BatchJob).where(BatchJob.id == batch_id, BatchJob.state == PENDING).values(state="running", updated_at=now)
             )
     return [
-        Claimed(r.batch_id, r.position, r.attempt + 1, r.request or "{}", r.account_id, r.name, r.key_id, r.model)
-        for r in rows
+        Claimed(r.batch_id, r.position, r.attempt + 1, r.request or "{}", r.account_id, r.name, r.key_id, r.model) for r in rows
     ]
 
 
-def finish(item: Claimed, state: str, result: str):  # noqa: ANN201
+def finish(item: Claimed, state: str, result: str):
     """The statements that give a running item its result; run them inside the hold's settlement
     (ledger.close_hold's `also`) or alone (`finish_now`) when no hold was taken."""
 
@@ -249,8 +299,10 @@ def finish(item: Claimed, state: str, result: str):  # noqa: ANN201
         done = conn.execute(
             update(BatchItem)
             .where(
-                BatchItem.batch_id == item.batch_id, BatchItem.position == item.position,
-                BatchItem.state == RUNNING, BatchItem.attempt == item.attempt,
+                BatchItem.batch_id == item.batch_id,
+                BatchItem.position == item.position,
+                BatchItem.state == RUNNING,
+                BatchItem.attempt == item.attempt,
             )
             .values(state=state, result=result, request=None, updated_at=utcnow())
         ).rowcount
@@ -270,7 +322,7 @@ def finish_now(db: Engine, item: Claimed, state: str, result: str) -> bool:
     return True
 
 
-def requeue(item: Claimed, max_attempts: int | None):  # noqa: ANN201
+def requeue(item: Claimed, max_attempts: int | None):
     """The statements that put a running item back to pending (it runs again), or fail it when it has
     been tried `max_attempts` times (None: no limit), or cancel it when its batch was cancelled meanwhile."""
 
@@ -286,8 +338,10 @@ def requeue(item: Claimed, max_attempts: int | None):  # noqa: ANN201
         changed = conn.execute(
             update(BatchItem)
             .where(
-                BatchItem.batch_id == item.batch_id, BatchItem.position == item.position,
-                BatchItem.state == RUNNING, BatchItem.attempt == item.attempt,
+                BatchItem.batch_id == item.batch_id,
+                BatchItem.position == item.position,
+                BatchItem.state == RUNNING,
+                BatchItem.attempt == item.attempt,
             )
             .values(state=state, result=result, updated_at=utcnow(), **({"request": None} if result else {}))
         ).rowcount
@@ -318,7 +372,9 @@ def interrupted(db: Engine, *, owner: str | None = None) -> list[Claimed]:
     expired = or_(BatchItem.lease_until.is_(None), BatchItem.lease_until < utcnow())
     with db.connect() as conn:
         rows = conn.execute(
-            select(BatchItem.batch_id, BatchItem.position, BatchItem.attempt, BatchJob.account_id, BatchJob.key_id, BatchJob.model)
+            select(
+                BatchItem.batch_id, BatchItem.position, BatchItem.attempt, BatchJob.account_id, BatchJob.key_id, BatchJob.model
+            )
             .join(BatchJob, BatchJob.id == BatchItem.batch_id)
             .where(BatchItem.state == RUNNING, or_(expired, BatchItem.owner == owner) if owner else expired)
         ).all()

@@ -74,7 +74,9 @@ class BatchRunner:
     async def start(self) -> None:
         await self._recover(own=True)
         self._tasks = [
-            asyncio.create_task(self._loop()), asyncio.create_task(self._sweep_files()), asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._loop()),
+            asyncio.create_task(self._sweep_files()),
+            asyncio.create_task(self._heartbeat()),
         ]
 
     async def stop(self) -> None:
@@ -123,9 +125,11 @@ class BatchRunner:
             self._wake.clear()
             try:
                 free = self.settings.batch_max_in_flight - len(self._in_flight)
-                claimed = await asyncio.to_thread(
-                    queue.claim, self.db, free, owner=self.owner, lease_s=LEASE_S, models=self.models
-                ) if free > 0 else []
+                claimed = (
+                    await asyncio.to_thread(queue.claim, self.db, free, owner=self.owner, lease_s=LEASE_S, models=self.models)
+                    if free > 0
+                    else []
+                )
                 for item in claimed:
                     task = asyncio.create_task(self._run(item))
                     self._in_flight.add(task)
@@ -214,8 +218,12 @@ class BatchRunner:
         if batch.input_file and not batch.deleted:
             file_id = responses_file_id(batch.id)
             self.files.write_generated(
-                batch.account_id, file_id, display_name=f"responses of batches/{batch.id}", mime_type="application/jsonl",
-                lines=_jsonl(self.db, batch.id), commit=lambda conn: queue.end(conn, batch, f"files/{file_id}"),
+                batch.account_id,
+                file_id,
+                display_name=f"responses of batches/{batch.id}",
+                mime_type="application/jsonl",
+                lines=_jsonl(self.db, batch.id),
+                commit=lambda conn: queue.end(conn, batch, f"files/{file_id}"),
             )
         else:
             with self.db.begin() as conn:
@@ -223,7 +231,7 @@ class BatchRunner:
         log.info("batches/%s ended: %d succeeded, %d failed", batch.id, batch.stats.succeeded, batch.stats.failed)
 
 
-def _jsonl(db, batch_id: str) -> Iterator[bytes]:  # noqa: ANN001
+def _jsonl(db, batch_id: str) -> Iterator[bytes]:
     """{"key": ..., "response": ...} or {"key": ..., "error": ...} per line, in input order."""
     for key, _labels, result in queue.results(db, batch_id):
         yield b'{"key":' + json.dumps(key).encode() + b"," + result[1:].encode() + b"\n"

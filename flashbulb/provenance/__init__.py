@@ -11,7 +11,7 @@ an invisible watermark in its pixels that survives re-encoding, and the verifica
 from __future__ import annotations
 
 import secrets
-from typing import Callable
+from collections.abc import Callable
 
 from flashbulb.engine.types import ImageRequest, ImageResult
 
@@ -26,12 +26,15 @@ def unsigned(data: bytes, fmt: str) -> bytes:
 class Provenance:
     """A server's marks, as `[provenance]` configures them (both on by default)."""
 
-    def __init__(self, settings):  # noqa: ANN001 - flashbulb.config.Settings
+    def __init__(self, settings):  # flashbulb.config.Settings
         from flashbulb.provenance import identity
 
         self.watermark = settings.watermark
-        self.identity = identity.load(settings.data_dir, settings.signing_cert, settings.signing_key) \
-            if settings.content_credentials else None
+        self.identity = (
+            identity.load(settings.data_dir, settings.signing_cert, settings.signing_key)
+            if settings.content_credentials
+            else None
+        )
         self._signer = None
 
     def payload(self) -> int | None:

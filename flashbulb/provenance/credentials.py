@@ -49,23 +49,49 @@ def pixels_sha256(image: Image.Image) -> str:
 def manifest(facts: Facts) -> dict:
     agent = {"name": "flashbulb", "version": flashbulb.__version__}
     ingredients = [
-        {"title": f"input image {i + 1}", "format": "image/png", "relationship": "parentOf" if i == 0 else "componentOf",
-         "label": f"input-{i + 1}", "instance_id": f"sha256:{digest}", "metadata": {"pixels_sha256": digest}}
+        {
+            "title": f"input image {i + 1}",
+            "format": "image/png",
+            "relationship": "parentOf" if i == 0 else "componentOf",
+            "label": f"input-{i + 1}",
+            "instance_id": f"sha256:{digest}",
+            "metadata": {"pixels_sha256": digest},
+        }
         for i, digest in enumerate(facts.input_sha256)
     ]
     if ingredients:  # an edit: the first input opened, then each change the model made to it
         actions = [{"action": "c2pa.opened", "parameters": {"ingredientIds": ["input-1"]}}]
-        actions += [{"action": "c2pa.edited", "digitalSourceType": EDITED, "softwareAgent": agent,
-                     "parameters": {"description": edit, "model": facts.model}} for edit in facts.edits or ("edited",)]
+        actions += [
+            {
+                "action": "c2pa.edited",
+                "digitalSourceType": EDITED,
+                "softwareAgent": agent,
+                "parameters": {"description": edit, "model": facts.model},
+            }
+            for edit in facts.edits or ("edited",)
+        ]
     else:
-        actions = [{"action": "c2pa.created", "digitalSourceType": GENERATED, "softwareAgent": agent,
-                    "parameters": {"model": facts.model}}]
+        actions = [
+            {
+                "action": "c2pa.created",
+                "digitalSourceType": GENERATED,
+                "softwareAgent": agent,
+                "parameters": {"model": facts.model},
+            }
+        ]
     assertions: list[dict] = []
     if facts.watermark is not None:  # C2PA's soft binding: the mark that finds this manifest again once it is stripped
-        actions.append({"action": "c2pa.watermarked", "softwareAgent": agent,
-                        "parameters": {"description": "RivaGAN invisible watermark (flashbulb verify reads it)"}})
+        actions.append(
+            {
+                "action": "c2pa.watermarked",
+                "softwareAgent": agent,
+                "parameters": {"description": "RivaGAN invisible watermark (flashbulb verify reads it)"},
+            }
+        )
         value = base64.b64encode(facts.watermark.to_bytes(4, "big")).decode()
-        assertions.append({"label": "c2pa.soft-binding", "data": {"alg": SOFT_BINDING, "blocks": [{"scope": {}, "value": value}]}})
+        assertions.append(
+            {"label": "c2pa.soft-binding", "data": {"alg": SOFT_BINDING, "blocks": [{"scope": {}, "value": value}]}}
+        )
     return {
         "claim_generator_info": [agent],
         "title": "flashbulb image",
@@ -81,8 +107,9 @@ class Signer:
         import c2pa
 
         self.identity = identity
-        self._signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, identity.chain_pem,
-                                                                   identity.key_pem, None))
+        self._signer = c2pa.Signer.from_info(
+            c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, identity.chain_pem, identity.key_pem, None)
+        )
         self._context = c2pa.Context(settings=c2pa.Settings.from_dict({"builder": {"thumbnail": {"enabled": False}}}))
         self._lock = threading.Lock()  # one Signer is one native handle
 
@@ -114,8 +141,12 @@ def read(data: bytes, mime: str, trust_anchor_pem: bytes = b"") -> dict | None:
         store = json.loads(reader.json())
     active = store.get("manifests", {}).get(store.get("active_manifest"), {})
     results = store.get("validation_results", {}).get("activeManifest", {})
-    actions = [a for assertion in active.get("assertions", []) if assertion.get("label", "").startswith("c2pa.actions")
-               for a in assertion.get("data", {}).get("actions", [])]
+    actions = [
+        a
+        for assertion in active.get("assertions", [])
+        if assertion.get("label", "").startswith("c2pa.actions")
+        for a in assertion.get("data", {}).get("actions", [])
+    ]
     generator = active.get("claim_generator_info", [{}])[0]
     signature = active.get("signature_info", {})
     return {
@@ -124,9 +155,14 @@ def read(data: bytes, mime: str, trust_anchor_pem: bytes = b"") -> dict | None:
         "validation_state": store.get("validation_state"),
         "claim_generator": " ".join(str(generator[k]) for k in ("name", "version") if k in generator),
         "actions": [{k: a[k] for k in ("action", "digitalSourceType", "parameters") if k in a} for a in actions],
-        "ingredients": [{"title": i.get("title"), "relationship": i.get("relationship"), "instance_id": i.get("instance_id")}
-                        for i in active.get("ingredients", [])],
-        "signer": {"issuer": signature.get("issuer"), "common_name": signature.get("common_name"),
-                   "self_signed": signature.get("issuer") == "flashbulb (self-signed)"},
+        "ingredients": [
+            {"title": i.get("title"), "relationship": i.get("relationship"), "instance_id": i.get("instance_id")}
+            for i in active.get("ingredients", [])
+        ],
+        "signer": {
+            "issuer": signature.get("issuer"),
+            "common_name": signature.get("common_name"),
+            "self_signed": signature.get("issuer") == "flashbulb (self-signed)",
+        },
         "failures": [f["code"] for f in results.get("failure", [])],
     }

@@ -48,19 +48,32 @@ def _make(folder: Path) -> None:
     """A local CA and a signing certificate it issued, written whole or not at all: several servers
     starting on one data dir at once all end up with the same pair."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     until = now + datetime.timedelta(days=365 * _YEARS)
     ca_key, signer_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name, signer_name = _name("flashbulb local CA"), _name("flashbulb content credentials")
 
     def usage(*, sign_certs: bool) -> x509.KeyUsage:
-        return x509.KeyUsage(digital_signature=not sign_certs, content_commitment=False, key_encipherment=False,
-                             data_encipherment=False, key_agreement=False, key_cert_sign=sign_certs, crl_sign=sign_certs,
-                             encipher_only=False, decipher_only=False)
+        return x509.KeyUsage(
+            digital_signature=not sign_certs,
+            content_commitment=False,
+            key_encipherment=False,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=sign_certs,
+            crl_sign=sign_certs,
+            encipher_only=False,
+            decipher_only=False,
+        )
 
     ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(until)
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(until)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(usage(sign_certs=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
@@ -69,8 +82,13 @@ def _make(folder: Path) -> None:
     # C2PA's certificate profile: an end-entity certificate for signatures, with an extended key
     # usage it recognises (emailProtection), issued by a CA (a lone self-signed leaf is refused).
     signer = (
-        x509.CertificateBuilder().subject_name(signer_name).issuer_name(ca_name).public_key(signer_key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(until)
+        x509.CertificateBuilder()
+        .subject_name(signer_name)
+        .issuer_name(ca_name)
+        .public_key(signer_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(until)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(usage(sign_certs=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
@@ -94,7 +112,9 @@ def _make(folder: Path) -> None:
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([
-        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, SELF_SIGNED),
-    ])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, SELF_SIGNED),
+        ]
+    )

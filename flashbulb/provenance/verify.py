@@ -39,8 +39,9 @@ def _trace(reading: watermark.Reading | None, db: Engine, caller: Caller | None)
         doubts = next((k for k in range(MAX_DOUBTS, 0, -1) if marked * 2**k / 2**32 <= MAX_CHANCE_MATCH), 0)
         candidates = reading.candidates(doubts)
         rows = conn.execute(
-            select(UsageRecord.request_id, UsageRecord.account_id, UsageRecord.model, UsageRecord.created_at,
-                   UsageRecord.watermark).where(UsageRecord.watermark.in_(candidates))
+            select(
+                UsageRecord.request_id, UsageRecord.account_id, UsageRecord.model, UsageRecord.created_at, UsageRecord.watermark
+            ).where(UsageRecord.watermark.in_(candidates))
         ).all()
     chance = round(marked * len(candidates) / 2**32, 9)
     answer: dict = {"found": bool(rows), "confidence": reading.confidence, "chance_match": chance}

@@ -32,19 +32,20 @@ _sessions: tuple | None = None
 _lock = threading.Lock()
 
 
-def _networks():  # noqa: ANN202 - (encoder, decoder) onnxruntime sessions, loaded once per process
+def _networks():  # (encoder, decoder) onnxruntime sessions, loaded once per process
     global _sessions
     with _lock:
         if _sessions is None:
-            import onnxruntime
             import imwatermark
+            import onnxruntime
 
             folder = os.path.dirname(imwatermark.__file__)
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = 2
             _sessions = tuple(
-                onnxruntime.InferenceSession(os.path.join(folder, f"rivagan_{part}.onnx"), options,
-                                             providers=["CPUExecutionProvider"])
+                onnxruntime.InferenceSession(
+                    os.path.join(folder, f"rivagan_{part}.onnx"), options, providers=["CPUExecutionProvider"]
+                )
                 for part in ("encoder", "decoder")
             )
     return _sessions
@@ -137,11 +138,14 @@ def read(image: Image.Image) -> Reading | None:
     payload = 0
     for logit in logits:
         payload = (payload << 1) | int(logit > 0)
-    return Reading(payload=payload, confidence=round(float(np.mean(np.abs(logits))), 3),
-                   doubtful_bits=tuple(int(i) for i in np.argsort(np.abs(logits), kind="stable")))
+    return Reading(
+        payload=payload,
+        confidence=round(float(np.mean(np.abs(logits))), 3),
+        doubtful_bits=tuple(int(i) for i in np.argsort(np.abs(logits), kind="stable")),
+    )
 
 
-def mark_result(request, result):  # noqa: ANN001, ANN201 - engine ImageRequest, ImageResult
+def mark_result(request, result):  # engine ImageRequest, ImageResult
     """Each result image carrying a payload (run in the worker, after the exact size is made: every
     later step is one a viewer's copy goes through too), read back to be sure. `result.watermark`
     is the payload its images carry; its quality says how well."""
@@ -174,11 +178,16 @@ def mark_result(request, result):  # noqa: ANN001, ANN201 - engine ImageRequest,
     if (worst := max(errors)) > MAX_READ_BACK_ERRORS:
         # A mark that can't be read back is no mark: the image goes out as it was made, and says so.
         result.quality["watermark"] = {
-            "marked": False, "why": f"this image doesn't hold the mark: {worst} of {PAYLOAD_BITS} bits read back wrong after two passes"}
+            "marked": False,
+            "why": f"this image doesn't hold the mark: {worst} of {PAYLOAD_BITS} bits read back wrong after two passes",
+        }
         return result
     result.quality["watermark"] = {
-        "marked": True, "method": "RivaGAN, 32 bits", "psnr_db": psnr(result.images[0], marked[0]),
-        "read_back_bit_errors": worst, "passes": passes,
+        "marked": True,
+        "method": "RivaGAN, 32 bits",
+        "psnr_db": psnr(result.images[0], marked[0]),
+        "read_back_bit_errors": worst,
+        "passes": passes,
     }
     result.images, result.watermark = marked, payload
     return result

@@ -110,7 +110,7 @@ class DatabaseBlobs:
     @staticmethod
     def _pieces(data: bytes) -> Iterator[bytes]:
         for start in range(0, len(data), CHUNK_BYTES):
-            yield data[start:start + CHUNK_BYTES]
+            yield data[start : start + CHUNK_BYTES]
 
     def append(self, name: str, data: bytes) -> None:
         with self.db.begin() as conn:
@@ -154,7 +154,7 @@ class DatabaseBlobs:
     def created(self, name: str) -> float | None:
         with self.db.connect() as conn:
             when = conn.execute(select(func.min(BlobChunk.created_at)).where(BlobChunk.name == name)).scalar()
-        return None if when is None else when.replace(tzinfo=dt.timezone.utc).timestamp()
+        return None if when is None else when.replace(tzinfo=dt.UTC).timestamp()
 
     def open(self, name: str) -> BinaryIO:
         with self.db.connect() as conn:
@@ -168,12 +168,15 @@ class DatabaseBlobs:
             conn.execute(delete(BlobChunk).where(BlobChunk.name == name))
 
     def older_than(self, prefix: str, cutoff: float) -> list[str]:
-        when = dt.datetime.fromtimestamp(cutoff, dt.timezone.utc).replace(tzinfo=None)
+        when = dt.datetime.fromtimestamp(cutoff, dt.UTC).replace(tzinfo=None)
         with self.db.connect() as conn:
-            return list(conn.execute(
-                select(BlobChunk.name).where(BlobChunk.name.startswith(f"{prefix}/"), BlobChunk.seq == 0,
-                                             BlobChunk.created_at < when)
-            ).scalars())
+            return list(
+                conn.execute(
+                    select(BlobChunk.name).where(
+                        BlobChunk.name.startswith(f"{prefix}/"), BlobChunk.seq == 0, BlobChunk.created_at < when
+                    )
+                ).scalars()
+            )
 
 
 class _ChunkReader(io.RawIOBase):
@@ -186,7 +189,7 @@ class _ChunkReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # noqa: ANN001
+    def readinto(self, buffer) -> int:
         while not self.pending and self.seqs:
             with self.db.connect() as conn:
                 data = conn.execute(

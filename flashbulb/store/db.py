@@ -20,7 +20,7 @@ def connect(url: str) -> Engine:
     return engine
 
 
-def _refuse_nul(_conn, _cursor, _statement, parameters, _context, _executemany) -> None:  # noqa: ANN001
+def _refuse_nul(_conn, _cursor, _statement, parameters, _context, _executemany) -> None:
     """The one check of every string a caller's request can bring to a column: PostgreSQL can't
     store U+0000 in text (measured: a 500 on /v1beta/files/%00, batch names, upload displayName,
     JSONL keys, redeem codes, admin notes); SQLite could, but the same request gets the same answer."""
@@ -44,7 +44,7 @@ def _connect(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):  # noqa: ANN001
+        def _sqlite_pragmas(dbapi_connection, _record):
             # Autocommit at the driver so that our own BEGIN IMMEDIATE below starts every
             # transaction: writers queue on the file lock instead of deadlocking on upgrade.
             dbapi_connection.isolation_level = None
@@ -55,7 +55,7 @@ def _connect(url: str) -> Engine:
             cursor.close()
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin(connection):  # noqa: ANN001
+        def _sqlite_begin(connection):
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine

@@ -43,14 +43,14 @@ class Face:
         return float(np.degrees(np.arctan2(y1 - y0, x1 - x0)))
 
 
-def _detector():  # noqa: ANN202
+def _detector():
     from mediapipe.python.solutions import face_detection
 
     # model 1 is the full-range detector: faces from selfie distance to a few metres away.
     return face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
 
 
-def _mesher():  # noqa: ANN202
+def _mesher():
     from mediapipe.python.solutions import face_mesh
 
     return face_mesh.FaceMesh(static_image_mode=True, max_num_faces=8, refine_landmarks=True, min_detection_confidence=0.5)

@@ -10,7 +10,7 @@ import numpy as np
 from flashbulb.vision.lazy import Lazy
 
 
-def _reader():  # noqa: ANN202
+def _reader():
     from rapidocr_onnxruntime import RapidOCR
 
     return RapidOCR()

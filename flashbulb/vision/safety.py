@@ -28,7 +28,7 @@ class Verdict:
         return {"safe": self.safe, "found": list(self.found)}
 
 
-def _detector():  # noqa: ANN202
+def _detector():
     from nudenet import NudeDetector
 
     return NudeDetector()

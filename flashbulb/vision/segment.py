@@ -12,7 +12,7 @@ import numpy as np
 from flashbulb.vision.lazy import Lazy
 
 
-def _segmenter():  # noqa: ANN202
+def _segmenter():
     from mediapipe.python.solutions import selfie_segmentation
 
     return selfie_segmentation.SelfieSegmentation(model_selection=0)

@@ -104,8 +104,20 @@ def _qwen2_vl_processor(tokenizer, chat_template: str):
     image_config["image_processor_type"] = "Qwen2VLImageProcessor"
     video_config = {
         key: image_config[key]
-        for key in ("do_convert_rgb", "do_normalize", "do_rescale", "do_resize", "image_mean", "image_std",
-                    "merge_size", "patch_size", "resample", "rescale_factor", "size", "temporal_patch_size")
+        for key in (
+            "do_convert_rgb",
+            "do_normalize",
+            "do_rescale",
+            "do_resize",
+            "image_mean",
+            "image_std",
+            "merge_size",
+            "patch_size",
+            "resample",
+            "rescale_factor",
+            "size",
+            "temporal_patch_size",
+        )
     }
     video_config.update(do_sample_frames=False, min_frames=4, max_frames=768, video_processor_type="Qwen2VLVideoProcessor")
 
@@ -227,9 +239,7 @@ def build_z_image(path: Path) -> None:
     from transformers import Qwen3Config, Qwen3Model
 
     torch.manual_seed(0)
-    tokenizer = qwen_tokenizer(
-        chat_template=QWEN3_CHAT_TEMPLATE, merges_from=_BPE_CORPUS, added_tokens=_QWEN3_EXTRA_TOKENS
-    )
+    tokenizer = qwen_tokenizer(chat_template=QWEN3_CHAT_TEMPLATE, merges_from=_BPE_CORPUS, added_tokens=_QWEN3_EXTRA_TOKENS)
     ids = tokenizer.convert_tokens_to_ids
 
     text_hidden = 32

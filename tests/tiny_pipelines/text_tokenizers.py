@@ -11,6 +11,7 @@ length, learnt merges); everything here is deterministic, so every build saves t
 
 from __future__ import annotations
 
+import itertools
 import string
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -84,7 +85,7 @@ def train_bpe(pre_tokenize: Callable[[str], list], texts: Sequence[str]) -> list
     while True:
         pairs: Counter[tuple[str, str]] = Counter()
         for word, count in words.items():
-            for pair in zip(word, word[1:]):
+            for pair in itertools.pairwise(word):
                 pairs[pair] += count
         if not pairs:
             return merges
@@ -164,7 +165,7 @@ def clip_tokenizer(
     merges: list[tuple[str, str]] = []
     for word in merge_words:
         # merge left-to-right: t h -> th, th e</w> -> the</w>
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        pieces = [*word[:-1], word[-1] + "</w>"]
         while len(pieces) > 1:
             left, right = pieces[0], pieces[1]
             merged = left + right
@@ -172,7 +173,7 @@ def clip_tokenizer(
                 merges.append((left, right))
             if merged not in tokens:
                 tokens.append(merged)
-            pieces = [merged] + pieces[2:]
+            pieces = [merged, *pieces[2:]]
     tokens = [CLIP_BOS, CLIP_EOS, *tokens] if specials_first else [*tokens, CLIP_BOS, CLIP_EOS]
     return CLIPTokenizer(
         vocab={tok: i for i, tok in enumerate(tokens)},

@@ -58,7 +58,7 @@ def replica_count(deployment: dict, gpus: float) -> int:
     return int(configured or max(1, gpus // deployment.get("gpus_per_replica", 1)))
 
 
-def run_backend(backend, requests: list[ImageRequest], jobs: list[JobContext]) -> list[ImageResult]:  # noqa: ANN001
+def run_backend(backend, requests: list[ImageRequest], jobs: list[JobContext]) -> list[ImageResult]:
     """One request through `run`, several (a batch the engine gathered) through `run_batch`; then
     each result brought to the exact size its request asked for (engine/output_size.py), then
     watermarked (provenance/watermark.py)."""
@@ -66,7 +66,7 @@ def run_backend(backend, requests: list[ImageRequest], jobs: list[JobContext]) -
     return [mark_result(request, fit_result(request, result, job)) for request, result, job in zip(requests, results, jobs)]
 
 
-def make_executor(settings) -> Executor:  # noqa: ANN001 - flashbulb.config.Settings
+def make_executor(settings) -> Executor:  # flashbulb.config.Settings
     """The executor `[cluster] engine` names."""
     if settings.cluster_engine == "inline":
         from flashbulb.engine.executors.inline import InlineExecutor

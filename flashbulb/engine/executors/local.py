@@ -70,7 +70,7 @@ class _Pickler(pickle.Pickler):
         self.arena = arena
         self.used = 0
 
-    def persistent_id(self, obj):  # noqa: ANN001, ANN201
+    def persistent_id(self, obj):
         if self.arena is None or not isinstance(obj, Image.Image) or obj.mode not in ("RGB", "RGBA", "L"):
             return None
         # Packed as the mode says: measured faster end to end than Pillow's own 4-byte RGBX layout
@@ -80,7 +80,7 @@ class _Pickler(pickle.Pickler):
         if len(raw) < SHARED_MIN_BYTES or self.used + len(raw) > ARENA_BYTES:
             return None
         offset, self.used = self.used, self.used + len(raw)
-        self.arena.segment.buf[offset:self.used] = raw
+        self.arena.segment.buf[offset : self.used] = raw
         return (offset, len(raw), obj.mode, rawmode, obj.size, dict(obj.info))
 
 
@@ -93,9 +93,9 @@ class _Unpickler(pickle.Unpickler):
         self.arena = arena
         self.copy = copy
 
-    def persistent_load(self, pid):  # noqa: ANN001, ANN201
+    def persistent_load(self, pid):
         offset, length, mode, rawmode, size, info = pid
-        pixels = self.arena.segment.buf[offset:offset + length]
+        pixels = self.arena.segment.buf[offset : offset + length]
         if self.copy or mode != rawmode:
             image = Image.frombytes(mode, size, pixels, "raw", rawmode)
         else:
@@ -156,8 +156,10 @@ class ProcessReplica:
         parent, child = _spawn.Pipe()
         arenas = (self.requests_arena.name, self.results_arena.name)
         process = _spawn.Process(
-            target=worker_main, args=(child, self.settings, self.entry.name, env, os.getpid(), arenas),
-            name=f"flashbulb-worker-{self.info['id']}", daemon=True,
+            target=worker_main,
+            args=(child, self.settings, self.entry.name, env, os.getpid(), arenas),
+            name=f"flashbulb-worker-{self.info['id']}",
+            daemon=True,
         )
         process.start()
         child.close()
@@ -249,7 +251,7 @@ class LocalExecutor:
         deployment = self.settings.deployments.get(entry.name, {})
         per = int(deployment.get("gpus_per_replica", 1))
         count = replica_count(deployment, len(gpus))  # no autoscaling here: max_replicas is a fixed count
-        replicas = [ProcessReplica(entry, self.settings, i, gpus[i * per:(i + 1) * per] if gpus else []) for i in range(count)]
+        replicas = [ProcessReplica(entry, self.settings, i, gpus[i * per : (i + 1) * per] if gpus else []) for i in range(count)]
         if not gpus and count > 1:
             # CPU replicas split the cores: N workers each running N-core thread pools oversubscribe
             # them, and small images scale badly across threads anyway (bench/scale_out.py).
@@ -263,6 +265,7 @@ class LocalExecutor:
 
 # ---- in the child process ----
 
+
 def worker_main(
     conn: Connection, settings: Settings, model: str, env: dict[str, str], api_pid: int, arenas: tuple[str, str]
 ) -> None:
@@ -273,7 +276,9 @@ def worker_main(
 
         cv2.setNumThreads(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops its workers
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker {model} pid {os.getpid()} %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s worker {model} pid {os.getpid()} %(levelname)s %(name)s: %(message)s"
+    )
     threading.Thread(target=_exit_with_parent, args=(api_pid,), daemon=True).start()
     from flashbulb.engine.registry import Registry
 
@@ -307,15 +312,17 @@ def worker_main(
             requests = message[1]
             send(("started",))  # from here on a death is this run's: before it, the jobs may go elsewhere
             contexts = [
-                JobContext(on_progress=lambda fraction, i=i: send(("progress", i, fraction)),
-                           on_preview=lambda image, i=i: send(("preview", i, preview_png(image))))
+                JobContext(
+                    on_progress=lambda fraction, i=i: send(("progress", i, fraction)),
+                    on_preview=lambda image, i=i: send(("preview", i, preview_png(image))),
+                )
                 for i in range(len(requests))
             ]
             running = threading.Thread(target=_run, args=(backend, requests, contexts, send), daemon=True)
             running.start()
 
 
-def _run(backend, requests: list[ImageRequest], contexts: list[JobContext], send) -> None:  # noqa: ANN001
+def _run(backend, requests: list[ImageRequest], contexts: list[JobContext], send) -> None:
     try:
         results = run_backend(backend, requests, contexts)
     except BaseException as exc:  # noqa: BLE001 - the API process decides what the caller hears
@@ -338,8 +345,9 @@ def _portable(exc: BaseException) -> BaseException:
     if isinstance(exc, (FlashbulbError, Cancelled)):
         return exc
     if isinstance(exc, MemoryError):
-        return FlashbulbError(ErrorKind.OUT_OF_MEMORY, "The model ran out of memory on this request; nothing was charged.",
-                              retry_after_s=10)
+        return FlashbulbError(
+            ErrorKind.OUT_OF_MEMORY, "The model ran out of memory on this request; nothing was charged.", retry_after_s=10
+        )
     traceback.print_exception(exc)
     return RuntimeError(f"{exc.__class__.__name__}: {exc}")
 

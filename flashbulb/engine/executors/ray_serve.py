@@ -51,7 +51,7 @@ class ModelReplica:
 class _Application:
     """One model's Serve application, deployed once for all of its slots."""
 
-    def __init__(self, executor: "RayServeExecutor", entry: ModelEntry):
+    def __init__(self, executor: RayServeExecutor, entry: ModelEntry):
         self.executor = executor
         self.entry = entry
         self.handle = None
@@ -75,13 +75,23 @@ class _Application:
             if self.entry.uses_gpu and self.executor.cluster_gpus():
                 options["num_gpus"] = self.deployment.get("gpus_per_replica", 1)
             scale = (
-                {"autoscaling_config": {"min_replicas": self.deployment.get("min_replicas", 1),
-                                        "max_replicas": self.slots, "target_ongoing_requests": 1}}
-                if self.autoscaling else {"num_replicas": self.slots}
+                {
+                    "autoscaling_config": {
+                        "min_replicas": self.deployment.get("min_replicas", 1),
+                        "max_replicas": self.slots,
+                        "target_ongoing_requests": 1,
+                    }
+                }
+                if self.autoscaling
+                else {"num_replicas": self.slots}
             )
             app = serve.deployment(
-                ModelReplica, name=self.entry.name, ray_actor_options=options, max_ongoing_requests=1,
-                health_check_period_s=2, **scale,
+                ModelReplica,
+                name=self.entry.name,
+                ray_actor_options=options,
+                max_ongoing_requests=1,
+                health_check_period_s=2,
+                **scale,
             ).bind(self.executor.settings, self.entry.name)
             self.handle = serve.run(app, name=self.name, route_prefix=None)
             log.info("%s: Ray Serve application %s running (%s)", self.entry.name, self.name, scale)
@@ -143,8 +153,13 @@ class RayServeExecutor:
             if not ray.is_initialized():
                 self._started_ray = not self.settings.ray_address
                 # "" starts a Ray instance on this machine (it ends with this process).
-                ray.init(address=self.settings.ray_address or None, namespace="flashbulb", include_dashboard=False,
-                         ignore_reinit_error=True, log_to_driver=True)
+                ray.init(
+                    address=self.settings.ray_address or None,
+                    namespace="flashbulb",
+                    include_dashboard=False,
+                    ignore_reinit_error=True,
+                    log_to_driver=True,
+                )
             serve.start(proxy_location="Disabled")  # calls come through flashbulb's API, not Serve's HTTP
             self._connected = True
 

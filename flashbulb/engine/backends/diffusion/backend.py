@@ -65,7 +65,9 @@ class DiffusionBackend:
         self.device = _device(settings.device)
         where = weights.folder(model, settings.model_dir)
         if reason := weights.problem(where, model.pipeline):
-            raise FlashbulbError(ErrorKind.FAILED_PRECONDITION, f"{model.name}: {reason}. {weights.how_to_install(model, settings.model_dir)}")
+            raise FlashbulbError(
+                ErrorKind.FAILED_PRECONDITION, f"{model.name}: {reason}. {weights.how_to_install(model, settings.model_dir)}"
+            )
         if self.device == "cpu" and _weights_gb(where) > settings.cpu_max_weights_gb:
             raise FlashbulbError(
                 ErrorKind.FAILED_PRECONDITION,
@@ -80,9 +82,7 @@ class DiffusionBackend:
             raise FlashbulbError(ErrorKind.FAILED_PRECONDITION, f"{model.name} could not be loaded from {where}: {exc}") from exc
         self.pipe = pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
-        self.fast_path = speed_up(
-            self.pipe, FastPath(compile=settings.compile, fp8=settings.fp8, step_cache=settings.step_cache)
-        )
+        self.fast_path = speed_up(self.pipe, FastPath(compile=settings.compile, fp8=settings.fp8, step_cache=settings.step_cache))
         self.load_ms = round((time.perf_counter() - started) * 1000)
         log.info("%s loaded on %s in %d ms (%s)", model.name, self.device, self.load_ms, self.fast_path)
         self._warm_up()
@@ -149,8 +149,14 @@ class DiffusionBackend:
         return mask
 
     def _generate(
-        self, plans: list[presets.PromptPlan], first: ImageRequest, mask: np.ndarray | None, width: int, height: int,
-        seeds: list[list[int]], jobs: list[JobContext],
+        self,
+        plans: list[presets.PromptPlan],
+        first: ImageRequest,
+        mask: np.ndarray | None,
+        width: int,
+        height: int,
+        seeds: list[list[int]],
+        jobs: list[JobContext],
     ) -> list[list[Image.Image]]:
         """Images for several requests of one shape (same n, same references: a batch of one for edits),
         changed only inside `mask` (`_region`) when there is one."""
@@ -165,15 +171,24 @@ class DiffusionBackend:
         return [out[k * n : (k + 1) * n] for k in range(len(plans))]
 
     def _denoise(
-        self, prompts: list[str], negatives: list[str], references: list[Image.Image], mask: np.ndarray | None,
-        width: int, height: int, seeds: list[int], n: int, jobs: list[JobContext], steps: int | None = None,
+        self,
+        prompts: list[str],
+        negatives: list[str],
+        references: list[Image.Image],
+        mask: np.ndarray | None,
+        width: int,
+        height: int,
+        seeds: list[int],
+        n: int,
+        jobs: list[JobContext],
+        steps: int | None = None,
     ) -> list[Image.Image]:
         import torch
 
         model = self.model
         steps = steps or model.steps
 
-        def on_step_end(_pipe, step: int, _timestep, tensors: dict) -> dict:  # noqa: ANN001
+        def on_step_end(_pipe, step: int, _timestep, tensors: dict) -> dict:
             if all(job.cancel.is_set() for job in jobs):
                 # Everyone in the batch has gone: stop denoising for nobody.
                 log.info("%s: cancelled at step %d of %d", model.name, step + 1, steps)
@@ -218,8 +233,15 @@ class DiffusionBackend:
                     image
                     for k in range(len(prompts))
                     for image in self._denoise(
-                        prompts[k : k + 1], negatives[k : k + 1], references, mask, width, height,
-                        seeds[k * n : (k + 1) * n], n, jobs[k : k + 1],
+                        prompts[k : k + 1],
+                        negatives[k : k + 1],
+                        references,
+                        mask,
+                        width,
+                        height,
+                        seeds[k * n : (k + 1) * n],
+                        n,
+                        jobs[k : k + 1],
                     )
                 ]
             memory = "GPU memory" if self.device == "cuda" else "memory"
@@ -247,8 +269,15 @@ class DiffusionBackend:
             torch.cuda.empty_cache()
 
     def _finish(
-        self, request: ImageRequest, region: np.ndarray | None, plan: presets.PromptPlan, seeds: list[int],
-        images: list[Image.Image], job: JobContext, generate_ms: float, batch_size: int,
+        self,
+        request: ImageRequest,
+        region: np.ndarray | None,
+        plan: presets.PromptPlan,
+        seeds: list[int],
+        images: list[Image.Image],
+        job: JobContext,
+        generate_ms: float,
+        batch_size: int,
     ) -> ImageResult:
         """Measure each image; retry the ones that lost the face or the text; keep what passes."""
         started = time.perf_counter()
@@ -291,7 +320,9 @@ class DiffusionBackend:
         if kept:
             text = f"{self.model.title}, {width}x{height}, {self.model.steps} steps, seed {', '.join(str(m.seed) for m in kept)}."
             edited = None if region is None else Image.fromarray(np.round(region * 255).astype(np.uint8), "L")
-            return ImageResult(images=[m.image for m in kept], text=text, quality=quality, timings_ms=timings, edited_region=edited)
+            return ImageResult(
+                images=[m.image for m in kept], text=text, quality=quality, timings_ms=timings, edited_region=edited
+            )
         if not all(m.safe for m in found):
             text = "The generated image was blocked by the safety check; nothing was charged."
             return ImageResult(text=text, finish_reason=FinishReason.IMAGE_SAFETY, quality=quality, timings_ms=timings)

@@ -39,7 +39,7 @@ class FastPath:
     step_cache: float = 0.0
 
 
-def speed_up(pipe, options: FastPath) -> dict[str, str]:  # noqa: ANN001 - any DiffusionPipeline
+def speed_up(pipe, options: FastPath) -> dict[str, str]:  # any DiffusionPipeline
     """Apply what the device supports; returns {"compile": "on"/"off (reason)", "fp8": ..., "step_cache": ...}
     describing what was applied."""
     denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
@@ -81,7 +81,7 @@ def _fuse_qkv(denoiser: torch.nn.Module) -> bool:
     return True
 
 
-def _channels_last(pipe, denoiser: torch.nn.Module) -> None:  # noqa: ANN001
+def _channels_last(pipe, denoiser: torch.nn.Module) -> None:
     # cuDNN's fastest bf16 convolution kernels are NHWC. Only convolutional networks gain: the VAE (decoding a
     # 1024x1024 image is mostly 3x3 convs at full resolution) and a UNet denoiser; a DiT denoiser has no convs.
     for module in (getattr(pipe, "vae", None), getattr(pipe, "unet", None)):

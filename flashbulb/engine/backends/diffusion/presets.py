@@ -35,8 +35,7 @@ PRESETS: dict[str, Preset] = {
         negative="clutter, people, hands, reflections of the photographer, blurry, watermark, garbled text",
     ),
     "street": Preset(
-        style="candid street photograph, natural daylight, 35mm lens, realistic signage with clean, "
-        "legible lettering",
+        style="candid street photograph, natural daylight, 35mm lens, realistic signage with clean, legible lettering",
         negative="illustration, cgi, garbled text, misspelled signs, warped letters, blurry, watermark",
     ),
 }

@@ -56,10 +56,7 @@ def how_to_install(model: DiffusionModel, model_dir: Path) -> str:
     if model.path:
         return f"Put the {model.pipeline} weights (diffusers layout) in {model.path}."
     size = f" (about {model.download_gb:g} GB)" if model.download_gb else ""
-    return (
-        f"Install it with `flashbulb pull {model.name}`{size}, or copy its diffusers folder to "
-        f"{folder(model, model_dir)}."
-    )
+    return f"Install it with `flashbulb pull {model.name}`{size}, or copy its diffusers folder to {folder(model, model_dir)}."
 
 
 def _check_online(timeout_s: float) -> None:
@@ -123,4 +120,3 @@ def pull(model: DiffusionModel, model_dir: Path, *, token: str | None = None, co
     }
     (where / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return where
-

@@ -5,11 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from flashbulb.engine.aspect import ratio_value
-from flashbulb.engine.imageio import MAX_OUTPUT_PIXELS, size_problem
 from flashbulb.engine.backends.photo.canvas import Canvas, luminance
-
-
+from flashbulb.engine.imageio import MAX_OUTPUT_PIXELS, size_problem
 
 MAX_STOPS = 10  # 1024x the light: white (or black) already; more overflows 2**stops
 

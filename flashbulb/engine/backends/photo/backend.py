@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from flashbulb.engine.aspect import ratio_value
 from flashbulb.engine.backends.photo import adjust, background, headshot, instructions, relight, restore
@@ -16,8 +17,8 @@ from flashbulb.engine.backends.photo.instructions import Operation
 from flashbulb.engine.input_safety import check_inputs
 from flashbulb.engine.types import FinishReason, ImageRequest, ImageResult, JobContext
 from flashbulb.vision import ocr, safety, superres
-from flashbulb.vision.identity import Subject
 from flashbulb.vision import warm_up as warm_up_vision
+from flashbulb.vision.identity import Subject
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -62,7 +63,9 @@ class PhotoBackend:
                 f"{instructions.vocabulary()}."
             )
         operations = plan.operations or [Operation("restore", {"scale": None})]
-        wants_second = any(op.params.get("mode") == "image" or op.params.get("background", {}).get("mode") == "image" for op in operations)
+        wants_second = any(
+            op.params.get("mode") == "image" or op.params.get("background", {}).get("mode") == "image" for op in operations
+        )
         if wants_second and len(request.images) < 2:
             return _no_image("To use a photo as the new background, send it as the second image after the portrait.")
 
@@ -101,13 +104,25 @@ class PhotoBackend:
 
         if not verdict.safe:
             log.warning("request %s: output blocked by safety: %s", request.request_id, ", ".join(verdict.found))
-            return ImageResult(text="The edited image was blocked by the safety check; nothing was charged.",
-                               finish_reason=FinishReason.IMAGE_SAFETY, quality=quality, timings_ms=timings)
+            return ImageResult(
+                text="The edited image was blocked by the safety check; nothing was charged.",
+                finish_reason=FinishReason.IMAGE_SAFETY,
+                quality=quality,
+                timings_ms=timings,
+            )
         if not quality["same_person"]:
             distance = quality["identity_distance"][0]
-            why = "the face is no longer found" if distance is None else f"identity distance {distance} ≥ {quality['identity_threshold']}"
-            return ImageResult(text=f"The edit changed who the person is ({why}), so it was not returned; nothing was charged.",
-                               finish_reason=FinishReason.IMAGE_OTHER, quality=quality, timings_ms=timings)
+            why = (
+                "the face is no longer found"
+                if distance is None
+                else f"identity distance {distance} ≥ {quality['identity_threshold']}"
+            )
+            return ImageResult(
+                text=f"The edit changed who the person is ({why}), so it was not returned; nothing was charged.",
+                finish_reason=FinishReason.IMAGE_OTHER,
+                quality=quality,
+                timings_ms=timings,
+            )
         source = request.images[0]
         done = ", then ".join(_describe(edit) for edit in edits)
         ignored = f" Ignored (no effect on this edit): {', '.join(repr(c) for c in plan.ignored)}." if plan.ignored else ""
@@ -119,7 +134,9 @@ class PhotoBackend:
             quality=quality,
         )
 
-    def _apply(self, op: Operation, canvas: Canvas, request: ImageRequest, environment, progress: Callable[[float], None]) -> dict:  # noqa: ANN001
+    def _apply(
+        self, op: Operation, canvas: Canvas, request: ImageRequest, environment, progress: Callable[[float], None]
+    ) -> dict:
         params = op.params
         if op.name in ("restore", "upscale"):
             scale = _scale_for(params, canvas.size)

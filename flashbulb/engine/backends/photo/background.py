@@ -85,7 +85,9 @@ def match_light(subject: np.ndarray, mask: np.ndarray, environment: np.ndarray, 
     return np.clip(cv2.cvtColor(lab + shift, cv2.COLOR_LAB2RGB), 0, 1)
 
 
-def replace(canvas: Canvas, mode: str, colour: tuple[float, float, float] | None = None, environment: Image.Image | None = None) -> dict[str, object]:
+def replace(
+    canvas: Canvas, mode: str, colour: tuple[float, float, float] | None = None, environment: Image.Image | None = None
+) -> dict[str, object]:
     """Put the person in front of a new background; returns what was done."""
     width, height = canvas.size
     person = canvas.person()
@@ -103,7 +105,11 @@ def replace(canvas: Canvas, mode: str, colour: tuple[float, float, float] | None
         new = cv2.GaussianBlur(cover(environment, width, height), (0, 0), max(width, height) / 800)
         subject = match_light(subject, person, new)
     else:
-        new = studio(width, height, colour or STUDIO_GREY) if mode == "studio" else np.broadcast_to(np.array(colour, np.float32), subject.shape)
+        new = (
+            studio(width, height, colour or STUDIO_GREY)
+            if mode == "studio"
+            else np.broadcast_to(np.array(colour, np.float32), subject.shape)
+        )
     m = person[..., None]
     canvas.set(subject * m + new * (1 - m), canvas.alpha, keep_analysis=mode != "image")
     return {"background": mode, "person_fraction": round(float(person.mean()), 3)}

@@ -3,7 +3,7 @@ light, a colour grade that leaves skin tone alone, then upscale."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

@@ -11,17 +11,29 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Callable
+from collections.abc import Callable
 
 SCALE_WORDS = {"double": 2, "twice": 2, "triple": 3, "quadruple": 4}
 _SCALE = re.compile(r"(?:\b(\d+(?:\.\d+)?)\s*(?:x|×|times)(?!\w))|(?:(?:\bx|×)\s*(\d+(?:\.\d+)?)\b)", re.I)
 _RATIO = re.compile(r"\b(\d{1,3})\s*:\s*(\d{1,3})\b")  # any sides: a 0 or an extreme ratio is refused, not replaced
 RATIO_WORDS = {"square": "1:1", "portrait": "4:5", "landscape": "3:2", "widescreen": "16:9", "vertical": "9:16"}
 COLOURS = {
-    "white": (0.96, 0.96, 0.96), "black": (0.05, 0.05, 0.05), "grey": (0.5, 0.5, 0.52), "gray": (0.5, 0.5, 0.52),
-    "blue": (0.22, 0.38, 0.62), "navy": (0.10, 0.16, 0.32), "light blue": (0.62, 0.76, 0.90), "red": (0.70, 0.16, 0.14),
-    "green": (0.24, 0.50, 0.30), "yellow": (0.92, 0.80, 0.30), "orange": (0.90, 0.52, 0.18), "purple": (0.45, 0.26, 0.58),
-    "pink": (0.92, 0.66, 0.74), "beige": (0.85, 0.78, 0.66), "cream": (0.94, 0.90, 0.80), "brown": (0.42, 0.30, 0.20),
+    "white": (0.96, 0.96, 0.96),
+    "black": (0.05, 0.05, 0.05),
+    "grey": (0.5, 0.5, 0.52),
+    "gray": (0.5, 0.5, 0.52),
+    "blue": (0.22, 0.38, 0.62),
+    "navy": (0.10, 0.16, 0.32),
+    "light blue": (0.62, 0.76, 0.90),
+    "red": (0.70, 0.16, 0.14),
+    "green": (0.24, 0.50, 0.30),
+    "yellow": (0.92, 0.80, 0.30),
+    "orange": (0.90, 0.52, 0.18),
+    "purple": (0.45, 0.26, 0.58),
+    "pink": (0.92, 0.66, 0.74),
+    "beige": (0.85, 0.78, 0.66),
+    "cream": (0.94, 0.90, 0.80),
+    "brown": (0.42, 0.30, 0.20),
     "teal": (0.12, 0.48, 0.50),
 }
 _COLOUR = re.compile(r"#([0-9a-f]{6})\b|\b(" + "|".join(sorted(COLOURS, key=len, reverse=True)) + r")\b", re.I)
@@ -93,8 +105,40 @@ def scale_of(text: str) -> float | None:
 # Words a background clause may hold besides a mode or a colour; anything else names a scene
 # ("a beach", "a bookshelf") that flashbulb-photo can't paint: that clause is not understood.
 _BACKGROUND_WORDS = set(
-    "background backgrounds backdrop bg replace replaced swap switch new plain solid colour color coloured colored "
-    "behind around her him them me person subject studio gradient seamless professional clean neutral soft light dark".split()
+    [
+        "background",
+        "backgrounds",
+        "backdrop",
+        "bg",
+        "replace",
+        "replaced",
+        "swap",
+        "switch",
+        "new",
+        "plain",
+        "solid",
+        "colour",
+        "color",
+        "coloured",
+        "colored",
+        "behind",
+        "around",
+        "her",
+        "him",
+        "them",
+        "me",
+        "person",
+        "subject",
+        "studio",
+        "gradient",
+        "seamless",
+        "professional",
+        "clean",
+        "neutral",
+        "soft",
+        "light",
+        "dark",
+    ]
 )
 
 
@@ -102,13 +146,20 @@ def names_a_scene(clause: str) -> bool:
     """Whether a background clause asks for something other than the modes and colours we have."""
     text = _COLOUR.sub(" ", clause)
     words = [w for w in re.findall(r"[a-z0-9']+", text.lower()) if w not in _FILLER and w not in _BACKGROUND_WORDS]
-    known = re.search(r"\b(remov\w*|transparent|delet\w*|get rid|cut\s*out|erase\w*|without|second|other|another|2nd|attached"
-                      r"|blur\w*|bokeh|defocus\w*|focus|shallow|depth|office|workplace|corporate|image|photo|place)\b", text, re.I)
+    known = re.search(
+        r"\b(remov\w*|transparent|delet\w*|get rid|cut\s*out|erase\w*|without|second|other|another|2nd|attached"
+        r"|blur\w*|bokeh|defocus\w*|focus|shallow|depth|office|workplace|corporate|image|photo|place)\b",
+        text,
+        re.I,
+    )
     return bool(words) and not known
 
 
 # "upscale to 3000 px wide", "to 4K": the long side asked for (4K: 3840, UHD's width).
-_TARGET = re.compile(r"\b(\d{3,5})\s*(?:px|pixels?)\s*(?:wide|width|across|long)?\b|\b(\d{3,5})\s*(?:wide|width)\b|\b(4k|uhd|2k|full\s*hd|1080p)\b", re.I)
+_TARGET = re.compile(
+    r"\b(\d{3,5})\s*(?:px|pixels?)\s*(?:wide|width|across|long)?\b|\b(\d{3,5})\s*(?:wide|width)\b|\b(4k|uhd|2k|full\s*hd|1080p)\b",
+    re.I,
+)
 _NAMED_SIDES = {"4k": 3840, "uhd": 3840, "2k": 2048, "full hd": 1920, "fullhd": 1920, "1080p": 1920}
 
 
@@ -141,22 +192,41 @@ def background_params(clause: str) -> dict:
 
 def relight_params(clause: str) -> dict:
     setup = None
-    for word, name in [("rembrandt", "rembrandt"), ("loop", "loop"), ("butterfly", "butterfly"), ("paramount", "butterfly"),
-                       ("split", "split"), ("rim", "rim"), ("back\\s*-?light\\w*", "rim"), ("edge light\\w*", "rim")]:
+    for word, name in [
+        ("rembrandt", "rembrandt"),
+        ("loop", "loop"),
+        ("butterfly", "butterfly"),
+        ("paramount", "butterfly"),
+        ("split", "split"),
+        ("rim", "rim"),
+        ("back\\s*-?light\\w*", "rim"),
+        ("edge light\\w*", "rim"),
+    ]:
         if re.search(rf"\b{word}\b", clause, re.I):
             setup = name
             break
     side = "right" if re.search(r"\bright\b", clause, re.I) else "left"
-    moods = [mood for mood, pattern in [("warm", r"warm\w*|golden"), ("cool", r"cool\w*|cold\w*"),
-                                        ("softer", r"soft\w*|flatter\w*|gentle"), ("dramatic", r"dramatic\w*|moody|contrasty")]
-             if re.search(rf"\b({pattern})\b", clause, re.I)]
+    moods = [
+        mood
+        for mood, pattern in [
+            ("warm", r"warm\w*|golden"),
+            ("cool", r"cool\w*|cold\w*"),
+            ("softer", r"soft\w*|flatter\w*|gentle"),
+            ("dramatic", r"dramatic\w*|moody|contrasty"),
+        ]
+        if re.search(rf"\b({pattern})\b", clause, re.I)
+    ]
     if setup is None and not moods:
         setup = "loop"  # "better lighting": the flattering default
     return {"setup": setup, "side": side, "moods": moods, "strength": min(_amount(clause), 1.3)}
 
 
 def headshot_params(clause: str) -> dict:
-    params: dict = {"background": background_params(clause) if re.search(r"\b(background|backdrop|office|studio|blur\w*|bokeh)\b", clause, re.I) else {"mode": "studio"}}
+    params: dict = {
+        "background": background_params(clause)
+        if re.search(r"\b(background|backdrop|office|studio|blur\w*|bokeh)\b", clause, re.I)
+        else {"mode": "studio"}
+    }
     if ratio_of(clause):
         params["ratio"] = ratio_of(clause)
     return params
@@ -164,7 +234,9 @@ def headshot_params(clause: str) -> dict:
 
 def adjust_params(clause: str) -> dict:
     amount, percent, params = _amount(clause), _percent(clause), {}
-    if re.search(r"\b(bright\w*|lighter|exposure|expose\w*|darker|darken\w*|dim\w*)\b|[+-]\d+(\.\d+)?\s*(stops?|ev)\b", clause, re.I):
+    if re.search(
+        r"\b(bright\w*|lighter|exposure|expose\w*|darker|darken\w*|dim\w*)\b|[+-]\d+(\.\d+)?\s*(stops?|ev)\b", clause, re.I
+    ):
         stops = re.search(r"([+-]?\d+(?:\.\d+)?)\s*(stops?|ev)\b", clause, re.I)
         direction = -1 if re.search(r"\b(darker|darken\w*|dim\w*|less bright|overexposed|reduce)\b", clause, re.I) else 1
         params["exposure"] = float(stops.group(1)) if stops else direction * 0.7 * amount
@@ -178,7 +250,9 @@ def adjust_params(clause: str) -> dict:
         change = percent if percent is not None else 0.35 * amount
         params["saturation"] = max(0.0, 1 - change) if less else 1 + change
     if re.search(r"\bwarmth|temperature\b", clause, re.I):
-        params["warmth"] = (-1 if re.search(r"\b(less|lower|reduce\w*|cool\w*)\b", clause, re.I) else 1) * (percent or 0.5) * amount
+        params["warmth"] = (
+            (-1 if re.search(r"\b(less|lower|reduce\w*|cool\w*)\b", clause, re.I) else 1) * (percent or 0.5) * amount
+        )
     if re.search(r"\bcrop\w*\b", clause, re.I):
         params["crop"] = ratio_of(clause) or "1:1"
     resize = re.search(r"\b(resiz\w*|scale (it )?(down|to)|shrink\w*|make it smaller|smaller|thumbnail)\b", clause, re.I)
@@ -210,29 +284,73 @@ def _rx(pattern: str) -> re.Pattern[str]:
 
 
 RULES = [
-    Rule("headshot", _rx(r"\b(head\s*-?shot\w*|linkedin|profile\s+(photo|picture|pic)|passport\s+photo|corporate\s+(photo|portrait)"
-                         r"|professional\s+(photo|portrait|headshot|picture))"),
-         headshot_params, "headshot, LinkedIn photo, profile picture, professional portrait (+ office/studio/blur background, 1:1 or 4:5)"),
-    Rule("background", _rx(r"\b(back\s*grounds?|backdrop|bg)\b|\bcut\s*(me|him|her|them|it)?\s*out\b"),
-         background_params, "remove/transparent background, blue (any colour or #hex) background, studio, office, blur/bokeh, the second image as background"),
-    Rule("restore", _rx(r"\b(restor\w*|repair\w*|fix\w*|enhanc\w*|improv\w*|clean\w*\s*up|old\s+(photo|picture|image)"
-                        r"|de-?nois\w*|noise|grain\w*|remaster\w*|better|quality|scratch\w*|dust\w*|faded)\b"),
-         lambda clause: {"enlarge": bool(re.search(r"\b(restor\w*|old\s+(photo|picture|image)|remaster\w*|enhanc\w*|improv\w*"
-                                                  r"|better|quality)\b", clause, re.I))},
-         "restore, repair, fix, enhance, clean up, denoise, remove grain/scratches/dust, faded"),
-    Rule("upscale", _rx(r"\b(upscal\w*|upsampl\w*|enlarg\w*|super[\s-]?res\w*|(higher|increase\w*|more)\s+resolution"
-                        r"|bigger|larger|double|twice|triple|quadruple|hd|4k|uhd|2k)\b|" + _SCALE.pattern),
-         lambda clause: {}, "upscale, enlarge, super-resolution, higher resolution, 2x/x4/×3, double"),
-    Rule("sharpen", _rx(r"\b(sharp\w*|crisp\w*|de-?blur\w*|unblur\w*|less\s+blurry|in\s+focus|clearer|clarity|detail\w*)\b"),
-         lambda clause: {"amount": 0.6 * _amount(clause) * (1.5 if re.search(r"blur", clause, re.I) else 1)},
-         "sharpen, crisper, deblur, less blurry, more detail"),
-    Rule("relight", _rx(r"\b(light|lighting|lit|relight\w*|rembrandt|loop|butterfly|paramount|split|rim|back\s*-?light\w*"
-                        r"|warm\w*|cool\w*|cold\w*|golden|soft\w*|flatter\w*|dramatic\w*|moody)\b"),
-         relight_params, "Rembrandt/loop/butterfly/split/rim lighting (from the left/right), warmer, cooler, softer, dramatic"),
-    Rule("adjust", _rx(r"\b(bright\w*|lighter|darker|darken\w*|exposure|expose\w*|contrast\w*|saturat\w*|desaturat\w*|vivid|vibrant"
-                       r"|muted|black and white|monochrome|gr[ae]yscale|b&w|warmth|temperature|crop\w*|resiz\w*|shrink\w*|smaller|thumbnail)\b"
-                       r"|[+-]\d+(\.\d+)?\s*(stops?|ev)\b"),
-         adjust_params, "brighter/darker/+1 stop, more/less contrast, saturation/vivid/black and white, warmth, crop to 16:9/square, resize to 800px wide/800x600/50%"),
+    Rule(
+        "headshot",
+        _rx(
+            r"\b(head\s*-?shot\w*|linkedin|profile\s+(photo|picture|pic)|passport\s+photo|corporate\s+(photo|portrait)"
+            r"|professional\s+(photo|portrait|headshot|picture))"
+        ),
+        headshot_params,
+        "headshot, LinkedIn photo, profile picture, professional portrait (+ office/studio/blur background, 1:1 or 4:5)",
+    ),
+    Rule(
+        "background",
+        _rx(r"\b(back\s*grounds?|backdrop|bg)\b|\bcut\s*(me|him|her|them|it)?\s*out\b"),
+        background_params,
+        "remove/transparent background, blue (any colour or #hex) background, studio, office, blur/bokeh, the second image as background",
+    ),
+    Rule(
+        "restore",
+        _rx(
+            r"\b(restor\w*|repair\w*|fix\w*|enhanc\w*|improv\w*|clean\w*\s*up|old\s+(photo|picture|image)"
+            r"|de-?nois\w*|noise|grain\w*|remaster\w*|better|quality|scratch\w*|dust\w*|faded)\b"
+        ),
+        lambda clause: {
+            "enlarge": bool(
+                re.search(
+                    r"\b(restor\w*|old\s+(photo|picture|image)|remaster\w*|enhanc\w*|improv\w*"
+                    r"|better|quality)\b",
+                    clause,
+                    re.I,
+                )
+            )
+        },
+        "restore, repair, fix, enhance, clean up, denoise, remove grain/scratches/dust, faded",
+    ),
+    Rule(
+        "upscale",
+        _rx(
+            r"\b(upscal\w*|upsampl\w*|enlarg\w*|super[\s-]?res\w*|(higher|increase\w*|more)\s+resolution"
+            r"|bigger|larger|double|twice|triple|quadruple|hd|4k|uhd|2k)\b|" + _SCALE.pattern
+        ),
+        lambda clause: {},
+        "upscale, enlarge, super-resolution, higher resolution, 2x/x4/×3, double",
+    ),
+    Rule(
+        "sharpen",
+        _rx(r"\b(sharp\w*|crisp\w*|de-?blur\w*|unblur\w*|less\s+blurry|in\s+focus|clearer|clarity|detail\w*)\b"),
+        lambda clause: {"amount": 0.6 * _amount(clause) * (1.5 if re.search(r"blur", clause, re.I) else 1)},
+        "sharpen, crisper, deblur, less blurry, more detail",
+    ),
+    Rule(
+        "relight",
+        _rx(
+            r"\b(light|lighting|lit|relight\w*|rembrandt|loop|butterfly|paramount|split|rim|back\s*-?light\w*"
+            r"|warm\w*|cool\w*|cold\w*|golden|soft\w*|flatter\w*|dramatic\w*|moody)\b"
+        ),
+        relight_params,
+        "Rembrandt/loop/butterfly/split/rim lighting (from the left/right), warmer, cooler, softer, dramatic",
+    ),
+    Rule(
+        "adjust",
+        _rx(
+            r"\b(bright\w*|lighter|darker|darken\w*|exposure|expose\w*|contrast\w*|saturat\w*|desaturat\w*|vivid|vibrant"
+            r"|muted|black and white|monochrome|gr[ae]yscale|b&w|warmth|temperature|crop\w*|resiz\w*|shrink\w*|smaller|thumbnail)\b"
+            r"|[+-]\d+(\.\d+)?\s*(stops?|ev)\b"
+        ),
+        adjust_params,
+        "brighter/darker/+1 stop, more/less contrast, saturation/vivid/black and white, warmth, crop to 16:9/square, resize to 800px wide/800x600/50%",
+    ),
 ]
 _BY_NAME = {rule.operation: rule for rule in RULES}
 # A clause that asks for one of these keeps only it: its words are that operation's options.
@@ -255,9 +373,73 @@ _CLAUSE_SPLIT = re.compile(r"[,;!?\n]+|\.(?!\d)|\b(?:and then|then|and|also|afte
 _PROTECTED = {"black and white": "monochrome", "b & w": "monochrome"}
 # Clauses made only of these words carry no request ("please", "thanks", "for me").
 _FILLER = set(
-    "a an the it its this that these those my our your me us i we you please thanks thank can could would will "
-    "just kindly photo picture image pic pics photos images one for to of with in on by bit little some more make "
-    "look looks do is be so as too very really all up give put use add set change turn".split()
+    [
+        "a",
+        "an",
+        "the",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "my",
+        "our",
+        "your",
+        "me",
+        "us",
+        "i",
+        "we",
+        "you",
+        "please",
+        "thanks",
+        "thank",
+        "can",
+        "could",
+        "would",
+        "will",
+        "just",
+        "kindly",
+        "photo",
+        "picture",
+        "image",
+        "pic",
+        "pics",
+        "photos",
+        "images",
+        "one",
+        "for",
+        "to",
+        "of",
+        "with",
+        "in",
+        "on",
+        "by",
+        "bit",
+        "little",
+        "some",
+        "more",
+        "make",
+        "look",
+        "looks",
+        "do",
+        "is",
+        "be",
+        "so",
+        "as",
+        "too",
+        "very",
+        "really",
+        "all",
+        "up",
+        "give",
+        "put",
+        "use",
+        "add",
+        "set",
+        "change",
+        "turn",
+    ]
 )
 
 

@@ -60,7 +60,9 @@ def mesh_normals(mesh: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, 
     cv2.fillConvexPoly(inside, cv2.convexHull(np.stack([cols, rows], axis=1).astype(np.int32)), 1.0)
     gy, gx = np.gradient(depth)
     normals = _unit(np.dstack([-gx, -gy, np.ones_like(gx)]))
-    inside = cv2.GaussianBlur(cv2.erode(inside, np.ones((3, 3), np.uint8), iterations=max(1, size // 40)), (0, 0), max(1.0, size / 30))
+    inside = cv2.GaussianBlur(
+        cv2.erode(inside, np.ones((3, 3), np.uint8), iterations=max(1, size // 40)), (0, 0), max(1.0, size / 30)
+    )
     return normals, inside, (x0, y0, x1, y1)
 
 

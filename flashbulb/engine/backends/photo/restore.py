@@ -7,7 +7,7 @@ with it identity, survives.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -48,7 +48,7 @@ def remove_dust(canvas: Canvas) -> int:
     grey = to_uint8(luminance(canvas.rgb))
     outside_faces = canvas.face_mask(grow=1.6) < 0.01
     outliers = (cv2.absdiff(grey, cv2.medianBlur(grey, 5)) > 60) & outside_faces
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(outliers.astype(np.uint8), connectivity=8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(outliers.astype(np.uint8), connectivity=8)
     max_area = max(6, outliers.size // 40000)
     small = stats[:, cv2.CC_STAT_AREA] <= max_area
     small[0] = False  # the background label
