@@ -24,7 +24,8 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flashbulb.gateway import accounts, ledger, pricing
+from flashbulb.billing import ledger, quotes
+from flashbulb.gateway import accounts
 from flashbulb.store import db as store
 from flashbulb.store.tables import Account
 
@@ -60,7 +61,7 @@ def measure(url: str, threads: int, seconds: float) -> tuple[float, float]:
     with db.connect() as conn:
         code = conn.execute(sa.select(Account.referral_code).where(Account.id == referrer.account_id)).scalar()
     customer = accounts.create_key(db, f"bench-{uuid.uuid4().hex[:6]}", credits_micros=10**15, referred_by=code)
-    quote = pricing.Quote(small=1_000, standard=2_000, large=4_000, input_image=100, images=1, inputs=1)
+    quote = quotes.Quote(small=1_000, standard=2_000, large=4_000, input_image=100, images=1, inputs=1)
     run = uuid.uuid4().hex[:8]
 
     def insert(t: int, i: int) -> None:

@@ -5,30 +5,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from flashbulb.billing.prices import PriceSchedule
+from flashbulb.billing.prices import parse as parse_prices
 from flashbulb.vision.safety import EXPLICIT as EXPLICIT_NUDITY
-
-MICROS_PER_USD = 1_000_000
-MAX_USD = 1_000_000_000  # any one amount; far below what a 64-bit micro-USD column holds
-
-
-def usd_to_micros(value: str | int | float | Decimal) -> int:
-    """Parse a USD amount ("0.039", 5) into integer micro-USD, refusing fractions of a micro."""
-    try:
-        amount = Decimal(str(value)) * MICROS_PER_USD
-    except InvalidOperation as exc:
-        raise ValueError(f"{value!r} is not an amount of USD") from exc
-    if not amount.is_finite() or abs(amount) > MAX_USD * MICROS_PER_USD:
-        raise ValueError(f"{value!r} is not an amount of USD between -{MAX_USD} and {MAX_USD}")
-    if amount != amount.to_integral_value():
-        raise ValueError(f"{value!r} USD has more than 6 decimal places")
-    return int(amount)
-
-
-def micros_to_usd(micros: int) -> str:
-    return f"{Decimal(micros) / MICROS_PER_USD:.6f}"
 
 
 def default_data_dir() -> Path:
@@ -192,8 +173,8 @@ class Settings:
     batch_discount_percent: int = 50
     batch_max_in_flight: int = 4
     batch_max_attempts: int = 5
-    # Price overrides per model (flashbulb.toml [prices]): flashbulb.prices.PriceSchedule by model name.
-    prices: dict[str, object] = dataclasses.field(default_factory=dict)
+    # Price overrides per model (flashbulb.toml [prices]): flashbulb.billing.prices.PriceSchedule by model name.
+    prices: dict[str, PriceSchedule] = dataclasses.field(default_factory=dict)
     # Referrals (flashbulb.toml [referrals] percent, days): the share of a referred account's settled
     # spend credited to its referrer, for this many days after the referral (fixed at referral time).
     referral_percent: int = 10
@@ -254,12 +235,10 @@ class Settings:
         return settings
 
     def apply_toml(self, doc: dict) -> None:
-        from flashbulb import prices
-
         if not isinstance(doc.get("prices", {}), dict):
             raise ValueError("flashbulb.toml: [prices] must be a table of model = price")
         for model, value in doc.get("prices", {}).items():
-            self.prices[model] = prices.parse(model, value)
+            self.prices[model] = parse_prices(model, value)
         for name, value in doc.get("referrals", {}).items():
             if name not in ("percent", "days"):
                 raise ValueError(f"flashbulb.toml: unknown setting [referrals].{name}; use percent, days")
@@ -313,6 +292,17 @@ class Settings:
                 raise ValueError(f"flashbulb.toml: [models.{name}] min_replicas is more than max_replicas")
             if deployment:
                 self.deployments[name] = deployment
+            # A price in a model's own table ([prices] wins): the billing's, not the catalog's.
+            if "price_usd" in fields and "price_micros_per_image" in fields:
+                raise ValueError(f"flashbulb.toml: [models.{name}]: give price_usd or price_micros_per_image, not both")
+            if "price_usd" in fields:
+                own = parse_prices(name, fields.pop("price_usd"))
+                self.prices.setdefault(name, own)
+            elif "price_micros_per_image" in fields:
+                micros = fields.pop("price_micros_per_image")
+                if isinstance(micros, bool) or not isinstance(micros, int) or micros < 0:
+                    raise ValueError(f"flashbulb.toml: [models.{name}].price_micros_per_image must be a whole number >= 0")
+                self.prices.setdefault(name, PriceSchedule.flat(micros))
             if "backend" in fields:
                 self.custom_backends[name] = fields
             elif fields:  # a model of the catalog's kind with weights of the operator's (`like = ...`)

@@ -87,7 +87,7 @@ def run_local(ask: Ask, settings: Settings, on_progress: Callable[[float], None]
 
 
 def _record(settings: Settings, request: ImageRequest, result: ImageResult) -> None:
-    from flashbulb.gateway import ledger
+    from flashbulb.billing import ledger
     from flashbulb.store import db as store
 
     database = store.connect(settings.database_url)

@@ -350,8 +350,7 @@ def test_bad_batches_are_refused_before_anything_is_stored(server, image, tmp_pa
 
 
 def test_the_batch_discount_comes_from_flashbulb_toml():
-    from flashbulb.engine.registry import ModelEntry
-    from flashbulb.gateway import pricing
+    from flashbulb.billing import quotes
 
     settings = Settings()
     assert settings.batch_discount_percent == 50
@@ -361,10 +360,7 @@ def test_the_batch_discount_comes_from_flashbulb_toml():
         settings.apply_toml({"batch": {"discount_percent": 120}})
     with pytest.raises(ValueError):
         settings.apply_toml({"batch": {"speed": 1}})
-    entry = ModelEntry(
-        name="m", display_name="", description="", capabilities=(), price_micros_per_image=2_001, make_backend=lambda: None
-    )
-    assert [pricing.unit_price(entry, d) for d in (0, 20, 50, 100)] == [2_001, 1_600, 1_000, 0]  # rounded down
+    assert [quotes.discounted(2_001, d) for d in (0, 20, 50, 100)] == [2_001, 1_600, 1_000, 0]  # rounded down
 
 
 # ---- the CLI ----

@@ -19,12 +19,13 @@ from conftest import astronaut, gemini_body, png_bytes, start_server, wait_for
 from sqlalchemy import func, select
 from test_money import _swallow, account_state
 
-from flashbulb import prices
+from flashbulb.api.receipt import prices_json
+from flashbulb.billing import ledger, prices, quotes
 from flashbulb.config import Settings
 from flashbulb.engine.registry import Registry
 from flashbulb.engine.types import ImageRequest
 from flashbulb.errors import FlashbulbError
-from flashbulb.gateway import accounts, ledger, pricing
+from flashbulb.gateway import accounts
 from flashbulb.store import db as store
 from flashbulb.store.tables import Account, Hold, LedgerEntry
 
@@ -84,6 +85,10 @@ def entries(server, name: str, kind: str) -> list[tuple[int, str | None]]:
 # ---- prices ----
 
 
+def price_book(settings: Settings) -> prices.PriceBook:
+    return prices.PriceBook(settings.prices, Registry.default(settings).priced_as())
+
+
 def test_price_config_plain_and_table_forms_and_clear_errors():
     settings = Settings()
     settings.apply_toml(
@@ -96,9 +101,9 @@ def test_price_config_plain_and_table_forms_and_clear_errors():
     )
     assert settings.prices["flashbulb-photo"] == prices.PriceSchedule.flat(3_000)
     assert settings.prices["flux2-klein-4b"] == prices.PriceSchedule(20_000, 20_000, 30_000, 1_000, (("high", 150),))
-    registry = Registry.default(settings)
-    assert registry.entries["flux2-klein-4b"].price_micros_per_image == 20_000
-    assert registry.entries["flux2-klein-4b"].prices.describe()["imageMicros"] == {
+    book = price_book(settings)
+    assert book.schedule("flux2-klein-4b").standard == 20_000
+    assert prices_json(book.schedule("flux2-klein-4b"))["imageMicros"] == {
         "small": 20_000,
         "standard": 20_000,
         "large": 30_000,
@@ -119,7 +124,7 @@ def test_price_config_plain_and_table_forms_and_clear_errors():
     with pytest.raises(ValueError, match="no model named nope"):
         settings = Settings()
         settings.apply_toml({"prices": {"nope": "1"}})
-        Registry.default(settings)
+        price_book(settings)
     with pytest.raises(ValueError, match=r"\[referrals\]"):
         Settings().apply_toml({"referrals": {"percent": 120}})
 
@@ -128,10 +133,6 @@ def test_size_classes_quality_inputs_and_batch_discount_are_priced_exactly():
     schedule = prices.PriceSchedule(
         small=1_000, standard=2_000, large=4_000, input_image=500, quality_percent=(("high", 150), ("low", 50))
     )
-    registry = Registry.default(Settings())
-    import dataclasses
-
-    entry = dataclasses.replace(registry.entries["flashbulb-photo"], schedule=schedule)
     assert [prices.size_class(p) for p in (512 * 512, 500_000, 500_001, 1024 * 1024, 1_200_000, 1536 * 1024)] == [
         "small",
         "small",
@@ -141,19 +142,19 @@ def test_size_classes_quality_inputs_and_batch_discount_are_priced_exactly():
         "large",
     ]
     request = ImageRequest(request_id="q", model="flashbulb-photo", prompt="x", images=[astronaut(8)] * 2, n=2, quality="high")
-    quote = pricing.quote(entry, request)
+    quote = quotes.quote(schedule, request)
     assert (quote.small, quote.standard, quote.large, quote.input_image) == (1_500, 3_000, 6_000, 500)
     assert quote.hold_micros == 2 * 6_000 + 2 * 500  # every image at the dearest class, plus the inputs
     assert quote.charge_for([512 * 512, 1536 * 1024]) == 1_500 + 6_000 + 1_000
     assert quote.charge_for([]) == 0  # nothing returned: nothing charged, inputs included
     for quality, unit in (("low", 1_000), ("medium", 2_000), ("standard", 2_000), ("hd", 3_000), ("auto", 2_000), (None, 2_000)):
         request.quality = quality
-        assert pricing.quote(entry, request).standard == unit, quality
+        assert quotes.quote(schedule, request).standard == unit, quality
     request.quality = "ultra"
     with pytest.raises(FlashbulbError, match="quality"):
-        pricing.quote(entry, request)
+        quotes.quote(schedule, request)
     request.quality = "high"
-    discounted = pricing.quote(entry, request, discount_percent=50)
+    discounted = quotes.quote(schedule, request, discount_percent=50)
     assert (discounted.small, discounted.standard, discounted.large, discounted.input_image) == (750, 1_500, 3_000, 250)
 
 
@@ -199,7 +200,7 @@ def test_a_price_change_between_hold_and_settle_never_alters_the_held_charge(tmp
     old_settings.apply_toml({"prices": {"flashbulb-photo": {"image": "0.002", "input_image": "0.001"}}})
     new_settings.apply_toml({"prices": {"flashbulb-photo": {"image": "0.009", "input_image": "0.005"}}})
     request = ImageRequest(request_id="pc-1", model="flashbulb-photo", prompt="x", images=[astronaut(8)])
-    quote = pricing.quote(Registry.default(old_settings).entries["flashbulb-photo"], request)
+    quote = quotes.quote(price_book(old_settings).schedule("flashbulb-photo"), request)
     ledger.hold(
         database,
         request_id="pc-1",
@@ -211,7 +212,7 @@ def test_a_price_change_between_hold_and_settle_never_alters_the_held_charge(tmp
         quote=quote,
     )
     # The operator raises the price while the request runs; the settlement still charges the quote.
-    assert pricing.quote(Registry.default(new_settings).entries["flashbulb-photo"], request).hold_micros == 14_000
+    assert quotes.quote(price_book(new_settings).schedule("flashbulb-photo"), request).hold_micros == 14_000
     assert ledger.close_hold(database, "pc-1", 0, ledger.Usage(status="ok"), output_pixels=[32 * 32])
     with database.connect() as conn:
         assert conn.execute(select(Hold.charged_micros).where(Hold.request_id == "pc-1")).scalar() == 3_000
@@ -609,7 +610,7 @@ def test_migration_0003_upgrades_a_database_made_at_0002(backend, tmp_path, requ
     # ... and works: a quoted hold settles, a key is capped, a code redeems.
     with database.connect() as conn:
         account_id = conn.execute(select(Account.id).where(Account.name == "a")).scalar()
-    quote = pricing.Quote(small=1_000, standard=1_000, large=1_000, input_image=0, images=1, inputs=0)
+    quote = quotes.Quote(small=1_000, standard=1_000, large=1_000, input_image=0, images=1, inputs=0)
     ledger.hold(database, request_id="m1", account_id=account_id, key_id=1, model="m", amount_micros=1_000, ttl_s=60, quote=quote)
     assert ledger.close_hold(database, "m1", 0, ledger.Usage(status="ok"), output_pixels=[100])
     assert ledger.balance(database, account_id) == (4_000, 0)

@@ -9,6 +9,7 @@ import tomllib
 import pytest
 from conftest import FLASHBULB
 
+from flashbulb.billing.prices import PriceBook
 from flashbulb.config import Settings, micros_to_usd, usd_to_micros
 from flashbulb.engine.registry import Registry
 
@@ -32,7 +33,7 @@ def test_prices_and_limits_come_from_flashbulb_toml(tmp_path):
     settings = Settings.load(tmp_path)
     assert settings.max_queue_per_model == 3
     assert settings.database_url == f"sqlite:///{tmp_path / 'flashbulb.db'}"
-    assert Registry.default(settings).resolve("models/flashbulb-photo").price_micros_per_image == 12_500
+    assert PriceBook(settings.prices, Registry.default(settings).priced_as()).schedule("flashbulb-photo").standard == 12_500
 
 
 def test_unknown_limit_is_refused(tmp_path):

@@ -22,6 +22,7 @@ from google.genai import types
 from PIL import Image
 from skimage import data
 
+from flashbulb.billing.prices import LIST_PRICES
 from flashbulb.engine.backends.diffusion import catalog
 from flashbulb.vision import faces
 
@@ -162,7 +163,7 @@ def test_text_to_image_at_the_models_native_size_for_the_aspect_ratio(server, ke
     assert np.asarray(image).std() > 1  # not a blank image
     assert response.candidates[0].finish_reason == types.FinishReason.STOP
     charged = int(response.sdk_http_response.headers["x-flashbulb-charge-micros"])
-    assert charged == tiny(model).price_micros_per_image == before - balance(server, key)
+    assert charged == LIST_PRICES[tiny(model).like] == before - balance(server, key)
 
 
 def test_the_same_seed_gives_the_same_image_and_n_gives_n(client):
@@ -192,7 +193,7 @@ def test_edit_with_one_and_three_reference_images(server, key, client):
     assert three["candidates"][0]["finishReason"] == "STOP"
     assert three["flashbulb"]["quality"]["model"] == "tiny-qwen-edit"
     klein_three = raw(server, key, "tiny-klein", "combine these", cat, coffee, rocket)
-    assert klein_three["flashbulb"]["chargeMicros"] == tiny("tiny-klein").price_micros_per_image
+    assert klein_three["flashbulb"]["chargeMicros"] == LIST_PRICES[tiny("tiny-klein").like]
     kontext = images_of(client.models.generate_content(model="tiny-kontext", contents=[coffee, "make it a latte"]))
     assert kontext[0].size == tiny("tiny-kontext").size("4:3")
 

@@ -9,8 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from flashbulb.billing import ledger
 from flashbulb.errors import FlashbulbError
-from flashbulb.gateway import accounts, ledger
+from flashbulb.gateway import accounts
 from flashbulb.store.tables import Account, Hold, LedgerEntry
 
 REQUESTS = [f"r{i}" for i in range(6)]

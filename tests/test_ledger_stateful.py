@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from sqlalchemy import func, select
 
+from flashbulb.billing import ledger, usage
 from flashbulb.errors import FlashbulbError
-from flashbulb.gateway import accounts, ledger, usage
+from flashbulb.gateway import accounts
 from flashbulb.store.tables import Account, ApiKey, Hold, LedgerEntry
 
 PERCENT = 10

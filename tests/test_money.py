@@ -107,9 +107,10 @@ def test_a_caller_gone_while_its_hold_is_written_leaves_no_hold(tmp_path):
     import sqlite3
 
     from flashbulb.api.app import build_gateway
+    from flashbulb.billing import ledger
     from flashbulb.config import Settings
     from flashbulb.engine.types import Caller, ImageRequest
-    from flashbulb.gateway import accounts, ledger
+    from flashbulb.gateway import accounts
 
     settings = Settings.load(tmp_path)
     gateway = build_gateway(settings)

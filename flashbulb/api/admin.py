@@ -8,10 +8,11 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
 from flashbulb.api.gemini import api_key_of
-from flashbulb.config import micros_to_usd, usd_to_micros
+from flashbulb.billing import ledger, usage
+from flashbulb.billing.money import micros_to_usd, usd_to_micros
 from flashbulb.engine.types import Caller
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
-from flashbulb.gateway import accounts, ledger, usage
+from flashbulb.gateway import accounts
 from flashbulb.gateway.gateway import Gateway
 from flashbulb.store.tables import utcnow
 

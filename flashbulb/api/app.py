@@ -13,11 +13,11 @@ from fastapi.responses import JSONResponse
 from flashbulb import __version__
 from flashbulb.api import admin, batches, errors, files, gemini, idempotency, metrics, openai, outputs, responses, studio, verify
 from flashbulb.api.limits import BodySizeLimit
+from flashbulb.billing import ledger
 from flashbulb.config import Settings
 from flashbulb.engine.engine import Engine
 from flashbulb.engine.executors import make_executor
 from flashbulb.engine.registry import Registry
-from flashbulb.gateway import ledger
 from flashbulb.gateway.gateway import Gateway
 from flashbulb.jobs.files import FileStore
 from flashbulb.jobs.runner import BatchRunner

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from flashbulb.api.errors import describe_validation, google_error_body
-from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers, prompt_tokens
+from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers, prices_json, prompt_tokens
 from flashbulb.api.serving import api_key_of, new_request_id, serve
+from flashbulb.billing.prices import PriceBook
 from flashbulb.engine.aspect import check_aspect_ratio, check_image_size, ratio_of, sized
 from flashbulb.engine.imageio import PixelBudget, decode_image, encode_png
 from flashbulb.engine.registry import ModelEntry
@@ -245,7 +246,8 @@ def counted_tokens(request: ImageRequest) -> dict[str, Any]:
     return {"totalTokens": tokens.prompt, "promptTokensDetails": details}
 
 
-def model_resource(entry: ModelEntry, name: str | None = None) -> dict[str, Any]:
+def model_resource(entry: ModelEntry, prices: PriceBook, name: str | None = None) -> dict[str, Any]:
+    schedule = prices.schedule(entry.name)
     """A model, or an alias (`name`, e.g. gemini-3-pro-image-preview) in front of one."""
     name = name or entry.name
     return {
@@ -260,8 +262,8 @@ def model_resource(entry: ModelEntry, name: str | None = None) -> dict[str, Any]
         "flashbulb": {
             "model": entry.name,  # differs from `name` for aliases
             "capabilities": list(entry.capabilities),
-            "priceMicrosPerImage": entry.price_micros_per_image,
-            "prices": entry.prices.describe(),
+            "priceMicrosPerImage": schedule.standard,
+            "prices": prices_json(schedule),
             "installed": entry.installed(),
             **entry.details,
         },
@@ -315,7 +317,7 @@ def build_router(gateway: Gateway, files: FileStore) -> APIRouter:
         names = [*registry.entries, *(alias for alias in registry.aliases if alias not in registry.entries)]
         start = whole_number(pageToken, "pageToken", param="pageToken") if pageToken else 0
         page = names[start : start + max(1, pageSize)]
-        body: dict[str, Any] = {"models": [model_resource(registry.resolve(name), name) for name in page]}
+        body: dict[str, Any] = {"models": [model_resource(registry.resolve(name), gateway.prices, name) for name in page]}
         if start + len(page) < len(names):
             body["nextPageToken"] = str(start + len(page))
         return body
@@ -323,7 +325,7 @@ def build_router(gateway: Gateway, files: FileStore) -> APIRouter:
     @router.get("/models/{model}")
     async def get_model(request: Request, model: str) -> dict:
         await gateway.authenticate(api_key_of(request))
-        return model_resource(registry.resolve(model), model.removeprefix("models/"))
+        return model_resource(registry.resolve(model), gateway.prices, model.removeprefix("models/"))
 
     @router.post("/models/{model}:countTokens")
     async def count_tokens_route(request: Request, model: str) -> dict:

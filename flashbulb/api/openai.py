@@ -26,8 +26,9 @@ from starlette.types import Scope
 
 from flashbulb.api.errors import bearer_only, openai_error_body
 from flashbulb.api.outputs import OutputStore
-from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers
+from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers, prices_json
 from flashbulb.api.serving import api_key_of, new_request_id, serve
+from flashbulb.billing.prices import PriceBook
 from flashbulb.engine.aspect import nearest_ratio
 from flashbulb.engine.imageio import PixelBudget, decode_image, encode
 from flashbulb.engine.registry import ModelEntry, Registry
@@ -351,7 +352,8 @@ def to_response(request: ImageRequest, served: Served, params: ImageParams, data
     }
 
 
-def model_object(name: str, entry: ModelEntry) -> dict[str, Any]:
+def model_object(name: str, entry: ModelEntry, prices: PriceBook) -> dict[str, Any]:
+    schedule = prices.schedule(entry.name)
     return {
         "id": name,
         "object": "model",
@@ -360,8 +362,8 @@ def model_object(name: str, entry: ModelEntry) -> dict[str, Any]:
         "flashbulb": {
             "model": entry.name,  # differs from `id` for aliases such as gpt-image-1
             "capabilities": list(entry.capabilities),
-            "priceMicrosPerImage": entry.price_micros_per_image,
-            "prices": entry.prices.describe(),
+            "priceMicrosPerImage": schedule.standard,
+            "prices": prices_json(schedule),
             "installed": entry.installed(),
         },
     }
@@ -390,12 +392,12 @@ def build_models_router(gateway: Gateway) -> APIRouter:
     async def list_models(request: Request) -> dict:
         await gateway.authenticate(api_key_of(request))
         names = [*registry.entries, *(alias for alias in registry.aliases if alias not in registry.entries)]
-        return {"object": "list", "data": [model_object(name, registry.resolve(name)) for name in names]}
+        return {"object": "list", "data": [model_object(name, registry.resolve(name), gateway.prices) for name in names]}
 
     @router.get("/models/{model}")
     async def retrieve_model(request: Request, model: str) -> dict:
         await gateway.authenticate(api_key_of(request))
-        return model_object(model, resolve_model(registry, model))
+        return model_object(model, resolve_model(registry, model), gateway.prices)
 
     return router
 

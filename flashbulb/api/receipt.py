@@ -8,7 +8,9 @@ import json
 import math
 from typing import Any
 
-from flashbulb.engine.types import ImageRequest
+from flashbulb.billing.prices import QUALITIES, SIZE_CLASSES, PriceSchedule, size_class
+from flashbulb.billing.quotes import Quote
+from flashbulb.engine.types import ImageRequest, ImageResult
 from flashbulb.gateway.gateway import Served
 from flashbulb.provenance import unsigned
 
@@ -68,7 +70,7 @@ def flashbulb_fields(request: ImageRequest, served: Served) -> dict[str, Any]:
     return {
         "requestId": request.request_id,
         "chargeMicros": served.charge_micros,
-        **({"priceMicros": served.price} if served.price else {}),
+        **({"priceMicros": price_json(served.quote, served.result)} if served.quote else {}),
         "timingsMs": served.result.timings_ms,
         "quality": served.result.quality,
         # Whether each image carries a C2PA manifest signed by this server ([provenance] content_credentials).
@@ -97,3 +99,27 @@ def quality_summary(quality: dict[str, Any]) -> dict[str, Any]:
     if "ocr" in quality:
         summary["ocr_accuracy"] = [w["accuracy"] for w in quality["ocr"]["wanted"]]
     return summary
+
+
+def price_json(quote: Quote, result: ImageResult) -> dict[str, Any]:
+    """The response's `flashbulb.priceMicros`: what each part of the charge cost."""
+    sizes = [size_class(im.width * im.height) for im in result.images]
+    return {
+        "outputImages": [{"sizeClass": size, "micros": quote.unit(size)} for size in sizes],
+        "inputImages": {
+            "count": quote.inputs,
+            "unitMicros": quote.input_image,
+            "micros": quote.input_image * quote.inputs if sizes else 0,
+        },
+        "unitMicros": {"small": quote.small, "standard": quote.standard, "large": quote.large, "inputImage": quote.input_image},
+    }
+
+
+def prices_json(schedule: PriceSchedule) -> dict[str, Any]:
+    """A model's price list, as GET /v1beta/models' `flashbulb.prices` and `flashbulb models --json` show it."""
+    return {
+        "imageMicros": {c: schedule.per_image(c) for c in SIZE_CLASSES},
+        "inputImageMicros": schedule.input_image,
+        "qualityPercent": {q: schedule.percent(q) for q in QUALITIES},
+        "sizeClasses": {"small": "<= 0.5 MP", "standard": "<= 1.2 MP", "large": "> 1.2 MP"},
+    }

@@ -6,8 +6,8 @@ import json
 
 import click
 
+from flashbulb.billing.money import micros_to_usd, usd_to_micros
 from flashbulb.cli.root import Context, fail, main, print_table
-from flashbulb.config import micros_to_usd, usd_to_micros
 from flashbulb.errors import ErrorKind, FlashbulbError
 
 
@@ -143,7 +143,7 @@ def credits() -> None:
 @click.pass_obj
 def credits_add(obj: Context, account: str, usd: str) -> None:
     """Add USD credits to ACCOUNT (negative to remove)."""
-    from flashbulb.gateway import ledger
+    from flashbulb.billing import ledger
 
     try:
         balance = ledger.grant(obj.db, account, _usd(usd), note="flashbulb credits add")
@@ -159,7 +159,7 @@ def credits_add(obj: Context, account: str, usd: str) -> None:
 @click.pass_obj
 def credits_refund(obj: Context, request_id: str, usd: str | None, note: str) -> None:
     """Refund the charge of REQUEST_ID, all of it or USD of it (once; never more than was charged)."""
-    from flashbulb.gateway import ledger
+    from flashbulb.billing import ledger
 
     try:
         done = ledger.refund(obj.db, request_id, _usd(usd) if usd is not None else None, note or "flashbulb credits refund")
@@ -176,7 +176,7 @@ def credits_refund(obj: Context, request_id: str, usd: str | None, note: str) ->
 @click.pass_obj
 def credits_history(obj: Context, account: str, limit: int, as_json: bool) -> None:
     """ACCOUNT's ledger: every grant, code, charge, refund and commission, with the balance after each."""
-    from flashbulb.gateway import usage
+    from flashbulb.billing import usage
 
     try:
         entries, _next = usage.statement(obj.db, usage.account_id_of(obj.db, account), limit=limit)
@@ -214,7 +214,8 @@ def codes() -> None:
 @click.pass_obj
 def codes_create(obj: Context, usd: str, expires: str | None, count: int, note: str) -> None:
     """Create COUNT codes worth USD each; prints them (shown once, stored hashed)."""
-    from flashbulb.gateway import accounts, ledger
+    from flashbulb.billing import ledger
+    from flashbulb.gateway import accounts
     from flashbulb.store.tables import utcnow
 
     try:

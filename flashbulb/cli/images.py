@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
+from flashbulb.billing.money import micros_to_usd
 from flashbulb.cli.root import Context, err, main
-from flashbulb.config import micros_to_usd
 from flashbulb.errors import ErrorKind, FlashbulbError
 
 EXIT_CODES = {  # what a script can branch on

@@ -8,8 +8,8 @@ import sys
 import click
 from rich.markup import escape
 
+from flashbulb.billing.money import micros_to_usd
 from flashbulb.cli.root import Context, err, main, print_table
-from flashbulb.config import micros_to_usd
 
 
 @main.command()
@@ -17,15 +17,19 @@ from flashbulb.config import micros_to_usd
 @click.pass_obj
 def models(obj: Context, as_json: bool) -> None:
     """The model catalog with prices."""
+    from flashbulb.api.receipt import prices_json
+    from flashbulb.billing.prices import PriceBook
     from flashbulb.engine.registry import Registry
 
-    entries = Registry.default(obj.settings).entries.values()
+    registry = Registry.default(obj.settings)
+    book = PriceBook(obj.settings.prices, registry.priced_as())
+    entries = registry.entries.values()
     rows = [
         {
             "name": e.name,
             "capabilities": list(e.capabilities),
-            "price_usd_per_image": micros_to_usd(e.price_micros_per_image),
-            "prices": e.prices.describe(),
+            "price_usd_per_image": micros_to_usd(book.schedule(e.name).standard),
+            "prices": prices_json(book.schedule(e.name)),
             "installed": e.installed(),
             "licence": e.details.get("licence", "Apache-2.0"),
             "commercial_use": e.details.get("commercialUse", True),

@@ -7,8 +7,8 @@ import sys
 
 import click
 
+from flashbulb.billing.money import micros_to_usd
 from flashbulb.cli.root import Context, err, fail, main, print_table
-from flashbulb.config import micros_to_usd
 from flashbulb.errors import ErrorKind, FlashbulbError
 
 
@@ -18,7 +18,7 @@ from flashbulb.errors import ErrorKind, FlashbulbError
 @click.pass_context
 def usage(ctx: click.Context, as_json: bool, limit: int) -> None:
     """Recent calls and totals per account and model (`usage export`, `usage rollup`: see their --help)."""
-    from flashbulb.gateway import usage as usage_report
+    from flashbulb.billing import usage as usage_report
 
     if ctx.invoked_subcommand is not None:
         return
@@ -64,7 +64,7 @@ def usage(ctx: click.Context, as_json: bool, limit: int) -> None:
 def usage_export(obj: Context, fmt: str, start: str | None, end: str | None, account: str | None, output: str) -> None:
     """Every usage row in a date range as CSV or JSON: rolled-up days as daily totals (kind "day"),
     then each call still kept (kind "call"); summing `calls` and `charge_micros` gives the totals."""
-    from flashbulb.gateway import usage as usage_report
+    from flashbulb.billing import usage as usage_report
 
     try:
         first, last = usage_report.parse_day(start, "from"), usage_report.parse_day(end, "to")
@@ -89,7 +89,7 @@ def usage_export(obj: Context, fmt: str, start: str | None, end: str | None, acc
 def usage_rollup(obj: Context, older_than: str, batch_days: int, as_json: bool) -> None:
     """Move per-call usage records older than a cutoff into daily totals and delete them
     (summaries, exports and /metrics still count them). Running it again changes nothing."""
-    from flashbulb.gateway import usage as usage_report
+    from flashbulb.billing import usage as usage_report
 
     days = older_than.strip().lower().removesuffix("d")
     if not days.isdigit() or batch_days < 1:

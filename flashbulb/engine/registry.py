@@ -1,4 +1,4 @@
-"""The model catalog: what each model is, what it can do, what it costs, how to build its backend."""
+"""The model catalog: what each model is, what it can do, how to build its backend (its price is billing's)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from flashbulb.engine.aspect import ratio_of
 from flashbulb.engine.backends import Backend
 from flashbulb.engine.types import ImageRequest
 from flashbulb.errors import ErrorKind, FlashbulbError
-from flashbulb.prices import PriceSchedule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +21,6 @@ class ModelEntry:
     display_name: str
     description: str
     capabilities: tuple[str, ...]
-    price_micros_per_image: int
     make_backend: Callable[[], Backend]
     version: str = __version__
     input_token_limit: int = 32768
@@ -31,9 +29,8 @@ class ModelEntry:
     # Refuses, before any credit is held, a request this model can't serve (400/404 with how to fix it).
     check: Callable[[ImageRequest], None] = lambda request: None
     details: dict[str, object] = dataclasses.field(default_factory=dict)  # licence, source, sizes...
-    # Prices by output size class, quality and input image (flashbulb.toml [prices]); None: flat
-    # price_micros_per_image for every size, nothing per input image.
-    schedule: PriceSchedule | None = None
+    # The catalog model whose list price it takes (flashbulb.billing.prices); "": its own name.
+    priced_as: str = ""
     # Which requests may share one run of the backend (None: each runs alone); a pure function of
     # the request, so the engine can batch without the backend in its process.
     batch_key: Callable[[ImageRequest], Hashable | None] | None = None
@@ -41,10 +38,6 @@ class ModelEntry:
 
     def installed(self) -> bool:
         return self.is_installed()
-
-    @property
-    def prices(self) -> PriceSchedule:
-        return self.schedule or PriceSchedule.flat(self.price_micros_per_image)
 
 
 def _photo_entry(settings: Settings) -> ModelEntry:
@@ -55,7 +48,6 @@ def _photo_entry(settings: Settings) -> ModelEntry:
         display_name="flashbulb photo (offline restore and upscale)",
         description=DESCRIPTION,
         capabilities=("edit", "restore", "upscale"),
-        price_micros_per_image=2_000,
         make_backend=lambda: _photo_backend(settings),
         check=_check_photo,
         details={
@@ -119,7 +111,7 @@ def _diffusion_entry(model, settings: Settings) -> ModelEntry:
         display_name=model.title,
         description=description,
         capabilities=model.tasks,
-        price_micros_per_image=model.price_micros_per_image,
+        priced_as=model.like or model.name,
         make_backend=lambda: _diffusion_backend(model, settings),
         batch_key=functools.partial(_diffusion_batch_key, model),
         uses_gpu=True,
@@ -151,9 +143,8 @@ def _custom_entry(name: str, fields: dict) -> ModelEntry:
     target = fields["backend"]
     if not isinstance(target, str) or ":" not in target:
         raise ValueError(f'flashbulb.toml [models.{name}]: backend must be "package.module:factory", not {target!r}')
-    if unknown := set(fields) - {"backend", "description", "price_usd"}:
+    if unknown := set(fields) - {"backend", "description"}:
         raise ValueError(f"flashbulb.toml [models.{name}]: unknown keys {sorted(unknown)} for a custom backend")
-    from flashbulb.config import usd_to_micros
 
     def make() -> Backend:
         module, attribute = target.split(":", 1)
@@ -164,7 +155,6 @@ def _custom_entry(name: str, fields: dict) -> ModelEntry:
         display_name=name,
         description=str(fields.get("description", f"custom backend {target}")),
         capabilities=("generate", "edit"),
-        price_micros_per_image=usd_to_micros(fields.get("price_usd", "0.001")),
         make_backend=make,
         details={"backend": target},
     )
@@ -229,19 +219,6 @@ class Registry:
             *(_diffusion_entry(m, settings) for m in _diffusion_models(settings)),
             *(_custom_entry(name, fields) for name, fields in settings.custom_backends.items()),
         ]
-        prices = settings.prices
-        unknown = set(prices) - {e.name for e in entries}
-        if unknown:
-            raise ValueError(
-                f"flashbulb.toml [prices]: no model named {', '.join(sorted(unknown))}; "
-                f"models: {', '.join(e.name for e in entries)}"
-            )
-        entries = [
-            dataclasses.replace(e, price_micros_per_image=prices[e.name].standard, schedule=prices[e.name])
-            if e.name in prices
-            else e
-            for e in entries
-        ]
         registry = cls(entries)
         registry.aliases = default_aliases(registry.entries[DEFAULT_IMAGE_MODEL].installed())
         return registry
@@ -253,6 +230,10 @@ class Registry:
         except FlashbulbError:
             return None
         return entry.name if entry.installed() else None
+
+    def priced_as(self) -> dict[str, str]:
+        """Every model by name, and the catalog model whose list price it takes (for billing)."""
+        return {name: entry.priced_as or name for name, entry in self.entries.items()}
 
     def resolve(self, name: str) -> ModelEntry:
         name = name.removeprefix("models/")

@@ -49,8 +49,7 @@ class ImageRequest:
     want_text: bool = True
     caller: Caller | None = None
     priority: int = 0  # lower runs first: live traffic 0, batch jobs 1
-    quality: str | None = None  # OpenAI's low | medium | high (priced, see flashbulb.prices); None: default
-    quote: object | None = None  # the gateway's price quote (gateway.pricing.Quote), set when credit is held
+    quality: str | None = None  # OpenAI's low | medium | high (priced, see flashbulb.billing.prices); None: default
     watermark: int | None = None  # the 32-bit payload the worker hides in each result image (None: unmarked)
 
     @property

@@ -10,9 +10,9 @@ import secrets
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
+from flashbulb.billing import ledger
 from flashbulb.engine.types import Caller
 from flashbulb.errors import ErrorKind, FlashbulbError
-from flashbulb.gateway import ledger
 from flashbulb.store.tables import Account, ApiKey, utcnow
 
 KEY_PREFIX = "fb-"

@@ -14,11 +14,13 @@ from collections.abc import Callable
 from sqlalchemy import Connection
 from sqlalchemy import Engine as Database
 
+from flashbulb.billing import ledger, quotes
+from flashbulb.billing.prices import PriceBook
 from flashbulb.config import Settings
 from flashbulb.engine.engine import Engine
 from flashbulb.engine.types import Caller, Cancelled, FinishReason, ImageRequest, ImageResult, JobContext
 from flashbulb.errors import ErrorKind, FlashbulbError
-from flashbulb.gateway import accounts, ledger, pricing
+from flashbulb.gateway import accounts
 from flashbulb.gateway.ratelimits import Lease, RateLimiter
 from flashbulb.provenance import Provenance, Sign, unsigned
 from flashbulb.store.db import unavailable
@@ -39,7 +41,7 @@ class Served:
 
     result: ImageResult
     charge_micros: int
-    price: dict | None = None  # the charge's breakdown (unit prices, size classes): the response's priceMicros
+    quote: quotes.Quote | None = None  # the unit prices charged, when something was (the response's priceMicros)
     rendered: object = None  # the answer in the caller's wire format, built before the charge was settled
     sign: Sign = unsigned  # puts the content credentials into each encoded image (provenance)
 
@@ -94,8 +96,10 @@ class Gateway:
         self.db = db
         self.engine = engine
         self.settings = settings
+        self.prices = PriceBook(settings.prices, engine.registry.priced_as())
         self.limiter = RateLimiter(settings.rate_limits, max_lease_s=settings.hold_ttl_s)
         self._leases: dict[str, Lease] = {}  # request id -> its rate limit slots, from reserve to fulfil
+        self._quotes: dict[str, quotes.Quote] = {}  # request id -> the unit prices its hold recorded, from reserve to fulfil
         self._unclosed: dict[str, ledger.Usage] = {}  # holds a database outage kept open: released when it is back
         self.provenance = Provenance(settings)
 
@@ -129,7 +133,7 @@ class Gateway:
             self._leases[request.request_id] = lease
 
     async def _hold(self, request: ImageRequest, entry, discount_percent: int) -> None:
-        quote = pricing.quote(entry, request, discount_percent)
+        quote = quotes.quote(self.prices.schedule(entry.name), request, discount_percent)
         holding = asyncio.ensure_future(
             asyncio.to_thread(
                 ledger.hold,
@@ -153,7 +157,7 @@ class Gateway:
             usage = ledger.Usage(status="cancelled", error="the client went away before the call started")
             await asyncio.shield(asyncio.to_thread(ledger.close_hold, self.db, request.request_id, 0, usage))
             raise
-        request.quote = quote  # the hold recorded these unit prices; the settlement charges them
+        self._quotes[request.request_id] = quote  # the hold recorded these unit prices; the settlement charges them
 
     async def fulfil(
         self,
@@ -170,16 +174,18 @@ class Gateway:
         usage = ledger.Usage(status="error", input_images=len(request.images), input_pixels=request.input_pixels)
         charge = 0
         output_pixels: list[int] | None = None
-        quote = request.quote if isinstance(request.quote, pricing.Quote) else pricing.quote(entry, request, discount_percent)
+        quote = self._quotes.pop(request.request_id, None) or quotes.quote(
+            self.prices.schedule(entry.name), request, discount_percent
+        )
         outcome: Served | BaseException = asyncio.CancelledError()
         try:
             result = await asyncio.wait_for(self.engine.run(request, job), self.settings.request_timeout_s)
-            charge = pricing.charge(quote, result)
+            charge = quotes.charge(quote, result)
             output_pixels = [im.width * im.height for im in result.images] if charge else None
             served = Served(
                 result=result,
                 charge_micros=charge,
-                price=quote.breakdown(output_pixels or []) if charge else None,
+                quote=quote if charge else None,
                 sign=self.provenance.signer_for(request, result),
             )
             if render is not None:

@@ -21,9 +21,9 @@ from typing import Protocol
 
 from sqlalchemy import Connection
 
+from flashbulb.billing import ledger
 from flashbulb.engine.types import Caller, Cancelled, ImageRequest, JobContext
 from flashbulb.errors import ErrorKind, FlashbulbError
-from flashbulb.gateway import ledger
 from flashbulb.gateway.gateway import Gateway, Served
 from flashbulb.jobs import queue
 from flashbulb.jobs.files import FileStore

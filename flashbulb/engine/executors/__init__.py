@@ -48,7 +48,7 @@ class Executor(Protocol):
 def for_backend(requests: list[ImageRequest]) -> list[ImageRequest]:
     """The requests as a worker gets them: callers and price quotes stay in the API process (a
     backend never sees keys or money)."""
-    return [dataclasses.replace(r, caller=None, quote=None) for r in requests]
+    return [dataclasses.replace(r, caller=None) for r in requests]
 
 
 def replica_count(deployment: dict, gpus: float) -> int:

@@ -44,7 +44,6 @@ class DiffusionModel:
     tasks: tuple[str, ...]
     steps: int
     guidance: float
-    price_micros_per_image: int
     max_references: int = 0
     guidance_arg: str = "guidance_scale"  # Qwen-Image's real CFG knob is `true_cfg_scale`
     negative_prompt: bool = False  # whether the pipeline takes one (guidance-distilled models don't)
@@ -55,6 +54,7 @@ class DiffusionModel:
     min_reference_side: int = 0  # smaller references are enlarged to this (FLUX.2 refuses under 64 px)
     pass_max_area: bool = False  # the pipeline picks its size from max_area rather than height x width
     path: Path | None = None  # weights already on disk (else <model_dir>/<name>)
+    like: str = ""  # an operator's model: the catalog entry it copies (and is priced as)
 
     def size(self, aspect_ratio: str) -> tuple[int, int]:
         """Width and height for a Gemini aspect ratio: its Gemini size scaled to this model's area."""
@@ -91,7 +91,6 @@ CATALOG: tuple[DiffusionModel, ...] = (
         min_reference_side=64,
         steps=4,
         guidance=1.0,
-        price_micros_per_image=20_000,
         download_gb=16,
     ),
     DiffusionModel(
@@ -107,7 +106,6 @@ CATALOG: tuple[DiffusionModel, ...] = (
         guidance=4.0,
         guidance_arg="true_cfg_scale",
         negative_prompt=True,
-        price_micros_per_image=40_000,
         download_gb=58,
     ),
     DiffusionModel(
@@ -120,7 +118,6 @@ CATALOG: tuple[DiffusionModel, ...] = (
         tasks=(GENERATE,),
         steps=9,
         guidance=0.0,
-        price_micros_per_image=15_000,
         download_gb=33,
     ),
     DiffusionModel(
@@ -133,7 +130,6 @@ CATALOG: tuple[DiffusionModel, ...] = (
         tasks=(GENERATE,),
         steps=4,
         guidance=0.0,
-        price_micros_per_image=15_000,
         download_gb=34,
         call_args={"max_sequence_length": 256},
     ),
@@ -148,7 +144,6 @@ CATALOG: tuple[DiffusionModel, ...] = (
         max_references=1,
         steps=28,
         guidance=2.5,
-        price_micros_per_image=30_000,
         download_gb=34,
         # Keep our size: by default Kontext snaps the output and the reference to ~1 MP.
         call_args={"_auto_resize": False},
@@ -167,7 +162,6 @@ CATALOG: tuple[DiffusionModel, ...] = (
         negative_prompt=True,
         pixels=512 * 512,
         size_multiple=8,
-        price_micros_per_image=4_000,
         download_gb=7,
     ),
     DiffusionModel(
@@ -183,7 +177,6 @@ CATALOG: tuple[DiffusionModel, ...] = (
         negative_prompt=True,
         pixels=512 * 512,
         size_multiple=8,
-        price_micros_per_image=2_000,
         download_gb=5,
     ),
     DiffusionModel(
@@ -199,7 +192,6 @@ CATALOG: tuple[DiffusionModel, ...] = (
         guidance=8.0,
         negative_prompt=True,
         size_multiple=8,
-        price_micros_per_image=10_000,
         download_gb=14,
         call_args={"strength": 0.99},
     ),
@@ -220,11 +212,11 @@ def local_model(name: str, fields: dict[str, Any]) -> DiffusionModel:
     known = by_name()
     if like not in known:
         raise ValueError(f"flashbulb.toml [models.{name}]: `like` must name a catalog model ({', '.join(known)})")
-    allowed = {f.name for f in dataclasses.fields(DiffusionModel)} - {"name", "pipeline"}
+    allowed = {f.name for f in dataclasses.fields(DiffusionModel)} - {"name", "pipeline", "like"}
     if unknown := set(fields) - allowed:
         raise ValueError(f"flashbulb.toml [models.{name}]: unknown keys {sorted(unknown)}")
     if "path" in fields:
         fields["path"] = Path(fields["path"]).expanduser()
     if "tasks" in fields:
         fields["tasks"] = tuple(fields["tasks"])
-    return dataclasses.replace(known[like], name=name, **fields)
+    return dataclasses.replace(known[like], name=name, like=like, **fields)

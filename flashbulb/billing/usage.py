@@ -11,7 +11,7 @@ import json
 
 from sqlalchemy import ColumnElement, Engine, Select, delete, func, insert, select, text, update
 
-from flashbulb.config import micros_to_usd
+from flashbulb.billing.money import micros_to_usd
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
 from flashbulb.parsing import whole_number
 from flashbulb.store.tables import Account, ApiKey, LedgerEntry, UsageDaily, UsageRecord, utcnow

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from flashbulb.config import micros_to_usd
+from flashbulb.billing.money import micros_to_usd
 from flashbulb.errors import ErrorKind, FlashbulbError
 from flashbulb.store.tables import Account, ApiKey, CreditCode, Hold, LedgerEntry, UsageRecord, utcnow
 
 if TYPE_CHECKING:
-    from flashbulb.gateway.pricing import Quote
+    from flashbulb.billing.quotes import Quote
 
 CODE_PREFIX = "fbc-"
 
@@ -241,7 +241,7 @@ _QUOTE_COLUMNS = (
 
 
 def _quote_of(row) -> Quote:
-    from flashbulb.gateway.pricing import Quote
+    from flashbulb.billing.quotes import Quote
 
     return Quote(
         small=row.unit_small_micros,

@@ -23,7 +23,22 @@ from __future__ import annotations
 
 import dataclasses
 
-from flashbulb.config import usd_to_micros
+from flashbulb.billing.money import usd_to_micros
+
+# What one standard-size image of each model costs when flashbulb.toml doesn't say (micro-USD).
+# A model the operator adds `like` a catalog model costs what that one does.
+LIST_PRICES = {
+    "flashbulb-photo": 2_000,
+    "flux2-klein-4b": 20_000,
+    "qwen-image-edit-2509": 40_000,
+    "z-image-turbo": 15_000,
+    "flux1-schnell": 15_000,
+    "flux1-kontext-dev": 30_000,
+    "sdxl-turbo": 4_000,
+    "sd-turbo": 2_000,
+    "sdxl-inpainting": 10_000,
+}
+OWN_BACKEND_PRICE = 1_000  # an operator's own backend ([models.NAME] backend = ...) without a price
 
 SIZE_CLASSES = ("small", "standard", "large")
 SMALL_MAX_PIXELS = 500_000
@@ -68,15 +83,6 @@ class PriceSchedule:
     def per_image(self, size: str) -> int:
         return {"small": self.small, "standard": self.standard, "large": self.large}[size]
 
-    def describe(self) -> dict:
-        """The catalog's view (GET /v1beta/models' `flashbulb.prices`, `flashbulb models --json`)."""
-        return {
-            "imageMicros": {c: self.per_image(c) for c in SIZE_CLASSES},
-            "inputImageMicros": self.input_image,
-            "qualityPercent": {q: self.percent(q) for q in QUALITIES},
-            "sizeClasses": {"small": "<= 0.5 MP", "standard": "<= 1.2 MP", "large": "> 1.2 MP"},
-        }
-
 
 def parse(model: str, value: object) -> PriceSchedule:
     """One entry of [prices]: a USD string/number (flat) or a table. Raises ValueError naming the field."""
@@ -119,3 +125,22 @@ def parse(model: str, value: object) -> PriceSchedule:
             raise ValueError(f"{where}: quality.{name} must be a whole percent between 0 and 1000, not {pct!r}")
         percents.append((name, pct))
     return PriceSchedule(small, standard, large, input_image, tuple(sorted(percents)))
+
+
+class PriceBook:
+    """Every model's price schedule: the operator's (flashbulb.toml [prices], or a price in its
+    [models.NAME] table), else the list price of the catalog model it is priced as."""
+
+    def __init__(self, overrides: dict[str, PriceSchedule], priced_as: dict[str, str]) -> None:
+        """`priced_as`: every model served, by name, and the catalog model whose list price it takes."""
+        if unknown := set(overrides) - set(priced_as):
+            raise ValueError(
+                f"flashbulb.toml [prices]: no model named {', '.join(sorted(unknown))}; models: {', '.join(priced_as)}"
+            )
+        self._schedules = {
+            name: overrides.get(name) or PriceSchedule.flat(LIST_PRICES.get(like, OWN_BACKEND_PRICE))
+            for name, like in priced_as.items()
+        }
+
+    def schedule(self, model: str) -> PriceSchedule:
+        return self._schedules[model]

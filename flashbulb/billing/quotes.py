@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from flashbulb.engine.registry import ModelEntry
+from flashbulb.billing.prices import PriceSchedule, normalise_quality, size_class
 from flashbulb.engine.types import ImageRequest, ImageResult
 from flashbulb.errors import invalid
-from flashbulb.prices import normalise_quality, size_class
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,47 +38,29 @@ class Quote:
             return 0
         return sum(self.unit(size_class(p)) for p in output_pixels) + self.input_image * self.inputs
 
-    def breakdown(self, output_pixels: list[int]) -> dict:
-        """The response's `flashbulb.priceMicros`: what each part of the charge cost."""
-        outputs = [{"sizeClass": size_class(p), "micros": self.unit(size_class(p))} for p in output_pixels]
-        return {
-            "outputImages": outputs,
-            "inputImages": {
-                "count": self.inputs,
-                "unitMicros": self.input_image,
-                "micros": self.input_image * self.inputs if outputs else 0,
-            },
-            "unitMicros": {"small": self.small, "standard": self.standard, "large": self.large, "inputImage": self.input_image},
-        }
 
-
-def unit_price(entry: ModelEntry, discount_percent: int = 0) -> int:
-    """Micro-USD per standard image after a discount (batch items), rounded down: never more than the list price."""
-    return _discounted(entry.price_micros_per_image, discount_percent)
-
-
-def _discounted(micros: int, percent_off: int) -> int:
+def discounted(micros: int, percent_off: int) -> int:
+    """A price after a discount (batch items), rounded down: never more than the list price."""
     if not 0 <= percent_off <= 100:
         raise ValueError(f"a discount of {percent_off}% is not between 0 and 100")
     return micros * (100 - percent_off) // 100
 
 
-def quote(entry: ModelEntry, request: ImageRequest, discount_percent: int = 0) -> Quote:
+def quote(schedule: PriceSchedule, request: ImageRequest, discount_percent: int = 0) -> Quote:
     try:
         quality = normalise_quality(request.quality)
     except ValueError as exc:
         raise invalid(str(exc), param="quality") from None
-    schedule = entry.prices
     pct = schedule.percent(quality)
 
     def unit(list_micros: int) -> int:
-        return _discounted(list_micros * pct // 100, discount_percent)
+        return discounted(list_micros * pct // 100, discount_percent)
 
     return Quote(
         small=unit(schedule.small),
         standard=unit(schedule.standard),
         large=unit(schedule.large),
-        input_image=_discounted(schedule.input_image, discount_percent),
+        input_image=discounted(schedule.input_image, discount_percent),
         images=max(1, request.n),
         inputs=len(request.images),
     )
