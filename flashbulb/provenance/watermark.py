@@ -25,6 +25,10 @@ MAX_WORK_SIDE = 1024  # ... unless that makes the long side longer than this (a 
 # sure bits still absorbs on a server with 100,000 marks recorded (provenance/verify.py). Photos read
 # back exactly; what tiny random-weight pipelines draw (colour noise, pale blurs) 2-19 wrong (bench/provenance.py).
 MAX_READ_BACK_ERRORS = 2
+# A claimed mark's wrong bits must be among the reading's least sure ones, since verify matches by
+# flipping only those (up to 8 of them on a server with fewer than ~1,700 marks, verify.MAX_DOUBTS):
+# a smooth generated picture read 2 bits wrong where the decoder was sure, and verify missed it.
+TRACED_DOUBTS = 6
 PAYLOAD_TRIES = 5  # payloads tried in one pass before a second pass (mark_result)
 MIN_SIDE = 128  # smaller images carry no mark: a 50% copy of one is too small to read back
 
@@ -163,7 +167,8 @@ def mark_result(request, result):  # engine ImageRequest, ImageResult
     # anyway), and only when none holds in one pass (0.3^5) is a second pass made.
     for payload in [request.watermark, *(secrets.randbits(PAYLOAD_BITS) for _ in range(PAYLOAD_TRIES - 1))]:
         marked = [embed(image, payload, where) for image in result.images]
-        errors = [bit_errors(read(image), payload) for image in marked]
+        readings = [read(image) for image in marked]
+        errors = [bit_errors(reading, payload) for reading in readings]
         if not any(errors):
             passes = 1
             break
@@ -172,15 +177,18 @@ def mark_result(request, result):  # engine ImageRequest, ImageResult
         # the new one (1-8 bit errors, measured); a second pass on the marked image settles it on
         # photos (0), at ~37 dB instead of ~43.
         marked = [embed(image, payload, where) if wrong else image for image, wrong in zip(marked, errors)]
-        errors = [bit_errors(read(image), payload) if wrong else 0 for image, wrong in zip(marked, errors)]
+        readings = [read(image) if wrong else reading for image, reading, wrong in zip(marked, readings, errors)]
+        errors = [bit_errors(reading, payload) for reading in readings]
         passes = 2
     result.timings_ms["watermark"] = round((time.perf_counter() - started) * 1000, 1)
-    if (worst := max(errors)) > MAX_READ_BACK_ERRORS:
-        # A mark that can't be read back is no mark: the image goes out as it was made, and says so.
-        result.quality["watermark"] = {
-            "marked": False,
-            "why": f"this image doesn't hold the mark: {worst} of {PAYLOAD_BITS} bits read back wrong after two passes",
-        }
+    worst = max(errors)
+    sure_but_wrong = any(r is None or payload not in r.candidates(TRACED_DOUBTS) for r in readings)
+    if worst > MAX_READ_BACK_ERRORS or sure_but_wrong:
+        # A mark that can't be read back and traced is no mark: the image goes out as it was made, and says so.
+        why = f"{worst} of {PAYLOAD_BITS} bits read back wrong after {passes} pass{'es' if passes > 1 else ''}"
+        if worst <= MAX_READ_BACK_ERRORS:
+            why += f", not among the {TRACED_DOUBTS} the decoder was least sure of, so it couldn't be traced"
+        result.quality["watermark"] = {"marked": False, "why": f"this image doesn't hold the mark: {why}"}
         return result
     result.quality["watermark"] = {
         "marked": True,
