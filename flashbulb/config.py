@@ -7,8 +7,12 @@ import os
 import tomllib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flashbulb.vision.safety import EXPLICIT as EXPLICIT_NUDITY
+
+if TYPE_CHECKING:
+    from flashbulb.prices import PriceSchedule  # flashbulb.prices imports this module
 
 MICROS_PER_USD = 1_000_000
 MAX_USD = 1_000_000_000  # any one amount; far below what a 64-bit micro-USD column holds
@@ -193,7 +197,7 @@ class Settings:
     batch_max_in_flight: int = 4
     batch_max_attempts: int = 5
     # Price overrides per model (flashbulb.toml [prices]): flashbulb.prices.PriceSchedule by model name.
-    prices: dict[str, object] = dataclasses.field(default_factory=dict)
+    prices: dict[str, PriceSchedule] = dataclasses.field(default_factory=dict)
     # Referrals (flashbulb.toml [referrals] percent, days): the share of a referred account's settled
     # spend credited to its referrer, for this many days after the referral (fixed at referral time).
     referral_percent: int = 10
@@ -321,7 +325,9 @@ class Settings:
             if name in ("content_credentials", "watermark"):
                 setattr(self, name, _typed(f"[provenance].{name}", value, True))
             elif name in ("signing_cert", "signing_key"):
-                setattr(self, name, self.data_dir / Path(_typed(f"[provenance].{name}", value, "")).expanduser())
+                path = _typed(f"[provenance].{name}", value, "")
+                assert isinstance(path, str)  # _typed keeps a string setting a string
+                setattr(self, name, self.data_dir / Path(path).expanduser())
             else:
                 raise ValueError(
                     f"flashbulb.toml: unknown setting [provenance].{name}; it takes content_credentials, "
