@@ -37,6 +37,7 @@ test: install-test
 lint: install-test
 	$(BIN)/ruff check flashbulb tests bench
 	$(BIN)/ruff format --check flashbulb tests bench
+	$(BIN)/mypy
 
 bench: install-test
 	$(BIN)/python bench/restore_speed.py
