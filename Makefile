@@ -38,6 +38,7 @@ lint: install-test
 	$(BIN)/ruff check flashbulb tests bench
 	$(BIN)/ruff format --check flashbulb tests bench
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: install-test
 	$(BIN)/python bench/restore_speed.py

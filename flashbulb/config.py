@@ -311,7 +311,9 @@ class Settings:
             if name in ("content_credentials", "watermark"):
                 setattr(self, name, _typed(f"[provenance].{name}", value, True))
             elif name in ("signing_cert", "signing_key"):
-                setattr(self, name, self.data_dir / Path(_typed(f"[provenance].{name}", value, "")).expanduser())
+                path = _typed(f"[provenance].{name}", value, "")
+                assert isinstance(path, str)  # _typed keeps a string setting a string
+                setattr(self, name, self.data_dir / Path(path).expanduser())
             else:
                 raise ValueError(
                     f"flashbulb.toml: unknown setting [provenance].{name}; it takes content_credentials, "

@@ -178,7 +178,8 @@ def _answer(body: dict) -> Answer:
         )
         return Answer(result, charge_micros=extra.get("chargeMicros"))
     candidate = body["candidates"][0]
-    images, text = [], []
+    images: list[Image.Image] = []
+    text: list[str] = []
     encoded = []
     for part in candidate["content"]["parts"]:
         if "inlineData" in part:

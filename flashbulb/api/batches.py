@@ -12,6 +12,7 @@ JSONL file of `{"key", "response"}` or `{"key", "error"}` lines, in input order)
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -201,7 +202,10 @@ def build_router(gateway: Gateway, files: FileStore, runner: BatchRunner) -> API
         batch_id = new_id()
 
         def store() -> None:
-            common = dict(
+            create = functools.partial(
+                queue.create,
+                db,
+                batch_id,
                 account_id=caller.account_id,
                 key_id=caller.key_id,
                 model=entry.name,
@@ -211,12 +215,12 @@ def build_router(gateway: Gateway, files: FileStore, runner: BatchRunner) -> API
             )
             if config.file_name is None:
                 assert config.requests is not None
-                queue.create(db, batch_id, input_file=None, items=inline_items(config.requests), **common)
+                create(input_file=None, items=inline_items(config.requests))
                 return
             file_id = config.file_name.removeprefix("files/")
             _info, handle = files.open(caller.account_id, file_id)
             with handle:
-                queue.create(db, batch_id, input_file=f"files/{file_id}", items=jsonl_items(handle, f"files/{file_id}"), **common)
+                create(input_file=f"files/{file_id}", items=jsonl_items(handle, f"files/{file_id}"))
 
         await asyncio.to_thread(store)
         runner.wake()

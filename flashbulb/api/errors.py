@@ -4,6 +4,8 @@ for OpenAI's paths. `speaks_openai` is the one place that decides which a reques
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -127,8 +129,7 @@ async def on_flashbulb_error(request: Request, error: FlashbulbError) -> JSONRes
 async def on_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
     details = error.errors()
     param = next((str(p) for p in details[0].get("loc", ())[1:] if p != "body"), None) if details else None
-    error = FlashbulbError(ErrorKind.INVALID_ARGUMENT, describe_validation(details), param=param)
-    return error_response(error, request)
+    return error_response(FlashbulbError(ErrorKind.INVALID_ARGUMENT, describe_validation(details), param=param), request)
 
 
 async def on_http_error(request: Request, error: HTTPException) -> JSONResponse:
@@ -153,7 +154,7 @@ async def on_unexpected_error(request: Request, error: Exception) -> JSONRespons
     return error_response(FlashbulbError(ErrorKind.INTERNAL, "Internal error; the server log has the details."), request)
 
 
-def describe_validation(errors: list[dict]) -> str:
+def describe_validation(errors: Sequence[Mapping[str, Any]]) -> str:
     """pydantic errors -> one sentence naming each field that is wrong."""
     parts = []
     for err in errors[:5]:

@@ -11,7 +11,7 @@ import binascii
 import json
 import re
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -352,7 +352,7 @@ def build_router(gateway: Gateway, files: FileStore) -> APIRouter:
         image_request = await prepare(request, model)
         # Built (and serialised) before the charge is settled: an answer that can't be sent costs nothing.
         render = lambda served: JSONResponse(to_response(image_request, served), headers=flashbulb_headers(image_request, served))  # noqa: E731
-        return (await serve(gateway, request, image_request, render)).rendered
+        return cast(JSONResponse, (await serve(gateway, request, image_request, render)).rendered)  # render's
 
     @router.post("/models/{model}:streamGenerateContent")
     async def stream_generate_content(request: Request, model: str, alt: str = "") -> StreamingResponse:

@@ -115,8 +115,8 @@ class Idempotency:
         else:
             try:  # a key revoked since the first call gets no replay of it
                 await asyncio.to_thread(accounts.authenticate, self.db, api_key_of(connection))
-            except FlashbulbError as error:
-                await error_response(error, connection)(scope, receive, send)
+            except FlashbulbError as refused:
+                await error_response(refused, connection)(scope, receive, send)
                 return
             try:
                 body = _open(sealer, found.body)

@@ -11,7 +11,7 @@ import time
 import h11
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
 from flashbulb.api.errors import error_response
 from flashbulb.errors import ErrorKind, FlashbulbError
@@ -85,8 +85,8 @@ class BodySizeLimit:
         except _BodyTooSlow:
             if response_started:
                 raise
-            message = f"the request body arrived too slowly ({received:,} bytes in {time.monotonic() - started:.0f} s)"
-            response = error_response(FlashbulbError(ErrorKind.INVALID_ARGUMENT, message), HTTPConnection(scope))
+            why = f"the request body arrived too slowly ({received:,} bytes in {time.monotonic() - started:.0f} s)"
+            response = error_response(FlashbulbError(ErrorKind.INVALID_ARGUMENT, why), HTTPConnection(scope))
             response.headers["connection"] = "close"
             await response(scope, receive, send)
 
@@ -100,7 +100,7 @@ class TimedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._head_cycle = None
+        self._head_cycle: RequestResponseCycle | None = None
         self._arm_head_deadline()
 
     def _arm_head_deadline(self) -> None:

@@ -5,10 +5,11 @@ reports the same, exact totals (nothing is lost when a process restarts)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 from fastapi import Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,7 +27,7 @@ class _DatabaseCollector:
         self.db = gateway.db
         self.engine: Engine = gateway.engine
 
-    def collect(self):  # prometheus_client's collector protocol
+    def collect(self) -> Iterator[Metric]:  # prometheus_client's collector protocol
         calls = CounterMetricFamily("flashbulb_calls", "Finished calls by model and outcome.", labels=["model", "status"])
         images = CounterMetricFamily("flashbulb_images", "Images returned to callers.", labels=["model"])
         charges = CounterMetricFamily("flashbulb_charged_micros", "Micro-USD charged.", labels=["model"])
@@ -47,7 +48,7 @@ class _DatabaseCollector:
         ).group_by(UsageDaily.model, UsageDaily.status)
         holds_query = select(func.count(), func.sum(Hold.amount_micros)).where(Hold.state == "held")
         with self.db.connect() as conn:
-            rows = conn.execute(query).all() + conn.execute(rolled_up).all()
+            rows = [*conn.execute(query).all(), *conn.execute(rolled_up).all()]
             open_holds, held = conn.execute(holds_query).one()
         per_model: dict[str, list[int]] = {}
         per_status: dict[tuple[str, str], int] = {}

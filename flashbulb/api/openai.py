@@ -12,9 +12,9 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from PIL import Image, ImageOps
@@ -244,16 +244,15 @@ async def read_edit_form(request: Request, max_images: int) -> tuple[dict[str, s
         images: list[bytes] = []
         mask: bytes | None = None
         for key, value in form.multi_items():
-            is_file = isinstance(value, UploadFile)
             if _IMAGE_FIELD.fullmatch(key) or key == "mask":
                 param = "mask" if key == "mask" else "image"
-                if not is_file:
+                if not isinstance(value, UploadFile):
                     raise invalid(f"'{key}' must be a file part (PNG, JPEG or WebP).", param=param, code="invalid_type")
                 if param == "mask":
                     mask = await value.read()
                 else:
                     images.append(await value.read())
-            elif is_file:
+            elif isinstance(value, UploadFile):
                 raise invalid(f"'{key}' must be a plain form field, not a file.", param=key, code="invalid_type")
             else:
                 fields[key] = value
@@ -305,9 +304,11 @@ async def fulfil_with_previews(
     images as the model passes them, then ("done", Served). Closing the iterator stops the work."""
     loop = asyncio.get_running_loop()
     previews: asyncio.Queue = asyncio.Queue()
-    job = JobContext(
-        on_preview=(lambda image: loop.call_soon_threadsafe(previews.put_nowait, image)) if limit else (lambda image: None)
-    )
+
+    def on_preview(image: Image.Image) -> None:
+        loop.call_soon_threadsafe(previews.put_nowait, image)
+
+    job = JobContext(on_preview=on_preview if limit else (lambda image: None))
     work = asyncio.ensure_future(gateway.fulfil(request, job, render=render))
     sent = 0
     try:
@@ -408,7 +409,7 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
     settings = gateway.settings
     registry = gateway.engine.registry
 
-    async def respond(request: Request, params: ImageParams, image_request: ImageRequest) -> JSONResponse:
+    async def respond(request: Request, params: ImageParams, image_request: ImageRequest) -> Response:  # JSON, or a stream
         resolve_model(registry, image_request.model)  # an unknown model is a 404 naming `model`
 
         def render(served: Served) -> JSONResponse:
@@ -429,7 +430,7 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
         try:
             if params.stream:
                 return await stream(image_request, params, "image_edit" if image_request.images else "image_generation")
-            return (await serve(gateway, request, image_request, render)).rendered
+            return cast(JSONResponse, (await serve(gateway, request, image_request, render)).rendered)  # render's
         except FlashbulbError as error:
             if error.kind is ErrorKind.FAILED_PRECONDITION and error.param is None:
                 error.param = "model"  # the model asked for is not installed (or failed to load)
@@ -491,14 +492,14 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
     @router.post("/images/generations")
-    async def generations(request: Request) -> JSONResponse:
+    async def generations(request: Request) -> Response:
         caller = await gateway.authenticate(api_key_of(request))
         params = parse_params(GenerateParams, parse_json(await request.body()))
         image_request = to_image_request(params, [], None, caller=caller, request_id=new_request_id())
         return await respond(request, params, image_request)
 
     @router.post("/images/edits")
-    async def edits(request: Request) -> JSONResponse:
+    async def edits(request: Request) -> Response:
         caller = await gateway.authenticate(api_key_of(request))
         fields, files, mask_file = await read_edit_form(request, settings.max_input_images)
         params = parse_params(ImageParams, fields)

@@ -92,7 +92,9 @@ def flashbulb_headers(request: ImageRequest, served: Served) -> dict[str, str]:
 
 def quality_summary(quality: dict[str, Any]) -> dict[str, Any]:
     """The measurements a script checks without parsing the body (ASCII JSON, so it fits in a header)."""
-    summary = {key: quality[key] for key in ("faces_in", "faces_out", "identity_distance", "same_person") if key in quality}
+    summary: dict[str, Any] = {
+        key: quality[key] for key in ("faces_in", "faces_out", "identity_distance", "same_person") if key in quality
+    }
     if "safety" in quality:
         verdicts = [*quality["safety"].get("inputs", []), quality["safety"].get("output", {"safe": True})]
         summary["safe"] = all(v["safe"] for v in verdicts)

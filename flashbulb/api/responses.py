@@ -99,14 +99,15 @@ def read_input(wire: ResponsesRequest, max_pixels: int, max_images: int) -> tupl
     sent = sum(
         1
         for item in wire.input
-        for part in (item.get("content") if isinstance(item.get("content"), list) else [])
+        for part in (item["content"] if isinstance(item.get("content"), list) else [])
         if isinstance(part, dict) and part.get("type") == "input_image"
     )
     if sent > max_images:  # counted before anything is decoded
         raise invalid(f"{sent} images were sent; the limit is {max_images}.", param="input")
     budget = PixelBudget(max_pixels)
     earlier: list[Image.Image] = []
-    text, images = "", []
+    text = ""
+    images: list[Image.Image] = []
     for index, item in enumerate(wire.input):
         where = f"input[{index}]"
         if item.get("type") == "image_generation_call" and isinstance(item.get("result"), str):

@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 import secrets
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from sqlalchemy import Connection, Engine, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -307,7 +307,7 @@ def refund(db: Engine, request_id: str, amount_micros: int | None = None, note: 
     }
 
 
-def _why_no_refund(conn: Connection, request_id: str, amount_micros: int | None) -> None:
+def _why_no_refund(conn: Connection, request_id: str, amount_micros: int | None) -> NoReturn:
     hold_row = conn.execute(
         select(Hold.state, Hold.charged_micros, Hold.refunded_micros).where(Hold.request_id == request_id)
     ).first()

@@ -8,8 +8,10 @@ import csv
 import datetime as dt
 import io
 import json
+from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, Engine, Select, delete, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Engine, RowMapping, Select, delete, func, insert, select, text, update
+from sqlalchemy.orm import InstrumentedAttribute
 
 from flashbulb.billing.money import micros_to_usd
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
@@ -71,7 +73,9 @@ def statement(db: Engine, account_id: int, *, limit: int = 100, page_token: str 
     return entries, next_token
 
 
-def _newest_first(db: Engine, query: Select, id_column: ColumnElement[int], limit: int, page_token: str) -> tuple[list, str]:
+def _newest_first(
+    db: Engine, query: Select, id_column: ColumnElement[int] | InstrumentedAttribute[int], limit: int, page_token: str
+) -> tuple[Sequence[RowMapping], str]:
     """One page of `query`'s rows, newest (highest id) first, and the next page's token: the id of
     this page's last row ("" when nothing is older). Tokens are opaque to callers."""
     query = query.order_by(id_column.desc()).limit(limit + 1)
@@ -209,7 +213,7 @@ def summarize(
         "day": (detail_day, UsageDaily.day),
         "status": (UsageRecord.status, UsageDaily.status),
     }
-    detail = select(
+    detail: Select = select(
         *(dims[g][0].label(g) for g in group),
         func.count().label("calls"),
         func.sum(UsageRecord.input_images).label("input_images"),
@@ -284,7 +288,7 @@ def rollup(db: Engine, *, older_than_days: int, batch_days: int = 7, today: dt.d
         raise invalid("--older-than must be at least one day")
     cutoff = (today or utcnow().date()) - dt.timedelta(days=older_than_days)
     cutoff_at = dt.datetime.combine(cutoff, dt.time())
-    moved = {"before": cutoff.isoformat(), "days": 0, "records": 0, "daily_rows": 0}
+    moved: dict = {"before": cutoff.isoformat(), "days": 0, "records": 0, "daily_rows": 0}
     day = func.date(UsageRecord.created_at)
     while True:
         with db.connect() as conn:

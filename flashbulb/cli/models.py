@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 from rich.markup import escape
@@ -24,7 +25,7 @@ def models(obj: Context, as_json: bool) -> None:
     registry = Registry.default(obj.settings)
     book = PriceBook(obj.settings.prices, registry.priced_as())
     entries = registry.entries.values()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": e.name,
             "capabilities": list(e.capabilities),
@@ -77,6 +78,7 @@ def pull(obj: Context, name: str, model_dir: str | None, token: str | None) -> N
 
     settings = obj.settings
     target = Path(model_dir).expanduser() if model_dir else settings.model_dir
+    assert target is not None  # Settings.__post_init__ defaults model_dir to <data_dir>/models
     models = {**catalog.by_name(), "flashbulb-image": catalog.by_name()[catalog.DEFAULT]}
     if name == "flashbulb-photo":
         err.print("flashbulb-photo is built in: its models come inside the installed packages, nothing to pull.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import NoReturn
 
 import click
 from rich.console import Console
@@ -76,7 +77,7 @@ def main(ctx: click.Context, data_dir: str | None, database_url: str | None) -> 
         sys.exit(2)
 
 
-def fail(error: FlashbulbError) -> None:
+def fail(error: FlashbulbError) -> NoReturn:
     err.print(f"[red]error:[/red] {error.message}")
     sys.exit(2)
 

@@ -21,8 +21,9 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from concurrent.futures import Future
+from typing import overload
 
 from flashbulb.engine.executors import Executor, Replica, WorkerDied
 from flashbulb.engine.registry import ModelEntry, Registry
@@ -62,6 +63,10 @@ def fingerprint(request: ImageRequest) -> str:
     return digest.hexdigest()
 
 
+@overload
+def finite(value: dict[str, object]) -> dict[str, object]: ...
+@overload
+def finite(value: object) -> object: ...
 def finite(value: object) -> object:
     """`value` with every NaN or infinite float made None: measurements of degenerate images (a 1x1
     photo's noise level) must not make an answer or a usage record unwritable as JSON."""
@@ -71,7 +76,7 @@ def finite(value: object) -> object:
         return {k: finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [finite(v) for v in value]
-    if hasattr(value, "dtype") and getattr(value, "shape", None) == ():  # a numpy scalar
+    if hasattr(value, "dtype") and hasattr(value, "item") and getattr(value, "shape", None) == ():  # a numpy scalar
         return finite(value.item())
     return value
 
@@ -83,7 +88,7 @@ def _account(job: Job) -> int | None:
 class _ModelQueue:
     """One model's waiting jobs and the threads that feed them to its replicas."""
 
-    def __init__(self, entry: ModelEntry, replicas: list[Replica], batch_window_s: float, max_batch: int, on_crash) -> None:
+    def __init__(self, entry: ModelEntry, replicas: Sequence[Replica], batch_window_s: float, max_batch: int, on_crash) -> None:
         self.entry = entry
         self.replicas = replicas
         self.batch_window_s = batch_window_s
@@ -207,7 +212,9 @@ class _ModelQueue:
     def _gather(self, first: Job) -> list[Job]:
         """Jobs that may share `first`'s run: same batch key, arriving within the batch window."""
         batch_key = self.entry.batch_key
-        key: Hashable | None = batch_key(first.request) if batch_key else None
+        if batch_key is None:
+            return []
+        key: Hashable | None = batch_key(first.request)
         if key is None or self.max_batch <= 1:
             return []
         found: list[Job] = []
@@ -265,7 +272,7 @@ class Engine:
         from flashbulb.engine.executors.inline import InlineExecutor
 
         self.registry = registry
-        self.executor = executor or InlineExecutor()
+        self.executor: Executor = executor or InlineExecutor()
         self.max_queue = max_queue
         self.batch_window_s = batch_window_s
         self.max_batch = max_batch

@@ -55,7 +55,7 @@ def decode_image(data: bytes, *, max_pixels: int, what: str = "image", budget: P
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
             if image.format not in ACCEPTED_FORMATS:
                 raise invalid(f"{what} is {image.format}; send PNG, JPEG or WebP")
             # The header gives the size without decoding pixels: refuse bombs here.

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import importlib
 from collections.abc import Callable, Hashable
+from pathlib import Path
 
 from flashbulb import __version__
 from flashbulb.config import Settings
@@ -115,7 +116,7 @@ def _diffusion_entry(model, settings: Settings) -> ModelEntry:
         make_backend=lambda: _diffusion_backend(model, settings),
         batch_key=functools.partial(_diffusion_batch_key, model),
         uses_gpu=True,
-        is_installed=lambda: weights.installed(model, settings.model_dir),
+        is_installed=lambda: weights.installed(model, _model_dir(settings)),
         check=lambda request: _check_diffusion(model, request, settings),
         details={
             "pipeline": model.pipeline,
@@ -124,8 +125,8 @@ def _diffusion_entry(model, settings: Settings) -> ModelEntry:
             "commercialUse": model.commercial_use,
             "maxReferenceImages": model.max_references,
             "steps": model.steps,
-            "weightsDir": str(weights.folder(model, settings.model_dir)),
-            "install": weights.how_to_install(model, settings.model_dir),
+            "weightsDir": str(weights.folder(model, _model_dir(settings))),
+            "install": weights.how_to_install(model, _model_dir(settings)),
         },
     )
 
@@ -169,7 +170,12 @@ def _diffusion_backend(model, settings: Settings) -> Backend:
 def _check_diffusion(model, request: ImageRequest, settings: Settings) -> None:
     from flashbulb.engine.backends.diffusion.checks import check_request
 
-    check_request(model, request, settings.model_dir)
+    check_request(model, request, _model_dir(settings))
+
+
+def _model_dir(settings: Settings) -> Path:
+    assert settings.model_dir is not None  # Settings.__post_init__ defaults it to <data_dir>/models
+    return settings.model_dir
 
 
 def _diffusion_models(settings: Settings) -> list:

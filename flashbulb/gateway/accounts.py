@@ -7,7 +7,7 @@ import datetime as dt
 import re
 import secrets
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flashbulb.billing import ledger
@@ -99,7 +99,7 @@ def create_key(
             try:
                 with conn.begin_nested():
                     account_id = conn.execute(
-                        Account.__table__.insert()
+                        insert(Account)
                         .values(
                             name=account_name,
                             is_admin=admin,
@@ -113,7 +113,7 @@ def create_key(
             except IntegrityError:  # created by a concurrent caller
                 account_id = conn.execute(select(Account.id).where(Account.name == account_name)).scalar_one()
         key_id = conn.execute(
-            ApiKey.__table__.insert()
+            insert(ApiKey)
             .values(
                 account_id=account_id,
                 name=key_name,

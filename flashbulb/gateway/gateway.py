@@ -133,6 +133,7 @@ class Gateway:
             self._leases[request.request_id] = lease
 
     async def _hold(self, request: ImageRequest, entry, discount_percent: int) -> None:
+        assert request.caller is not None  # reserve() checked it
         quote = quotes.quote(self.prices.schedule(entry.name), request, discount_percent)
         holding = asyncio.ensure_future(
             asyncio.to_thread(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from typing import cast
 
 from flashbulb.engine.types import ImageRequest, ImageResult
 
@@ -53,7 +54,7 @@ class Provenance:
         facts = credentials.Facts(
             model=request.model,
             input_sha256=tuple(credentials.pixels_sha256(image) for image in request.images),
-            edits=tuple(str(edit.get("operation")) for edit in result.quality.get("edits", [])),
+            edits=tuple(str(edit.get("operation")) for edit in cast("list[dict]", result.quality.get("edits", []))),
             watermark=result.watermark,
         )
         signer = self._signer

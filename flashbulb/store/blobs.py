@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -182,7 +182,7 @@ class DatabaseBlobs:
 class _ChunkReader(io.RawIOBase):
     """Reads a database blob one chunk (one row) at a time."""
 
-    def __init__(self, db: Engine, name: str, seqs: list[int]):
+    def __init__(self, db: Engine, name: str, seqs: Sequence[int]):
         self.db, self.name, self.seqs = db, name, list(seqs)
         self.pending = memoryview(b"")
 

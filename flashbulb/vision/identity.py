@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -59,13 +60,21 @@ def nearest(reference: np.ndarray, candidates: list[np.ndarray]) -> float | None
     return min((distance(reference, c) for c in candidates), default=None)
 
 
+class Comparison(TypedDict):
+    faces_in: int
+    faces_out: int
+    identity_distance: list[float | None]  # per input face, largest first; None: it is gone
+    identity_threshold: float
+    same_person: bool
+
+
 class Subject:
     """The people in the photo the edit started from, measured once."""
 
     def __init__(self, rgb: np.ndarray):
         self.embeddings = embeddings(rgb)
 
-    def compare(self, output_rgb: np.ndarray) -> dict[str, object]:
+    def compare(self, output_rgb: np.ndarray) -> Comparison:
         """Per input face (largest first): the distance to the closest output face, None if it is gone."""
         found = embeddings(output_rgb)
         distances = [None if d is None else round(d, 3) for d in (nearest(e, found) for e in self.embeddings)]

@@ -11,6 +11,7 @@ job, or one batch of jobs, at a time.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Protocol
 
 from flashbulb.engine.output_size import fit_result
@@ -40,7 +41,7 @@ class Replica(Protocol):
 
 
 class Executor(Protocol):
-    def replicas(self, entry: ModelEntry) -> list[Replica]: ...
+    def replicas(self, entry: ModelEntry) -> Sequence[Replica]: ...
 
     def close(self) -> None: ...  # after every replica is closed
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
+from flashbulb.engine.backends import Backend
 from flashbulb.engine.executors import run_backend
 from flashbulb.engine.registry import ModelEntry
 from flashbulb.engine.types import ImageRequest, ImageResult, JobContext
@@ -13,7 +14,7 @@ from flashbulb.engine.types import ImageRequest, ImageResult, JobContext
 class InlineReplica:
     def __init__(self, entry: ModelEntry):
         self.entry = entry
-        self.backend = None
+        self.backend: Backend | None = None
         self.info = {"id": f"{entry.name}/inline", "host": socket.gethostname(), "pid": os.getpid()}
 
     def start(self) -> None:

@@ -140,9 +140,9 @@ class ProcessReplica:
         self.entry = entry
         self.settings = settings
         self.gpus = gpus
-        self.info = {"id": f"{entry.name}/{index}", "host": socket.gethostname(), "pid": None}
+        self.info: dict[str, str | int | None] = {"id": f"{entry.name}/{index}", "host": socket.gethostname(), "pid": None}
         self.threads = 0  # CPU threads for this worker's native libraries (0: as they choose)
-        self.process: multiprocessing.Process | None = None
+        self.process: multiprocessing.process.BaseProcess | None = None  # a spawn context's Process
         self.conn: Connection | None = None
         self.requests_arena: _Arena | None = None
         self.results_arena: _Arena | None = None
@@ -295,6 +295,12 @@ def worker_main(
         with send_lock:
             _send(conn, message, results_arena)
 
+    def job_context(i: int) -> JobContext:
+        return JobContext(
+            on_progress=lambda fraction: send(("progress", i, fraction)),
+            on_preview=lambda image: send(("preview", i, preview_png(image))),
+        )
+
     contexts: list[JobContext] = []
     running: threading.Thread | None = None
     while True:
@@ -311,13 +317,7 @@ def worker_main(
                 running.join()
             requests = message[1]
             send(("started",))  # from here on a death is this run's: before it, the jobs may go elsewhere
-            contexts = [
-                JobContext(
-                    on_progress=lambda fraction, i=i: send(("progress", i, fraction)),
-                    on_preview=lambda image, i=i: send(("preview", i, preview_png(image))),
-                )
-                for i in range(len(requests))
-            ]
+            contexts = [job_context(i) for i in range(len(requests))]
             running = threading.Thread(target=_run, args=(backend, requests, contexts, send), daemon=True)
             running.start()
 

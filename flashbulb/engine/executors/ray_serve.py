@@ -18,11 +18,15 @@ import logging
 import os
 import socket
 import threading
+from typing import TYPE_CHECKING
 
 from flashbulb.config import Settings
 from flashbulb.engine.executors import WorkerDied, for_backend, replica_count, run_backend
 from flashbulb.engine.registry import ModelEntry
 from flashbulb.engine.types import Cancelled, ImageRequest, ImageResult, JobContext
+
+if TYPE_CHECKING:
+    from ray.serve.handle import DeploymentHandle
 
 log = logging.getLogger("flashbulb.engine")
 
@@ -54,7 +58,7 @@ class _Application:
     def __init__(self, executor: RayServeExecutor, entry: ModelEntry):
         self.executor = executor
         self.entry = entry
-        self.handle = None
+        self.handle: DeploymentHandle | None = None  # set by deploy
         self.lock = threading.Lock()
         deployment = executor.settings.deployments.get(entry.name, {})
         self.autoscaling = "min_replicas" in deployment or "max_replicas" in deployment
@@ -85,14 +89,14 @@ class _Application:
                 if self.autoscaling
                 else {"num_replicas": self.slots}
             )
+            # deployment(options)(cls), the same as deployment(cls, options): ray annotates only this form's type
             app = serve.deployment(
-                ModelReplica,
                 name=self.entry.name,
                 ray_actor_options=options,
                 max_ongoing_requests=1,
                 health_check_period_s=2,
                 **scale,
-            ).bind(self.executor.settings, self.entry.name)
+            )(ModelReplica).bind(self.executor.settings, self.entry.name)
             self.handle = serve.run(app, name=self.name, route_prefix=None)
             log.info("%s: Ray Serve application %s running (%s)", self.entry.name, self.name, scale)
 
@@ -118,7 +122,9 @@ class RaySlot:
     def run(self, requests: list[ImageRequest], jobs: list[JobContext]) -> list[ImageResult]:
         import ray.exceptions
 
-        response = self.app.handle.run.remote(for_backend(requests))
+        handle = self.app.handle
+        assert handle is not None  # the engine runs a replica only once its start() has deployed the app
+        response = handle.run.remote(for_backend(requests))
         while True:
             try:
                 return response.result(timeout_s=CANCEL_POLL_S)

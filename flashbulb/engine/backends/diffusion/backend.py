@@ -63,6 +63,7 @@ class DiffusionBackend:
         self.model = model
         self.settings = settings
         self.device = _device(settings.device)
+        assert settings.model_dir is not None  # Settings.__post_init__ defaults it to <data_dir>/models
         where = weights.folder(model, settings.model_dir)
         if reason := weights.problem(where, model.pipeline):
             raise FlashbulbError(
@@ -119,10 +120,10 @@ class DiffusionBackend:
             )
             images = dict(zip(live, batch))
         generate_ms = round((time.perf_counter() - started) * 1000, 1)
-        results = []
+        results: list[ImageResult] = []
         for i, request in enumerate(requests):
-            if blocked[i] is not None:
-                results.append(blocked[i])
+            if (refused := blocked[i]) is not None:
+                results.append(refused)
                 continue
             results.append(self._finish(request, region, plans[i], seeds[i], images[i], jobs[i], generate_ms, len(live)))
         return results

@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from diffusers.models.modeling_utils import ModelMixin
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +93,7 @@ def _channels_last(pipe, denoiser: torch.nn.Module) -> None:
             module.to(memory_format=torch.channels_last)
 
 
-def _fp8(denoiser: torch.nn.Module, wanted: bool) -> str:
+def _fp8(denoiser: ModelMixin, wanted: bool) -> str:
     # Float8 tensor-core matmuls (Ada/Hopper and later) run at twice the bf16 rate and halve the weights' memory;
     # activations are quantized on the fly per row, weights once per output channel. The quantize/matmul pair
     # only pays off once torch.compile fuses the activation scaling into the neighbouring kernels.
@@ -107,7 +111,7 @@ def _fp8(denoiser: torch.nn.Module, wanted: bool) -> str:
     except Exception as error:  # noqa: BLE001 - missing, or built against another torch
         return f"off (torchao unavailable: {type(error).__name__})"
     quantize_(denoiser, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()), filter_fn=_fp8_friendly)
-    denoiser._flashbulb_fp8 = True
+    denoiser._flashbulb_fp8 = True  # type: ignore[assignment]  # torch's __setattr__ stub says Tensor | Module; any value works
     return "on (torchao float8 e4m3, dynamic per-row activations and weights)"
 
 
@@ -116,7 +120,7 @@ def _fp8_friendly(module: torch.nn.Module, _name: str) -> bool:
     return isinstance(module, torch.nn.Linear) and module.in_features % 16 == 0 and module.out_features % 16 == 0
 
 
-def _step_cache(denoiser: torch.nn.Module, threshold: float) -> str:
+def _step_cache(denoiser: ModelMixin, threshold: float) -> str:
     # First-block cache: every step runs the first transformer block; when its output moved less than
     # `threshold` (relative mean absolute change) since the previous step, the remaining blocks are skipped and
     # their last residual is reused. Trades a little fidelity for skipped steps; 0 keeps every step exact.
@@ -175,7 +179,7 @@ def _first_block_cache_blocker(denoiser: torch.nn.Module) -> str | None:
     return None
 
 
-def _compile(denoiser: torch.nn.Module, wanted: bool) -> str:
+def _compile(denoiser: ModelMixin, wanted: bool) -> str:
     # Inductor fuses the elementwise work around every matmul (norms, modulation, RoPE, SwiGLU, fp8 scaling)
     # into a few generated kernels. Static shapes give the fastest kernels; each new image size compiles once
     # (seconds to minutes for a 4B transformer, once per process) on its first request; later ones reuse it.
@@ -187,5 +191,5 @@ def _compile(denoiser: torch.nn.Module, wanted: bool) -> str:
         limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.7
         setattr(config, limit, max(getattr(config, limit), _RECOMPILE_LIMIT))
         denoiser.compile(dynamic=False)
-        denoiser._flashbulb_compiled = True
+        denoiser._flashbulb_compiled = True  # type: ignore[assignment]  # as _flashbulb_fp8 above
     return "on"

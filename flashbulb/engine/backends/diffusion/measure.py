@@ -42,7 +42,7 @@ class Measured:
 
     def public(self) -> dict:
         """This image's measurements as the caller sees them."""
-        found = {"seed": self.seed, "attempts": self.attempts, "safe": self.safe, "same_person": self.same_person}
+        found: dict = {"seed": self.seed, "attempts": self.attempts, "safe": self.safe, "same_person": self.same_person}
         if self.faces_out is not None:
             found |= {"identity_distance": self.identity_distance, "faces_out": self.faces_out}
         return found | ({"ocr": self.ocr} if self.ocr else {})

@@ -81,8 +81,8 @@ class PhotoBackend:
         environment = request.images[1] if len(request.images) > 1 else None
         edits: list[dict[str, object]] = []
         try:
-            if request.aspect_ratio and not any(op.name == "headshot" for op in operations):
-                _timed(timings, "crop", lambda: adjust.crop(canvas, ratio_value(request.aspect_ratio)))
+            if (ratio := request.aspect_ratio) and not any(op.name == "headshot" for op in operations):
+                _timed(timings, "crop", lambda: adjust.crop(canvas, ratio_value(ratio)))
             for index, op in enumerate(operations):
                 job.check()
                 share = lambda fraction, i=index: job.progress((i + fraction) / len(operations))  # noqa: E731
@@ -95,7 +95,8 @@ class PhotoBackend:
 
         output = canvas.uint8()
         quality: dict[str, object] = {"edits": edits}
-        quality.update(_timed(timings, "identity_out", lambda: subject.compare(output)))
+        identity = _timed(timings, "identity_out", lambda: subject.compare(output))
+        quality.update(identity)
         verdict = _timed(timings, "safety_out", lambda: safety.check(output, self.safety_block))
         quality["safety"] = {"inputs": [v.as_json() for v in verdicts], "output": verdict.as_json()}
         text_check = _timed(timings, "ocr", lambda: ocr.check(request.prompt, output))
@@ -110,12 +111,12 @@ class PhotoBackend:
                 quality=quality,
                 timings_ms=timings,
             )
-        if not quality["same_person"]:
-            distance = quality["identity_distance"][0]
+        if not identity["same_person"]:
+            distance = identity["identity_distance"][0]
             why = (
                 "the face is no longer found"
                 if distance is None
-                else f"identity distance {distance} ≥ {quality['identity_threshold']}"
+                else f"identity distance {distance} ≥ {identity['identity_threshold']}"
             )
             return ImageResult(
                 text=f"The edit changed who the person is ({why}), so it was not returned; nothing was charged.",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 SCALE_WORDS = {"double": 2, "twice": 2, "triple": 3, "quadruple": 4}
 _SCALE = re.compile(r"(?:\b(\d+(?:\.\d+)?)\s*(?:x|×|times)(?!\w))|(?:(?:\bx|×)\s*(\d+(?:\.\d+)?)\b)", re.I)
@@ -233,7 +233,8 @@ def headshot_params(clause: str) -> dict:
 
 
 def adjust_params(clause: str) -> dict:
-    amount, percent, params = _amount(clause), _percent(clause), {}
+    amount, percent = _amount(clause), _percent(clause)
+    params: dict = {}
     if re.search(
         r"\b(bright\w*|lighter|exposure|expose\w*|darker|darken\w*|dim\w*)\b|[+-]\d+(\.\d+)?\s*(stops?|ev)\b", clause, re.I
     ):
@@ -483,7 +484,7 @@ def parse(instruction: str) -> Plan:
 _MODEL_WORDS = {"i", "ii", "iii", "iv", "v", "mark", "mk", "pro", "max", "mini", "ultra", "plus", "r", "s", "z"}
 
 
-def _only_filler(clause: str, also: set[str] = frozenset()) -> bool:
+def _only_filler(clause: str, also: Collection[str] = frozenset()) -> bool:
     return all(word in _FILLER or word in also or word.isdigit() for word in re.findall(r"[a-z0-9']+", clause.lower()))
 
 

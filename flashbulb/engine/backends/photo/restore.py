@@ -55,7 +55,9 @@ def remove_dust(canvas: Canvas) -> int:
     specks = small[labels]
     if not 0 < specks.mean() < 0.01:  # nothing to do, or texture everywhere: leave it
         return 0
-    mask = cv2.dilate(specks.astype(np.uint8), np.ones((3, 3), np.uint8)) & outside_faces
+    # Both uint8 (uint8 & bool stays uint8): cv2's stubs say any numeric dtype, numpy's would infer bool.
+    dilated: np.ndarray = cv2.dilate(specks.astype(np.uint8), np.ones((3, 3), np.uint8))
+    mask: np.ndarray = dilated & outside_faces
     repaired = cv2.inpaint(canvas.uint8(), mask, 3, cv2.INPAINT_TELEA).astype(np.float32) / 255.0
     canvas.set(np.where(mask[..., None] > 0, repaired, canvas.rgb), canvas.alpha, keep_analysis=True)
     return int(specks.sum())
