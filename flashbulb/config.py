@@ -173,6 +173,9 @@ class Settings:
     batch_discount_percent: int = 50
     batch_max_in_flight: int = 4
     batch_max_attempts: int = 5
+    # How long a batch item stays its server's without a heartbeat (every lease_s / 3): a killed
+    # server's items run again on another within this.
+    batch_lease_s: float = 30.0
     # Price overrides per model (flashbulb.toml [prices]): flashbulb.billing.prices.PriceSchedule by model name.
     prices: dict[str, PriceSchedule] = dataclasses.field(default_factory=dict)
     # Referrals (flashbulb.toml [referrals] percent, days): the share of a referred account's settled
@@ -257,9 +260,13 @@ class Settings:
                     raise ValueError(f"flashbulb.toml: unknown setting [{section}].{name}; it takes {', '.join(allowed)}")
                 setattr(self, name, _typed(f"[{section}].{name}", value, getattr(self, name)))
         for name, value in doc.get("batch", {}).items():
-            if name not in ("discount_percent", "max_in_flight", "max_attempts"):
-                raise ValueError(f"flashbulb.toml: unknown setting [batch].{name}")
-            setattr(self, f"batch_{name}", int(value))
+            if name not in ("discount_percent", "max_in_flight", "max_attempts", "lease_s"):
+                raise ValueError(
+                    f"flashbulb.toml: unknown setting [batch].{name}; it takes discount_percent, max_in_flight, max_attempts, lease_s"
+                )
+            setattr(self, f"batch_{name}", _typed(f"[batch].{name}", value, getattr(self, f"batch_{name}")))
+        if self.batch_lease_s < 1:
+            raise ValueError("flashbulb.toml: [batch].lease_s must be at least 1 second")
         if not 0 <= self.batch_discount_percent <= 100:
             raise ValueError("flashbulb.toml: the batch discount must be between 0 and 100 percent")
         self.rate_limits.apply_toml(doc.get("rate_limits", {}))

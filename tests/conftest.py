@@ -69,9 +69,13 @@ class Server:
         return result
 
     def create_key(self, credits_usd: str = "10", name: str | None = None) -> str:
-        return self.cli(
-            "keys", "create", "--name", name or f"acct-{uuid.uuid4().hex[:8]}", "--credits", credits_usd
-        ).stdout.strip()
+        """A key (and its account, the first time `name` is used) through the admin API: the same
+        `accounts.create_key` as `flashbulb keys create`, whose CLI is tested in test_cli/test_billing
+        (a CLI subprocess per key cost ~1 s, ~100 times a suite)."""
+        body = {"account": name or f"acct-{uuid.uuid4().hex[:8]}", "credits_usd": credits_usd}
+        made = httpx.post(f"{self.base_url}/admin/keys", headers={"x-goog-api-key": self.admin_key}, json=body, timeout=30)
+        assert made.status_code == 200, made.text
+        return made.json()["key"]
 
     def generate(
         self,

@@ -433,7 +433,8 @@ def test_two_servers_share_one_postgres_database_and_one_finishes_what_the_kille
     tmp_path, image, new_postgres_database
 ):
     url = new_postgres_database()
-    config = '[storage]\nblobs = "database"\n'  # each server its own data dir, as on two hosts
+    # Each server its own data dir, as on two hosts; a 6 s lease (not 30) so B takes over sooner.
+    config = '[storage]\nblobs = "database"\n[batch]\nlease_s = 6\n'
     a = start_server(tmp_path / "a", url, config=config)
     b = start_server(tmp_path / "b", url, config=config, admin_key=a.admin_key)
     name = f"two-{uuid.uuid4().hex[:6]}"
@@ -462,7 +463,7 @@ def test_two_servers_share_one_postgres_database_and_one_finishes_what_the_kille
             a.process.send_signal(signal.SIGKILL)
             a.process.wait(10)
             if restart:
-                a = start_server(tmp_path / "a", url, admin_key=a.admin_key, port=port)
+                a = start_server(tmp_path / "a", url, config=config, admin_key=a.admin_key, port=port)
         assert b.healthy()
         assert_every_item_ran_and_was_charged_exactly_once(b, key, database, batch_id, name, timeout=120)
     finally:

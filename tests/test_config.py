@@ -9,8 +9,9 @@ import tomllib
 import pytest
 from conftest import FLASHBULB
 
+from flashbulb.billing.money import micros_to_usd, usd_to_micros
 from flashbulb.billing.prices import PriceBook
-from flashbulb.config import Settings, micros_to_usd, usd_to_micros
+from flashbulb.config import Settings
 from flashbulb.engine.registry import Registry
 
 
@@ -91,6 +92,13 @@ def test_models_tables_split_deployment_keys_from_the_model_and_check_them():
         ('[provenance]\nwatermark = "off"\n', "[provenance].watermark must be true or false"),
         ("[provenance]\nsign = true\n", "unknown setting [provenance].sign"),
         ('[provenance]\nsigning_cert = "chain.pem"\n', "signing_cert and signing_key go together"),
+        ("[batch]\nlease_s = 0.5\n", "[batch].lease_s must be at least 1 second"),
+        ('[batch]\nmax_in_flight = "4"\n', "[batch].max_in_flight must be a whole number"),
+        ("[batch]\nspeed = 1\n", "unknown setting [batch].speed; it takes discount_percent"),
+        (
+            '[models.mine]\nbackend = "m:f"\nprice_usd = "0.01"\nprice_micros_per_image = 1\n',
+            "price_usd or price_micros_per_image",
+        ),
     ],
 )
 def test_a_setting_of_the_wrong_name_or_type_is_refused_by_name(toml, says):

@@ -484,13 +484,8 @@ HOSTILE += hostile_corpus.cases()
 
 
 def fresh_key(server) -> str:
-    """A new account with $1, through the admin API (a CLI subprocess per case would take minutes)."""
-    made = httpx.post(
-        f"{server.base_url}/admin/keys",
-        headers={"x-goog-api-key": server.admin_key},
-        json={"account": f"hostile-{uuid.uuid4().hex[:10]}", "credits_usd": "1"},
-    )
-    return made.json()["key"]
+    """A new account with $1."""
+    return server.create_key("1", name=f"hostile-{uuid.uuid4().hex[:10]}")
 
 
 @pytest.mark.parametrize("name,method,path,send,shape", HOSTILE, ids=[case[0] for case in HOSTILE])

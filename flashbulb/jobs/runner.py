@@ -4,7 +4,7 @@ model's queue) and with at most `batch_max_in_flight` items at once (so a big ba
 the queue live requests wait in).
 
 Several servers share one database: a claimed item is leased to the server that runs it (`owner`,
-`lease_until`), renewed by its heartbeat every LEASE_S / 3. Each server, at start-up and then at
+`lease_until`), renewed by its heartbeat every `[batch] lease_s` / 3. Each server, at start-up and then at
 every heartbeat, takes back only items whose lease expired (their server died): their open hold is
 released and they run again. Each item's result is written in the transaction that settles or
 releases its hold, so an item whose hold was settled has its result and is never run twice.
@@ -33,7 +33,6 @@ log = logging.getLogger("flashbulb.batch")
 BATCH_PRIORITY = 1  # ImageRequest.priority: live traffic is 0 and runs first
 POLL_S = 2.0  # a safety net: submissions and cancels wake the runner at once
 FILE_SWEEP_S = 600.0
-LEASE_S = 30.0  # a dead server's items run again within this (plus a heartbeat)
 OVERLOADED_BACKOFF_S = 1.0  # live traffic has filled the model's queue: this slot waits before the next item
 
 
@@ -99,9 +98,9 @@ class BatchRunner:
 
     async def _heartbeat(self) -> None:
         while True:
-            await asyncio.sleep(LEASE_S / 3)
+            await asyncio.sleep(self.settings.batch_lease_s / 3)
             try:
-                await asyncio.to_thread(queue.renew_leases, self.db, self.owner, LEASE_S)
+                await asyncio.to_thread(queue.renew_leases, self.db, self.owner, self.settings.batch_lease_s)
                 await self._recover()
             except Exception:  # a database hiccup must not stop the heartbeat for good
                 log.exception("renewing batch leases failed")
@@ -126,7 +125,9 @@ class BatchRunner:
             try:
                 free = self.settings.batch_max_in_flight - len(self._in_flight)
                 claimed = (
-                    await asyncio.to_thread(queue.claim, self.db, free, owner=self.owner, lease_s=LEASE_S, models=self.models)
+                    await asyncio.to_thread(
+                        queue.claim, self.db, free, owner=self.owner, lease_s=self.settings.batch_lease_s, models=self.models
+                    )
                     if free > 0
                     else []
                 )
