@@ -7,11 +7,10 @@ import asyncio
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
-from flashbulb.api.gemini import api_key_of
+from flashbulb.api.serving import ADMIN, Authenticated
 from flashbulb.billing import ledger, usage
 from flashbulb.billing.money import micros_to_usd, usd_to_micros
-from flashbulb.engine.types import Caller
-from flashbulb.errors import ErrorKind, FlashbulbError, invalid
+from flashbulb.errors import invalid
 from flashbulb.gateway import accounts
 from flashbulb.gateway.gateway import Gateway
 from flashbulb.store.tables import utcnow
@@ -69,15 +68,8 @@ def build_router(gateway: Gateway) -> APIRouter:
     router = APIRouter()
     db = gateway.db
 
-    async def admin(request: Request) -> Caller:
-        caller = await gateway.authenticate(api_key_of(request))
-        if not caller.is_admin:
-            raise FlashbulbError(ErrorKind.PERMISSION_DENIED, "this endpoint needs an admin key")
-        return caller
-
-    @router.post("/keys")
+    @router.post("/keys", dependencies=[ADMIN])
     async def create_key(request: Request, body: CreateKey) -> dict:
-        await admin(request)
         settings = gateway.settings
         new = await asyncio.to_thread(
             accounts.create_key,
@@ -95,48 +87,42 @@ def build_router(gateway: Gateway) -> APIRouter:
         )
         return {"key": new.key, "account": body.account, "keyId": new.key_id}
 
-    @router.post("/keys/{key_id}/revoke")
+    @router.post("/keys/{key_id}/revoke", dependencies=[ADMIN])
     async def revoke_key(request: Request, key_id: int) -> dict:
-        await admin(request)
         changed = await asyncio.to_thread(accounts.revoke_key, db, key_id)
         return {"keyId": key_id, "revoked": True, "alreadyRevoked": not changed}
 
-    @router.post("/codes")
+    @router.post("/codes", dependencies=[ADMIN])
     async def create_code(request: Request, body: CreateCode) -> dict:
-        await admin(request)
         expires = accounts.parse_duration(body.expires) if body.expires else None
         code = await asyncio.to_thread(
             ledger.create_code, db, _micros(body.usd), expires_at=utcnow() + expires if expires else None, note=body.note
         )
         return {"code": code, "amountMicros": _micros(body.usd)}
 
-    @router.post("/refunds")
+    @router.post("/refunds", dependencies=[ADMIN])
     async def refund(request: Request, body: Refund) -> dict:
-        await admin(request)
         amount = _micros(body.usd) if body.usd is not None else None
         return await asyncio.to_thread(ledger.refund, db, body.request_id, amount, body.note)
 
-    @router.get("/keys")
+    @router.get("/keys", dependencies=[ADMIN])
     async def list_keys(request: Request) -> dict:
-        await admin(request)
         return {"keys": await asyncio.to_thread(accounts.list_keys, db)}
 
-    @router.post("/credits")
+    @router.post("/credits", dependencies=[ADMIN])
     async def add_credits(request: Request, body: AddCredits) -> dict:
-        await admin(request)
         balance = await asyncio.to_thread(ledger.grant, db, body.account, _micros(body.usd), body.note)
         return {"account": body.account, "balanceMicros": balance, "balanceUsd": micros_to_usd(balance)}
 
-    @router.get("/usage")
+    @router.get("/usage", dependencies=[ADMIN])
     async def usage_report(request: Request, limit: int = 100) -> dict:
-        await admin(request)
         check_limit(limit, MAX_PAGE)
         return {
             "records": await asyncio.to_thread(usage.recent, db, limit=limit),
             "totals": await asyncio.to_thread(usage.totals, db),
         }
 
-    @router.get("/usage/summary")
+    @router.get("/usage/summary", dependencies=[ADMIN])
     async def usage_summary(
         request: Request,
         group: str = "account,model",
@@ -146,17 +132,15 @@ def build_router(gateway: Gateway) -> APIRouter:
     ) -> dict:
         """Calls, images and charges per account, key, model, day and/or status (?group=account,day),
         over UTC days ?from= to ?to= (both included; default the last 30), rolled-up days included."""
-        await admin(request)
         first, last = usage.window(start, end)
         account_id = await asyncio.to_thread(usage.account_id_of, db, account) if account else None
         return await asyncio.to_thread(
             usage.summarize, db, group=usage.parse_group(group), start=first, end=last, account_id=account_id
         )
 
-    @router.get("/ledger")
+    @router.get("/ledger", dependencies=[ADMIN])
     async def account_ledger(request: Request, account: str, limit: int = 100, pageToken: str = "") -> dict:
         """One account's ledger entries (grants, charges, refunds, ...), newest first, with running balances."""
-        await admin(request)
         account_id = await asyncio.to_thread(usage.account_id_of, db, account)
         return await statement_page(gateway, account_id, limit, pageToken)
 
@@ -180,9 +164,8 @@ def build_account_router(gateway: Gateway) -> APIRouter:
     router = APIRouter()
 
     @router.post("/account/redeem")
-    async def redeem(request: Request, body: Redeem) -> dict:
+    async def redeem(request: Request, caller: Authenticated, body: Redeem) -> dict:
         """A redemption code (credits, once) or a referral code (sets this account's referrer, once)."""
-        caller = await gateway.authenticate(api_key_of(request))
         code = body.code.strip()
         if code.startswith(accounts.REFERRAL_PREFIX):
             settings = gateway.settings
@@ -204,14 +187,12 @@ def build_account_router(gateway: Gateway) -> APIRouter:
         }
 
     @router.get("/account/referral")
-    async def referral(request: Request) -> dict:
+    async def referral(request: Request, caller: Authenticated) -> dict:
         """This account's referral code (to hand out) and whether it was referred itself."""
-        caller = await gateway.authenticate(api_key_of(request))
         return await asyncio.to_thread(accounts.account_info, gateway.db, caller.account_id)
 
     @router.get("/account")
-    async def account(request: Request) -> dict:
-        caller = await gateway.authenticate(api_key_of(request))
+    async def account(request: Request, caller: Authenticated) -> dict:
         balance, held = await asyncio.to_thread(ledger.balance, gateway.db, caller.account_id)
         return {
             "account": caller.account_name,
@@ -223,16 +204,14 @@ def build_account_router(gateway: Gateway) -> APIRouter:
         }
 
     @router.get("/account/ledger")
-    async def account_ledger(request: Request, limit: int = 100, pageToken: str = "") -> dict:
+    async def account_ledger(request: Request, caller: Authenticated, limit: int = 100, pageToken: str = "") -> dict:
         """Every movement of this account's balance, newest first, each with the balance after it:
         grants, redeemed codes, charges, refunds, commissions earned and clawed back."""
-        caller = await gateway.authenticate(api_key_of(request))
         return await statement_page(gateway, caller.account_id, limit, pageToken)
 
     @router.get("/account/usage")
-    async def account_usage(request: Request, limit: int = 100, pageToken: str = "") -> dict:
+    async def account_usage(request: Request, caller: Authenticated, limit: int = 100, pageToken: str = "") -> dict:
         """Newest first; pass the answer's `nextPageToken` as `pageToken` for older records."""
-        caller = await gateway.authenticate(api_key_of(request))
         check_limit(limit, MAX_PAGE)
         records, next_token = await asyncio.to_thread(
             usage.page, gateway.db, account_id=caller.account_id, limit=limit, page_token=pageToken
@@ -242,6 +221,7 @@ def build_account_router(gateway: Gateway) -> APIRouter:
     @router.get("/account/usage/summary")
     async def account_usage_summary(
         request: Request,
+        caller: Authenticated,
         days: int = 30,
         group: str = "",
         start: str | None = Query(None, alias="from"),
@@ -250,7 +230,6 @@ def build_account_router(gateway: Gateway) -> APIRouter:
         """Spend per UTC day (every day of the window, zeros included) and per model; with
         ?group=key,model,day also one row per combination ("rows"). The window is the last `days`
         days, or ?from= to ?to= (UTC days, both included)."""
-        caller = await gateway.authenticate(api_key_of(request))
         if not 1 <= days <= 366:
             raise invalid("days must be between 1 and 366", param="days")
         first, last = usage.window(start, end, default_days=days, max_days=366)
@@ -263,9 +242,8 @@ def build_account_router(gateway: Gateway) -> APIRouter:
         return body
 
     @router.get("/account/usage.csv")
-    async def account_usage_csv(request: Request, limit: int = 10_000) -> Response:
+    async def account_usage_csv(request: Request, caller: Authenticated, limit: int = 10_000) -> Response:
         """The newest `limit` usage records as a CSV file (for a spreadsheet or an invoice check)."""
-        caller = await gateway.authenticate(api_key_of(request))
         check_limit(limit, MAX_CSV_ROWS)
         records = await asyncio.to_thread(usage.recent, gateway.db, account_id=caller.account_id, limit=limit)
         return Response(

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from flashbulb.api.errors import GOOGLE_STATUS, describe_validation
 from flashbulb.api.files import page_offset, page_size, timestamp
 from flashbulb.api.gemini import Wire, parse_body, to_image_request, to_response
-from flashbulb.api.serving import api_key_of
+from flashbulb.api.serving import Authenticated
 from flashbulb.config import Settings
 from flashbulb.engine.types import Caller, ImageRequest
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
@@ -188,8 +188,7 @@ def build_router(gateway: Gateway, files: FileStore, runner: BatchRunner) -> API
     db = gateway.db
 
     @router.post("/models/{model}:batchGenerateContent")
-    async def create_batch(request: Request, model: str) -> dict:
-        caller = await gateway.authenticate(api_key_of(request))
+    async def create_batch(request: Request, caller: Authenticated, model: str) -> dict:
         entry = registry.resolve(model)
         accounts.check_scope(caller, model, entry.name)  # a key scoped to other models can't batch them either
         if not entry.installed():
@@ -227,8 +226,7 @@ def build_router(gateway: Gateway, files: FileStore, runner: BatchRunner) -> API
         return batch_resource(await asyncio.to_thread(queue.get, db, caller.account_id, batch_id), None)
 
     @router.get("/batches")
-    async def list_batches(request: Request, pageSize: int | None = None, pageToken: str = "") -> dict:
-        caller = await gateway.authenticate(api_key_of(request))
+    async def list_batches(request: Request, caller: Authenticated, pageSize: int | None = None, pageToken: str = "") -> dict:
         offset = page_offset(pageToken)
         found, more = await asyncio.to_thread(queue.list_batches, db, caller.account_id, offset=offset, limit=page_size(pageSize))
         # Listings leave inline responses out (they can be large): get the batch for them.
@@ -238,21 +236,18 @@ def build_router(gateway: Gateway, files: FileStore, runner: BatchRunner) -> API
         return body
 
     @router.get("/batches/{batch_id}")
-    async def get_batch(request: Request, batch_id: str) -> dict:
-        caller = await gateway.authenticate(api_key_of(request))
+    async def get_batch(request: Request, caller: Authenticated, batch_id: str) -> dict:
         batch = await asyncio.to_thread(queue.get, db, caller.account_id, batch_id)
         return batch_resource(batch, await asyncio.to_thread(batch_output, gateway, batch))
 
     @router.post("/batches/{batch_id}:cancel")
-    async def cancel_batch(request: Request, batch_id: str) -> dict:
-        caller = await gateway.authenticate(api_key_of(request))
+    async def cancel_batch(request: Request, caller: Authenticated, batch_id: str) -> dict:
         await asyncio.to_thread(queue.cancel, db, caller.account_id, batch_id)
         await runner.end_if_done(batch_id)
         return {}
 
     @router.delete("/batches/{batch_id}")
-    async def delete_batch(request: Request, batch_id: str) -> dict:
-        caller = await gateway.authenticate(api_key_of(request))
+    async def delete_batch(request: Request, caller: Authenticated, batch_id: str) -> dict:
         await asyncio.to_thread(queue.cancel, db, caller.account_id, batch_id, delete=True)
         await runner.end_if_done(batch_id)
         return {}

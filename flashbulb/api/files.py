@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from flashbulb.api.errors import error_response
-from flashbulb.api.serving import api_key_of
+from flashbulb.api.serving import Authenticated, api_key_of
 from flashbulb.errors import FlashbulbError, invalid
 from flashbulb.gateway.gateway import Gateway
 from flashbulb.jobs.files import FileInfo, FileStore, OffsetMismatch
@@ -156,8 +156,7 @@ def build_router(gateway: Gateway, files: FileStore, version: str) -> APIRouter:
     """Routes under /{version}: file metadata, listing, deletion and download."""
     router = APIRouter()
 
-    async def download(request: Request, file_id: str) -> StreamingResponse:
-        caller = await gateway.authenticate(api_key_of(request))
+    async def download(request: Request, caller: Authenticated, file_id: str) -> StreamingResponse:
         info, handle = await asyncio.to_thread(files.open, caller.account_id, file_id)
 
         def chunks():  # a sync generator: Starlette iterates it in a thread
@@ -172,14 +171,12 @@ def build_router(gateway: Gateway, files: FileStore, version: str) -> APIRouter:
     router.add_api_route("/files/{file_id}:download", download, methods=["GET"])
 
     @router.get("/files/{file_id}")
-    async def get_file(request: Request, file_id: str) -> dict:
-        caller = await gateway.authenticate(api_key_of(request))
+    async def get_file(request: Request, caller: Authenticated, file_id: str) -> dict:
         info = await asyncio.to_thread(files.get, caller.account_id, file_id)
         return file_resource(info, str(request.base_url), version)
 
     @router.get("/files")
-    async def list_files(request: Request, pageSize: int | None = None, pageToken: str = "") -> dict:
-        caller = await gateway.authenticate(api_key_of(request))
+    async def list_files(request: Request, caller: Authenticated, pageSize: int | None = None, pageToken: str = "") -> dict:
         offset = page_offset(pageToken)
         found, more = await asyncio.to_thread(files.list, caller.account_id, offset=offset, limit=page_size(pageSize))
         body: dict[str, Any] = {"files": [file_resource(f, str(request.base_url), version) for f in found]}
@@ -188,8 +185,7 @@ def build_router(gateway: Gateway, files: FileStore, version: str) -> APIRouter:
         return body
 
     @router.delete("/files/{file_id}")
-    async def delete_file(request: Request, file_id: str) -> dict:
-        caller = await gateway.authenticate(api_key_of(request))
+    async def delete_file(request: Request, caller: Authenticated, file_id: str) -> dict:
         await asyncio.to_thread(files.delete, caller.account_id, file_id)
         return {}
 

@@ -20,7 +20,7 @@ from pydantic.alias_generators import to_camel
 
 from flashbulb.api.errors import describe_validation, google_error_body
 from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers, prices_json, prompt_tokens
-from flashbulb.api.serving import api_key_of, new_request_id, serve
+from flashbulb.api.serving import AUTHENTICATED, Authenticated, api_key_of, new_request_id, serve
 from flashbulb.billing.prices import PriceBook
 from flashbulb.engine.aspect import check_aspect_ratio, check_image_size, ratio_of, sized
 from flashbulb.engine.imageio import PixelBudget, decode_image, encode_png
@@ -311,9 +311,8 @@ def build_router(gateway: Gateway, files: FileStore) -> APIRouter:
 
         return await asyncio.to_thread(translate)
 
-    @router.get("/models")
+    @router.get("/models", dependencies=[AUTHENTICATED])
     async def list_models(request: Request, pageSize: int = 50, pageToken: str = "") -> dict:
-        await gateway.authenticate(api_key_of(request))
         names = [*registry.entries, *(alias for alias in registry.aliases if alias not in registry.entries)]
         start = whole_number(pageToken, "pageToken", param="pageToken") if pageToken else 0
         page = names[start : start + max(1, pageSize)]
@@ -322,14 +321,12 @@ def build_router(gateway: Gateway, files: FileStore) -> APIRouter:
             body["nextPageToken"] = str(start + len(page))
         return body
 
-    @router.get("/models/{model}")
+    @router.get("/models/{model}", dependencies=[AUTHENTICATED])
     async def get_model(request: Request, model: str) -> dict:
-        await gateway.authenticate(api_key_of(request))
         return model_resource(registry.resolve(model), gateway.prices, model.removeprefix("models/"))
 
     @router.post("/models/{model}:countTokens")
-    async def count_tokens_route(request: Request, model: str) -> dict:
-        caller = await gateway.authenticate(api_key_of(request))
+    async def count_tokens_route(request: Request, caller: Authenticated, model: str) -> dict:
         registry.resolve(model)
         body = await request.body()
 

@@ -27,7 +27,7 @@ from starlette.types import Scope
 from flashbulb.api.errors import bearer_only, openai_error_body
 from flashbulb.api.outputs import OutputStore
 from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers, prices_json
-from flashbulb.api.serving import api_key_of, new_request_id, serve
+from flashbulb.api.serving import AUTHENTICATED, Authenticated, new_request_id, serve
 from flashbulb.billing.prices import PriceBook
 from flashbulb.engine.aspect import nearest_ratio
 from flashbulb.engine.imageio import PixelBudget, decode_image, encode
@@ -389,15 +389,13 @@ def build_models_router(gateway: Gateway) -> APIRouter:
     router = APIRouter(route_class=OpenAIRoute)
     registry = gateway.engine.registry
 
-    @router.get("/models")
+    @router.get("/models", dependencies=[AUTHENTICATED])
     async def list_models(request: Request) -> dict:
-        await gateway.authenticate(api_key_of(request))
         names = [*registry.entries, *(alias for alias in registry.aliases if alias not in registry.entries)]
         return {"object": "list", "data": [model_object(name, registry.resolve(name), gateway.prices) for name in names]}
 
-    @router.get("/models/{model}")
+    @router.get("/models/{model}", dependencies=[AUTHENTICATED])
     async def retrieve_model(request: Request, model: str) -> dict:
-        await gateway.authenticate(api_key_of(request))
         return model_object(model, resolve_model(registry, model), gateway.prices)
 
     return router
@@ -492,15 +490,13 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
     @router.post("/images/generations")
-    async def generations(request: Request) -> Response:
-        caller = await gateway.authenticate(api_key_of(request))
+    async def generations(request: Request, caller: Authenticated) -> Response:
         params = parse_params(GenerateParams, parse_json(await request.body()))
         image_request = to_image_request(params, [], None, caller=caller, request_id=new_request_id())
         return await respond(request, params, image_request)
 
     @router.post("/images/edits")
-    async def edits(request: Request) -> Response:
-        caller = await gateway.authenticate(api_key_of(request))
+    async def edits(request: Request, caller: Authenticated) -> Response:
         fields, files, mask_file = await read_edit_form(request, settings.max_input_images)
         params = parse_params(ImageParams, fields)
         images, mask = await asyncio.to_thread(

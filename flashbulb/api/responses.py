@@ -35,7 +35,7 @@ from flashbulb.api.openai import (
     to_response,
 )
 from flashbulb.api.outputs import OutputStore
-from flashbulb.api.serving import api_key_of, new_request_id, serve
+from flashbulb.api.serving import Authenticated, new_request_id, serve
 from flashbulb.engine.imageio import PixelBudget, decode_image, encode_png
 from flashbulb.engine.types import Caller, FinishReason, ImageRequest
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
@@ -212,8 +212,7 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
         return wire, tool, params, request, "edit" if chosen else "generate"
 
     @router.post("/responses")
-    async def create_response(request: Request):
-        caller = await gateway.authenticate(api_key_of(request))
+    async def create_response(request: Request, caller: Authenticated):
         body = await request.body()
         wire, tool, params, image_request, action = await asyncio.to_thread(translate, body, caller)
         resolve_model(gateway.engine.registry, image_request.model)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 
-from flashbulb.engine.types import ImageRequest, JobContext
+from flashbulb.engine.types import Caller, ImageRequest, JobContext
 from flashbulb.errors import ErrorKind, FlashbulbError
 from flashbulb.gateway.gateway import Gateway, Renderer, Served
 
@@ -20,6 +21,26 @@ def api_key_of(request: HTTPConnection) -> str | None:
     if not key and (auth := request.headers.get("authorization", "")).lower().startswith("bearer "):
         key = auth[7:].strip()
     return key or None
+
+
+async def authenticated(request: Request) -> Caller:
+    """The caller whose key the request carries (a 403/400 in the caller's format when there is
+    none or it is not valid): routes take it as a parameter, `caller: Authenticated`."""
+    gateway: Gateway = request.app.state.gateway
+    return await gateway.authenticate(api_key_of(request))
+
+
+async def administrator(caller: Annotated[Caller, Depends(authenticated)]) -> Caller:
+    if not caller.is_admin:
+        raise FlashbulbError(ErrorKind.PERMISSION_DENIED, "this endpoint needs an admin key")
+    return caller
+
+
+Authenticated = Annotated[Caller, Depends(authenticated)]
+AdminCaller = Annotated[Caller, Depends(administrator)]
+# For routes that only need the check: `@router.get(..., dependencies=[AUTHENTICATED])`.
+AUTHENTICATED = Depends(authenticated)
+ADMIN = Depends(administrator)
 
 
 def new_request_id() -> str:

@@ -9,7 +9,7 @@ import asyncio
 from fastapi import APIRouter, Request
 
 from flashbulb.api.gemini import decode_base64
-from flashbulb.api.serving import api_key_of
+from flashbulb.api.serving import Authenticated
 from flashbulb.errors import invalid
 from flashbulb.gateway.gateway import Gateway
 from flashbulb.parsing import load_json
@@ -42,8 +42,7 @@ def build_router(gateway: Gateway) -> APIRouter:
     anchor = gateway.provenance.identity.anchor_pem if gateway.provenance.identity else b""
 
     @router.post("/verify")
-    async def verify_image(request: Request) -> dict:
-        caller = await gateway.authenticate(api_key_of(request))
+    async def verify_image(request: Request, caller: Authenticated) -> dict:
         data = await image_bytes(request)
         async with _decoders:
             return await asyncio.to_thread(
