@@ -22,6 +22,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 FLASHBULB = [sys.executable, "-m", "flashbulb.cli"]
 POSTGRES_URL = os.environ.get("FLASHBULB_TEST_POSTGRES_URL", "")
+# One client for the tests' raw HTTP calls: httpx.get() and friends build a client (and its TLS
+# context) per call, 19 ms each against 0.9 ms here (measured), thousands of times a suite. No
+# keep-alive, so each call has its own connection as with httpx.get (servers here get killed).
+http = httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=5.0)
 
 
 def astronaut(size: int = 64) -> Image.Image:
@@ -73,7 +77,7 @@ class Server:
         `accounts.create_key` as `flashbulb keys create`, whose CLI is tested in test_cli/test_billing
         (a CLI subprocess per key cost ~1 s, ~100 times a suite)."""
         body = {"account": name or f"acct-{uuid.uuid4().hex[:8]}", "credits_usd": credits_usd}
-        made = httpx.post(f"{self.base_url}/admin/keys", headers={"x-goog-api-key": self.admin_key}, json=body, timeout=30)
+        made = http.post(f"{self.base_url}/admin/keys", headers={"x-goog-api-key": self.admin_key}, json=body, timeout=30)
         assert made.status_code == 200, made.text
         return made.json()["key"]
 
@@ -91,8 +95,8 @@ class Server:
         headers = {**({"x-goog-api-key": key} if key else {}), **(headers or {})}
         url = f"{self.base_url}/v1beta/models/{model}:generateContent"
         if content is not None:
-            return httpx.post(url, headers={**headers, "content-type": "application/json"}, content=content, timeout=timeout)
-        return httpx.post(url, headers=headers, json=body, timeout=timeout)
+            return http.post(url, headers={**headers, "content-type": "application/json"}, content=content, timeout=timeout)
+        return http.post(url, headers=headers, json=body, timeout=timeout)
 
     def genai(self, key: str):
         """A google-genai client for this server. Keep it in a variable: the SDK closes its
@@ -104,7 +108,7 @@ class Server:
 
     def healthy(self) -> bool:
         """Running, and its default model loaded (so timings in tests don't include start-up)."""
-        return self.process.poll() is None and httpx.get(f"{self.base_url}/readyz", timeout=5).status_code == 200
+        return self.process.poll() is None and http.get(f"{self.base_url}/readyz", timeout=5).status_code == 200
 
     def stop(self) -> None:
         self.process.terminate()
@@ -255,7 +259,7 @@ def actions_of(manifest: dict) -> list[dict]:
 
 def verify(server, key: str, image: bytes) -> dict:
     body = {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(image).decode()}}
-    response = httpx.post(f"{server.base_url}/flashbulb/verify", json=body, headers={"x-goog-api-key": key}, timeout=60)
+    response = http.post(f"{server.base_url}/flashbulb/verify", json=body, headers={"x-goog-api-key": key}, timeout=60)
     assert response.status_code == 200, response.text
     return response.json()
 

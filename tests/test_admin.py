@@ -6,11 +6,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from conftest import astronaut, gemini_body, png_bytes, start_server
+from conftest import astronaut, gemini_body, http, png_bytes, start_server
 
 
 def admin(server, method: str, path: str, **kwargs) -> httpx.Response:
-    return httpx.request(
+    return http.request(
         method, f"{server.base_url}/admin{path}", headers={"x-goog-api-key": server.admin_key}, timeout=30, **kwargs
     )
 
@@ -26,7 +26,7 @@ def test_admin_creates_keys_grants_credits_and_reads_usage(server):
     assert any(k["account"] == name and k["balance_micros"] == 1_750_000 for k in listed)
     assert key not in str(listed)
 
-    own = httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
+    own = http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
     assert own == {
         "account": name,
         "balanceMicros": 1_750_000,
@@ -42,7 +42,7 @@ def test_admin_creates_keys_grants_credits_and_reads_usage(server):
 
 
 def test_admin_endpoints_refuse_customer_keys_and_bad_amounts(server, key):
-    refused = httpx.get(f"{server.base_url}/admin/keys", headers={"x-goog-api-key": key})
+    refused = http.get(f"{server.base_url}/admin/keys", headers={"x-goog-api-key": key})
     assert refused.status_code == 403 and refused.json()["error"]["status"] == "PERMISSION_DENIED"
     bad = admin(server, "POST", "/credits", json={"account": "nobody-here", "usd": "1"})
     assert bad.status_code == 404 and bad.json()["error"]["status"] == "NOT_FOUND"
@@ -63,7 +63,7 @@ def test_a_full_queue_answers_503_unavailable_with_retry_after(tmp_path):
         assert 200 in codes and 503 in codes, codes
         busy = next(r for r in responses if r.status_code == 503)
         assert busy.json()["error"]["status"] == "UNAVAILABLE" and busy.headers["retry-after"] == "5"
-        account = httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
+        account = http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
         assert account["balanceMicros"] == 10_000_000 - 2_000 * codes.count(200) and account["heldMicros"] == 0
     finally:
         server.stop()

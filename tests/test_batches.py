@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import FLASHBULB, actions_of, astronaut, gemini_body, png_bytes, read_manifest, start_server, wait_for
+from conftest import FLASHBULB, actions_of, astronaut, gemini_body, http, png_bytes, read_manifest, start_server, wait_for
 from PIL import Image
 from sqlalchemy import func, select
 from test_money import account_state
@@ -71,11 +71,11 @@ def wait_done(client, name: str, timeout: float = 60):
 
 
 def raw_get(server, key: str, path: str) -> httpx.Response:
-    return httpx.get(f"{server.base_url}/v1beta/{path}", headers={"x-goog-api-key": key}, timeout=30)
+    return http.get(f"{server.base_url}/v1beta/{path}", headers={"x-goog-api-key": key}, timeout=30)
 
 
 def balance(server, key: str) -> int:
-    return httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}, timeout=30).json()["balanceMicros"]
+    return http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}, timeout=30).json()["balanceMicros"]
 
 
 # ---- the SDK end to end ----
@@ -153,7 +153,7 @@ def test_the_resumable_protocol_checks_offsets_sizes_and_limits(server):
     payload = b'{"key": "a", "request": {"contents": []}}\n' * 3
 
     def start(size: int) -> httpx.Response:
-        return httpx.post(
+        return http.post(
             f"{base}/upload/v1beta/files",
             json={"file": {"displayName": "raw"}},
             headers={
@@ -167,7 +167,7 @@ def test_the_resumable_protocol_checks_offsets_sizes_and_limits(server):
 
     def send(url: str, command: str, offset: int, chunk: bytes = b"") -> httpx.Response:
         # No API key: the upload URL is the credential, as with Google's.
-        return httpx.post(url, content=chunk, headers={"x-goog-upload-command": command, "x-goog-upload-offset": str(offset)})
+        return http.post(url, content=chunk, headers={"x-goog-upload-command": command, "x-goog-upload-offset": str(offset)})
 
     too_big = start(Settings().max_file_bytes + 1)
     assert too_big.status_code == 400 and "limit" in too_big.json()["error"]["message"]
@@ -188,9 +188,9 @@ def test_the_resumable_protocol_checks_offsets_sizes_and_limits(server):
     resource = final.json()["file"]
     assert resource["sizeBytes"] == str(len(payload)) and resource["state"] == "ACTIVE"
     assert send(url, "upload", len(payload), b"x").status_code == 404  # finished: the upload URL is spent
-    got = httpx.get(f"{base}/v1beta/{resource['name']}:download", params={"alt": "media"}, headers={"x-goog-api-key": key})
+    got = http.get(f"{base}/v1beta/{resource['name']}:download", params={"alt": "media"}, headers={"x-goog-api-key": key})
     assert got.content == payload
-    assert httpx.post(f"{base}/upload/v1beta/files", headers={"x-goog-api-key": key}).status_code == 400  # no protocol
+    assert http.post(f"{base}/upload/v1beta/files", headers={"x-goog-api-key": key}).status_code == 400  # no protocol
 
 
 @pytest.mark.parametrize("blob_store", ["folder", "database"])
@@ -291,9 +291,9 @@ def test_revoking_the_key_stops_its_running_batch_from_spending(server, image):
     client = server.genai(key)
     job = client.batches.create(model="flashbulb-photo", src=[{"contents": contents(image)} for _ in range(60)])
     admin = {"x-goog-api-key": server.admin_key}
-    listing = httpx.get(f"{server.base_url}/admin/keys", headers=admin).json()["keys"]
+    listing = http.get(f"{server.base_url}/admin/keys", headers=admin).json()["keys"]
     key_id = next(k["key_id"] for k in listing if k["account"] == name)
-    assert httpx.post(f"{server.base_url}/admin/keys/{key_id}/revoke", headers=admin).status_code == 200
+    assert http.post(f"{server.base_url}/admin/keys/{key_id}/revoke", headers=admin).status_code == 200
     # The revoked key can't read the batch any more; its remaining items fail without a charge.
     batch_id = job.name.removeprefix("batches/")
     database = store.connect(server.database_url)
@@ -335,16 +335,16 @@ def test_bad_batches_are_refused_before_anything_is_stored(server, image, tmp_pa
     key = server.create_key("1")
     url = f"{server.base_url}/v1beta/models/flashbulb-photo:batchGenerateContent"
     headers = {"x-goog-api-key": key}
-    assert httpx.post(url, json={"batch": {"inputConfig": {}}}, headers=headers).status_code == 400
-    assert httpx.post(url, json={"batch": {"inputConfig": {"requests": {"requests": []}}}}, headers=headers).status_code == 400
-    assert httpx.post(url, json={"batch": {"inputConfig": {"fileName": "files/nope"}}}, headers=headers).status_code == 404
-    missing = httpx.post(f"{server.base_url}/v1beta/models/no-such-model:batchGenerateContent", json={}, headers=headers)
+    assert http.post(url, json={"batch": {"inputConfig": {}}}, headers=headers).status_code == 400
+    assert http.post(url, json={"batch": {"inputConfig": {"requests": {"requests": []}}}}, headers=headers).status_code == 400
+    assert http.post(url, json={"batch": {"inputConfig": {"fileName": "files/nope"}}}, headers=headers).status_code == 404
+    missing = http.post(f"{server.base_url}/v1beta/models/no-such-model:batchGenerateContent", json={}, headers=headers)
     assert missing.status_code == 404
     client = server.genai(key)
     not_jsonl = tmp_path / "bad.jsonl"
     not_jsonl.write_text('{"key": "a", "request": {"contents": []}}\nthis is not json\n')
     uploaded = client.files.upload(file=not_jsonl, config={"mime_type": "application/jsonl"})
-    refused = httpx.post(url, json={"batch": {"inputConfig": {"fileName": uploaded.name}}}, headers=headers)
+    refused = http.post(url, json={"batch": {"inputConfig": {"fileName": uploaded.name}}}, headers=headers)
     assert refused.status_code == 400 and "line 2" in refused.json()["error"]["message"]
     assert list(client.batches.list()) == []
 
@@ -442,7 +442,7 @@ def test_two_servers_share_one_postgres_database_and_one_finishes_what_the_kille
     database = store.connect(url)
     try:
         # An image URL made on A is served by B.
-        made = httpx.post(
+        made = http.post(
             f"{a.base_url}/v1/images/edits",
             headers={"authorization": f"Bearer {a.create_key('1')}"},
             data={"model": "flashbulb-photo", "prompt": CHEAP, "response_format": "url"},
@@ -452,7 +452,7 @@ def test_two_servers_share_one_postgres_database_and_one_finishes_what_the_kille
         assert made.status_code == 200, made.text
         image_url = made.json()["data"][0]["url"]
         assert image_url.startswith(a.base_url)
-        fetched = httpx.get(b.base_url + image_url.removeprefix(a.base_url))
+        fetched = http.get(b.base_url + image_url.removeprefix(a.base_url))
         assert fetched.status_code == 200 and fetched.content.startswith(b"\x89PNG")
 
         # A batch submitted on A; A is killed twice while it runs (restarted once); B finishes it.

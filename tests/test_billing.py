@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import openai
 import pytest
-from conftest import astronaut, gemini_body, png_bytes, start_server, wait_for
+from conftest import astronaut, gemini_body, http, png_bytes, start_server, wait_for
 from sqlalchemy import func, select
 from test_money import _swallow, account_state
 
@@ -52,13 +52,13 @@ def billing(tmp_path_factory):
 
 
 def admin(server, method: str, path: str, **kwargs) -> httpx.Response:
-    return httpx.request(
+    return http.request(
         method, f"{server.base_url}/admin{path}", headers={"x-goog-api-key": server.admin_key}, timeout=30, **kwargs
     )
 
 
 def own(server, key: str, method: str, path: str, **kwargs) -> httpx.Response:
-    return httpx.request(method, f"{server.base_url}/flashbulb{path}", headers={"x-goog-api-key": key}, timeout=30, **kwargs)
+    return http.request(method, f"{server.base_url}/flashbulb{path}", headers={"x-goog-api-key": key}, timeout=30, **kwargs)
 
 
 def small_body() -> dict:
@@ -183,7 +183,7 @@ def test_live_charges_follow_the_schedule_quality_and_inputs_and_the_catalog_sho
     account = own(billing, key, "GET", "/account").json()
     assert account["balanceMicros"] == 1_000_000 - 1_500 - 2_000 and account["heldMicros"] == 0
     # The catalog: the Gemini models list, the OpenAI models list, the CLI.
-    model = httpx.get(f"{billing.base_url}/v1beta/models/flashbulb-photo", headers={"x-goog-api-key": key}).json()
+    model = http.get(f"{billing.base_url}/v1beta/models/flashbulb-photo", headers={"x-goog-api-key": key}).json()
     schedule = model["flashbulb"]["prices"]
     assert schedule["imageMicros"] == {"small": 1_000, "standard": 2_000, "large": 4_000}
     assert schedule["inputImageMicros"] == 500 and schedule["qualityPercent"] == {"low": 50, "medium": 100, "high": 150}
@@ -397,7 +397,7 @@ def test_the_statement_accounts_for_every_cent_with_running_balances(billing):
     # Bad paging is a clear 400; another account's ledger is for admins only.
     assert own(billing, key, "GET", "/account/ledger?pageToken=abc").status_code == 400
     assert own(billing, key, "GET", "/account/ledger?limit=0").json()["error"]["status"] == "INVALID_ARGUMENT"
-    assert httpx.get(f"{billing.base_url}/admin/ledger?account={referrer}", headers={"x-goog-api-key": key}).status_code == 403
+    assert http.get(f"{billing.base_url}/admin/ledger?account={referrer}", headers={"x-goog-api-key": key}).status_code == 403
     assert admin(billing, "GET", "/ledger?account=nobody-here").status_code == 404
 
 
@@ -418,7 +418,7 @@ def test_absurd_amounts_durations_pages_and_dates_get_a_clear_400_never_a_500(bi
         ("GET", "/flashbulb/account/ledger?pageToken=99999999999999999999", {}),
     ]
     for method, path, kwargs in bad:
-        answer = httpx.request(
+        answer = http.request(
             method, billing.base_url + path, headers={"x-goog-api-key": billing.admin_key}, timeout=30, **kwargs
         )
         assert answer.status_code in (400, 422) and answer.json()["error"]["status"] == "INVALID_ARGUMENT", (

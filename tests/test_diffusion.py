@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 import tiny_pipelines
-from conftest import FLASHBULB, actions_of, astronaut, png_bytes, read_manifest, start_server, verify
+from conftest import FLASHBULB, actions_of, astronaut, http, png_bytes, read_manifest, start_server, verify
 from google.genai import errors as genai_errors
 from google.genai import types
 from PIL import Image
@@ -112,7 +112,7 @@ def raw(server, key: str, model: str, prompt: str, *refs: Image.Image, **config)
 
 
 def balance(server, key: str) -> int:
-    return httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()["balanceMicros"]
+    return http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()["balanceMicros"]
 
 
 def photo(name: str, size: tuple[int, int] = (64, 48)) -> Image.Image:
@@ -126,7 +126,7 @@ def photo(name: str, size: tuple[int, int] = (64, 48)) -> Image.Image:
 def test_models_lists_the_catalog_with_installed_flags_and_licences(server, key, client):
     listed = {m.name for m in client.models.list()}
     assert {f"models/{m.name}" for m in catalog.CATALOG} | {f"models/{n}" for n in TINY_MODELS} <= listed
-    body = httpx.get(f"{server.base_url}/v1beta/models", params={"pageSize": 100}, headers={"x-goog-api-key": key}).json()
+    body = http.get(f"{server.base_url}/v1beta/models", params={"pageSize": 100}, headers={"x-goog-api-key": key}).json()
     info = {m["baseModelId"]: m["flashbulb"] for m in body["models"]}
     assert info["flux2-klein-4b"]["installed"] is False
     assert "flashbulb pull flux2-klein-4b" in info["flux2-klein-4b"]["install"]

@@ -13,7 +13,7 @@ import zlib
 import hostile_corpus
 import httpx
 import pytest
-from conftest import astronaut, gemini_body, png_bytes, start_server
+from conftest import astronaut, gemini_body, http, png_bytes, start_server
 from google.genai import errors
 from PIL import Image
 
@@ -29,7 +29,7 @@ def assert_google_error(response: httpx.Response, code: int, status: str, says: 
 def test_missing_key_is_403_permission_denied(server):
     # The SDK refuses to send a request without a key, so a keyless caller arrives as raw HTTP.
     assert_google_error(server.generate(None, gemini_body(png_bytes(astronaut(16)))), 403, "PERMISSION_DENIED", "API key")
-    response = httpx.get(f"{server.base_url}/v1beta/models")
+    response = http.get(f"{server.base_url}/v1beta/models")
     assert_google_error(response, 403, "PERMISSION_DENIED", "API key")
 
 
@@ -43,7 +43,7 @@ def test_invalid_key_is_400_api_key_invalid(server):
 
 
 def test_key_in_query_string_works(server, key):
-    response = httpx.get(f"{server.base_url}/v1beta/models", params={"key": key})
+    response = http.get(f"{server.base_url}/v1beta/models", params={"key": key})
     assert response.status_code == 200 and response.json()["models"]
 
 
@@ -66,7 +66,7 @@ def test_out_of_credits_is_429_resource_exhausted(server):
 
 def test_all_api_versions_serve_the_same_routes(server, key):
     for version in ("v1", "v1beta", "v1alpha"):
-        response = httpx.get(f"{server.base_url}/{version}/models/flashbulb-photo", headers={"x-goog-api-key": key})
+        response = http.get(f"{server.base_url}/{version}/models/flashbulb-photo", headers={"x-goog-api-key": key})
         assert response.status_code == 200 and response.json()["name"] == "models/flashbulb-photo"
 
 
@@ -129,7 +129,7 @@ def test_bad_input_is_400_invalid_argument_and_costs_nothing(server, case):
     body, says = BAD_INPUTS[case]
     assert_google_error(server.generate(key, body), 400, "INVALID_ARGUMENT", says)
     assert server.healthy()
-    account = httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
+    account = http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
     assert account["balanceMicros"] == 1_000_000 and account["heldMicros"] == 0
 
 
@@ -158,7 +158,7 @@ def test_a_chunked_oversized_body_is_400_too(server, key):
 
 
 def test_unknown_route_is_a_google_shaped_404(server, key):
-    response = httpx.get(f"{server.base_url}/v1beta/nothing-here", headers={"x-goog-api-key": key})
+    response = http.get(f"{server.base_url}/v1beta/nothing-here", headers={"x-goog-api-key": key})
     assert_google_error(response, 404, "NOT_FOUND", "not found")
 
 
@@ -180,7 +180,7 @@ def test_sizes_past_every_library_limit_are_refused_free(server, image, prompt):
         assert response.json()["candidates"][0]["finishReason"] == "NO_IMAGE"
     assert "16,384" in response.text
     assert server.process.poll() is None and server.healthy()
-    account = httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
+    account = http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
     assert account["balanceMicros"] == 1_000_000 and account["heldMicros"] == 0
 
 
@@ -498,7 +498,7 @@ def test_hostile_input_gets_a_4xx_in_the_callers_shape_costs_nothing_and_leaves_
     json_body = {"content-type": "application/json"} if "files" not in send and "data" not in send else {}
     headers = {**auth, **json_body, **send.get("headers", {})}
     body = {k: v for k, v in send.items() if k != "headers"}
-    response = httpx.request(method, server.base_url + path, headers=headers, timeout=60, **body)
+    response = http.request(method, server.base_url + path, headers=headers, timeout=60, **body)
     if response.headers.get("content-type", "").startswith("text/event-stream"):  # a stream's refusal is its error event
         refused = "event: error" in response.text or "event: response.failed" in response.text
         assert response.status_code == 200 and refused and "completed" not in response.text, response.text
@@ -508,9 +508,9 @@ def test_hostile_input_gets_a_4xx_in_the_callers_shape_costs_nothing_and_leaves_
         assert 400 <= response.status_code < 500, response.text
         error = response.json()["error"]
         assert ("type" in error) if shape == "openai" else (error["code"] == response.status_code), error
-    account = httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
+    account = http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
     assert account["balanceMicros"] == 1_000_000 and account["heldMicros"] == 0
-    assert httpx.get(f"{server.base_url}/flashbulb/account/usage", headers={"x-goog-api-key": key}).status_code == 200
+    assert http.get(f"{server.base_url}/flashbulb/account/usage", headers={"x-goog-api-key": key}).status_code == 200
     assert server.healthy()
     if zlib.crc32(name.encode()) % 8 == 0:  # a real call still works (every case would add minutes)
         assert server.generate(key, gemini_body(png_bytes(astronaut(16)), "make it brighter")).status_code == 200

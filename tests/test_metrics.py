@@ -3,9 +3,8 @@ open holds read from the ledger (exact, and the same from every server on one da
 
 from __future__ import annotations
 
-import httpx
 import pytest
-from conftest import astronaut, gemini_body, png_bytes, start_server
+from conftest import astronaut, gemini_body, http, png_bytes, start_server
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -17,7 +16,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 
 
 def scrape(server) -> dict[tuple[str, tuple], float]:
-    text = httpx.get(f"{server.base_url}/metrics").text
+    text = http.get(f"{server.base_url}/metrics").text
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)

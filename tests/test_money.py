@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from conftest import astronaut, gemini_body, png_bytes, start_server, wait_for
+from conftest import astronaut, gemini_body, http, png_bytes, start_server, wait_for
 from sqlalchemy import func, select
 
 from flashbulb.store import db as store
@@ -178,10 +178,10 @@ def test_a_minted_secret_is_never_stored_in_the_clear_and_a_revoked_key_gets_no_
     server = any_db_server
     admin = {"x-goog-api-key": server.admin_key, "idempotency-key": f"mint-{uuid.uuid4().hex[:6]}"}
     order = {"account": f"secret-{uuid.uuid4().hex[:6]}", "credits_usd": "1"}
-    minted = httpx.post(f"{server.base_url}/admin/keys", headers=admin, json=order)
+    minted = http.post(f"{server.base_url}/admin/keys", headers=admin, json=order)
     assert minted.status_code == 200, minted.text
     new_key = minted.json()["key"]
-    again = httpx.post(f"{server.base_url}/admin/keys", headers=admin, json=order)  # a retry gets the same key
+    again = http.post(f"{server.base_url}/admin/keys", headers=admin, json=order)  # a retry gets the same key
     assert again.headers["idempotent-replayed"] == "true" and again.json()["key"] == new_key
     database = store.connect(server.database_url)
     try:
@@ -195,17 +195,17 @@ def test_a_minted_secret_is_never_stored_in_the_clear_and_a_revoked_key_gets_no_
     assert server.generate(new_key, body(16), headers=call).status_code == 200
     key_id = next(
         k["key_id"]
-        for k in httpx.get(f"{server.base_url}/admin/keys", headers=admin).json()["keys"]
+        for k in http.get(f"{server.base_url}/admin/keys", headers=admin).json()["keys"]
         if k["account"] == order["account"]
     )
     assert (
-        httpx.post(f"{server.base_url}/admin/keys/{key_id}/revoke", headers={"x-goog-api-key": server.admin_key}).status_code
+        http.post(f"{server.base_url}/admin/keys/{key_id}/revoke", headers={"x-goog-api-key": server.admin_key}).status_code
         == 200
     )
     retried = server.generate(new_key, body(16), headers=call)
     assert retried.status_code in (400, 401, 403) and "idempotent-replayed" not in retried.headers, retried.text
     # A key sent as ?key= never reaches the access log.
-    httpx.get(f"{server.base_url}/v1beta/models", params={"key": new_key})
+    http.get(f"{server.base_url}/v1beta/models", params={"key": new_key})
     assert new_key not in server.log_path.read_text()
 
 
@@ -320,7 +320,7 @@ def test_a_database_outage_is_a_503_that_costs_nothing_and_its_holds_are_release
         paid = codes.count(200)
 
         def books() -> dict:
-            return httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
+            return http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
 
         wait_for(lambda: books()["heldMicros"] == 0, timeout=20, what="the outage's holds to be released")
         assert books()["balanceMicros"] == 10_000_000 - PRICE * paid  # exactly the answers given

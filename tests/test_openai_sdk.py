@@ -11,12 +11,11 @@ import os
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import openai
 import pytest
 import tiny_pipelines
-from conftest import actions_of, astronaut, png_bytes, read_manifest, start_server
+from conftest import actions_of, astronaut, http, png_bytes, read_manifest, start_server
 from PIL import Image
 from skimage import data
 
@@ -62,7 +61,7 @@ def client(server, key) -> openai.OpenAI:
 
 
 def balance(server, key: str) -> int:
-    return httpx.get(f"{server.base_url}/flashbulb/account", headers={"authorization": f"Bearer {key}"}).json()["balanceMicros"]
+    return http.get(f"{server.base_url}/flashbulb/account", headers={"authorization": f"Bearer {key}"}).json()["balanceMicros"]
 
 
 def tiny_size(name: str, ratio: str) -> tuple[int, int]:
@@ -93,9 +92,9 @@ def test_models_list_and_retrieve_in_openai_shape_while_gemini_callers_get_their
     assert gpt.id == "gpt-image-1" and gpt.flashbulb["model"] == "flashbulb-photo"  # no FLUX.2 klein installed
     # The same paths in Gemini's shape for a Gemini key, even next to a bearer token.
     for headers in ({"x-goog-api-key": key}, {"x-goog-api-key": key, "authorization": f"Bearer {key}"}):
-        body = httpx.get(f"{server.base_url}/v1/models", headers=headers).json()
+        body = http.get(f"{server.base_url}/v1/models", headers=headers).json()
         assert "models/tiny-sd" in {m["name"] for m in body["models"]}
-    gemini = httpx.get(f"{server.base_url}/v1/models/tiny-sd", params={"key": key}).json()
+    gemini = http.get(f"{server.base_url}/v1/models/tiny-sd", params={"key": key}).json()
     assert gemini["name"] == "models/tiny-sd"
     with pytest.raises(openai.NotFoundError) as caught:
         client.models.retrieve("no-such-model")
@@ -165,7 +164,7 @@ def test_url_results_are_served_without_a_key_in_the_format_asked(client, fmt, m
     result = client.images.generate(model="tiny-sd", prompt="a city at night", response_format="url", output_format=fmt)
     [item] = result.data
     assert item.b64_json is None and item.url.startswith("http://127.0.0.1:")
-    response = httpx.get(item.url)  # no key: the URL is the permission
+    response = http.get(item.url)  # no key: the URL is the permission
     assert response.status_code == 200 and response.content.startswith(magic)
     assert response.headers["content-type"] == f"image/{fmt}"
     image = Image.open(io.BytesIO(response.content))
@@ -272,10 +271,10 @@ def test_bad_options_are_400s_naming_the_param_and_cost_nothing(server, key, cli
 
 def test_missing_prompt_and_malformed_json_are_400s(server, key):
     url, auth = f"{server.base_url}/v1/images/generations", {"authorization": f"Bearer {key}"}
-    missing = httpx.post(url, headers=auth, json={"model": "tiny-sd"})
+    missing = http.post(url, headers=auth, json={"model": "tiny-sd"})
     assert missing.status_code == 400 and missing.json()["error"]["code"] == "missing_required_parameter"
     assert missing.json()["error"]["param"] == "prompt"
-    broken = httpx.post(url, headers={**auth, "content-type": "application/json"}, content=b"{not json")
+    broken = http.post(url, headers={**auth, "content-type": "application/json"}, content=b"{not json")
     assert broken.status_code == 400 and broken.json()["error"]["code"] == "invalid_json"
 
 
@@ -303,7 +302,7 @@ def test_an_upload_over_the_body_limit_is_a_413_and_the_server_stays_up(server, 
             yield b"a" * (1024 * 1024)
         yield b'"}'
 
-    response = httpx.post(
+    response = http.post(
         f"{server.base_url}/v1/images/generations",
         content=chunks(),
         headers={"authorization": f"Bearer {client.api_key}", "content-type": "application/json"},
@@ -315,16 +314,16 @@ def test_an_upload_over_the_body_limit_is_a_413_and_the_server_stays_up(server, 
 def test_edits_take_multipart_or_json_with_data_urls(server, key):
     url, auth = f"{server.base_url}/v1/images/edits", {"authorization": f"Bearer {key}"}
     image = "data:image/png;base64," + base64.b64encode(png_bytes(photo())).decode()
-    answer = httpx.post(
+    answer = http.post(
         url, headers=auth, json={"model": "flashbulb-photo", "prompt": "make it brighter", "images": [{"image_url": image}]}
     )
     assert answer.status_code == 200, answer.text
     assert Image.open(io.BytesIO(base64.b64decode(answer.json()["data"][0]["b64_json"]))).size == (64, 48)
-    missing = httpx.post(url, headers=auth, json={"prompt": "x"})
+    missing = http.post(url, headers=auth, json={"prompt": "x"})
     assert missing.status_code == 400 and missing.json()["error"]["param"] == "images"
-    fetched = httpx.post(url, headers=auth, json={"prompt": "x", "images": [{"image_url": "https://example.com/a.png"}]})
+    fetched = http.post(url, headers=auth, json={"prompt": "x", "images": [{"image_url": "https://example.com/a.png"}]})
     assert fetched.status_code == 400 and "not fetched" in fetched.json()["error"]["message"]
-    plain = httpx.post(url, headers={**auth, "content-type": "text/plain"}, content=b"x")
+    plain = http.post(url, headers={**auth, "content-type": "text/plain"}, content=b"x")
     assert plain.status_code == 400 and "multipart/form-data" in plain.json()["error"]["message"]
 
 
@@ -333,7 +332,7 @@ def test_keys_missing_or_wrong_are_401s(server):
         client_for(server, "fb-not-a-real-key").images.generate(prompt="a fox", model="tiny-sd")
     assert caught.value.code == "invalid_api_key" and caught.value.type == "authentication_error"
     for path in ("/v1/images/generations", "/v1/images/edits"):
-        response = httpx.post(f"{server.base_url}{path}", json={"prompt": "a fox"})
+        response = http.post(f"{server.base_url}{path}", json={"prompt": "a fox"})
         assert response.status_code == 401 and "Authorization: Bearer" in response.json()["error"]["message"]
     with pytest.raises(openai.AuthenticationError):
         client_for(server, "fb-not-a-real-key").models.list()
@@ -379,16 +378,16 @@ def test_an_expired_url_is_a_404_and_its_file_is_swept(server, client):
     result = client.images.generate(model="tiny-sd", prompt="a desert", response_format="url")
     url = result.data[0].url
     path = Path(server.data_dir) / "outputs" / url.rsplit("/", 1)[1]
-    assert httpx.get(url).status_code == 200
+    assert http.get(url).status_code == 200
     past = time.time() - URL_TTL_S - 1
     os.utime(path, (past, past))  # as if issued longer ago than the URL lives
-    response = httpx.get(url)
+    response = http.get(url)
     assert response.status_code == 404 and response.json()["error"]["type"] == "invalid_request_error"
     deadline = time.time() + 10  # the sweeper runs every URL_TTL_S / 10 seconds
     while path.exists() and time.time() < deadline:
         time.sleep(0.2)
     assert not path.exists()
-    assert httpx.get(url.rsplit("/", 1)[0] + "/" + "A" * 32 + ".png").status_code == 404
+    assert http.get(url.rsplit("/", 1)[0] + "/" + "A" * 32 + ".png").status_code == 404
 
 
 # ---- streaming, the Responses API and the newest model names ----

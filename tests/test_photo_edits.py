@@ -9,7 +9,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import astronaut, gemini_body, png_bytes, start_server
+from conftest import astronaut, gemini_body, http, png_bytes, start_server
 from google.genai import types
 from PIL import Image
 from skimage import data
@@ -217,9 +217,8 @@ def test_blocked_input_is_image_safety_and_free(tmp_path, portrait):
 
 
 def balance(server, key: str) -> int:
-    import httpx
 
-    return httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()["balanceMicros"]
+    return http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()["balanceMicros"]
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,9 @@ import site
 from pathlib import Path
 
 import c2pa
-import httpx
 import numpy as np
 import pytest
-from conftest import actions_of, astronaut, attacks, jpeg, png_bytes, read_manifest, start_server, verify
+from conftest import actions_of, astronaut, attacks, http, jpeg, png_bytes, read_manifest, start_server, verify
 from PIL import Image
 from skimage import data
 
@@ -137,15 +136,15 @@ def test_openai_jpeg_and_webp_results_carry_valid_credentials(server, key):
 
 def test_bad_input_to_verify_is_a_400_in_the_callers_format(server, key):
     url = f"{server.base_url}/flashbulb/verify"
-    not_image = httpx.post(
+    not_image = http.post(
         url,
         json={"inlineData": {"mimeType": "image/png", "data": base64.b64encode(b"hello").decode()}},
         headers={"x-goog-api-key": key},
     )
     assert not_image.status_code == 400 and "not a readable" in not_image.json()["error"]["message"]
-    assert httpx.post(url, json={"image": 1}, headers={"x-goog-api-key": key}).status_code == 400
-    assert httpx.post(url, json={}, headers={"x-goog-api-key": "nope"}).status_code in (400, 401)
-    multipart = httpx.post(url, files={"image": ("a.png", png_bytes(astronaut(128)))}, headers={"x-goog-api-key": key})
+    assert http.post(url, json={"image": 1}, headers={"x-goog-api-key": key}).status_code == 400
+    assert http.post(url, json={}, headers={"x-goog-api-key": "nope"}).status_code in (400, 401)
+    multipart = http.post(url, files={"image": ("a.png", png_bytes(astronaut(128)))}, headers={"x-goog-api-key": key})
     assert multipart.status_code == 200 and multipart.json()["watermark"]["found"] is False
 
 

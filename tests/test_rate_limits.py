@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import openai
 import pytest
-from conftest import astronaut, gemini_body, png_bytes, start_server, wait_for
+from conftest import astronaut, gemini_body, http, png_bytes, start_server, wait_for
 from sqlalchemy import func, select
 
 from flashbulb.store import db as store
@@ -28,12 +28,17 @@ def cheap() -> dict:
     return gemini_body(png_bytes(astronaut(16)), CHEAP)
 
 
+# A model whose calls stay in flight for as long as its prompt says (tests/fault_backends.py),
+# priced as flashbulb-photo: what is limited is calls in flight, whatever model runs them.
+SLOW_MODEL = '[models.slow]\nbackend = "fault_backends:FaultBackend"\nprice_usd = "0.002"\n'
+
+
 def slow() -> dict:
-    return gemini_body(png_bytes(astronaut(192)), "restore")  # several seconds on CPU
+    return gemini_body(png_bytes(astronaut(16)), "sleep 2")  # call with model="slow"
 
 
 def account(server, key: str) -> dict:
-    return httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}, timeout=30).json()
+    return http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}, timeout=30).json()
 
 
 def records(server, name: str) -> list[str]:
@@ -130,7 +135,7 @@ def test_batch_items_are_not_rate_limited_as_live_calls(rpm_server):
 @pytest.fixture(scope="module")
 def concurrency_server(tmp_path_factory: pytest.TempPathFactory):
     data_dir = tmp_path_factory.mktemp("concurrent")
-    config = "[rate_limits]\nkey_rpm = 0\naccount_rpm = 0\nkey_concurrent = 1\naccount_concurrent = 2\n"
+    config = "[rate_limits]\nkey_rpm = 0\naccount_rpm = 0\nkey_concurrent = 1\naccount_concurrent = 2\n" + SLOW_MODEL
     server = start_server(data_dir, f"sqlite:///{data_dir / 'f.db'}", config)
     yield server
     server.stop()
@@ -140,7 +145,7 @@ def test_requests_in_flight_over_the_limit_are_refused_and_not_charged(concurren
     server = concurrency_server
     key = server.create_key("10")
     with ThreadPoolExecutor(3) as pool:
-        responses = list(pool.map(lambda _: server.generate(key, slow()), range(3)))
+        responses = list(pool.map(lambda _: server.generate(key, slow(), model="slow"), range(3)))
     codes = sorted(r.status_code for r in responses)
     assert 200 in codes and 429 in codes, codes
     for refused in (r for r in responses if r.status_code == 429):
@@ -158,7 +163,7 @@ def test_the_account_limit_counts_every_key_of_the_account(concurrency_server):
 
     def call(key: str) -> httpx.Response:
         started.wait()
-        return server.generate(key, slow())
+        return server.generate(key, slow(), model="slow")
 
     with ThreadPoolExecutor(3) as pool:
         responses = list(pool.map(call, keys))
@@ -179,7 +184,7 @@ def test_slots_are_given_back_after_errors_and_disconnects(concurrency_server):
     # The client hangs up in the middle of a slow call: the call is cancelled and its slot freed.
     for _ in range(2):
         with pytest.raises(httpx.ReadTimeout):
-            server.generate(key, slow(), timeout=1.0)
+            server.generate(key, slow(), model="slow", timeout=1.0)
         wait_for(lambda: open_holds(server) == 0, what="the hold of the abandoned call to be released")
     assert server.generate(key, cheap()).status_code == 200
     assert sorted(records(server, name)) == ["cancelled", "cancelled", "ok", "ok"]
@@ -199,14 +204,16 @@ def redis_or_skip() -> None:
         pytest.skip(f"Redis is not reachable at {REDIS_URL} ({exc}); .ci/run starts one")
 
 
-@pytest.fixture
-def two_servers(tmp_path):
-    """Two servers on one database and one Redis, under a key prefix of this test's own."""
+@pytest.fixture(scope="module")
+def two_servers(tmp_path_factory: pytest.TempPathFactory):
+    """Two servers on one database and one Redis, under a key prefix of this module's own (each
+    test uses its own key, so the per-key limits of one don't reach the other)."""
+    tmp_path = tmp_path_factory.mktemp("two-servers")
     redis_or_skip()
     prefix = f"fbtest-{uuid.uuid4().hex[:8]}"
     config = (
         f"[rate_limits]\nkey_rpm = 3\naccount_rpm = 0\nkey_concurrent = 1\naccount_concurrent = 0\n"
-        f'redis_url = "{REDIS_URL}"\nredis_prefix = "{prefix}"\n'
+        f'redis_url = "{REDIS_URL}"\nredis_prefix = "{prefix}"\n' + SLOW_MODEL
     )
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     first = start_server(tmp_path / "a", url, config)
@@ -236,7 +243,7 @@ def test_redis_shares_requests_in_flight_between_two_servers(two_servers):
     a, b = two_servers
     key = a.create_key("1")
     with ThreadPoolExecutor(1) as pool:
-        busy = pool.submit(a.generate, key, slow())
+        busy = pool.submit(a.generate, key, slow(), model="slow")
         wait_for(lambda: open_holds(a) == 1, what="the slow call to start on the first server")
         assert_gemini_rate_limited(b.generate(key, cheap()), "in flight for this API key")
         assert busy.result().status_code == 200

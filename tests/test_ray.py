@@ -15,7 +15,7 @@ import httpx
 import pytest
 import ray.serve  # noqa: F401 - the test extra installs it: missing, this module fails rather than skips
 import tiny_pipelines
-from conftest import astronaut, gemini_body, png_bytes, start_server
+from conftest import astronaut, gemini_body, http, png_bytes, start_server
 
 from flashbulb.engine.backends.diffusion import catalog
 
@@ -90,7 +90,7 @@ def test_a_killed_replica_costs_only_its_own_call_and_serve_brings_it_back(serve
     caller.join(60)
     assert slow["r"].status_code == 503, slow["r"].text
     assert slow["r"].json()["error"]["status"] == "UNAVAILABLE"
-    account = httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
+    account = http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
     assert account["heldMicros"] == 0 and account["balanceMicros"] == 1_000_000 - 2_000  # only the photo call paid
     deadline = time.time() + 60
     while True:  # Serve replaces the dead replica (health checks every 2 s)

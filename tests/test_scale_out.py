@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import astronaut, gemini_body, png_bytes, start_server, wait_for
+from conftest import astronaut, gemini_body, http, png_bytes, start_server, wait_for
 
 CONFIG = """
 [diffusion]
@@ -44,7 +44,7 @@ def ask(server, key: str, prompt: str, timeout: float = 60) -> httpx.Response:
 
 
 def account(server, key: str) -> dict:
-    return httpx.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
+    return http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
 
 
 def assert_unavailable_and_free(response: httpx.Response, server, key: str) -> None:
@@ -61,7 +61,7 @@ def test_each_answer_names_its_replica_and_the_usage_record_keeps_it(server):
     body = ask(server, key, "hello").json()
     replica = body["flashbulb"]["replica"]
     assert replica["id"] == "faulty/0" and replica["host"] and replica["pid"] != server.process.pid
-    usage = httpx.get(f"{server.base_url}/flashbulb/account/usage", headers={"x-goog-api-key": key}).json()
+    usage = http.get(f"{server.base_url}/flashbulb/account/usage", headers={"x-goog-api-key": key}).json()
     assert usage["records"][0]["replica"] == replica
     photo = server.generate(key, gemini_body(png_bytes(astronaut(32)), "make it brighter")).json()
     assert photo["flashbulb"]["replica"]["pid"] not in (server.process.pid, replica["pid"])
@@ -77,7 +77,7 @@ def test_a_worker_killed_mid_call_fails_only_that_call_for_free_and_comes_back(s
     time.sleep(1.5)  # the slow call is running in the worker now
     os.kill(old_pid, signal.SIGKILL)
     # Meanwhile the API answers: another model's call and the health check.
-    assert httpx.get(f"{server.base_url}/healthz", timeout=5).status_code == 200
+    assert http.get(f"{server.base_url}/healthz", timeout=5).status_code == 200
     caller.join(30)
     assert_unavailable_and_free(slow["r"], server, key)
     assert "SIGKILL" in slow["r"].json()["error"]["message"]
@@ -114,7 +114,7 @@ def test_a_native_crash_is_contained_and_the_third_identical_request_is_refused_
     assert time.monotonic() - started < 2  # refused before it reaches a worker
     assert account(server, key)["balanceMicros"] == 1_000_000
     # OpenAI callers get their shape for the same refusal.
-    openai_shape = httpx.post(
+    openai_shape = http.post(
         f"{server.base_url}/v1/images/generations",
         headers={"authorization": f"Bearer {key}"},
         json={"model": "faulty", "prompt": "abort now"},
@@ -129,7 +129,7 @@ def test_an_answer_that_cannot_be_built_is_not_charged(server):
     key = server.create_key("1")
     for call in (
         lambda: ask(server, key, "unanswerable"),
-        lambda: httpx.post(
+        lambda: http.post(
             f"{server.base_url}/v1/images/generations",
             headers={"authorization": f"Bearer {key}"},
             json={"model": "faulty", "prompt": "unanswerable"},
@@ -141,7 +141,7 @@ def test_an_answer_that_cannot_be_built_is_not_charged(server):
         assert "error" in response.json()
         money = account(server, key)
         assert money["balanceMicros"] == 1_000_000 and money["heldMicros"] == 0, money
-    usage = httpx.get(f"{server.base_url}/flashbulb/account/usage", headers={"x-goog-api-key": key}).json()
+    usage = http.get(f"{server.base_url}/flashbulb/account/usage", headers={"x-goog-api-key": key}).json()
     assert [r["status"] for r in usage["records"]] == ["error", "error"]
 
 
@@ -151,7 +151,7 @@ def test_a_measurement_that_is_not_a_number_is_written_as_null(server):
     assert answer.status_code == 200, answer.text
     quality = answer.json()["flashbulb"]["quality"]
     assert quality["noise"] is None and quality["scores"] == [None, 1.0]
-    usage = httpx.get(f"{server.base_url}/flashbulb/account/usage", headers={"x-goog-api-key": key})
+    usage = http.get(f"{server.base_url}/flashbulb/account/usage", headers={"x-goog-api-key": key})
     assert usage.status_code == 200 and usage.json()["records"][0]["quality"]["noise"] is None
 
 
@@ -169,7 +169,7 @@ def test_one_accounts_flood_does_not_starve_another_account(server):
 
 
 def queued(server, model: str) -> int:
-    metrics = httpx.get(f"{server.base_url}/metrics").text
+    metrics = http.get(f"{server.base_url}/metrics").text
     line = next(
         (row for row in metrics.splitlines() if row.startswith("flashbulb_queue_depth") and f'model="{model}"' in row), None
     )

@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
-from conftest import start_server
+from conftest import http, start_server
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
@@ -50,4 +49,4 @@ def test_no_generated_request_gets_a_server_error(fuzzed_server, who):
     )
     assert ran.returncode == 0, ran.stdout[-4000:]
     assert " passed" in ran.stdout and "failed" not in ran.stdout.split("Test cases:")[-1], ran.stdout[-2000:]
-    assert httpx.get(f"{server.base_url}/healthz").status_code == 200
+    assert http.get(f"{server.base_url}/healthz").status_code == 200

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import ROOT, Server, astronaut, gemini_body, png_bytes, start_server
+from conftest import ROOT, Server, astronaut, gemini_body, http, png_bytes, start_server
 from PIL import Image
 
 CHROMIUM = Path(os.environ.get("FLASHBULB_CHROMIUM", "/usr/bin/chromium"))
@@ -35,7 +35,7 @@ def studio_server(tmp_path_factory: pytest.TempPathFactory) -> Server:
 
 
 def get(server: Server, path: str, key: str | None = None) -> httpx.Response:
-    return httpx.get(server.base_url + path, headers={"x-goog-api-key": key} if key else {}, timeout=30)
+    return http.get(server.base_url + path, headers={"x-goog-api-key": key} if key else {}, timeout=30)
 
 
 # ---------------------------------------------------------------- plain HTTP (no browser needed)
@@ -285,7 +285,7 @@ def test_a_bad_key_and_an_empty_account_get_clear_messages(page, studio_server, 
     shot(page, "out-of-credits")
 
     # A code from the operator tops the account up from the usage page; the history shows it.
-    code = httpx.post(
+    code = http.post(
         f"{studio_server.base_url}/admin/codes", json={"usd": "1"}, headers={"x-goog-api-key": studio_server.admin_key}
     ).json()["code"]
     page.get_by_role("link", name="Usage").click()

@@ -10,7 +10,7 @@ import uuid
 
 import httpx
 import pytest
-from conftest import astronaut, gemini_body, png_bytes, start_server
+from conftest import astronaut, gemini_body, http, png_bytes, start_server
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, update
 
@@ -25,15 +25,15 @@ def cheap(text: str = "make it brighter") -> dict:
 
 
 def admin(server, path: str, **params) -> httpx.Response:
-    return httpx.get(f"{server.base_url}/admin{path}", headers={"x-goog-api-key": server.admin_key}, params=params, timeout=30)
+    return http.get(f"{server.base_url}/admin{path}", headers={"x-goog-api-key": server.admin_key}, params=params, timeout=30)
 
 
 def own(server, key: str, path: str, **params) -> httpx.Response:
-    return httpx.get(f"{server.base_url}/flashbulb{path}", headers={"x-goog-api-key": key}, params=params, timeout=30)
+    return http.get(f"{server.base_url}/flashbulb{path}", headers={"x-goog-api-key": key}, params=params, timeout=30)
 
 
 def scrape(server) -> dict:
-    text = httpx.get(f"{server.base_url}/metrics").text
+    text = http.get(f"{server.base_url}/metrics").text
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
@@ -115,7 +115,7 @@ def test_summaries_group_by_account_key_model_and_day(usage_server):
     assert admin(server, "/usage/summary", group="colour").status_code == 400
     assert admin(server, "/usage/summary", **{"from": "2025-02-01", "to": "2025-01-01"}).status_code == 400
     assert admin(server, "/usage/summary", account="nobody-at-all").status_code == 404
-    assert httpx.get(f"{server.base_url}/admin/usage/summary", headers={"x-goog-api-key": first}).status_code == 403
+    assert http.get(f"{server.base_url}/admin/usage/summary", headers={"x-goog-api-key": first}).status_code == 403
 
     mine = own(server, first, "/account/usage/summary", group="key,model").json()
     assert mine["calls"] == 3 and mine["days"][-1] == {"date": today, "calls": 3, "images": 2, "charge_micros": 2 * PRICE}
