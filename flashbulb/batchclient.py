@@ -1,5 +1,6 @@
-"""A small client for a flashbulb server's Files and Batch APIs (what `flashbulb batch` uses): the
-same HTTP requests google-genai sends, with httpx, so the CLI needs no SDK."""
+"""A flashbulb server's Files and Batch APIs (what `flashbulb batch` uses): the same HTTP requests
+google-genai sends, over flashbulb.client, so the CLI needs no SDK. A failed call raises the
+FlashbulbError the server answered (client.is_bad_input tells the two kinds of failure apart)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,12 @@ from typing import Any, BinaryIO
 
 import httpx
 
+from flashbulb.client import Client
+from flashbulb.errors import invalid
+
 CHUNK_BYTES = 8 * 1024 * 1024  # google-genai's upload chunk; under the server's body limit
 ENDED = {"BATCH_STATE_SUCCEEDED", "BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED", "BATCH_STATE_EXPIRED"}
 API = "v1beta"
-
-
-class RemoteError(Exception):
-    """A failed call: `bad_input` when the server refused what we sent (4xx but 429), else the server
-    or the network failed."""
-
-    def __init__(self, message: str, *, bad_input: bool):
-        super().__init__(message)
-        self.message = message
-        self.bad_input = bad_input
 
 
 def batch_name(batch_id: str) -> str:
@@ -39,14 +33,12 @@ def check_jsonl(path: Path) -> int:
             try:
                 line = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise RemoteError(f"{path} line {number} is not JSON: {exc}", bad_input=True) from exc
+                raise invalid(f"{path} line {number} is not JSON: {exc}") from exc
             if not isinstance(line, dict) or not isinstance(line.get("request"), dict):
-                raise RemoteError(
-                    f'{path} line {number}: expected {{"key": ..., "request": {{"contents": ...}}}}', bad_input=True
-                )
+                raise invalid(f'{path} line {number}: expected {{"key": ..., "request": {{"contents": ...}}}}')
             count += 1
     if count == 0:
-        raise RemoteError(f"{path} has no requests", bad_input=True)
+        raise invalid(f"{path} has no requests")
     return count
 
 
@@ -62,33 +54,21 @@ def state(batch: dict) -> str:
 
 
 class BatchClient:
-    def __init__(self, server: str, key: str, timeout: float = 120.0):
-        self.base = server.rstrip("/")
-        self.http = httpx.Client(headers={"x-goog-api-key": key}, timeout=timeout)
+    def __init__(self, server: str, key: str, timeout: float = 120.0, transport: httpx.BaseTransport | None = None):
+        self.client = Client(server, key, timeout=timeout, transport=transport)
 
     def close(self) -> None:
-        self.http.close()
+        self.client.close()
 
     def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self.http.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
-            raise RemoteError(f"{self.base} did not answer: {exc}", bad_input=False) from exc
-        if response.status_code >= 400:
-            try:
-                message = response.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = response.text[:300]
-            bad_input = 400 <= response.status_code < 500 and response.status_code != 429
-            raise RemoteError(f"{response.status_code}: {message}", bad_input=bad_input)
-        return response
+        return self.client.request(method, url, **kwargs)
 
     def upload(self, path: Path, mime_type: str = "application/jsonl") -> str:
         """The resumable protocol: start, then chunks at their offsets, the last one finalizing."""
         size = path.stat().st_size
         started = self._call(
             "POST",
-            f"{self.base}/upload/{API}/files",
+            f"/upload/{API}/files",
             headers={
                 "x-goog-upload-protocol": "resumable",
                 "x-goog-upload-command": "start",
@@ -119,21 +99,19 @@ class BatchClient:
     def create(self, model: str, file_name: str, display_name: str = "") -> dict:
         model = model.removeprefix("models/")
         body = {"batch": {"displayName": display_name, "inputConfig": {"fileName": file_name}}}
-        return self._call("POST", f"{self.base}/{API}/models/{model}:batchGenerateContent", json=body).json()
+        return self._call("POST", f"/{API}/models/{model}:batchGenerateContent", json=body).json()
 
     def get(self, batch_id: str) -> dict:
-        return self._call("GET", f"{self.base}/{API}/{batch_name(batch_id)}").json()
+        return self._call("GET", f"/{API}/{batch_name(batch_id)}").json()
 
     def cancel(self, batch_id: str) -> None:
-        self._call("POST", f"{self.base}/{API}/{batch_name(batch_id)}:cancel")
+        self._call("POST", f"/{API}/{batch_name(batch_id)}:cancel")
 
     def list(self, limit: int) -> list[dict]:
         found: list[dict] = []
         token = ""
         while len(found) < limit:
-            page = self._call(
-                "GET", f"{self.base}/{API}/batches", params={"pageSize": min(100, limit), "pageToken": token}
-            ).json()
+            page = self._call("GET", f"/{API}/batches", params={"pageSize": min(100, limit), "pageToken": token}).json()
             found.extend(page.get("operations", []))
             token = page.get("nextPageToken", "")
             if not token:
@@ -146,19 +124,10 @@ class BatchClient:
         if "responsesFile" in output:
             name = output["responsesFile"].removeprefix("files/")
             lines = 0
-            try:
-                with self.http.stream(
-                    "GET", f"{self.base}/download/{API}/files/{name}:download", params={"alt": "media"}
-                ) as response:
-                    if response.status_code >= 400:
-                        raise RemoteError(
-                            f"{response.status_code}: could not download files/{name}", bad_input=response.status_code == 404
-                        )
-                    for block in response.iter_bytes():
-                        out.write(block)
-                        lines += block.count(b"\n")
-            except httpx.HTTPError as exc:
-                raise RemoteError(f"{self.base} did not answer: {exc}", bad_input=False) from exc
+            with self.client.stream("GET", f"/download/{API}/files/{name}:download", params={"alt": "media"}) as response:
+                for block in response.iter_bytes():
+                    out.write(block)
+                    lines += block.count(b"\n")
             return lines
         lines = 0
         for line in _inline_lines(output.get("inlinedResponses", {}).get("inlinedResponses", [])):

@@ -12,13 +12,13 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 from PIL import Image
 
+from flashbulb.client import Client
 from flashbulb.config import Settings
 from flashbulb.engine.imageio import decode_image, encode
 from flashbulb.engine.types import FinishReason, ImageRequest, ImageResult, JobContext
-from flashbulb.errors import ErrorKind, FlashbulbError, invalid
+from flashbulb.errors import invalid
 from flashbulb.provenance import Provenance, Sign, unsigned
 
 
@@ -124,49 +124,11 @@ def run_remote(ask: Ask, server: str, key: str, max_pixels: int, timeout_s: floa
     body: dict = {"contents": [{"role": "user", "parts": parts}], "generationConfig": config}
     if ask.system:
         body["systemInstruction"] = {"parts": [{"text": ask.system}]}
-    url = f"{server.rstrip('/')}/v1beta/models/{ask.model}:generateContent"
+    client = Client(server, key, timeout=timeout_s)
     try:
-        response = httpx.post(url, json=body, headers={"x-goog-api-key": key}, timeout=timeout_s)
-    except httpx.HTTPError as exc:
-        raise FlashbulbError(ErrorKind.OVERLOADED, f"can't reach {server}: {exc}") from exc
-    if response.status_code != 200:
-        raise _remote_error(response)
-    return _answer(response.json())
-
-
-_KIND_OF_STATUS = {
-    400: ErrorKind.INVALID_ARGUMENT,
-    401: ErrorKind.API_KEY_INVALID,
-    403: ErrorKind.PERMISSION_DENIED,
-    404: ErrorKind.NOT_FOUND,
-    413: ErrorKind.TOO_LARGE,
-    429: ErrorKind.OUT_OF_CREDITS,
-}
-
-
-_KIND_OF_REASON = {  # google.rpc.ErrorInfo reasons our Gemini errors carry
-    "API_KEY_INVALID": ErrorKind.API_KEY_INVALID,
-    "API_KEY_MISSING": ErrorKind.API_KEY_MISSING,
-    "INSUFFICIENT_CREDITS": ErrorKind.OUT_OF_CREDITS,
-    "RATE_LIMIT_EXCEEDED": ErrorKind.RATE_LIMITED,
-}
-
-
-def _remote_error(response: httpx.Response) -> FlashbulbError:
-    """The server's error as the domain error it was, so the CLI's exit code means the same."""
-    try:
-        error = response.json()["error"]
-        message, status = error["message"], error.get("status", "")
-        reasons = [d.get("reason") for d in error.get("details", [])]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        message, status, reasons = response.text[:200] or response.reason_phrase, "", []
-    kind = _KIND_OF_STATUS.get(response.status_code, ErrorKind.INTERNAL)
-    if response.status_code == 503:
-        kind = ErrorKind.OVERLOADED
-    elif status == "FAILED_PRECONDITION":
-        kind = ErrorKind.FAILED_PRECONDITION
-    kind = next((_KIND_OF_REASON[r] for r in reasons if r in _KIND_OF_REASON), kind)
-    return FlashbulbError(kind, f"{message} (HTTP {response.status_code})")
+        return _answer(client.request("POST", f"/v1beta/models/{ask.model}:generateContent", json=body).json())
+    finally:
+        client.close()
 
 
 def _answer(body: dict) -> Answer:

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from flashbulb.cli.root import err, main, print_table
+from flashbulb.errors import FlashbulbError
 
 # The server runs batches (durably, at the batch discount); these commands only talk to it.
 BATCH_OK, BATCH_BAD_INPUT, BATCH_SERVER_ERROR, BATCH_FAILED = 0, 2, 3, 4
@@ -46,12 +47,12 @@ def _batch_client(server: str, key: str | None):
 
 def _batch_call(call, as_json: bool):
     """Run a client call; a failure exits 2 (the server refused our input) or 3 (server or network)."""
-    from flashbulb.batchclient import RemoteError
+    from flashbulb.client import is_bad_input
 
     try:
         return call()
-    except RemoteError as error:
-        code = BATCH_BAD_INPUT if error.bad_input else BATCH_SERVER_ERROR
+    except FlashbulbError as error:
+        code = BATCH_BAD_INPUT if is_bad_input(error) else BATCH_SERVER_ERROR
         if as_json:
             print(json.dumps({"ok": False, "error": error.message, "exit_code": code}))
         err.print(f"[red]error:[/red] {error.message}")

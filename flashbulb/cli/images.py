@@ -18,6 +18,8 @@ EXIT_CODES = {  # what a script can branch on
     ErrorKind.FAILED_PRECONDITION: 2,
     ErrorKind.TOO_LARGE: 2,
     ErrorKind.OVERLOADED: 3,
+    ErrorKind.UNAVAILABLE: 3,  # the server can't be reached, or its worker died: retry
+    ErrorKind.OUT_OF_MEMORY: 3,
     ErrorKind.INTERNAL: 3,
     ErrorKind.DEADLINE_EXCEEDED: 3,
     ErrorKind.CANCELLED: 3,
