@@ -503,7 +503,7 @@ def test_a_refund_claws_back_only_what_the_referrer_still_has(tmp_path):
     ledger.close_hold(database, "x1", 10_000, ledger.Usage(status="ok"))
     assert ledger.balance(database, referrer.account_id) == (2_000, 0)
     ledger.grant(database, "r", -1_500)  # the referrer spent most of it
-    assert ledger.refund(database, "x1")["clawedBackMicros"] == 500  # never below zero
+    assert ledger.refund(database, "x1").clawed_back_micros == 500  # never below zero
     assert ledger.balance(database, referrer.account_id) == (0, 0)
     with pytest.raises(FlashbulbError, match="already refunded"):
         ledger.refund(database, "x1")

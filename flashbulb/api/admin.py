@@ -103,7 +103,14 @@ def build_router(gateway: Gateway) -> APIRouter:
     @router.post("/refunds", dependencies=[ADMIN])
     async def refund(request: Request, body: Refund) -> dict:
         amount = _micros(body.usd) if body.usd is not None else None
-        return await asyncio.to_thread(ledger.refund, db, body.request_id, amount, body.note)
+        done = await asyncio.to_thread(ledger.refund, db, body.request_id, amount, body.note)
+        return {
+            "requestId": done.request_id,
+            "refundedMicros": done.refunded_micros,
+            "chargedMicros": done.charged_micros,
+            "balanceMicros": done.balance_micros,
+            "clawedBackMicros": done.clawed_back_micros,
+        }
 
     @router.get("/keys", dependencies=[ADMIN])
     async def list_keys(request: Request) -> dict:
@@ -182,14 +189,20 @@ def build_account_router(gateway: Gateway) -> APIRouter:
         return {
             "account": caller.account_name,
             "redeemed": "credits",
-            **redeemed,
-            "balanceUsd": micros_to_usd(redeemed["balanceMicros"]),
+            "amountMicros": redeemed.amount_micros,
+            "balanceMicros": redeemed.balance_micros,
+            "balanceUsd": micros_to_usd(redeemed.balance_micros),
         }
 
     @router.get("/account/referral")
     async def referral(request: Request, caller: Authenticated) -> dict:
         """This account's referral code (to hand out) and whether it was referred itself."""
-        return await asyncio.to_thread(accounts.account_info, gateway.db, caller.account_id)
+        info = await asyncio.to_thread(accounts.account_info, gateway.db, caller.account_id)
+        return {
+            "referralCode": info.referral_code,
+            "referred": info.referred,
+            **({"commissionPercent": info.commission_percent} if info.referred else {}),
+        }
 
     @router.get("/account")
     async def account(request: Request, caller: Authenticated) -> dict:

@@ -13,7 +13,6 @@ from fastapi.responses import JSONResponse
 from flashbulb import __version__
 from flashbulb.api import admin, batches, errors, files, gemini, idempotency, metrics, openai, outputs, responses, studio, verify
 from flashbulb.api.limits import BodySizeLimit
-from flashbulb.billing import ledger
 from flashbulb.config import Settings
 from flashbulb.engine.engine import Engine
 from flashbulb.engine.executors import make_executor
@@ -46,7 +45,7 @@ async def _sweep_expired(gateway: Gateway) -> None:
     """Release holds left by a crash; forget idempotent answers past their time."""
     while True:
         try:
-            released = await asyncio.to_thread(ledger.release_expired, gateway.db)
+            released = await gateway.release_expired()
             if released:
                 log.warning("released %d expired holds", released)
             await asyncio.to_thread(idempotency.sweep_expired, gateway.db)

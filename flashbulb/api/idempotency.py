@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import logging
 import os
 import uuid
 
@@ -32,6 +33,7 @@ from flashbulb.errors import ErrorKind, FlashbulbError
 from flashbulb.gateway import accounts
 from flashbulb.store.tables import IdempotentCall, utcnow
 
+log = logging.getLogger("flashbulb.idempotency")
 MAX_KEY_LENGTH = 255
 REPLAYED = (b"idempotent-replayed", b"true")
 
@@ -68,6 +70,7 @@ class Idempotency:
 
         answer: dict = {"status": 0, "headers": [], "chunks": []}
         replayed_body = False
+        stored = False
 
         async def receive_body() -> Message:
             nonlocal replayed_body
@@ -77,17 +80,27 @@ class Idempotency:
             return await receive()  # (then only http.disconnect: the route watches for it)
 
         async def keep_answer(message: Message) -> None:
+            nonlocal stored
             if message["type"] == "http.response.start":
                 answer["status"], answer["headers"] = message["status"], list(message.get("headers", []))
             elif message["type"] == "http.response.body":
                 answer["chunks"].append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Kept before the caller has its last byte: a retry sent the moment the answer
+                    # arrived found it "still running" (409) on PostgreSQL, 1 run in ~10. (If it
+                    # can't be kept now, the answer still goes out; the `finally` below tries again.)
+                    try:
+                        await asyncio.shield(asyncio.to_thread(self._finish, key_hash, claim, answer, sealer))
+                        stored = True
+                    except Exception:
+                        log.exception("keeping an idempotent answer failed")
             await send(message)
 
         try:
             await self.app(scope, receive_body, keep_answer)
         finally:
-            # Shielded: a cancelled request must still store its answer or give its claim back.
-            await asyncio.shield(asyncio.to_thread(self._finish, key_hash, claim, answer, sealer))
+            if not stored:  # Shielded: a cancelled request must still store its answer or give its claim back.
+                await asyncio.shield(asyncio.to_thread(self._finish, key_hash, claim, answer, sealer))
 
     async def _answer_retry(
         self,

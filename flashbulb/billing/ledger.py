@@ -270,7 +270,16 @@ def _pay_commission(conn: Connection, account, charge_micros: int, request_id: s
     )
 
 
-def refund(db: Engine, request_id: str, amount_micros: int | None = None, note: str = "") -> dict:
+@dataclasses.dataclass(frozen=True)
+class Refunded:
+    request_id: str
+    refunded_micros: int
+    charged_micros: int
+    balance_micros: int  # the account's, after the refund
+    clawed_back_micros: int  # taken back from the referrer's commission on the charge
+
+
+def refund(db: Engine, request_id: str, amount_micros: int | None = None, note: str = "") -> Refunded:
     """Give back a settled charge, fully (None) or partly, once. The referrer's commission on it is
     clawed back in proportion (as far as the referrer's free balance allows: never below zero)."""
     if amount_micros is not None and amount_micros <= 0:
@@ -298,13 +307,7 @@ def refund(db: Engine, request_id: str, amount_micros: int | None = None, note: 
         conn.execute(update(ApiKey).where(ApiKey.id == row.key_id).values(spent_micros=ApiKey.spent_micros - amount))
         _append_entry(conn, row.account_id, amount, "refund", request_id, note)
         clawed = _claw_back(conn, request_id, amount, row.charged_micros)
-    return {
-        "requestId": request_id,
-        "refundedMicros": amount,
-        "chargedMicros": row.charged_micros,
-        "balanceMicros": balance,
-        "clawedBackMicros": clawed,
-    }
+    return Refunded(request_id, amount, row.charged_micros, balance, clawed)
 
 
 def _why_no_refund(conn: Connection, request_id: str, amount_micros: int | None) -> NoReturn:
@@ -351,7 +354,13 @@ def _claw_back(conn: Connection, request_id: str, refunded: int, charged: int) -
     return taken
 
 
-def redeem_code(db: Engine, account_id: int, code: str) -> dict:
+@dataclasses.dataclass(frozen=True)
+class Redeemed:
+    amount_micros: int
+    balance_micros: int  # the account's, after the credits
+
+
+def redeem_code(db: Engine, account_id: int, code: str) -> Redeemed:
     """Credit a redemption code's value to the account, once: a conditional UPDATE claims the code,
     so of two concurrent redemptions exactly one credits (the other finds it redeemed)."""
     now = utcnow()
@@ -384,7 +393,7 @@ def redeem_code(db: Engine, account_id: int, code: str) -> dict:
             .returning(Account.balance_micros)
         ).scalar_one()
         _append_entry(conn, account_id, row.amount_micros, "redeem", f"code-{row.id}", "redemption code")
-    return {"amountMicros": row.amount_micros, "balanceMicros": balance}
+    return Redeemed(row.amount_micros, balance)
 
 
 def create_code(db: Engine, amount_micros: int, *, expires_at: dt.datetime | None = None, note: str = "") -> str:
@@ -435,13 +444,14 @@ def set_referrer_in(conn: Connection, account_id: int, referral_code: str, *, pe
     return referrer.name
 
 
-def release_expired(db: Engine, now: dt.datetime | None = None) -> int:
-    """Release holds left behind by a crash or a lost worker. Returns how many were released."""
+def release_expired(db: Engine, now: dt.datetime | None = None) -> list[str]:
+    """Release holds left behind by a crash, a lost worker or a stream that never started. Returns
+    the request ids released."""
     with db.connect() as conn:
         stale = (
             conn.execute(select(Hold.request_id).where(Hold.state == "held", Hold.expires_at < (now or utcnow()))).scalars().all()
         )
-    return sum(close_hold(db, rid, 0, Usage(status="expired", error="hold expired before settlement")) for rid in stale)
+    return [rid for rid in stale if close_hold(db, rid, 0, Usage(status="expired", error="hold expired before settlement"))]
 
 
 LOCAL_ACCOUNT = "local"  # the one-shot CLI's runs on this machine: recorded, never charged

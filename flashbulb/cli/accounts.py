@@ -165,8 +165,8 @@ def credits_refund(obj: Context, request_id: str, usd: str | None, note: str) ->
         done = ledger.refund(obj.db, request_id, _usd(usd) if usd is not None else None, note or "flashbulb credits refund")
     except FlashbulbError as error:
         fail(error)
-    clawed = f", {micros_to_usd(done['clawedBackMicros'])} USD commission clawed back" if done["clawedBackMicros"] else ""
-    print(f"{request_id}: refunded {micros_to_usd(done['refundedMicros'])} of {micros_to_usd(done['chargedMicros'])} USD{clawed}")
+    clawed = f", {micros_to_usd(done.clawed_back_micros)} USD commission clawed back" if done.clawed_back_micros else ""
+    print(f"{request_id}: refunded {micros_to_usd(done.refunded_micros)} of {micros_to_usd(done.charged_micros)} USD{clawed}")
 
 
 @credits.command("history")

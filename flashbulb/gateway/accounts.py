@@ -152,18 +152,22 @@ def revoke_key(db: Engine, key_id: int) -> bool:
         )
 
 
-def account_info(db: Engine, account_id: int) -> dict:
+@dataclasses.dataclass(frozen=True)
+class AccountInfo:
+    referral_code: str  # to hand out: accounts made with it pay this one a commission
+    referred: bool
+    commission_percent: int | None  # what this account's referrer earns of its spend, when referred
+
+
+def account_info(db: Engine, account_id: int) -> AccountInfo:
     with db.connect() as conn:
         row = conn.execute(
             select(Account.referral_code, Account.referrer_id, Account.commission_percent, Account.commission_until).where(
                 Account.id == account_id
             )
         ).one()
-    return {
-        "referralCode": row.referral_code,
-        "referred": row.referrer_id is not None,
-        **({"commissionPercent": row.commission_percent} if row.referrer_id is not None else {}),
-    }
+    referred = row.referrer_id is not None
+    return AccountInfo(row.referral_code, referred, row.commission_percent if referred else None)
 
 
 def has_admin(db: Engine) -> bool:

@@ -244,6 +244,15 @@ class Gateway:
             finally:
                 await self.limiter.release(lease)  # the rate limit slot, exactly once
 
+    async def release_expired(self) -> int:
+        """Release the holds that expired (a reserve no fulfil followed: a crash, a stream whose
+        client left before it began) and forget their quote and rate limit slots. Returns how many."""
+        released = await asyncio.to_thread(ledger.release_expired, self.db)
+        for request_id in released:
+            self._quotes.pop(request_id, None)
+            await self.limiter.release(self._leases.pop(request_id, None))
+        return len(released)
+
     def release_unclosed(self) -> int:
         """Release the holds a database outage kept `fulfil` from closing (nothing is charged for
         them: their callers got a 503). Returns how many; stops at the first that still fails."""
