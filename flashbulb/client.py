@@ -47,7 +47,7 @@ class Client:
             response = self.http.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
             raise unreachable(self.base, exc) from exc
-        if response.status_code >= 400:
+        if not response.is_success:  # (a redirect too: nothing here follows one)
             raise error_of(response)
         return response
 
@@ -55,7 +55,7 @@ class Client:
     def stream(self, method: str, url: str, **kwargs: Any) -> Iterator[httpx.Response]:
         try:
             with self.http.stream(method, url, **kwargs) as response:
-                if response.status_code >= 400:
+                if not response.is_success:
                     response.read()
                     raise error_of(response)
                 yield response
@@ -75,7 +75,8 @@ def error_of(response: httpx.Response) -> FlashbulbError:
         reasons = [d.get("reason") for d in error.get("details", [])]
     except (ValueError, KeyError, TypeError, AttributeError):
         message, status, reasons = response.text[:200] or response.reason_phrase, "", []
-    kind = _KIND_OF_STATUS.get(response.status_code, ErrorKind.INTERNAL)
+    default = ErrorKind.INVALID_ARGUMENT if 400 <= response.status_code < 500 else ErrorKind.INTERNAL
+    kind = _KIND_OF_STATUS.get(response.status_code, default)
     if status == "FAILED_PRECONDITION":
         kind = ErrorKind.FAILED_PRECONDITION
     kind = next((_KIND_OF_REASON[r] for r in reasons if r in _KIND_OF_REASON), kind)

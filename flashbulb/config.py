@@ -303,7 +303,10 @@ class Settings:
             if "price_usd" in fields and "price_micros_per_image" in fields:
                 raise ValueError(f"flashbulb.toml: [models.{name}]: give price_usd or price_micros_per_image, not both")
             if "price_usd" in fields:
-                own = parse_prices(name, fields.pop("price_usd"))
+                try:
+                    own = parse_prices(name, fields.pop("price_usd"))
+                except ValueError as exc:
+                    raise ValueError(str(exc).replace(f"[prices] {name!r}", f"[models.{name}].price_usd")) from None
                 self.prices.setdefault(name, own)
             elif "price_micros_per_image" in fields:
                 micros = fields.pop("price_micros_per_image")

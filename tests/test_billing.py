@@ -129,6 +129,20 @@ def test_price_config_plain_and_table_forms_and_clear_errors():
         Settings().apply_toml({"referrals": {"percent": 120}})
 
 
+def test_every_model_has_a_list_price_and_an_own_backend_never_takes_a_catalog_ones():
+    from flashbulb.engine.backends.diffusion import catalog
+
+    assert {"flashbulb-photo", *catalog.by_name()} <= set(prices.LIST_PRICES)
+    settings = Settings()
+    # An operator's own backend in a catalog model's name: the own-backend price, not the catalog's.
+    settings.apply_toml({"models": {"flux2-klein-4b": {"backend": "fault_backends:FaultBackend"}, "mine": {"like": "sd-turbo"}}})
+    book = price_book(settings)
+    assert book.schedule("flux2-klein-4b").standard == prices.OWN_BACKEND_PRICE
+    assert book.schedule("mine").standard == prices.LIST_PRICES["sd-turbo"]
+    with pytest.raises(ValueError, match=r"\[models\.mine\]\.price_usd"):
+        Settings().apply_toml({"models": {"mine": {"like": "sd-turbo", "price_usd": "-1"}}})
+
+
 def test_size_classes_quality_inputs_and_batch_discount_are_priced_exactly():
     schedule = prices.PriceSchedule(
         small=1_000, standard=2_000, large=4_000, input_image=500, quality_percent=(("high", 150), ("low", 50))

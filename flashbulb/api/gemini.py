@@ -247,8 +247,8 @@ def counted_tokens(request: ImageRequest) -> dict[str, Any]:
 
 
 def model_resource(entry: ModelEntry, prices: PriceBook, name: str | None = None) -> dict[str, Any]:
-    schedule = prices.schedule(entry.name)
     """A model, or an alias (`name`, e.g. gemini-3-pro-image-preview) in front of one."""
+    schedule = prices.schedule(entry.name)
     name = name or entry.name
     return {
         "name": f"models/{name}",

@@ -131,14 +131,20 @@ class PriceBook:
     """Every model's price schedule: the operator's (flashbulb.toml [prices], or a price in its
     [models.NAME] table), else the list price of the catalog model it is priced as."""
 
-    def __init__(self, overrides: dict[str, PriceSchedule], priced_as: dict[str, str]) -> None:
-        """`priced_as`: every model served, by name, and the catalog model whose list price it takes."""
+    def __init__(self, overrides: dict[str, PriceSchedule], priced_as: dict[str, str | None]) -> None:
+        """`priced_as`: every model served, by name, and the catalog model whose list price it takes
+        (None: an operator's own backend, OWN_BACKEND_PRICE unless `overrides` price it)."""
         if unknown := set(overrides) - set(priced_as):
             raise ValueError(
                 f"flashbulb.toml [prices]: no model named {', '.join(sorted(unknown))}; models: {', '.join(priced_as)}"
             )
+        unpriced = {
+            like for name, like in priced_as.items() if like is not None and like not in LIST_PRICES and name not in overrides
+        }
+        if missing := sorted(unpriced):
+            raise ValueError(f"no list price for {', '.join(missing)} (flashbulb.billing.prices.LIST_PRICES)")
         self._schedules = {
-            name: overrides.get(name) or PriceSchedule.flat(LIST_PRICES.get(like, OWN_BACKEND_PRICE))
+            name: overrides.get(name) or PriceSchedule.flat(OWN_BACKEND_PRICE if like is None else LIST_PRICES[like])
             for name, like in priced_as.items()
         }
 

@@ -17,6 +17,7 @@ EXIT_CODES = {  # what a script can branch on
     ErrorKind.NOT_FOUND: 2,
     ErrorKind.FAILED_PRECONDITION: 2,
     ErrorKind.TOO_LARGE: 2,
+    ErrorKind.ALREADY_EXISTS: 2,
     ErrorKind.OVERLOADED: 3,
     ErrorKind.UNAVAILABLE: 3,  # the server can't be reached, or its worker died: retry
     ErrorKind.OUT_OF_MEMORY: 3,

@@ -8,11 +8,10 @@ import sys
 from pathlib import Path
 
 import click
-import httpx
 from rich.markup import escape
 
 from flashbulb.cli.root import Context, err, main
-from flashbulb.errors import FlashbulbError
+from flashbulb.errors import ErrorKind, FlashbulbError
 
 
 @main.command("verify")
@@ -60,22 +59,18 @@ def _remote(path: Path, server: str, key: str | None) -> dict:
     if not key:
         err.print("[red]error:[/red] --server needs --key (or FLASHBULB_API_KEY)")
         sys.exit(5)
+    from flashbulb.client import Client
+
+    client = Client(server, key)
     try:
-        response = httpx.post(
-            f"{server.rstrip('/')}/flashbulb/verify",
-            files={"image": (path.name, path.read_bytes())},
-            headers={"x-goog-api-key": key},
-            timeout=120,
-        )
-    except httpx.HTTPError as exc:
-        err.print(f"[red]error:[/red] can't reach {escape(server)}: {escape(str(exc))}")
-        sys.exit(3)
-    if response.status_code != 200:
-        try:
-            return {"error": response.json()["error"]["message"]}
-        except (ValueError, KeyError, TypeError):
-            return {"error": f"HTTP {response.status_code}"}
-    return response.json()
+        return client.request("POST", "/flashbulb/verify", files={"image": (path.name, path.read_bytes())}).json()
+    except FlashbulbError as error:
+        if error.kind is ErrorKind.UNAVAILABLE:  # the server can't be reached
+            err.print(f"[red]error:[/red] {escape(error.message)}")
+            sys.exit(3)
+        return {"error": error.message}
+    finally:
+        client.close()
 
 
 def _describe_c2pa(found: dict | None) -> str:

@@ -30,8 +30,9 @@ class ModelEntry:
     # Refuses, before any credit is held, a request this model can't serve (400/404 with how to fix it).
     check: Callable[[ImageRequest], None] = lambda request: None
     details: dict[str, object] = dataclasses.field(default_factory=dict)  # licence, source, sizes...
-    # The catalog model whose list price it takes (flashbulb.billing.prices); "": its own name.
-    priced_as: str = ""
+    # The catalog model whose list price it takes (flashbulb.billing.prices); "": its own name;
+    # None: an operator's own backend (billing's price for those, unless flashbulb.toml gives one).
+    priced_as: str | None = ""
     # Which requests may share one run of the backend (None: each runs alone); a pure function of
     # the request, so the engine can batch without the backend in its process.
     batch_key: Callable[[ImageRequest], Hashable | None] | None = None
@@ -157,6 +158,7 @@ def _custom_entry(name: str, fields: dict) -> ModelEntry:
         description=str(fields.get("description", f"custom backend {target}")),
         capabilities=("generate", "edit"),
         make_backend=make,
+        priced_as=None,
         details={"backend": target},
     )
 
@@ -237,9 +239,10 @@ class Registry:
             return None
         return entry.name if entry.installed() else None
 
-    def priced_as(self) -> dict[str, str]:
-        """Every model by name, and the catalog model whose list price it takes (for billing)."""
-        return {name: entry.priced_as or name for name, entry in self.entries.items()}
+    def priced_as(self) -> dict[str, str | None]:
+        """Every model by name, and the catalog model whose list price it takes (None: an operator's
+        own backend), for billing."""
+        return {name: name if entry.priced_as == "" else entry.priced_as for name, entry in self.entries.items()}
 
     def resolve(self, name: str) -> ModelEntry:
         name = name.removeprefix("models/")

@@ -100,6 +100,7 @@ class Gateway:
         self.limiter = RateLimiter(settings.rate_limits, max_lease_s=settings.hold_ttl_s)
         self._leases: dict[str, Lease] = {}  # request id -> its rate limit slots, from reserve to fulfil
         self._quotes: dict[str, quotes.Quote] = {}  # request id -> the unit prices its hold recorded, from reserve to fulfil
+        self._reserved_at: dict[str, float] = {}  # request id -> when it was reserved (monotonic), until fulfil
         self._unclosed: dict[str, ledger.Usage] = {}  # holds a database outage kept open: released when it is back
         self.provenance = Provenance(settings)
 
@@ -159,6 +160,7 @@ class Gateway:
             await asyncio.shield(asyncio.to_thread(ledger.close_hold, self.db, request.request_id, 0, usage))
             raise
         self._quotes[request.request_id] = quote  # the hold recorded these unit prices; the settlement charges them
+        self._reserved_at[request.request_id] = time.monotonic()
 
     async def fulfil(
         self,
@@ -175,6 +177,7 @@ class Gateway:
         usage = ledger.Usage(status="error", input_images=len(request.images), input_pixels=request.input_pixels)
         charge = 0
         output_pixels: list[int] | None = None
+        self._reserved_at.pop(request.request_id, None)
         quote = self._quotes.pop(request.request_id, None) or quotes.quote(
             self.prices.schedule(entry.name), request, discount_percent
         )
@@ -248,7 +251,12 @@ class Gateway:
         """Release the holds that expired (a reserve no fulfil followed: a crash, a stream whose
         client left before it began) and forget their quote and rate limit slots. Returns how many."""
         released = await asyncio.to_thread(ledger.release_expired, self.db)
-        for request_id in released:
+        # Also forget reservations older than any hold: another server sharing the database may
+        # have released them (its sweep found them first).
+        too_old = time.monotonic() - self.settings.hold_ttl_s
+        forgotten = [rid for rid, at in self._reserved_at.items() if at < too_old]
+        for request_id in {*released, *forgotten}:
+            self._reserved_at.pop(request_id, None)
             self._quotes.pop(request_id, None)
             await self.limiter.release(self._leases.pop(request_id, None))
         return len(released)
