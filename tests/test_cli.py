@@ -121,3 +121,21 @@ def test_listings_at_80_columns_keep_every_id_whole(tmp_path):
     assert "qwen-image-edit-2509" in models and "flux1-kontext-dev" in models
     pulled = flashbulb(tmp_path, "pull", "flashbulb-photo")
     assert pulled.returncode == 0 and "built in" in pulled.stderr
+
+
+def test_config_check_prints_the_effective_settings_without_secrets_and_names_a_bad_key(tmp_path):
+    (tmp_path / "flashbulb.toml").write_text(
+        '[prices]\n"flashbulb-photo" = "0.003"\n[batch]\nlease_s = 12\n'
+        '[rate_limits]\nredis_url = "redis://:hunter2@127.0.0.1:6379/0"\n'
+    )
+    checked = flashbulb(tmp_path, "config", "check", "--json", env={"FLASHBULB_DATABASE_URL": "postgresql://bob:sekret@db/x"})
+    assert checked.returncode == 0, checked.stderr
+    assert "sekret" not in checked.stdout and "hunter2" not in checked.stdout
+    found = json.loads(checked.stdout)
+    settings = found["settings"]
+    assert found["file"] == str(tmp_path / "flashbulb.toml") and settings["batch_lease_s"] == 12.0
+    assert settings["database_url"] == "postgresql://bob:***@db/x"
+    assert settings["prices"]["flashbulb-photo"]["standard"] == 3_000 and settings["prices"]["sd-turbo"]["standard"] == 2_000
+    (tmp_path / "flashbulb.toml").write_text('[prices]\nnope = "1"\n')
+    refused = flashbulb(tmp_path, "config", "check")
+    assert refused.returncode == 2 and "[prices]: no model named nope" in refused.stderr

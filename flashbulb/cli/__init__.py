@@ -3,7 +3,7 @@
 Every command works on the same data directory (`batch`, and the one-shot commands with --server,
 talk to a running server). One module per group of commands; importing them registers them."""
 
-from flashbulb.cli import accounts, batch, images, models, usage, verify  # noqa: F401 - registers the commands
+from flashbulb.cli import accounts, batch, config, images, models, usage, verify  # noqa: F401 - registers the commands
 from flashbulb.cli.root import main
 
 __all__ = ["main"]
