@@ -302,3 +302,11 @@ def test_a_reading_is_matched_on_its_least_sure_bits():
     assert reading.candidates(0) == [0b100]
     assert sorted(reading.candidates(2)) == sorted([0b100, 0b101, 0b100 | 1 << 31, 0b101 | 1 << 31])
     assert len(set(reading.candidates(8))) == 256
+
+
+def test_verifys_doubt_budget_shrinks_as_marks_are_recorded_so_false_matches_stay_rare():
+    from flashbulb.provenance.verify import MAX_CHANCE_MATCH, doubts_for
+
+    assert [doubts_for(n) for n in (0, 100, 1_700, 10_000, 100_000, 1_000_000)] == [12, 12, 7, 5, 2, 0]
+    for marks in (0, 50, 1_677, 6_710, 200_000):
+        assert marks * 2 ** doubts_for(marks) / 2**32 <= MAX_CHANCE_MATCH

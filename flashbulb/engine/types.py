@@ -51,6 +51,9 @@ class ImageRequest:
     priority: int = 0  # lower runs first: live traffic 0, batch jobs 1
     quality: str | None = None  # OpenAI's low | medium | high (priced, see flashbulb.billing.prices); None: default
     watermark: int | None = None  # the 32-bit payload the worker hides in each result image (None: unmarked)
+    # How many of a reading's least sure bits verify may flip on this server now (provenance/verify.py
+    # doubts_for): a mark whose read-back is wrong beyond them could not be traced, so it isn't claimed.
+    watermark_doubts: int = 6
 
     @property
     def input_pixels(self) -> int:

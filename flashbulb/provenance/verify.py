@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 
 from PIL import Image
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from flashbulb.engine.imageio import decode_image
 from flashbulb.engine.types import Caller
@@ -15,7 +15,7 @@ from flashbulb.store.tables import UsageRecord
 
 # The most a chance reading may match some recorded mark, per image checked. A reading is matched
 # to the marks that differ from it only in its least sure bits: up to 12 of them (4,096 payloads of
-# 2^32) while few calls are recorded (under ~100), fewer as more are (8 at 1,700 marks, 5 at 10,000,
+# 2^32) while few calls are recorded (under ~100), fewer as more are (7 at 1,700 marks, 5 at 10,000,
 # 2 at 100,000), so an image flashbulb didn't make is not claimed as more calls are. Measured, JPEG
 # q80 copies of 44 marked photos (3 photos at 320 px): the wrong bits were among the 6 least sure
 # in 40, the 10 least sure in all (8 missed 2 of them; the suite's shared server saw one such).
@@ -33,13 +33,22 @@ def verify(data: bytes, *, db: Engine, caller: Caller | None, trust_anchor_pem: 
     }
 
 
+def doubts_for(marks: int) -> int:
+    """How many of a reading's least sure bits may be wrong for it to still be matched, with `marks`
+    recorded: as many as keep the chance of matching somebody else's mark <= MAX_CHANCE_MATCH."""
+    return next((k for k in range(MAX_DOUBTS, 0, -1) if marks * 2**k / 2**32 <= MAX_CHANCE_MATCH), 0)
+
+
+def marks_recorded(conn: Connection) -> int:
+    return conn.execute(select(func.count()).where(UsageRecord.watermark.is_not(None))).scalar_one()
+
+
 def _trace(reading: watermark.Reading | None, db: Engine, caller: Caller | None) -> dict:
     if reading is None:
         return {"found": False, "why": f"images under {watermark.MIN_SIDE} px a side carry no watermark"}
     with db.connect() as conn:
-        marked = conn.execute(select(func.count()).where(UsageRecord.watermark.is_not(None))).scalar_one()
-        doubts = next((k for k in range(MAX_DOUBTS, 0, -1) if marked * 2**k / 2**32 <= MAX_CHANCE_MATCH), 0)
-        candidates = reading.candidates(doubts)
+        marked = marks_recorded(conn)
+        candidates = reading.candidates(doubts_for(marked))
         rows = conn.execute(
             select(
                 UsageRecord.request_id, UsageRecord.account_id, UsageRecord.model, UsageRecord.created_at, UsageRecord.watermark

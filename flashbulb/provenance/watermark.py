@@ -26,8 +26,10 @@ MAX_WORK_SIDE = 1024  # ... unless that makes the long side longer than this (a 
 # back exactly; what tiny random-weight pipelines draw (colour noise, pale blurs) 2-19 wrong (bench/provenance.py).
 MAX_READ_BACK_ERRORS = 2
 # A claimed mark's wrong bits must be among the reading's least sure ones, since verify matches by
-# flipping only those (up to 12 of them on a server with few marks, 8 at ~1,700, verify.MAX_DOUBTS):
-# a smooth generated picture read 2 bits wrong where the decoder was sure, and verify missed it.
+# flipping only those (up to 12 of them on a server with few marks, 7 at ~1,700: verify.doubts_for):
+# a smooth generated picture read 2 bits wrong where the decoder was sure, and verify missed it. At
+# most 6 (fewer once the server's budget is smaller: ImageRequest.watermark_doubts), leaving the
+# rest of verify's budget for what a copy's re-encoding costs.
 TRACED_DOUBTS = 6
 PAYLOAD_TRIES = 5  # payloads tried in one pass before a second pass (mark_result)
 MIN_SIDE = 128  # smaller images carry no mark: a 50% copy of one is too small to read back
@@ -181,12 +183,13 @@ def mark_result(request, result):  # engine ImageRequest, ImageResult
         passes = 2
     result.timings_ms["watermark"] = round((time.perf_counter() - started) * 1000, 1)
     worst = max(errors)
-    sure_but_wrong = any(r is None or payload not in r.candidates(TRACED_DOUBTS) for r in readings)
+    doubts = min(TRACED_DOUBTS, request.watermark_doubts)
+    sure_but_wrong = any(r is None or payload not in r.candidates(doubts) for r in readings)
     if worst > MAX_READ_BACK_ERRORS or sure_but_wrong:
         # A mark that can't be read back and traced is no mark: the image goes out as it was made, and says so.
         why = f"{worst} of {PAYLOAD_BITS} bits read back wrong after {passes} pass{'es' if passes > 1 else ''}"
         if worst <= MAX_READ_BACK_ERRORS:
-            why += f", not among the {TRACED_DOUBTS} the decoder was least sure of, so it couldn't be traced"
+            why += f", not among the {doubts} the decoder was least sure of, so it couldn't be traced"
         result.quality["watermark"] = {"marked": False, "why": f"this image doesn't hold the mark: {why}"}
         return result
     result.quality["watermark"] = {
