@@ -42,10 +42,11 @@ def build_gateway(settings: Settings) -> Gateway:
 
 
 async def _sweep_expired(gateway: Gateway) -> None:
-    """Release holds left by a crash; forget idempotent answers past their time."""
+    """Release holds left by a crash, recount the marks (the watermark budget), forget idempotent answers past their time."""
     while True:
         try:
             released = await gateway.release_expired()
+            await asyncio.to_thread(gateway.count_marks)
             if released:
                 log.warning("released %d expired holds", released)
             await asyncio.to_thread(idempotency.sweep_expired, gateway.db)

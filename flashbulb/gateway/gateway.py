@@ -100,7 +100,7 @@ class Gateway:
         self.limiter = RateLimiter(settings.rate_limits, max_lease_s=settings.hold_ttl_s)
         self._leases: dict[str, Lease] = {}  # request id -> its rate limit slots, from reserve to fulfil
         self._quotes: dict[str, quotes.Quote] = {}  # request id -> the unit prices its hold recorded, from reserve to fulfil
-        self._marks_counted: tuple[float, int] = (-1e9, 0)  # (when, how many marks are recorded)
+        self.marks_recorded = 0  # watermarks in the usage records, as of the last sweep (count_marks)
         self._reserved_at: dict[str, float] = {}  # request id -> when it was reserved (monotonic), until fulfil
         self._unclosed: dict[str, ledger.Usage] = {}  # holds a database outage kept open: released when it is back
         self.provenance = Provenance(settings)
@@ -122,8 +122,7 @@ class Gateway:
         request.model = entry.name
         check_request(request)
         request.watermark = self.provenance.payload()
-        if request.watermark is not None:
-            request.watermark_doubts = await self._watermark_doubts()
+        request.watermark_doubts = verify.doubts_for(self.marks_recorded)
         entry.check(request)  # not installed, or a request this model can't serve: 400 before any hold
         # Rate limits come before the hold, so a refused call is never charged. Batch items
         # (priority 1) are exempt: the batch runner meters them itself ([batch] max_in_flight).
@@ -250,17 +249,11 @@ class Gateway:
             finally:
                 await self.limiter.release(lease)  # the rate limit slot, exactly once
 
-    async def _watermark_doubts(self) -> int:
-        """verify's doubt budget for this server's marks, recounted at most once a minute."""
-        counted_at, marks = self._marks_counted
-        if time.monotonic() - counted_at > 60:
-            marks = await asyncio.to_thread(self._count_marks)
-            self._marks_counted = (time.monotonic(), marks)
-        return verify.doubts_for(marks)
-
-    def _count_marks(self) -> int:
+    def count_marks(self) -> None:
+        """Recount the marks recorded (the sweep does, off the request path): verify's doubt budget,
+        which a worker's mark must fit to be claimed, shrinks as they grow."""
         with self.db.connect() as conn:
-            return verify.marks_recorded(conn)
+            self.marks_recorded = verify.marks_recorded(conn)
 
     async def release_expired(self) -> int:
         """Release the holds that expired (a reserve no fulfil followed: a crash, a stream whose
