@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from pathlib import Path
 
 import click
 from rich.markup import escape
@@ -34,33 +33,17 @@ def check(obj: Context, as_json: bool) -> None:
     except ValueError as error:  # a local model's `like`, [prices] naming no model...
         err.print(f"[red]error:[/red] {escape(str(error))}")
         raise SystemExit(2) from None
-    effective: dict[str, object] = {field.name: _plain(getattr(settings, field.name)) for field in dataclasses.fields(settings)}
+    effective = dataclasses.asdict(settings)
     effective["database_url"] = _hide_password(settings.database_url)
-    effective["rate_limits"] = {
-        **dataclasses.asdict(settings.rate_limits),
-        "redis_url": _hide_password(settings.rate_limits.redis_url),
-    }
+    effective["rate_limits"]["redis_url"] = _hide_password(settings.rate_limits.redis_url)
     effective["prices"] = {name: dataclasses.asdict(book.schedule(name)) for name in registry.entries}
     source = settings.data_dir / "flashbulb.toml"
     if as_json:
-        print(json.dumps({"file": str(source) if source.exists() else None, "settings": effective}, indent=2))
+        print(json.dumps({"file": str(source) if source.exists() else None, "settings": effective}, indent=2, default=str))
         return
     err.print(f"{source} is valid" if source.exists() else f"no {source}: the embedded defaults")
     for name, value in effective.items():
-        print(f"{name} = {json.dumps(value)}")
-
-
-def _plain(value: object) -> object:
-    """A setting as JSON can show it."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
+        print(f"{name} = {json.dumps(value, default=str)}")  # (default: paths as text)
 
 
 def _hide_password(url: str) -> str:

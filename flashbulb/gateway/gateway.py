@@ -99,9 +99,9 @@ class Gateway:
         self.prices = PriceBook(settings.prices, engine.registry.priced_as())
         self.limiter = RateLimiter(settings.rate_limits, max_lease_s=settings.hold_ttl_s)
         self._leases: dict[str, Lease] = {}  # request id -> its rate limit slots, from reserve to fulfil
-        self._quotes: dict[str, quotes.Quote] = {}  # request id -> the unit prices its hold recorded, from reserve to fulfil
+        # request id -> (the unit prices its hold recorded, when (monotonic)), from reserve to fulfil
+        self._quotes: dict[str, tuple[quotes.Quote, float]] = {}
         self.marks_recorded = 0  # watermarks in the usage records, as of the last sweep (count_marks)
-        self._reserved_at: dict[str, float] = {}  # request id -> when it was reserved (monotonic), until fulfil
         self._unclosed: dict[str, ledger.Usage] = {}  # holds a database outage kept open: released when it is back
         self.provenance = Provenance(settings)
 
@@ -161,8 +161,7 @@ class Gateway:
             usage = ledger.Usage(status="cancelled", error="the client went away before the call started")
             await asyncio.shield(asyncio.to_thread(ledger.close_hold, self.db, request.request_id, 0, usage))
             raise
-        self._quotes[request.request_id] = quote  # the hold recorded these unit prices; the settlement charges them
-        self._reserved_at[request.request_id] = time.monotonic()
+        self._quotes[request.request_id] = (quote, time.monotonic())  # the hold recorded these; the settlement charges them
 
     async def fulfil(
         self,
@@ -179,10 +178,8 @@ class Gateway:
         usage = ledger.Usage(status="error", input_images=len(request.images), input_pixels=request.input_pixels)
         charge = 0
         output_pixels: list[int] | None = None
-        self._reserved_at.pop(request.request_id, None)
-        quote = self._quotes.pop(request.request_id, None) or quotes.quote(
-            self.prices.schedule(entry.name), request, discount_percent
-        )
+        held = self._quotes.pop(request.request_id, None)
+        quote = held[0] if held else quotes.quote(self.prices.schedule(entry.name), request, discount_percent)
         outcome: Served | BaseException = asyncio.CancelledError()
         try:
             result = await asyncio.wait_for(self.engine.run(request, job), self.settings.request_timeout_s)
@@ -262,9 +259,8 @@ class Gateway:
         # Also forget reservations older than any hold: another server sharing the database may
         # have released them (its sweep found them first).
         too_old = time.monotonic() - self.settings.hold_ttl_s
-        forgotten = [rid for rid, at in self._reserved_at.items() if at < too_old]
+        forgotten = [rid for rid, (_, at) in self._quotes.items() if at < too_old]
         for request_id in {*released, *forgotten}:
-            self._reserved_at.pop(request_id, None)
             self._quotes.pop(request_id, None)
             await self.limiter.release(self._leases.pop(request_id, None))
         return len(released)
