@@ -209,7 +209,7 @@ def test_the_file_store_enforces_its_limit_while_bytes_arrive_and_forgets_expire
         files.received(token)
     file_id, token = files.start_upload(owner, mime_type="text/plain", size_bytes=3, name="files/mine")
     info = files.append(token, 0, b"abc", finalize=True).file
-    assert (info.id, info.size_bytes, info.sha256) == ("mine", 3, hashlib.sha256(b"abc").hexdigest())
+    assert (info.name, info.size_bytes, info.sha256) == ("mine", 3, hashlib.sha256(b"abc").hexdigest())
     _info, handle = files.open(owner, "mine")
     with handle:
         assert handle.read() == b"abc"
@@ -219,9 +219,18 @@ def test_the_file_store_enforces_its_limit_while_bytes_arrive_and_forgets_expire
     with pytest.raises(FlashbulbError) as other:
         files.get(owner + 1, file_id)
     assert other.value.kind == ErrorKind.NOT_FOUND
+    # Names are per account: a stranger naming its file the same learns nothing and takes nothing.
+    stranger = accounts.create_key(database, "stranger").account_id
+    _name, token = files.start_upload(stranger, mime_type="text/plain", size_bytes=3, name="files/mine")
+    files.append(token, 0, b"xyz", finalize=True)
+    for account, data in ((owner, b"abc"), (stranger, b"xyz")):
+        with files.open(account, "mine")[1] as handle:
+            assert handle.read() == data
+    files.delete(stranger, "mine")
+    assert files.get(owner, "mine").sha256 == hashlib.sha256(b"abc").hexdigest()
     expired = FileStore(database, blob_store, max_bytes=10, ttl_s=-1)
     _old, token = expired.start_upload(owner, mime_type="text/plain", size_bytes=None)
-    assert expired.sweep_expired() == 1 and files.get(owner, "mine").id == "mine"
+    assert expired.sweep_expired() == 1 and files.get(owner, "mine").name == "mine"
     database.dispose()
 
 

@@ -37,21 +37,21 @@ def timestamp(when: dt.datetime) -> str:
 def file_resource(info: FileInfo, base_url: str, version: str) -> dict[str, Any]:
     base = base_url.rstrip("/")
     body: dict[str, Any] = {
-        "name": f"files/{info.id}",
+        "name": f"files/{info.name}",
         "mimeType": info.mime_type,
         "sizeBytes": str(info.size_bytes),  # int64: a string in Google's JSON
         "createTime": timestamp(info.created_at),
         "updateTime": timestamp(info.updated_at),
         "expirationTime": timestamp(info.expires_at),
         "sha256Hash": base64.b64encode(bytes.fromhex(info.sha256)).decode(),  # proto bytes: base64
-        "uri": f"{base}/{version}/files/{info.id}",
+        "uri": f"{base}/{version}/files/{info.name}",
         "state": "ACTIVE",
         "source": "GENERATED" if info.source == "generated" else "UPLOADED",
     }
     if info.display_name:
         body["displayName"] = info.display_name
     if info.source == "generated":  # the SDK downloads only files that have a downloadUri
-        body["downloadUri"] = f"{base}/download/{version}/files/{info.id}:download?alt=media"
+        body["downloadUri"] = f"{base}/download/{version}/files/{info.name}:download?alt=media"
     return body
 
 
@@ -164,7 +164,7 @@ def build_router(gateway: Gateway, files: FileStore, version: str) -> APIRouter:
                 while block := handle.read(1 << 20):
                     yield block
 
-        headers = {"content-length": str(info.size_bytes), "content-disposition": f'attachment; filename="{info.id}"'}
+        headers = {"content-length": str(info.size_bytes), "content-disposition": f'attachment; filename="{info.name}"'}
         return StreamingResponse(chunks(), media_type=info.mime_type or "application/octet-stream", headers=headers)
 
     # Before /files/{file_id}: that pattern would also match "ID:download".

@@ -5,7 +5,8 @@ appended at the offset the client names, which must be the number of bytes recei
 size of the partial blob, so an upload survives a restart, and with a shared blob store may go on
 through another server); `finalize` checks the size,
 hashes the bytes and makes the file ACTIVE. Files belong to an account; to anyone else they do
-not exist. They expire after `ttl_s`.
+not exist. A file's name (`files/<name>`, which the caller may choose) is its account's alone; the
+bytes live under a server-made id. They expire after `ttl_s`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")  # the Gemini API's 
 
 @dataclasses.dataclass(frozen=True)
 class FileInfo:
-    id: str
+    name: str  # files/<name>, within its account
     account_id: int
     display_name: str
     mime_type: str
@@ -76,8 +77,8 @@ def new_id(length: int = 16) -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(length))
 
 
-def _not_found(file_id: str) -> FlashbulbError:
-    return FlashbulbError(ErrorKind.NOT_FOUND, f"files/{file_id} is not found (or is not yours, or has expired).")
+def _not_found(name: str) -> FlashbulbError:
+    return FlashbulbError(ErrorKind.NOT_FOUND, f"files/{name} is not found (or is not yours, or has expired).")
 
 
 class FileStore:
@@ -108,7 +109,7 @@ class FileStore:
     def start_upload(
         self, account_id: int, *, mime_type: str, size_bytes: int | None, display_name: str = "", name: str | None = None
     ) -> tuple[str, str]:
-        """Reserve a file for an upload; returns (file id, upload token)."""
+        """Reserve a file for an upload; returns (its name, upload token)."""
         if size_bytes is not None and size_bytes > self.max_bytes:
             raise FlashbulbError(ErrorKind.TOO_LARGE, f"the file is {size_bytes:,} bytes; the limit is {self.max_bytes:,} bytes")
         self._check_quota(account_id, size_bytes or 0)
@@ -116,8 +117,9 @@ class FileStore:
             raise invalid("displayName must be at most 512 characters")
         if len(mime_type) > 200:
             raise invalid("mimeType must be at most 200 characters")
-        file_id = name.removeprefix("files/") if name else new_id()
-        if not _NAME.match(file_id):
+        file_id = new_id()
+        chosen = name.removeprefix("files/") if name else file_id
+        if not _NAME.match(chosen):
             raise invalid(f"file name {name!r}: use 1-40 lowercase letters, digits or dashes (not first or last)")
         token = secrets.token_urlsafe(32)
         now = utcnow()
@@ -127,6 +129,7 @@ class FileStore:
                     insert(StoredFile).values(
                         id=file_id,
                         account_id=account_id,
+                        name=chosen,
                         display_name=display_name,
                         mime_type=mime_type or "application/octet-stream",
                         size_bytes=size_bytes if size_bytes is not None else -1,
@@ -139,10 +142,10 @@ class FileStore:
                         expires_at=now + dt.timedelta(seconds=self.ttl_s),
                     )
                 )
-        except IntegrityError as exc:
-            raise FlashbulbError(ErrorKind.ALREADY_EXISTS, f"files/{file_id} already exists") from exc
+        except IntegrityError as exc:  # only this account's own names can clash
+            raise FlashbulbError(ErrorKind.ALREADY_EXISTS, f"you already have files/{chosen}") from exc
         self.blobs.write(self._part(file_id), [])
-        return file_id, token
+        return chosen, token
 
     def _check_quota(self, account_id: int, adding: int, besides: str | None = None) -> None:
         """The account's files (kept and being uploaded) plus `adding` bytes stay within its quota
@@ -216,7 +219,7 @@ class FileStore:
                 .where(StoredFile.id == row.id)
                 .values(state="active", size_bytes=received, sha256=digest.hexdigest(), upload_token_hash=None, updated_at=now)
             )
-        return self.get(row.account_id, row.id)
+        return self.get(row.account_id, row.name)
 
     def cancel(self, token: str) -> None:
         row = self._upload_row(token)
@@ -224,16 +227,19 @@ class FileStore:
 
     # ---- files ----
 
-    def get(self, account_id: int, file_id: str) -> FileInfo:
+    def get(self, account_id: int, name: str) -> FileInfo:
+        return _info(self._row(account_id, name))
+
+    def _row(self, account_id: int, name: str):
         with self.db.connect() as conn:
             row = conn.execute(
                 select(StoredFile).where(
-                    StoredFile.id == file_id, StoredFile.account_id == account_id, StoredFile.state == "active"
+                    StoredFile.name == name, StoredFile.account_id == account_id, StoredFile.state == "active"
                 )
             ).first()
         if row is None or row.expires_at < utcnow():
-            raise _not_found(file_id)
-        return _info(row)
+            raise _not_found(name)
+        return row
 
     def list(self, account_id: int, *, offset: int, limit: int) -> tuple[list[FileInfo], bool]:
         """Newest first; (page, whether there are more)."""
@@ -241,22 +247,21 @@ class FileStore:
             rows = conn.execute(
                 select(StoredFile)
                 .where(StoredFile.account_id == account_id, StoredFile.state == "active", StoredFile.expires_at >= utcnow())
-                .order_by(StoredFile.created_at.desc(), StoredFile.id)
+                .order_by(StoredFile.created_at.desc(), StoredFile.name)
                 .offset(offset)
                 .limit(limit + 1)
             ).all()
         return [_info(r) for r in rows[:limit]], len(rows) > limit
 
-    def open(self, account_id: int, file_id: str) -> tuple[FileInfo, BinaryIO]:
-        info = self.get(account_id, file_id)
+    def open(self, account_id: int, name: str) -> tuple[FileInfo, BinaryIO]:
+        row = self._row(account_id, name)
         try:
-            return info, self.blobs.open(self.blob(file_id))
+            return _info(row), self.blobs.open(self.blob(row.id))
         except FileNotFoundError as exc:
-            raise _not_found(file_id) from exc
+            raise _not_found(name) from exc
 
-    def delete(self, account_id: int, file_id: str) -> None:
-        self.get(account_id, file_id)  # 404 for anyone else's
-        self._remove(file_id)
+    def delete(self, account_id: int, name: str) -> None:
+        self._remove(self._row(account_id, name).id)  # 404 for anyone else's
 
     def _remove(self, file_id: str) -> None:
         with self.db.begin() as conn:
@@ -267,7 +272,7 @@ class FileStore:
     def write_generated(
         self,
         account_id: int,
-        file_id: str,
+        name: str,
         *,
         display_name: str,
         mime_type: str,
@@ -276,7 +281,8 @@ class FileStore:
     ) -> FileInfo:
         """Write a file the server made (a batch's responses) and register it. `commit(conn)` runs in
         the transaction that registers it, so the file and whatever points at it appear together.
-        Writing the same id again replaces the file (a finalization interrupted and redone)."""
+        Writing the same name again replaces the file (a finalization interrupted and redone)."""
+        file_id = new_id()
         digest = hashlib.sha256()
 
         def hashed() -> Iterator[bytes]:
@@ -286,12 +292,15 @@ class FileStore:
 
         size = self.blobs.write(self.blob(file_id), hashed())
         now = utcnow()
+        mine = (StoredFile.account_id == account_id) & (StoredFile.name == name)
         with self.db.begin() as conn:
-            conn.execute(delete(StoredFile).where(StoredFile.id == file_id))
+            replaced = conn.execute(select(StoredFile.id).where(mine)).scalars().all()
+            conn.execute(delete(StoredFile).where(mine))
             conn.execute(
                 insert(StoredFile).values(
                     id=file_id,
                     account_id=account_id,
+                    name=name,
                     display_name=display_name,
                     mime_type=mime_type,
                     size_bytes=size,
@@ -306,7 +315,9 @@ class FileStore:
             )
             if commit is not None:
                 commit(conn)
-        return self.get(account_id, file_id)
+        for old in replaced:
+            self.blobs.delete(self.blob(old))
+        return self.get(account_id, name)
 
     def sweep_expired(self) -> int:
         """Delete expired files and abandoned uploads. Returns how many."""

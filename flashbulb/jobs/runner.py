@@ -46,7 +46,7 @@ class ItemCodec(Protocol):
     def error(self, error: FlashbulbError) -> dict: ...
 
 
-def responses_file_id(batch_id: str) -> str:
+def responses_file_name(batch_id: str) -> str:
     # Fixed per batch: a finalization redone after a crash replaces the file instead of leaving two.
     return f"batch-{batch_id}"
 
@@ -217,14 +217,14 @@ class BatchRunner:
         if batch is None:
             return
         if batch.input_file and not batch.deleted:
-            file_id = responses_file_id(batch.id)
+            name = responses_file_name(batch.id)
             self.files.write_generated(
                 batch.account_id,
-                file_id,
+                name,
                 display_name=f"responses of batches/{batch.id}",
                 mime_type="application/jsonl",
                 lines=_jsonl(self.db, batch.id),
-                commit=lambda conn: queue.end(conn, batch, f"files/{file_id}"),
+                commit=lambda conn: queue.end(conn, batch, f"files/{name}"),
             )
         else:
             with self.db.begin() as conn:

@@ -172,9 +172,11 @@ class StoredFile(Base):
     under <data dir>/files; the row says whose it is and whether it is complete."""
 
     __tablename__ = "files"
+    __table_args__ = (UniqueConstraint("account_id", "name", name="uq_files_account_name"),)
 
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # made by the server; names the blob
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(40))  # `files/<name>` to its account, which may choose it
     display_name: Mapped[str] = mapped_column(String(512), default="")
     mime_type: Mapped[str] = mapped_column(String(200), default="")
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # announced while uploading, exact once active
