@@ -86,6 +86,7 @@ LIMIT_KEYS = (
     "max_connections",
     "max_input_pixels",
     "max_input_images",
+    "max_pixels_in_flight",
     "max_queue_per_model",
     "request_timeout_s",
     "hold_ttl_s",
@@ -149,6 +150,9 @@ class Settings:
     max_connections: int = 1000
     max_input_pixels: int = 40_000_000
     max_input_images: int = 16
+    # The decoded input pixels all calls in progress may hold at once (then 503, retry): 200 MP is
+    # ~800 MB of RGBA, five requests at max_input_pixels or ~200 of a megapixel each.
+    max_pixels_in_flight: int = 200_000_000
     # The engine: how many requests may wait per model before we answer 503.
     max_queue_per_model: int = 32
     request_timeout_s: float = 600.0

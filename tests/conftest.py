@@ -21,6 +21,8 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 FLASHBULB = [sys.executable, "-m", "flashbulb.cli"]
+# A model whose prompt "sleep N" takes N seconds in its worker (tests/fault_backends.py), at $0.002 a call.
+SLOW_MODEL = '[models.slow]\nbackend = "fault_backends:FaultBackend"\nprice_usd = "0.002"\n'
 POSTGRES_URL = os.environ.get("FLASHBULB_TEST_POSTGRES_URL", "")
 # One client for the tests' raw HTTP calls: httpx.get() and friends build a client (and its TLS
 # context) per call, 19 ms each against 0.9 ms here (measured), thousands of times a suite. No

@@ -9,11 +9,12 @@ import struct
 import time
 import uuid
 import zlib
+from pathlib import Path
 
 import hostile_corpus
 import httpx
 import pytest
-from conftest import astronaut, gemini_body, http, png_bytes, start_server
+from conftest import SLOW_MODEL, astronaut, gemini_body, http, png_bytes, start_server
 from google.genai import errors
 from PIL import Image
 
@@ -561,5 +562,53 @@ def test_slow_clients_are_closed_within_their_timeouts_while_others_are_served(t
         assert not open_ones, f"{len(open_ones)} slow connections still open after {closed_after:.1f} s"
         assert all(b"too slowly" in answers.get(sock, b"") for sock in bodies), [answers.get(s, b"")[:80] for s in bodies]
         assert server.healthy()
+    finally:
+        server.stop()
+
+
+def peak_rss_mb(pid: int, *, reset: bool = False) -> float:
+    """The process's peak resident memory since the last reset (Linux: VmHWM; writing 5 to clear_refs resets it)."""
+    if reset:
+        with open(f"/proc/{pid}/clear_refs", "w") as refs:
+            refs.write("5")
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
+
+
+def test_queued_calls_hold_at_most_the_servers_pixels_in_flight(tmp_path):
+    """The memory attack: many concurrent calls, each within its own pixel limit, each with an image
+    of 9 MP (a 30 KB PNG), at a model that takes 3 s a call. Past max_pixels_in_flight (25 MP: two of
+    them) a call is a free 503 before its image is decoded, so the API process holds two images,
+    not 24 (measured: 184 MB; with the bound off, 1,187 MB and all 24 queued)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    # No per-key concurrency limit: an attacker has as many keys as it likes.
+    config = "[limits]\nmax_input_pixels = 10000000\nmax_pixels_in_flight = 25000000\n" + SLOW_MODEL
+    config += "[rate_limits]\nkey_concurrent = 0\naccount_concurrent = 0\n"
+    server = start_server(tmp_path, f"sqlite:///{tmp_path / 'pixels.db'}", config=config)
+    try:
+        key = server.create_key("1")
+        body = gemini_body(png_bytes(Image.new("RGB", (3000, 3000), (90, 120, 150))), "sleep 3")
+
+        def attack() -> list[httpx.Response]:
+            with ThreadPoolExecutor(24) as pool:
+                return list(pool.map(lambda _: server.generate(key, body, model="slow"), range(24)))
+
+        before = peak_rss_mb(server.process.pid, reset=True)
+        answers = attack()
+        grew = peak_rss_mb(server.process.pid) - before
+        served = [a for a in answers if a.status_code == 200]
+        refused = [a for a in answers if a.status_code != 200]
+        assert 1 <= len(served) <= 12 and len(served) + len(refused) == 24, [a.status_code for a in answers]
+        for answer in refused:
+            assert_google_error(answer, 503, "UNAVAILABLE", "pixels")
+            assert answer.headers["retry-after"] == "2"
+        assert grew < 300, f"the API process grew by {grew:.0f} MB under the attack"
+        account = http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
+        assert account["balanceMicros"] == 1_000_000 - 2000 * len(served) and account["heldMicros"] == 0
+        # Every image given back: a second wave is served as the first was, and a lone call at once.
+        assert any(a.status_code == 200 for a in attack())
+        assert server.generate(key, body, model="slow").status_code == 200
+        assert "flashbulb_pixels_in_flight 0.0" in http.get(f"{server.base_url}/metrics").text
     finally:
         server.stop()

@@ -73,3 +73,16 @@ def test_pixel_limit_is_checked_before_decoding():
     with pytest.raises(FlashbulbError) as raised:
         decode_image(png_bytes(astronaut(64)), max_pixels=1000)
     assert "64x64" in raised.value.message
+
+
+def test_decoded_pixels_count_in_flight_until_the_image_is_freed():
+    from flashbulb.engine.imageio import pixels_in_flight
+
+    start = pixels_in_flight.used
+    image = decode_image(png_bytes(astronaut(64)), max_pixels=10_000)
+    assert pixels_in_flight.used == start + 64 * 64
+    with pytest.raises(FlashbulbError):  # a truncated PNG gives back what its header took
+        decode_image(png_bytes(astronaut(64))[:200], max_pixels=10_000)
+    assert pixels_in_flight.used == start + 64 * 64
+    del image
+    assert pixels_in_flight.used == start

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import openai
 import pytest
-from conftest import astronaut, gemini_body, http, png_bytes, start_server, wait_for
+from conftest import SLOW_MODEL, astronaut, gemini_body, http, png_bytes, start_server, wait_for
 from sqlalchemy import func, select
 
 from flashbulb.store import db as store
@@ -30,7 +30,6 @@ def cheap() -> dict:
 
 # A model whose calls stay in flight for as long as its prompt says (tests/fault_backends.py),
 # priced as flashbulb-photo: what is limited is calls in flight, whatever model runs them.
-SLOW_MODEL = '[models.slow]\nbackend = "fault_backends:FaultBackend"\nprice_usd = "0.002"\n'
 
 
 def slow() -> dict:

@@ -14,6 +14,7 @@ from flashbulb import __version__
 from flashbulb.api import admin, batches, errors, files, gemini, idempotency, metrics, openai, outputs, responses, studio, verify
 from flashbulb.api.limits import BodySizeLimit
 from flashbulb.config import Settings
+from flashbulb.engine import imageio
 from flashbulb.engine.engine import Engine
 from flashbulb.engine.executors import make_executor
 from flashbulb.engine.registry import Registry
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
     # The installed models among those to warm (aliases resolved): readiness waits for them.
     to_warm = sorted({name for m in settings.warm_models if (name := registry.installed_name(m))}) if warm_up else []
     failed_warm: dict[str, str] = {}
+    imageio.pixels_in_flight.limit = settings.max_pixels_in_flight
     # Uploads, batch result files and image URLs: in the data dir, or shared by every server.
     blob_store = blobs.open_store(settings.blob_store, settings.data_dir, gateway.db)
     result_files = outputs.OutputStore(blob_store, settings.output_url_ttl_s)

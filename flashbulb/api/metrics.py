@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from flashbulb.engine import imageio
 from flashbulb.engine.engine import Engine
 from flashbulb.gateway.gateway import Gateway
 from flashbulb.store.tables import Hold, UsageDaily, UsageRecord
@@ -69,6 +70,11 @@ class _DatabaseCollector:
         for model, waiting in self.engine.queue_depths().items():
             queued.add_metric([model], waiting)
         yield queued
+        yield GaugeMetricFamily(
+            "flashbulb_pixels_in_flight",
+            f"Decoded input pixels held by calls in progress (the limit: {imageio.pixels_in_flight.limit}).",
+            value=imageio.pixels_in_flight.used,
+        )
 
 
 class HttpMetrics:

@@ -180,34 +180,40 @@ class _ModelQueue:
                 if self.closed:
                     return
                 first = self._take_next()
-            # A worker that died while idle (killed, OOM-killed) is brought back before it is given a job.
-            if (self.started.get(index) is not None or not replica.alive()) and not self._start(index, replica):
-                first.future.set_exception(self.started[index])
-                continue
-            jobs = [first, *self._gather(first)]
+            self._serve(index, replica, first)
+            # The thread waits for the next job holding none: a request's images are freed with its
+            # answer (a job left in a local kept them, counted in flight, until the next one came).
+            del first
+
+    def _serve(self, index: int, replica: Replica, first: Job) -> None:
+        # A worker that died while idle (killed, OOM-killed) is brought back before it is given a job.
+        if (self.started.get(index) is not None or not replica.alive()) and not self._start(index, replica):
+            first.future.set_exception(self.started[index])
+            return
+        jobs = [first, *self._gather(first)]
+        try:
             try:
-                try:
-                    self._run(replica, jobs)
-                except WorkerDied as died:
-                    if died.started or self.closed or not self._start(index, replica):
-                        raise
-                    # It was dying already (killed while idle) and never took these jobs: run them now.
-                    self._run(replica, jobs)
+                self._run(replica, jobs)
             except WorkerDied as died:
-                log.error("%s replica %d died running %d request(s): %s; restarting it", self.entry.name, index, len(jobs), died)
-                if died.started:  # only a run that began can be what killed it
-                    self.on_crash(jobs)
-                error = FlashbulbError(
-                    ErrorKind.UNAVAILABLE,
-                    f"The {self.entry.name} worker stopped while running this request ({died}); it is restarting. "
-                    "You were not charged; retry shortly.",
-                    retry_after_s=2,
-                )
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(error)
-                if not self.closed:
-                    self._start(index, replica)
+                if died.started or self.closed or not self._start(index, replica):
+                    raise
+                # It was dying already (killed while idle) and never took these jobs: run them now.
+                self._run(replica, jobs)
+        except WorkerDied as died:
+            log.error("%s replica %d died running %d request(s): %s; restarting it", self.entry.name, index, len(jobs), died)
+            if died.started:  # only a run that began can be what killed it
+                self.on_crash(jobs)
+            error = FlashbulbError(
+                ErrorKind.UNAVAILABLE,
+                f"The {self.entry.name} worker stopped while running this request ({died}); it is restarting. "
+                "You were not charged; retry shortly.",
+                retry_after_s=2,
+            )
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(error)
+            if not self.closed:
+                self._start(index, replica)
 
     def _gather(self, first: Job) -> list[Job]:
         """Jobs that may share `first`'s run: same batch key, arriving within the batch window."""

@@ -172,7 +172,12 @@ class BatchRunner:
             )
             request.priority = BATCH_PRIORITY
             await self.gateway.reserve(request, discount_percent=discount)
-        except FlashbulbError as error:  # a bad request, or out of credits: this item's error, not the batch's
+        except FlashbulbError as error:
+            if error.kind == ErrorKind.OVERLOADED:  # live calls hold the server's pixels: not the item's fault
+                await asyncio.to_thread(queue.requeue_now, self.db, item, None)
+                await asyncio.sleep(OVERLOADED_BACKOFF_S)
+                return
+            # A bad request, or out of credits: this item's error, not the batch's.
             await asyncio.to_thread(queue.finish_now, self.db, item, queue.FAILED, self._error(error))
             return
         recorder = _Recorder(self, item, request)
