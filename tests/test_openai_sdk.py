@@ -34,7 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     tables = []
     for name, like in TINY_MODELS.items():
         path = tiny_pipelines.build(catalog.by_name()[like].pipeline, root / name)
-        tables.append(f'[models.{name}]\nlike = "{like}"\npath = "{path}"\nsteps = 2\npixels = {TINY_PIXELS}\n')
+        tables.append(f'[models.{name}]\nlike = "{like}"\npath = "{path}"\nsteps = 3\npixels = {TINY_PIXELS}\n')
     config = (
         f"[limits]\nmax_body_bytes = {MAX_BODY_BYTES}\noutput_url_ttl_s = {URL_TTL_S}\n\n"
         f"[diffusion]\nbatch_window_ms = 0\nwarm_models = {json.dumps(['flashbulb-photo', *TINY_MODELS])}\n\n"
@@ -400,16 +400,35 @@ def test_the_newest_gpt_image_names_are_listed_and_answer(client, name):
     assert decoded(result.data[0]).size == (64, 48) and result.flashbulb["model"] == "flashbulb-photo"
 
 
-def test_generate_streams_a_completed_event_with_the_image_and_charges_once(server, key, client):
+def test_generate_streams_partial_images_decoded_from_the_latents_then_the_image_and_charges_once(server, key, client):
     before = balance(server, key)
     events = list(client.images.generate(model="tiny-sd", prompt="a red fox", size="128x128", stream=True, partial_images=2))
-    completed = [e for e in events if e.type == "image_generation.completed"]
-    assert len(completed) == 1 and events[-1] is completed[0]
-    assert all(e.type == "image_generation.partial_image" for e in events[:-1])
-    image = decoded(completed[0])
-    assert image.size == (128, 128) and completed[0].size == "128x128" and completed[0].output_format == "png"
-    assert completed[0].usage.output_tokens == 1290
-    assert balance(server, key) == before - completed[0].flashbulb["chargeMicros"] < before
+    # 3 steps: a partial image after each of the first two, decoded from that step's latents.
+    assert [e.type for e in events] == [*["image_generation.partial_image"] * 2, "image_generation.completed"]
+    completed = events[-1]
+    image = decoded(completed)
+    partials = [np.asarray(decoded(e).convert("RGB"), dtype=float) for e in events[:2]]
+    assert [e.partial_image_index for e in events[:2]] == [0, 1] and all(p.shape == (128, 128, 3) for p in partials)
+    final = np.asarray(image.convert("RGB"), dtype=float)
+    # The same picture coming into focus: each partial nearer the result than the one before, none it.
+    distances = [np.abs(p - final).mean() for p in partials]
+    assert distances[0] > distances[1] > 0, distances
+    assert all(np.corrcoef(p.ravel(), final.ravel())[0, 1] > 0.5 for p in partials)
+    assert completed.flashbulb["timingsMs"]["previews"] > 0
+    plain = list(client.images.generate(model="tiny-sd", prompt="a red fox", size="128x128", stream=True))
+    assert [e.type for e in plain] == ["image_generation.completed"] and "previews" not in plain[0].flashbulb["timingsMs"]
+    assert image.size == (128, 128) and completed.size == "128x128" and completed.output_format == "png"
+    assert completed.usage.output_tokens == 1290
+    charged = completed.flashbulb["chargeMicros"] + plain[0].flashbulb["chargeMicros"]
+    assert balance(server, key) == before - charged < before
+
+
+def test_a_diffusion_edit_streams_a_partial_image_at_the_results_size(client):
+    events = list(
+        client.images.edit(model="tiny-klein", image=upload(photo()), prompt="make it a painting", stream=True, partial_images=1)
+    )
+    assert [e.type for e in events] == ["image_edit.partial_image", "image_edit.completed"]
+    assert decoded(events[0]).size == decoded(events[1]).size
 
 
 def test_edit_streams_its_stages_as_partial_images_and_a_refusal_is_an_error_event_that_costs_nothing(server, key, client):

@@ -308,6 +308,7 @@ async def fulfil_with_previews(
     def on_preview(image: Image.Image) -> None:
         loop.call_soon_threadsafe(previews.put_nowait, image)
 
+    request.partial_images = limit
     job = JobContext(on_preview=on_preview if limit else (lambda image: None))
     work = asyncio.ensure_future(gateway.fulfil(request, job, render=render))
     sent = 0

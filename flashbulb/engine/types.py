@@ -54,6 +54,9 @@ class ImageRequest:
     # How many of a reading's least sure bits verify may flip on this server now (provenance/verify.py
     # doubts_for): a mark whose read-back is wrong beyond them could not be traced, so it isn't claimed.
     watermark_doubts: int = 6
+    # Intermediate images a streaming caller asked for (OpenAI's partial_images): a diffusion model
+    # decodes that many steps' latents, which costs a VAE decode each, so it does only when asked.
+    partial_images: int = 0
 
     @property
     def input_pixels(self) -> int:

@@ -8,12 +8,13 @@ starts a Ray instance on this machine; "auto" or "ray://head:10001" joins a runn
 The API process keeps its own queue per model (live traffic ahead of batch jobs, batching of like
 requests) and hands Serve at most one call per replica slot, so priorities hold and Serve's router
 sends each call to a free replica. A replica that dies fails the calls it was running (503, free)
-like a local worker. Not forwarded across Ray (yet): progress fractions, and a cancel after the
-replica has started (the caller is answered at once; the replica finishes the run for nobody).
+like a local worker. Not forwarded across Ray (yet): progress fractions, partial images (the
+replica is told none are wanted), and a cancel after the replica has started (the caller is answered at once; the replica finishes the run for nobody).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -46,6 +47,7 @@ class ModelReplica:
         self.info = {"id": f"{model}/{replica.unique_id}", "host": socket.gethostname(), "pid": os.getpid()}
 
     def run(self, requests: list[ImageRequest]) -> list[ImageResult]:
+        requests = [dataclasses.replace(r, partial_images=0) for r in requests]  # nobody to show them to
         results = run_backend(self.backend, requests, [JobContext() for _ in requests])
         for result in results:
             result.replica = dict(self.info)

@@ -19,7 +19,7 @@ from PIL import Image
 
 from flashbulb.config import Settings
 from flashbulb.engine.aspect import ratio_of
-from flashbulb.engine.backends.diffusion import masks, presets, weights
+from flashbulb.engine.backends.diffusion import masks, presets, previews, weights
 from flashbulb.engine.backends.diffusion.catalog import GENERATE, INPAINT, DiffusionModel
 from flashbulb.engine.backends.diffusion.fastpath import FastPath, speed_up
 from flashbulb.engine.backends.diffusion.loading import load_pipeline
@@ -85,6 +85,7 @@ class DiffusionBackend:
         self.pipe.set_progress_bar_config(disable=True)
         self.fast_path = speed_up(self.pipe, FastPath(compile=settings.compile, fp8=settings.fp8, step_cache=settings.step_cache))
         self.load_ms = round((time.perf_counter() - started) * 1000)
+        self.preview_ms = 0.0
         log.info("%s loaded on %s in %d ms (%s)", model.name, self.device, self.load_ms, self.fast_path)
         self._warm_up()
 
@@ -105,6 +106,7 @@ class DiffusionBackend:
 
     def run_batch(self, requests: list[ImageRequest], jobs: list[JobContext]) -> list[ImageResult]:
         started = time.perf_counter()
+        self.preview_ms = 0.0  # this run's partial images (decoding latents), in its timings
         blocked = [self._unsafe_inputs(r) for r in requests]
         live = [i for i, b in enumerate(blocked) if b is None]
         plans = {i: presets.plan(requests[i].prompt, requests[i].system) for i in live}
@@ -116,7 +118,14 @@ class DiffusionBackend:
             width, height = self._size(first)
             region = self._region(first)  # the shared references' region: found once, retries included
             batch = self._generate(
-                [plans[i] for i in live], first, region, width, height, [seeds[i] for i in live], [jobs[i] for i in live]
+                [plans[i] for i in live],
+                first,
+                region,
+                width,
+                height,
+                [seeds[i] for i in live],
+                [jobs[i] for i in live],
+                partials=[requests[i].partial_images for i in live],
             )
             images = dict(zip(live, batch))
         generate_ms = round((time.perf_counter() - started) * 1000, 1)
@@ -158,14 +167,26 @@ class DiffusionBackend:
         height: int,
         seeds: list[list[int]],
         jobs: list[JobContext],
+        partials: list[int] | None = None,
     ) -> list[list[Image.Image]]:
         """Images for several requests of one shape (same n, same references: a batch of one for edits),
-        changed only inside `mask` (`_region`) when there is one."""
+        changed only inside `mask` (`_region`) when there is one; `partials[k]` previews for job k."""
         n = len(seeds[0])
         flat_seeds = [s for request_seeds in seeds for s in request_seeds]
         inpaint_mask = mask if INPAINT in self.model.tasks else None  # edit models see the whole photo...
         out = self._denoise(
-            [p.prompt for p in plans], [p.negative for p in plans], first.images, inpaint_mask, width, height, flat_seeds, n, jobs
+            [p.prompt for p in plans],
+            [p.negative for p in plans],
+            first.images,
+            inpaint_mask,
+            width,
+            height,
+            flat_seeds,
+            n,
+            jobs,
+            partials=partials,
+            preview_mask=mask,
+            original=first.images[0] if first.images else None,
         )
         if mask is not None:  # ...and only the masked region of their output is kept
             out = [_composite(first.images[0], image, mask) for image in out]
@@ -183,19 +204,31 @@ class DiffusionBackend:
         n: int,
         jobs: list[JobContext],
         steps: int | None = None,
+        partials: list[int] | None = None,
+        preview_mask: np.ndarray | None = None,
+        original: Image.Image | None = None,
     ) -> list[Image.Image]:
         import torch
 
         model = self.model
         steps = steps or model.steps
+        wanted = {k: set(previews.preview_steps(count, steps)) for k, count in enumerate(partials or []) if count > 0}
 
-        def on_step_end(_pipe, step: int, _timestep, tensors: dict) -> dict:
+        def on_step_end(pipe, step: int, _timestep, tensors: dict) -> dict:
             if all(job.cancel.is_set() for job in jobs):
                 # Everyone in the batch has gone: stop denoising for nobody.
                 log.info("%s: cancelled at step %d of %d", model.name, step + 1, steps)
                 raise Cancelled()
             for job in jobs:
                 job.on_progress((step + 1) / steps)
+            if showing := [k for k, at in wanted.items() if step in at and not jobs[k].cancel.is_set()]:
+                started = time.perf_counter()
+                shown = previews.decode(pipe, tensors["latents"][[k * n for k in showing]], width, height) or []
+                for k, image in zip(showing, shown):  # as the result will be: the region alone changed
+                    jobs[k].preview(
+                        image if preview_mask is None or original is None else _composite(original, image, preview_mask)
+                    )
+                self.preview_ms += (time.perf_counter() - started) * 1000
             return tensors
 
         args = {
@@ -318,6 +351,8 @@ class DiffusionBackend:
         if ocr.quoted(request.prompt):
             quality["ocr"] = (kept or found)[0].ocr
         timings = {"generate": generate_ms, "measure_and_retry": round((time.perf_counter() - started) * 1000, 1)}
+        if request.partial_images and self.preview_ms:
+            timings["previews"] = round(self.preview_ms, 1)  # within generate
         if kept:
             text = f"{self.model.title}, {width}x{height}, {self.model.steps} steps, seed {', '.join(str(m.seed) for m in kept)}."
             edited = None if region is None else Image.fromarray(np.round(region * 255).astype(np.uint8), "L")
