@@ -16,7 +16,7 @@ import openai
 import pytest
 import tiny_pipelines
 from conftest import actions_of, astronaut, http, png_bytes, read_manifest, start_server
-from PIL import Image
+from PIL import Image, ImageFilter
 from skimage import data
 
 from flashbulb.engine.backends.diffusion import catalog
@@ -530,3 +530,109 @@ def test_responses_without_the_image_tool_is_a_400_saying_so(server, key, client
             tools=[{"type": "image_generation"}],
         )
     assert "data URL" in caught.value.message and balance(server, key) == before
+
+
+# ---- how readily the safety check blocks: Gemini's safetySettings, OpenAI's moderation ----
+
+
+def blurred_astronaut(blur: float) -> Image.Image:
+    """The astronaut's face, which this server blocks, seen less surely the more it is blurred
+    (NudeNet's FACE_FEMALE score at 256 px: 0.77 sharp, 0.66 at blur 2, 0.42 at blur 6)."""
+    return astronaut(256).filter(ImageFilter.GaussianBlur(blur))
+
+
+def test_gemini_safety_settings_set_how_readily_the_check_blocks_but_never_turn_it_off(server, key):
+    from google.genai import errors, types
+
+    genai = server.genai(key)
+
+    def blocked(image: Image.Image, threshold: str | None) -> bool:
+        settings = [types.SafetySetting(category="HARM_CATEGORY_SEXUALLY_EXPLICIT", threshold=threshold)] if threshold else None
+        answer = genai.models.generate_content(
+            model="flashbulb-photo",
+            contents=[image, "make it brighter"],
+            config=types.GenerateContentConfig(
+                safety_settings=[
+                    types.SafetySetting(category="HARM_CATEGORY_HARASSMENT", threshold="BLOCK_NONE"),
+                    *(settings or []),
+                ]
+            ),
+        )
+        return answer.candidates is None and answer.prompt_feedback.block_reason.name == "IMAGE_SAFETY"
+
+    unsure, doubtful = blurred_astronaut(2), blurred_astronaut(6)
+    assert blocked(unsure, None) and not blocked(unsure, "BLOCK_ONLY_HIGH")
+    assert (
+        not blocked(doubtful, None)
+        and not blocked(doubtful, "BLOCK_MEDIUM_AND_ABOVE")
+        and blocked(doubtful, "BLOCK_LOW_AND_ABOVE")
+    )
+    assert blocked(astronaut(256), "BLOCK_NONE") and blocked(astronaut(256), "OFF")  # the loosest level, not off
+    body = {
+        "contents": [{"parts": [{"text": "hi"}]}],
+        "safetySettings": [{"category": "HARM_CATEGORY_SEXUAL", "threshold": "OFF"}],
+    }
+    answer = http.post(f"{server.base_url}/v1beta/models/flashbulb-photo:generateContent", params={"key": key}, json=body)
+    assert answer.status_code == 400 and "HARM_CATEGORY_SEXUALLY_EXPLICIT" in answer.json()["error"]["message"]
+    with pytest.raises(errors.ClientError):
+        genai.models.generate_content(
+            model="flashbulb-photo",
+            contents=[unsure, "make it brighter"],
+            config=types.GenerateContentConfig(
+                safety_settings=[{"category": "HARM_CATEGORY_HATE_SPEECH", "threshold": "SOMETIMES"}]
+            ),
+        )
+
+
+def test_openai_moderation_low_is_the_loosest_level(client):
+    def edit(moderation: str | None) -> str:
+        tool = {"type": "image_generation", "model": "flashbulb-photo", **({"moderation": moderation} if moderation else {})}
+        content = [
+            {"type": "input_text", "text": "make it brighter"},
+            {"type": "input_image", "image_url": data_url(blurred_astronaut(2))},
+        ]
+        try:
+            response = client.responses.create(model="gpt-5", tools=[tool], input=[{"role": "user", "content": content}])
+        except openai.BadRequestError as error:
+            return error.code or ""
+        return response.output[0].status
+
+    assert edit(None) == edit("auto") == "moderation_blocked"
+    assert edit("low") == "completed"
+
+
+def test_the_responses_image_tool_takes_an_input_image_mask(client):
+    original = photo(size=(64, 64))
+    mask = Image.new("RGBA", (64, 64), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (0, 0, 32, 64))  # transparent: the left half may change
+    response = client.responses.create(
+        model="gpt-5",
+        tools=[{"type": "image_generation", "model": "tiny-klein", "input_image_mask": {"image_url": data_url(mask)}}],
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "make it brighter"},
+                    {"type": "input_image", "image_url": data_url(original)},
+                ],
+            }
+        ],
+    )
+    result = np.asarray(Image.open(io.BytesIO(base64.b64decode(response.output[0].result))).convert("RGB"), dtype=float)
+    before = np.asarray(original, dtype=float)
+    assert result[:, :32].mean() > before[:, :32].mean() + 5  # brighter where the mask let it
+    assert np.abs(result[:, 40:] - before[:, 40:]).mean() < 2  # the rest as it was sent
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(
+            model="gpt-5",
+            tools=[{"type": "image_generation", "model": "tiny-klein", "input_image_mask": {"file_id": "file-1"}}],
+            input=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "brighter"},
+                        {"type": "input_image", "image_url": data_url(original)},
+                    ],
+                }
+            ],
+        )

@@ -75,13 +75,59 @@ class GenerationConfig(Wire):
     image_config: ImageConfig | None = None
 
 
+class SafetySetting(Wire):
+    category: str
+    threshold: str = "HARM_BLOCK_THRESHOLD_UNSPECIFIED"
+    method: str | None = None  # SEVERITY or PROBABILITY: the detector gives one score either way
+
+
 class GenerateContentRequest(Wire):
     contents: list[Content] = []
     generation_config: GenerationConfig | None = None
     system_instruction: Content | None = None
+    safety_settings: list[SafetySetting] | None = None
 
 
 # ---- wire -> domain ----
+
+# safetySettings: flashbulb checks one class, sexually explicit images (NudeNet); a threshold for it
+# sets how readily that check blocks (engine/types.py safety_level). The other categories have no
+# detector here and are accepted as they are; BLOCK_NONE and OFF are the loosest level, not off.
+HARM_CATEGORIES = {
+    "HARM_CATEGORY_UNSPECIFIED",
+    "HARM_CATEGORY_HARASSMENT",
+    "HARM_CATEGORY_HATE_SPEECH",
+    "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+    "HARM_CATEGORY_DANGEROUS_CONTENT",
+    "HARM_CATEGORY_CIVIC_INTEGRITY",
+    "HARM_CATEGORY_JAILBREAK",
+    "HARM_CATEGORY_IMAGE_HATE",
+    "HARM_CATEGORY_IMAGE_DANGEROUS_CONTENT",
+    "HARM_CATEGORY_IMAGE_HARASSMENT",
+    "HARM_CATEGORY_IMAGE_SEXUALLY_EXPLICIT",
+}
+CHECKED_CATEGORIES = {"HARM_CATEGORY_SEXUALLY_EXPLICIT", "HARM_CATEGORY_IMAGE_SEXUALLY_EXPLICIT"}
+SAFETY_LEVELS = {
+    "HARM_BLOCK_THRESHOLD_UNSPECIFIED": "default",
+    "BLOCK_LOW_AND_ABOVE": "strict",
+    "BLOCK_MEDIUM_AND_ABOVE": "default",
+    "BLOCK_ONLY_HIGH": "loose",
+    "BLOCK_NONE": "loose",
+    "OFF": "loose",
+}
+
+
+def safety_level(settings: list[SafetySetting]) -> str:
+    """The strictest level asked for the checked categories ("default" if none)."""
+    asked = set()
+    for index, setting in enumerate(settings):
+        if setting.category not in HARM_CATEGORIES:
+            raise invalid(f"safetySettings[{index}].category {setting.category!r} is not one of {sorted(HARM_CATEGORIES)}")
+        if setting.threshold not in SAFETY_LEVELS:
+            raise invalid(f"safetySettings[{index}].threshold {setting.threshold!r} is not one of {sorted(SAFETY_LEVELS)}")
+        if setting.category in CHECKED_CATEGORIES:
+            asked.add(SAFETY_LEVELS[setting.threshold])
+    return next((level for level in ("strict", "default", "loose") if level in asked), "default")
 
 
 def decode_base64(data: str, where: str) -> bytes:
@@ -188,6 +234,7 @@ def to_image_request(
         system="\n".join(p.text for p in wire.system_instruction.parts if p.text) if wire.system_instruction else "",
         want_text="TEXT" in modalities,
         caller=caller,
+        safety_level=safety_level(wire.safety_settings or []),
     )
     if image_size:  # a promise of pixels: the ratio the request is drawn at, at that size class
         request.size = sized(ratio_of(request), image_size)

@@ -72,11 +72,11 @@ class ImageParams(BaseModel):
     stream: bool | None = None
     partial_images: int | None = Field(None, ge=0, le=3)
     input_fidelity: Literal["low", "high"] | None = None  # every edit here keeps the input's identity
+    moderation: Literal["auto", "low"] | None = None  # "low": the safety check's loosest level (never off)
 
 
 class GenerateParams(ImageParams):
     style: Literal["vivid", "natural"] | None = None  # dall-e-3's; accepted, no model here uses it
-    moderation: Literal["auto", "low"] | None = None
 
 
 _CODES = {
@@ -277,6 +277,7 @@ def to_image_request(
         want_text=False,
         caller=caller,
         quality=params.quality,
+        safety_level="loose" if params.moderation == "low" else "default",
     )
 
 

@@ -24,11 +24,13 @@ from flashbulb.api.errors import openai_error_body
 from flashbulb.api.openai import (
     ImageParams,
     data_url_bytes,
+    decode,
     encode_all,
     fulfil_with_previews,
     parse_json,
     parse_params,
     refusal,
+    repaint_mask,
     resolve_model,
     sse,
     to_image_request,
@@ -90,6 +92,20 @@ def parse_request(body: bytes) -> tuple[ResponsesRequest, ImageTool]:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise invalid(f"Invalid 'tools[].{'.'.join(map(str, first['loc']))}': {first['msg']}.", param="tools") from exc
+
+
+def read_mask(mask: dict[str, Any] | None, images: list[Image.Image], max_pixels: int) -> Image.Image | None:
+    """The tool's input_image_mask ({"image_url": data URL}, transparent where the image should change),
+    as ImageRequest.mask for the image being edited."""
+    if mask is None:
+        return None
+    param = "tools[0].input_image_mask"
+    if not images:
+        raise invalid("input_image_mask needs an image to edit: send an input_image or a previous_response_id.", param="tools")
+    if "image_url" not in mask:
+        raise invalid(f'{param} must be {{"image_url": data URL}} (file_id is not supported here).', param="tools")
+    data = data_url_bytes(mask["image_url"], f"{param}.image_url")
+    return repaint_mask(decode(data, "input_image_mask", "tools", max_pixels), images[0].size)
 
 
 def read_input(wire: ResponsesRequest, max_pixels: int, max_images: int) -> tuple[str, list[Image.Image], list[Image.Image]]:
@@ -202,13 +218,12 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
         chosen = [] if action == "generate" else (sent or earlier[-1:])
         if action == "edit" and not chosen:
             raise invalid("action 'edit' needs an image: send an input_image or a previous_response_id.", param="tools")
-        if tool.input_image_mask is not None:
-            raise invalid("input_image_mask is not supported here yet; use images.edit with a mask.", param="tools")
         fields = {k: v for k, v in tool.model_dump().items() if k in ImageParams.model_fields and v is not None}
         fields["prompt"] = "\n".join(t for t in (wire.instructions, prompt) if t)
         fields["stream"] = wire.stream
         params = parse_params(ImageParams, fields)
-        request = to_image_request(params, chosen, None, caller=caller, request_id=new_request_id())
+        mask = read_mask(tool.input_image_mask, chosen, settings.max_input_pixels)
+        request = to_image_request(params, chosen, mask, caller=caller, request_id=new_request_id())
         return wire, tool, params, request, "edit" if chosen else "generate"
 
     @router.post("/responses")

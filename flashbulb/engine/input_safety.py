@@ -13,10 +13,10 @@ log = logging.getLogger(__name__)
 
 
 def check_inputs(
-    request_id: str, images: list[np.ndarray], block: tuple[str, ...]
+    request_id: str, images: list[np.ndarray], block: tuple[str, ...], level: str = "default"
 ) -> tuple[list[safety.Verdict], ImageResult | None]:
     """The verdict on each uint8 RGB input, and the IMAGE_SAFETY result to return if one is blocked."""
-    verdicts = [safety.check(rgb, block) for rgb in images]
+    verdicts = [safety.check(rgb, block, level) for rgb in images]
     for number, verdict in enumerate(verdicts, start=1):
         if not verdict.safe:
             log.warning("request %s: input image %d blocked by safety: %s", request_id, number, ", ".join(verdict.found))

@@ -57,6 +57,9 @@ class ImageRequest:
     # Intermediate images a streaming caller asked for (OpenAI's partial_images): a diffusion model
     # decodes that many steps' latents, which costs a VAE decode each, so it does only when asked.
     partial_images: int = 0
+    # How readily the safety check blocks: "strict", "default" or "loose" (a caller's safetySettings
+    # or moderation; vision/safety.py MIN_SCORES). There is no "off".
+    safety_level: str = "default"
 
     @property
     def input_pixels(self) -> int:

@@ -16,16 +16,19 @@ EXPLICIT = (
     "ANUS_EXPOSED",
     "BUTTOCKS_EXPOSED",
 )
-MIN_SCORE = 0.5
+# How sure the detector must be to block, by how strict a caller asks it to be (engine/types.py
+# SafetyLevel: Gemini's safetySettings, OpenAI's moderation). A caller can't turn the check off.
+MIN_SCORES = {"strict": 0.3, "default": 0.5, "loose": 0.7}
 
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
     safe: bool
     found: tuple[str, ...]  # the blocked classes seen, with scores, for the log and the caller
+    min_score: float = MIN_SCORES["default"]  # the detector's score from which a class blocks
 
     def as_json(self) -> dict[str, object]:
-        return {"safe": self.safe, "found": list(self.found)}
+        return {"safe": self.safe, "found": list(self.found), "min_score": self.min_score}
 
 
 def _detector():
@@ -37,8 +40,9 @@ def _detector():
 _nudenet = Lazy(_detector)
 
 
-def check(image: np.ndarray, block: tuple[str, ...] = EXPLICIT, min_score: float = MIN_SCORE) -> Verdict:
+def check(image: np.ndarray, block: tuple[str, ...] = EXPLICIT, level: str = "default") -> Verdict:
+    min_score = MIN_SCORES[level]
     bgr = np.ascontiguousarray(image[..., 2::-1], dtype=np.uint8)
     found = _nudenet.get().detect(bgr)  # onnxruntime sessions are safe to share between threads
     hits = sorted({f"{d['class']} {d['score']:.2f}" for d in found if d["class"] in block and d["score"] >= min_score})
-    return Verdict(safe=not hits, found=tuple(hits))
+    return Verdict(safe=not hits, found=tuple(hits), min_score=min_score)

@@ -27,7 +27,7 @@ from flashbulb.engine.backends.diffusion.measure import better, identity_summary
 from flashbulb.engine.input_safety import check_inputs
 from flashbulb.engine.types import Cancelled, FinishReason, ImageRequest, ImageResult, JobContext
 from flashbulb.errors import ErrorKind, FlashbulbError
-from flashbulb.vision import ocr
+from flashbulb.vision import ocr, safety
 from flashbulb.vision.identity import THRESHOLD, Subject
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class DiffusionBackend:
 
     def _unsafe_inputs(self, request: ImageRequest) -> ImageResult | None:
         rgb = [np.asarray(im.convert("RGB")) for im in request.images]
-        return check_inputs(request.request_id, rgb, self.settings.safety_block)[1]
+        return check_inputs(request.request_id, rgb, self.settings.safety_block, request.safety_level)[1]
 
     def _seeds(self, request: ImageRequest) -> list[int]:
         base = request.seed if request.seed is not None else random.randrange(2**31)
@@ -317,7 +317,7 @@ class DiffusionBackend:
         started = time.perf_counter()
         subject = Subject(np.asarray(request.images[0].convert("RGB"))) if request.images else None
         block = self.settings.safety_block
-        found = [measure(image, seed, request.prompt, subject, block) for image, seed in zip(images, seeds)]
+        found = [measure(image, seed, request.prompt, subject, block, request.safety_level) for image, seed in zip(images, seeds)]
         width, height = self._size(request)
         retries = 0
         for attempt in range(1, self.settings.identity_retries + 1):
@@ -328,7 +328,7 @@ class DiffusionBackend:
             for k in failing:
                 seed = seeds[k] + attempt * SEED_STRIDE
                 [image] = self._generate([plan], request, region, width, height, [[seed]], [job])[0]
-                found[k] = better(found[k], measure(image, seed, request.prompt, subject, block))
+                found[k] = better(found[k], measure(image, seed, request.prompt, subject, block, request.safety_level))
                 retries += 1
         kept = [m for m in found if m.kept]
         quality: dict[str, object] = {
@@ -344,7 +344,10 @@ class DiffusionBackend:
             "retries": retries,
             "fast_path": self.fast_path,
             "images": [m.public() for m in found],
-            "safety": {"output": {"safe": all(m.safe for m in (kept or found))}},
+            "safety": {
+                "output": {"safe": all(m.safe for m in (kept or found))},
+                "min_score": safety.MIN_SCORES[request.safety_level],
+            },
         }
         if subject is not None:
             quality |= identity_summary(subject, found)

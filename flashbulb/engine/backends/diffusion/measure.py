@@ -48,9 +48,11 @@ class Measured:
         return found | ({"ocr": self.ocr} if self.ocr else {})
 
 
-def measure(image: Image.Image, seed: int, prompt: str, subject: Subject | None, safety_block: tuple[str, ...]) -> Measured:
+def measure(
+    image: Image.Image, seed: int, prompt: str, subject: Subject | None, safety_block: tuple[str, ...], safety_level: str
+) -> Measured:
     rgb = np.asarray(image.convert("RGB"))
-    found = Measured(image=image, seed=seed, safe=safety.check(rgb, safety_block).safe, ocr=ocr.check(prompt, rgb))
+    found = Measured(image=image, seed=seed, safe=safety.check(rgb, safety_block, safety_level).safe, ocr=ocr.check(prompt, rgb))
     if subject is not None and subject.embeddings:
         identity = subject.compare(rgb)
         found.identity_distance = identity["identity_distance"][0]

@@ -71,7 +71,9 @@ class PhotoBackend:
 
         timings: dict[str, float] = {}
         inputs = [to_uint8(Canvas(image).rgb) for image in request.images]
-        verdicts, refused = _timed(timings, "safety_in", lambda: check_inputs(request.request_id, inputs, self.safety_block))
+        verdicts, refused = _timed(
+            timings, "safety_in", lambda: check_inputs(request.request_id, inputs, self.safety_block, request.safety_level)
+        )
         if refused is not None:
             refused.timings_ms = timings
             return refused
@@ -97,7 +99,7 @@ class PhotoBackend:
         quality: dict[str, object] = {"edits": edits}
         identity = _timed(timings, "identity_out", lambda: subject.compare(output))
         quality.update(identity)
-        verdict = _timed(timings, "safety_out", lambda: safety.check(output, self.safety_block))
+        verdict = _timed(timings, "safety_out", lambda: safety.check(output, self.safety_block, request.safety_level))
         quality["safety"] = {"inputs": [v.as_json() for v in verdicts], "output": verdict.as_json()}
         text_check = _timed(timings, "ocr", lambda: ocr.check(request.prompt, output))
         if text_check is not None:
