@@ -1,6 +1,6 @@
 """A flashbulb server's Files and Batch APIs (what `flashbulb batch` uses): the same HTTP requests
 google-genai sends, over flashbulb.client, so the CLI needs no SDK. A failed call raises the
-FlashbulbError the server answered (client.is_bad_input tells the two kinds of failure apart)."""
+FlashbulbError the server answered (its kind's fixed_by tells the kinds of failure apart)."""
 
 from __future__ import annotations
 

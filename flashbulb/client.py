@@ -81,17 +81,3 @@ def error_of(response: httpx.Response) -> FlashbulbError:
         kind = ErrorKind.FAILED_PRECONDITION
     kind = next((_KIND_OF_REASON[r] for r in reasons if r in _KIND_OF_REASON), kind)
     return FlashbulbError(kind, f"{message} (HTTP {response.status_code})")
-
-
-def is_bad_input(error: FlashbulbError) -> bool:
-    """The server refused what was sent (fix the input), as opposed to the server or the network
-    failing (retry later)."""
-    return error.kind not in (
-        ErrorKind.OUT_OF_CREDITS,
-        ErrorKind.RATE_LIMITED,
-        ErrorKind.OVERLOADED,
-        ErrorKind.UNAVAILABLE,
-        ErrorKind.OUT_OF_MEMORY,
-        ErrorKind.DEADLINE_EXCEEDED,
-        ErrorKind.INTERNAL,
-    )

@@ -25,6 +25,31 @@ class ErrorKind(enum.Enum):
     CANCELLED = "CANCELLED"
     INTERNAL = "INTERNAL"
 
+    @property
+    def fixed_by(self) -> str:
+        """Who can put it right: "input" (change the request), "account" (its key, credits or
+        limits), or "retry" (the server or the network failed; try again later)."""
+        if self in _FIXED_BY_ACCOUNT:
+            return "account"
+        return "retry" if self in _FIXED_BY_RETRY else "input"
+
+
+_FIXED_BY_ACCOUNT = {
+    ErrorKind.API_KEY_MISSING,
+    ErrorKind.API_KEY_INVALID,
+    ErrorKind.PERMISSION_DENIED,
+    ErrorKind.OUT_OF_CREDITS,
+    ErrorKind.RATE_LIMITED,
+}
+_FIXED_BY_RETRY = {
+    ErrorKind.OVERLOADED,
+    ErrorKind.UNAVAILABLE,
+    ErrorKind.OUT_OF_MEMORY,
+    ErrorKind.DEADLINE_EXCEEDED,
+    ErrorKind.CANCELLED,
+    ErrorKind.INTERNAL,
+}
+
 
 class FlashbulbError(Exception):
     """An error the caller should see, with a message that names what is wrong."""

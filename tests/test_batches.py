@@ -409,6 +409,7 @@ def test_cli_submits_waits_and_fetches_results_with_meaningful_exit_codes(server
     assert cli("submit", str(broken), "--model", "flashbulb-photo", *remote).returncode == 2
     assert cli("submit", str(path), "--model", "no-such-model", *remote).returncode == 2
     assert cli("list", "--server", server.base_url).returncode == 2
+    assert cli("list", "--server", server.base_url, "--key", "fb-not-a-key").returncode == 5  # as `flashbulb edit` exits
     assert cli("list", "--server", "http://127.0.0.1:9", "--key", key).returncode == 3
     all_bad = write_jsonl(tmp_path / "bad.jsonl", [("x", bad_base64_request())])
     failing = cli("submit", str(all_bad), "--model", "flashbulb-photo", *remote).stdout.strip()

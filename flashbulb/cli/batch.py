@@ -11,11 +11,11 @@ from pathlib import Path
 
 import click
 
-from flashbulb.cli.root import err, main, print_table
+from flashbulb.cli.root import err, exit_code, main, print_table
 from flashbulb.errors import FlashbulbError
 
 # The server runs batches (durably, at the batch discount); these commands only talk to it.
-BATCH_OK, BATCH_BAD_INPUT, BATCH_SERVER_ERROR, BATCH_FAILED = 0, 2, 3, 4
+BATCH_OK, BATCH_BAD_INPUT, BATCH_FAILED = 0, 2, 4
 BATCH_NOT_OK = {"BATCH_STATE_FAILED", "BATCH_STATE_CANCELLED", "BATCH_STATE_EXPIRED"}  # exit 4
 
 
@@ -46,13 +46,11 @@ def _batch_client(server: str, key: str | None):
 
 
 def _batch_call(call, as_json: bool):
-    """Run a client call; a failure exits 2 (the server refused our input) or 3 (server or network)."""
-    from flashbulb.client import is_bad_input
-
+    """Run a client call; a failure exits 2 (the server refused our input), 3 (server or network) or 5 (key or credits)."""
     try:
         return call()
     except FlashbulbError as error:
-        code = BATCH_BAD_INPUT if is_bad_input(error) else BATCH_SERVER_ERROR
+        code = exit_code(error)
         if as_json:
             print(json.dumps({"ok": False, "error": error.message, "exit_code": code}))
         err.print(f"[red]error:[/red] {error.message}")

@@ -9,27 +9,9 @@ from pathlib import Path
 import click
 
 from flashbulb.billing.money import micros_to_usd
-from flashbulb.cli.root import Context, err, main
+from flashbulb.cli.root import Context, err, exit_code, main
 from flashbulb.errors import ErrorKind, FlashbulbError
 
-EXIT_CODES = {  # what a script can branch on
-    ErrorKind.INVALID_ARGUMENT: 2,
-    ErrorKind.NOT_FOUND: 2,
-    ErrorKind.FAILED_PRECONDITION: 2,
-    ErrorKind.TOO_LARGE: 2,
-    ErrorKind.ALREADY_EXISTS: 2,
-    ErrorKind.OVERLOADED: 3,
-    ErrorKind.UNAVAILABLE: 3,  # the server can't be reached, or its worker died: retry
-    ErrorKind.OUT_OF_MEMORY: 3,
-    ErrorKind.INTERNAL: 3,
-    ErrorKind.DEADLINE_EXCEEDED: 3,
-    ErrorKind.CANCELLED: 3,
-    ErrorKind.API_KEY_MISSING: 5,
-    ErrorKind.API_KEY_INVALID: 5,
-    ErrorKind.PERMISSION_DENIED: 5,
-    ErrorKind.OUT_OF_CREDITS: 5,
-    ErrorKind.RATE_LIMITED: 5,
-}
 EXIT_NO_IMAGE = 4
 
 
@@ -86,7 +68,7 @@ def _run_one(obj: Context, ask, output: Path, server: str | None, key: str | Non
             print(json.dumps({"ok": False, "error": error.kind.value, "message": error.message}))
         else:
             err.print(f"[red]error:[/red] {error.message}")
-        sys.exit(EXIT_CODES.get(error.kind, 1))
+        sys.exit(exit_code(error))
     result = answer.result
     paths, signed = oneshot.save(answer, output) if result.images else ([], False)
     outcome = {

@@ -77,6 +77,15 @@ def main(ctx: click.Context, data_dir: str | None, database_url: str | None) -> 
         sys.exit(2)
 
 
+# What a script can branch on: 2 fix the input, 3 retry later, 5 the key or the credits
+# (4 is each command's own: no image made, a batch that failed).
+EXIT_CODES = {"input": 2, "retry": 3, "account": 5}
+
+
+def exit_code(error: FlashbulbError) -> int:
+    return EXIT_CODES[error.kind.fixed_by]
+
+
 def fail(error: FlashbulbError) -> NoReturn:
     err.print(f"[red]error:[/red] {error.message}")
     sys.exit(2)
