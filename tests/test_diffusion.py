@@ -129,7 +129,10 @@ def test_models_lists_the_catalog_with_installed_flags_and_licences(server, key,
     body = http.get(f"{server.base_url}/v1beta/models", params={"pageSize": 100}, headers={"x-goog-api-key": key}).json()
     info = {m["baseModelId"]: m["flashbulb"] for m in body["models"]}
     assert info["flux2-klein-4b"]["installed"] is False
-    assert "flashbulb pull flux2-klein-4b" in info["flux2-klein-4b"]["install"]
+    # Where weights go and how to install them are the operator's: a customer sees neither.
+    assert not {"install", "weightsDir"} & {k for m in info.values() for k in m}
+    operator = http.get(f"{server.base_url}/v1beta/models/flux2-klein-4b", headers={"x-goog-api-key": server.admin_key}).json()
+    assert "flashbulb pull flux2-klein-4b" in operator["flashbulb"]["install"] and operator["flashbulb"]["weightsDir"]
     assert info["tiny-klein"]["installed"] is True and info["tiny-klein"]["pipeline"] == "Flux2KleinPipeline"
     assert info["flux1-kontext-dev"]["commercialUse"] is False
     kontext = client.models.get(model="flux1-kontext-dev")

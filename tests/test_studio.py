@@ -357,13 +357,26 @@ def test_the_model_catalog_shows_prices_installed_and_licences(page, studio_serv
     klein = page.locator("li.model-card", has=page.get_by_role("heading", name="flux2-klein-4b"))
     expect(klein).to_contain_text("not installed")
     expect(klein).to_contain_text("Apache-2.0")
-    expect(klein).to_contain_text("flashbulb pull flux2-klein-4b")
+    expect(klein).to_contain_text("its operator can install it")  # a customer sees no paths or commands
+    expect(klein).not_to_contain_text("flashbulb pull")
+    first = page.locator("li.model-card h2").first
+    expect(first).to_have_text("flashbulb-photo")  # what this server runs comes first
+    # Aliases are names on their model's card, not cards of their own.
+    expect(page.locator("li.model-card h2", has_text="gpt-image-1")).to_have_count(0)
+    expect(photo.locator("code").get_by_text("gemini-2.5-flash-image", exact=True)).to_have_count(1)
     kontext = page.locator("li.model-card", has=page.get_by_role("heading", name="flux1-kontext-dev"))
     expect(kontext).to_contain_text("not for commercial use")
     shot(page, "models")
     photo.get_by_role("button", name="Use flashbulb-photo").click()
     expect(page.locator("#view-studio")).to_be_visible()
     expect(page.get_by_label("Prompt")).to_be_focused()
+    # The operator (an admin key) sees how to install each model, the command as code.
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, studio_server, studio_server.admin_key)
+    page.get_by_role("link", name="Models").click()
+    klein = page.locator("li.model-card", has=page.get_by_role("heading", name="flux2-klein-4b"))
+    expect(klein.locator("p.hint code")).to_have_text("flashbulb pull flux2-klein-4b")
+    shot(page, "models-operator")
 
 
 def test_an_admin_key_sees_accounts_and_can_create_keys(page, studio_server):

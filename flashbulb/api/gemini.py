@@ -20,7 +20,7 @@ from pydantic.alias_generators import to_camel
 
 from flashbulb.api.errors import describe_validation, google_error_body
 from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers, prices_json, prompt_tokens
-from flashbulb.api.serving import AUTHENTICATED, Authenticated, api_key_of, new_request_id, serve
+from flashbulb.api.serving import Authenticated, api_key_of, new_request_id, serve
 from flashbulb.billing.prices import PriceBook
 from flashbulb.engine.aspect import check_aspect_ratio, check_image_size, ratio_of, sized
 from flashbulb.engine.imageio import PixelBudget, decode_image, encode_png
@@ -293,8 +293,9 @@ def counted_tokens(request: ImageRequest) -> dict[str, Any]:
     return {"totalTokens": tokens.prompt, "promptTokensDetails": details}
 
 
-def model_resource(entry: ModelEntry, prices: PriceBook, name: str | None = None) -> dict[str, Any]:
-    """A model, or an alias (`name`, e.g. gemini-3-pro-image-preview) in front of one."""
+def model_resource(entry: ModelEntry, prices: PriceBook, name: str | None = None, *, operator: bool = False) -> dict[str, Any]:
+    """A model, or an alias (`name`, e.g. gemini-3-pro-image-preview) in front of one; to the
+    `operator` (an admin key) also where its weights live and how to install it."""
     schedule = prices.schedule(entry.name)
     name = name or entry.name
     return {
@@ -313,6 +314,7 @@ def model_resource(entry: ModelEntry, prices: PriceBook, name: str | None = None
             "prices": prices_json(schedule),
             "installed": entry.installed(),
             **entry.details,
+            **(entry.operator_details if operator else {}),
         },
     }
 
@@ -358,19 +360,21 @@ def build_router(gateway: Gateway, files: FileStore) -> APIRouter:
 
         return await asyncio.to_thread(translate)
 
-    @router.get("/models", dependencies=[AUTHENTICATED])
-    async def list_models(request: Request, pageSize: int = 50, pageToken: str = "") -> dict:
+    @router.get("/models")
+    async def list_models(request: Request, caller: Authenticated, pageSize: int = 50, pageToken: str = "") -> dict:
         names = [*registry.entries, *(alias for alias in registry.aliases if alias not in registry.entries)]
         start = whole_number(pageToken, "pageToken", param="pageToken") if pageToken else 0
         page = names[start : start + max(1, pageSize)]
-        body: dict[str, Any] = {"models": [model_resource(registry.resolve(name), gateway.prices, name) for name in page]}
+        body: dict[str, Any] = {
+            "models": [model_resource(registry.resolve(name), gateway.prices, name, operator=caller.is_admin) for name in page]
+        }
         if start + len(page) < len(names):
             body["nextPageToken"] = str(start + len(page))
         return body
 
-    @router.get("/models/{model}", dependencies=[AUTHENTICATED])
-    async def get_model(request: Request, model: str) -> dict:
-        return model_resource(registry.resolve(model), gateway.prices, model.removeprefix("models/"))
+    @router.get("/models/{model}")
+    async def get_model(request: Request, caller: Authenticated, model: str) -> dict:
+        return model_resource(registry.resolve(model), gateway.prices, model.removeprefix("models/"), operator=caller.is_admin)
 
     @router.post("/models/{model}:countTokens")
     async def count_tokens_route(request: Request, caller: Authenticated, model: str) -> dict:

@@ -30,6 +30,8 @@ class ModelEntry:
     # Refuses, before any credit is held, a request this model can't serve (400/404 with how to fix it).
     check: Callable[[ImageRequest], None] = lambda request: None
     details: dict[str, object] = dataclasses.field(default_factory=dict)  # licence, source, sizes...
+    # What only the operator needs (and a customer shouldn't see): where its weights go, how to install it.
+    operator_details: dict[str, object] = dataclasses.field(default_factory=dict)
     # The catalog model whose list price it takes (flashbulb.billing.prices); "": its own name;
     # None: an operator's own backend (billing's price for those, unless flashbulb.toml gives one).
     priced_as: str | None = ""
@@ -126,6 +128,8 @@ def _diffusion_entry(model, settings: Settings) -> ModelEntry:
             "commercialUse": model.commercial_use,
             "maxReferenceImages": model.max_references,
             "steps": model.steps,
+        },
+        operator_details={
             "weightsDir": str(weights.folder(model, _model_dir(settings))),
             "install": weights.how_to_install(model, _model_dir(settings)),
         },
@@ -159,7 +163,7 @@ def _custom_entry(name: str, fields: dict) -> ModelEntry:
         capabilities=("generate", "edit"),
         make_backend=make,
         priced_as=None,
-        details={"backend": target},
+        operator_details={"backend": target},
     )
 
 

@@ -128,12 +128,24 @@ function modelChanged() {
   updateRunLabel();
 }
 
+/** Text whose `quoted` parts are commands, as code. */
+function withCode(text) {
+  return text.split("`").map((part, i) => (i % 2 ? el("code", { text: part }) : part));
+}
+
 function renderCatalog() {
   const list = $("#catalog");
+  // One card a model, its aliases (gpt-image-1, gemini-2.5-flash-image...) named on it; what this
+  // server can run first, the rest of the catalog after, for the operator to install.
+  const aliases = (m) => state.models.filter((a) => a.flashbulb.model === m.baseModelId && a !== m).map((a) => a.baseModelId);
+  const models = state.models
+    .filter((m) => m.flashbulb.model === m.baseModelId)
+    .sort((a, b) => Number(b.flashbulb.installed) - Number(a.flashbulb.installed));
   list.replaceChildren(
-    ...state.models.map((m) => {
+    ...models.map((m) => {
       const f = m.flashbulb;
       const title = `catalog-${m.baseModelId}`;
+      const also = aliases(m);
       return el("li", { class: `model-card${f.installed ? "" : " not-installed"}`, "aria-labelledby": title },
         el("div", { class: "model-head" },
           el("h2", { id: title, text: m.baseModelId }),
@@ -148,11 +160,12 @@ function renderCatalog() {
             f.commercialUse === false ? el("strong", { class: "warn", text: " — not for commercial use" }) : null),
           f.maxReferenceImages ? [el("dt", { text: "References" }), el("dd", { text: `up to ${f.maxReferenceImages}` })] : null,
           f.steps ? [el("dt", { text: "Steps" }), el("dd", { text: String(f.steps) })] : null,
+          also.length ? [el("dt", { text: "Also" }), el("dd", {}, "answers as ", withCode(also.map((a) => `\`${a}\``).join(", ")))] : null,
         ),
         el("details", {}, el("summary", { text: "Description" }), el("p", { text: m.description })),
         f.installed
           ? el("button", { type: "button", class: "primary", onclick: () => useModel(m.baseModelId), text: `Use ${m.baseModelId}` })
-          : el("p", { class: "hint", text: f.install || "Not installed on this server." }),
+          : el("p", { class: "hint" }, f.install ? withCode(f.install) : "Not installed on this server: its operator can install it."),
       );
     }),
   );
