@@ -123,3 +123,11 @@ def test_nothing_asked_is_an_empty_plan(text):
 )
 def test_not_understood_clauses_are_reported(text, refused):
     assert refused in parse(text).not_understood
+
+
+def test_every_example_the_studio_offers_is_understood_whole():
+    from flashbulb.engine.backends.photo.instructions import EXAMPLES
+
+    for example in EXAMPLES:
+        plan = parse(example)
+        assert plan.operations and not plan.not_understood and not plan.ignored, (example, plan)

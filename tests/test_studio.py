@@ -452,3 +452,26 @@ def test_a_result_shows_its_content_credentials_and_the_verify_page_traces_it(pa
     expect(page.locator("#verify-results li").first).to_contain_text("not found", timeout=SLOW)
     expect(page.locator("#verify-results li").first).to_contain_text("none: never signed")
     shot(page, "verify")
+
+
+def test_examples_show_what_a_model_does_and_one_click_fills_the_prompt(page, studio_server, tmp_path):
+    from playwright.sync_api import expect
+
+    sign_in(page, studio_server, studio_server.create_key("1"))
+    examples = page.get_by_role("list", name="Examples to try")
+    expect(examples.get_by_role("button")).to_have_count(10)
+    for kind in (
+        "restore this old photo",
+        "give it a white studio background",
+        "rembrandt lighting",
+        "professional LinkedIn headshot",
+    ):
+        expect(examples.get_by_role("button", name=kind)).to_be_visible()
+    expect(page.get_by_role("spinbutton", name="Images")).to_be_disabled()  # flashbulb-photo makes one image a call
+    page.locator("#files").set_input_files(photo_file(tmp_path, 128))
+    examples.get_by_role("button", name="make it black and white").click()
+    expect(page.get_by_label("Prompt")).to_have_value("make it black and white")
+    expect(page.get_by_label("Prompt")).to_be_focused()
+    shot(page, "studio-examples")
+    page.get_by_role("button", name="Edit", exact=True).click()
+    expect(page.locator("#status")).to_contain_text("Charged $0.002", timeout=SLOW)

@@ -46,18 +46,21 @@ class ModelEntry:
 
 def _photo_entry(settings: Settings) -> ModelEntry:
     from flashbulb.engine.backends.photo import DESCRIPTION
+    from flashbulb.engine.backends.photo.instructions import EXAMPLES
 
     return ModelEntry(
         name="flashbulb-photo",
-        display_name="flashbulb photo (offline restore and upscale)",
+        display_name="flashbulb photo (offline restore, background, relight, headshot, upscale)",
         description=DESCRIPTION,
-        capabilities=("edit", "restore", "upscale"),
+        capabilities=("edit", "restore", "background", "relight", "headshot", "upscale"),
         make_backend=lambda: _photo_backend(settings),
         check=_check_photo,
         details={
             "licence": "Apache-2.0; its packaged models: Real-ESRGAN BSD-3-Clause, MediaPipe and RapidOCR "
             "Apache-2.0, dlib Boost, face-recognition-models and NudeNet MIT",
             "commercialUse": True,
+            "examples": list(EXAMPLES),
+            "maxImagesPerCall": 1,  # an edit is one image: n copies would be the same pixels (a 400 says so)
         },
     )
 
@@ -101,7 +104,7 @@ def _photo_backend(settings: Settings) -> Backend:
 
 
 def _diffusion_entry(model, settings: Settings) -> ModelEntry:
-    from flashbulb.engine.backends.diffusion import weights
+    from flashbulb.engine.backends.diffusion import catalog, weights
 
     tasks = ", ".join(model.tasks)
     refs = f", up to {model.max_references} reference image(s)" if model.max_references else ""
@@ -128,6 +131,7 @@ def _diffusion_entry(model, settings: Settings) -> ModelEntry:
             "commercialUse": model.commercial_use,
             "maxReferenceImages": model.max_references,
             "steps": model.steps,
+            "examples": [example for task in model.tasks for example in catalog.EXAMPLES.get(task, ())],
         },
         operator_details={
             "weightsDir": str(weights.folder(model, _model_dir(settings))),

@@ -125,12 +125,30 @@ function modelChanged() {
   const caps = model.flashbulb.capabilities;
   const canDraw = caps.includes("generate");
   hint.textContent = `${caps.join(", ")} · ${usd(model.flashbulb.priceMicrosPerImage)} per image${canDraw ? "" : " · needs a photo"}`;
+  // A model that makes one image a call (flashbulb-photo) gets no choice of how many.
+  const count = $("#count");
+  count.max = String(Math.min(4, model.flashbulb.maxImagesPerCall || 4));
+  if (Number(count.value) > Number(count.max)) count.value = count.max;
+  count.disabled = count.max === "1";
+  // What this model does, to click before typing: each fills the prompt.
+  $("#examples").replaceChildren(
+    ...(model.flashbulb.examples || []).map((text) =>
+      el("li", {}, el("button", { type: "button", class: "example", onclick: () => useExample(text), text })),
+    ),
+  );
   updateRunLabel();
 }
 
 /** Text whose `quoted` parts are commands, as code. */
 function withCode(text) {
   return text.split("`").map((part, i) => (i % 2 ? el("code", { text: part }) : part));
+}
+
+function useExample(text) {
+  const prompt = $("#prompt");
+  prompt.value = text;
+  prompt.focus();
+  updateRunLabel();
 }
 
 function renderCatalog() {
@@ -271,7 +289,8 @@ async function run(event) {
   const count = Math.round(Number($("#count").value));
   if (!model) return sayNow(error, "Choose a model first.");
   if (!prompt && !state.refs.length) return sayNow(error, "Write what you want, and add a photo to edit one.");
-  if (!(count >= 1 && count <= 4)) return sayNow(error, "Images must be a number from 1 to 4.");
+  const most = Number($("#count").max);
+  if (!(count >= 1 && count <= most)) return sayNow(error, `Images must be a number from 1 to ${most}.`);
   if (!state.refs.length && !state.conversation.length && !model.flashbulb.capabilities.includes("generate")) {
     return sayNow(error, `${model.baseModelId} edits photos and can't draw from text alone: add a photo first.`);
   }

@@ -21,6 +21,12 @@ from flashbulb.engine.aspect import GEMINI_SIZES
 GENERATE = "generate"  # text to image
 EDIT = "edit"  # prompt plus reference images
 INPAINT = "inpaint"  # repaint a region (background, clothing) of the photo, the rest kept as it was
+# Instructions the studio offers to click, by what a model does.
+EXAMPLES = {
+    GENERATE: ("a red fox in fresh snow at golden hour, 85mm photo", 'a street sign that says "Main St"'),
+    EDIT: ("make it a watercolour painting", "put a straw hat on the person"),
+    INPAINT: ("a navy business suit", "a bookshelf background"),
+}
 
 APACHE = "Apache-2.0"
 FLUX_DEV_NC = "FLUX.1 [dev] Non-Commercial License"

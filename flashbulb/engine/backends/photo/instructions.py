@@ -444,6 +444,22 @@ _FILLER = set(
 )
 
 
+# What the studio offers to click before a user types: one of each kind of edit, each understood
+# whole (tests/test_photo_instructions.py parses every one).
+EXAMPLES = (
+    "restore this old photo",
+    "remove the noise and scratches",
+    "make it brighter",
+    "make it black and white",
+    "give it a white studio background",
+    "remove the background",
+    "rembrandt lighting",
+    "professional LinkedIn headshot",
+    "crop to 16:9",
+    "upscale 2x",
+)
+
+
 def parse(instruction: str) -> Plan:
     text = instruction
     for phrase, word in _PROTECTED.items():
