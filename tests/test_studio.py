@@ -158,7 +158,7 @@ def test_restore_then_a_second_turn_then_the_usage_page(page, studio_server, tmp
     sent: list[dict] = []
     page.on("request", lambda r: sent.append(r.post_data_json) if ":generateContent" in r.url else None)
     sign_in(page, studio_server, key)
-    expect(page.locator("#balance")).to_have_text("$1.00")
+    expect(page.locator("#balance")).to_have_text("$1.000")
     expect(page.locator("#model")).to_have_value("flashbulb-photo")
 
     page.locator("#files").set_input_files(photo_file(tmp_path, 128))
@@ -275,7 +275,7 @@ def test_a_bad_key_and_an_empty_account_get_clear_messages(page, studio_server, 
     broke = studio_server.create_key("0")
     page.get_by_label("API key").fill(broke)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("#balance")).to_have_text("$0.00")
+    expect(page.locator("#balance")).to_have_text("$0.000")
     page.locator("#files").set_input_files(photo_file(tmp_path, 32))
     page.get_by_label("Prompt").fill("make it brighter")
     page.get_by_role("button", name="Edit", exact=True).click()
@@ -295,20 +295,20 @@ def test_a_bad_key_and_an_empty_account_get_clear_messages(page, studio_server, 
     expect(page.locator("#redeem-result")).to_contain_text("no such code")
     page.get_by_label("Redeem a code").fill(code)
     page.get_by_role("button", name="Redeem").click()
-    expect(page.locator("#redeem-result")).to_have_text("Added $1.00. Your balance is $1.00.")
-    expect(page.locator("#balance")).to_have_text("$1.00")
+    expect(page.locator("#redeem-result")).to_have_text("Added $1.000. Your balance is $1.000.")
+    expect(page.locator("#balance")).to_have_text("$1.000")
     entries = page.locator("#ledger tbody tr")
     expect(entries).to_have_count(1)
-    expect(entries.locator(".amount")).to_have_text(["+$1.00"])
-    expect(entries.locator(".after")).to_have_text(["$1.00"])
+    expect(entries.locator(".amount")).to_have_text(["+$1.000"])
+    expect(entries.locator(".after")).to_have_text(["$1.000"])
     expect(page.locator("#referral-code")).to_have_text(re.compile(r"^ref-"))
     page.get_by_role("link", name="Studio").click()
     page.get_by_role("button", name="Edit", exact=True).click()
     expect(page.locator("#run-error")).to_be_hidden()
     expect(page.locator("#balance")).to_have_text("$0.998", timeout=60_000)
     page.get_by_role("link", name="Usage").click()
-    expect(page.locator("#ledger tbody tr .after")).to_have_text(["$0.998", "$1.00"])
-    expect(page.locator("#ledger tbody tr .amount")).to_have_text(["−$0.002", "+$1.00"])
+    expect(page.locator("#ledger tbody tr .after")).to_have_text(["$0.998", "$1.000"])
+    expect(page.locator("#ledger tbody tr .amount")).to_have_text(["−$0.002", "+$1.000"])
     shot(page, "balance-history")
 
 
@@ -388,7 +388,7 @@ def test_an_admin_key_sees_accounts_and_can_create_keys(page, studio_server):
     admin = page.locator("#admin")
     expect(admin).to_be_visible()
     expect(admin.locator("#keys")).to_contain_text("studio-bob")
-    expect(admin.locator("#keys")).to_contain_text("$2.00")
+    expect(admin.locator("#keys")).to_contain_text("$2.000")
     page.get_by_label("Account name").fill("studio-carol")
     page.get_by_label("Credits (USD)").fill("3")
     page.get_by_role("button", name="Create key").click()
@@ -398,7 +398,7 @@ def test_an_admin_key_sees_accounts_and_can_create_keys(page, studio_server):
     page.get_by_label("Account to credit").fill("studio-bob")
     page.get_by_label("USD (negative removes)").fill("1.5")
     page.get_by_role("button", name="Add credits").click()
-    expect(page.locator("#ac-result")).to_have_text("studio-bob now has $3.50.")
+    expect(page.locator("#ac-result")).to_have_text("studio-bob now has $3.500.")
     shot(page, "admin")
 
 
@@ -475,3 +475,21 @@ def test_examples_show_what_a_model_does_and_one_click_fills_the_prompt(page, st
     shot(page, "studio-examples")
     page.get_by_role("button", name="Edit", exact=True).click()
     expect(page.locator("#status")).to_contain_text("Charged $0.002", timeout=SLOW)
+
+
+def test_a_model_that_makes_no_image_says_why_calmly_and_charges_nothing(page, studio_server, tmp_path):
+    from playwright.sync_api import expect
+
+    sign_in(page, studio_server, studio_server.create_key("1"))
+    page.locator("#files").set_input_files(photo_file(tmp_path, 128))
+    page.get_by_label("Prompt").fill("put me on the moon")
+    page.get_by_role("button", name="Edit", exact=True).click()
+    refusal = page.locator("#refusal")
+    expect(refusal.locator("strong")).to_have_text("The model made no image.", timeout=SLOW)
+    expect(refusal.locator("> p")).to_contain_text("flux2-klein-4b")  # what can do it
+    assert refusal.inner_text().lower().count("charged") == 1, refusal.inner_text()  # said once
+    refusal.get_by_text("What it understands").click()  # the model's vocabulary, folded away
+    expect(refusal.locator("details p")).to_contain_text("rembrandt", ignore_case=True)
+    expect(page.locator("#run-error")).to_be_hidden()  # not an error of the user's
+    expect(page.locator("#balance")).to_have_text("$1.000")
+    shot(page, "studio-no-image")

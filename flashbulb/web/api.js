@@ -113,8 +113,10 @@ export const api = {
 };
 
 /** Micro-USD (an integer) as exact dollars, at least to the cent: $0.002, $9.998, $5.00. */
+/** Exact, and always to at least a tenth of a cent, so amounts side by side read alike ($4.910 beside
+ * $4.908, a $0.002 price): images here cost fractions of a cent. */
 export function usd(micros) {
   const n = Number(micros || 0);
-  const text = (Math.abs(n) / 1e6).toFixed(6).replace(/0{1,4}$/, "").replace(/(\.\d\d)0+$/, "$1");
+  const text = (Math.abs(n) / 1e6).toFixed(6).replace(/(\.\d{3}\d*?)0+$/, "$1");
   return `${n < 0 ? "−" : ""}$${text}`;
 }

@@ -284,6 +284,7 @@ async function run(event) {
   if (state.running) return;
   const error = $("#run-error");
   sayNow(error, "");
+  $("#refusal").replaceChildren();
   const model = currentModel();
   const prompt = $("#prompt").value.trim();
   const count = Math.round(Number($("#count").value));
@@ -364,8 +365,15 @@ async function received(answer, { prompt, before, userTurn, model }) {
       IMAGE_OTHER: "The result lost the person's likeness, so it was not returned.",
       NO_IMAGE: "The model made no image.",
     }[candidate.finishReason] || "The model made no image.";
-    const charged = /nothing was charged/i.test(text) ? "" : " Nothing was charged.";
-    sayNow($("#run-error"), `${why} ${text}${charged}`.trim());
+    const charged = /nothing was (done or )?charged|not charged/i.test(text) ? "" : " Nothing was charged.";
+    // The model's answer, not a mistake of the user's: what happened in a line, then the model's words,
+    // the list of what it understands folded away (the examples show it better).
+    const [said, understood] = text.split(/(?<=\S) (?=\S+ understands — )/, 2);
+    $("#refusal").replaceChildren(
+      el("strong", { text: why }),
+      el("p", { text: `${said}${understood ? "" : charged}`.trim() }),
+      understood ? el("details", {}, el("summary", { text: "What it understands" }), el("p", { text: `${understood}${charged}` })) : null,
+    );
     say($("#status"), `No image (${candidate.finishReason || "no reason given"}).`);
     return;
   }
