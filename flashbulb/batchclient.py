@@ -49,6 +49,11 @@ def stats(batch: dict) -> tuple[int, int, int, int]:
     return get("requestCount"), get("successfulRequestCount"), get("failedRequestCount"), get("pendingRequestCount")
 
 
+def running(batch: dict) -> int:
+    """Of the pending requests, those a server is running now (flashbulb's, in a batch got alone)."""
+    return int(batch.get("metadata", {}).get("flashbulb", {}).get("runningRequestCount", 0) or 0)
+
+
 def state(batch: dict) -> str:
     return batch.get("metadata", {}).get("state", "BATCH_STATE_UNSPECIFIED")
 

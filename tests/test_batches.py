@@ -569,7 +569,8 @@ def test_one_account_is_held_to_its_storage_and_batch_quotas(tmp_path):
         client.files.delete(name=kept.name)  # room again once a file is gone
         client.files.upload(file=blob, config=types.UploadFileConfig(mime_type="application/octet-stream"))
 
-        payer = server.genai(server.create_key("1"))
+        payer_key = server.create_key("1")
+        payer = server.genai(payer_key)
         request = {
             "contents": [
                 {
@@ -584,7 +585,11 @@ def test_one_account_is_held_to_its_storage_and_batch_quotas(tmp_path):
             payer.batches.create(model="flashbulb-photo", src=[request] * 4)
         assert too_many.value.code == 400 and "at most 3 requests" in too_many.value.message
         slow = {"contents": [{"parts": [{"text": "sleep 10"}]}]}  # each item takes 10 s: the batch is surely unfinished
-        payer.batches.create(model="slow", src=[slow])
+        running = payer.batches.create(model="slow", src=[slow])
+        # Progress names what is running now, not only what has finished (a watcher saw 0/6 for 11 s).
+        resource = lambda: http.get(f"{server.base_url}/v1beta/{running.name}", headers={"x-goog-api-key": payer_key}).json()  # noqa: E731
+        wait_for(lambda: resource()["metadata"].get("flashbulb", {}).get("runningRequestCount") == "1", what="the item to run")
+        assert resource()["metadata"]["batchStats"]["successfulRequestCount"] == "0"
         with pytest.raises(errors.ClientError) as busy:
             payer.batches.create(model="flashbulb-photo", src=[request])
         assert busy.value.code == 429 and "still running" in busy.value.message

@@ -151,6 +151,8 @@ def batch_resource(batch: queue.BatchInfo, output: dict | None) -> dict[str, Any
         },
         "state": STATES[batch.state],
     }
+    if batch.stats.running is not None:  # not Google's: the pending requests a server is running now
+        metadata["flashbulb"] = {"runningRequestCount": str(batch.stats.running)}
     if batch.input_file:
         metadata["inputConfig"] = {"fileName": batch.input_file}
     if batch.ended_at:

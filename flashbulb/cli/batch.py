@@ -113,7 +113,7 @@ def batch_status(batch_id: str, wait: bool, interval: float, server: str, key: s
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    from flashbulb.batchclient import stats
+    from flashbulb.batchclient import running, stats
 
     client = _batch_client(server, key)
     current = _batch_call(lambda: client.get(batch_id), as_json)
@@ -123,11 +123,11 @@ def batch_status(batch_id: str, wait: bool, interval: float, server: str, key: s
             task = progress.add_task(current["name"], total=stats(current)[0] or None)
             while True:
                 total, succeeded, failed, _pending = stats(current)
+                state = current["metadata"]["state"].removeprefix("BATCH_STATE_").lower()
+                now = f", {running(current)} running" if running(current) else ""
+                # Finished requests fill the bar; those running now are named, so a slow first item shows.
                 progress.update(
-                    task,
-                    total=total or None,
-                    completed=succeeded + failed,
-                    description=f"{current['name']} {current['metadata']['state'].removeprefix('BATCH_STATE_').lower()}",
+                    task, total=total or None, completed=succeeded + failed, description=f"{current['name']} {state}{now}"
                 )
                 if current.get("done"):
                     break

@@ -60,6 +60,7 @@ class Stats:
     succeeded: int = 0
     failed: int = 0  # cancelled items included
     pending: int = 0  # running items included
+    running: int | None = None  # of the pending, those a server is running now (counted by `get` alone)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,9 +205,13 @@ def get(db: Engine, account_id: int, batch_id: str) -> BatchInfo:
         row = conn.execute(
             select(BatchJob).where(BatchJob.id == batch_id, BatchJob.account_id == account_id, BatchJob.deleted.is_(False))
         ).first()
-    if row is None:
-        raise _not_found(batch_id)
-    return _info(row)
+        if row is None:
+            raise _not_found(batch_id)
+        running = conn.execute(
+            select(func.count()).where(BatchItem.batch_id == batch_id, BatchItem.state == RUNNING)
+        ).scalar_one()
+    info = _info(row)
+    return dataclasses.replace(info, stats=dataclasses.replace(info.stats, running=running))
 
 
 def list_batches(db: Engine, account_id: int, *, offset: int, limit: int) -> tuple[list[BatchInfo], bool]:
