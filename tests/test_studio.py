@@ -193,6 +193,7 @@ def test_restore_then_a_second_turn_then_the_usage_page(page, studio_server, tmp
     page.get_by_role("button", name="Edit", exact=True).click()
     expect(page.locator("#history li")).to_have_count(2, timeout=SLOW)
     expect(page.locator("#result-title")).to_have_text("Result of turn 2")
+    expect(slider).to_have_value("50")  # a new turn's comparison starts half and half
     expect(page.locator("#quality")).to_contain_text("same person")
     contents = sent[-1]["contents"]
     assert [c["role"] for c in contents] == ["user", "model", "user"]

@@ -420,6 +420,8 @@ function renderResult() {
   $("#before-img").src = turn.before || "";
   $("#before-img").alt = turn.before ? "Before: the photo that was edited" : "";
   $("#compare-range").hidden = !turn.before;
+  if (state.splitShown !== state.shown) $("#compare-range").value = "50"; // each turn's comparison starts half and half
+  state.splitShown = state.shown;
   setSplit(Number($("#compare-range").value));
 
   $("#outputs").hidden = turn.outputs.length < 2;
