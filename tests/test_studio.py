@@ -494,3 +494,44 @@ def test_a_model_that_makes_no_image_says_why_calmly_and_charges_nothing(page, s
     expect(page.locator("#run-error")).to_be_hidden()  # not an error of the user's
     expect(page.locator("#balance")).to_have_text("$1.000")
     shot(page, "studio-no-image")
+
+
+def test_the_next_turn_says_what_it_edits_and_can_branch_or_start_from_the_original(page, studio_server, tmp_path):
+    from playwright.sync_api import expect
+
+    sent: list[dict] = []
+    page.on("request", lambda r: sent.append(r.post_data_json) if ":generateContent" in r.url else None)
+    sign_in(page, studio_server, studio_server.create_key("1"))
+    page.locator("#files").set_input_files(photo_file(tmp_path, 96))
+    expect(page.locator("#continuing-text")).to_be_hidden()
+    for prompt in ("make it brighter", "make it black and white"):
+        page.get_by_label("Prompt").fill(prompt)
+        page.get_by_role("button", name="Edit", exact=True).click()
+        expect(page.locator("#history li")).to_have_count(1 if prompt == "make it brighter" else 2, timeout=SLOW)
+    expect(page.locator("#continuing-text")).to_have_text("Turn 3 edits the result of turn 2.")
+
+    # Branch: show turn 1, edit its result; the call carries turn 1's conversation, not turn 2's.
+    page.locator("#history li").first.get_by_role("button").click()
+    expect(page.get_by_role("button", name="Edit this result")).to_be_visible()
+    page.get_by_role("button", name="Edit this result").click()
+    expect(page.locator("#continuing-text")).to_have_text("Turn 3 edits the result of turn 1.")
+    page.get_by_label("Prompt").fill("more contrast")
+    page.get_by_role("button", name="Edit", exact=True).click()
+    expect(page.locator("#history li")).to_have_count(3, timeout=SLOW)
+    contents = sent[-1]["contents"]
+    assert [c["role"] for c in contents] == ["user", "model", "user"]
+    assert contents[0]["parts"][-1] == {"text": "make it brighter"} and contents[2]["parts"] == [{"text": "more contrast"}]
+    expect(page.locator("#history li").nth(2)).to_contain_text("from turn 1")
+
+    # Start again from the original photo: it is back among the photos, and nothing earlier is sent.
+    page.get_by_role("button", name="Start from the original").click()
+    expect(page.locator("#refs img")).to_have_count(1)
+    expect(page.locator("#continuing-text")).to_have_text("Turn 4 starts afresh from the photos above.")
+    expect(page.get_by_role("button", name="Edit this result")).to_be_visible()  # turn 3 is no longer what is edited
+    shot(page, "studio-turns")
+    page.get_by_label("Prompt").fill("make it warmer")
+    page.get_by_role("button", name="Edit", exact=True).click()
+    expect(page.locator("#history li")).to_have_count(4, timeout=SLOW)
+    [only] = sent[-1]["contents"]
+    assert any("inlineData" in p for p in only["parts"]) and only["parts"][-1] == {"text": "make it warmer"}
+    expect(page.locator("#history li").nth(3)).to_contain_text("from the original")

@@ -13,8 +13,10 @@ const state = {
   account: null,
   models: [],
   refs: [], // {name, mime, b64, url}
-  conversation: [], // Gemini contents sent and received, oldest first
-  turns: [], // what each answered turn showed: {prompt, before, outputs, selected, text, fb, model, requestId}
+  // What each answered turn showed: {prompt, before, outputs, selected, text, fb, model, requestId,
+  // parent (the turn it edited, or null), conversation (the Gemini contents up to its answer)}
+  turns: [],
+  base: null, // the turn whose result the next turn edits (null: start from the photos chosen)
   shown: -1, // the turn in the result panel
   running: null, // {controller, started, timer}
 };
@@ -66,7 +68,7 @@ async function signIn(key, { remember = false, quiet = false } = {}) {
 
 function signOut() {
   forgetKey();
-  Object.assign(state, { key: "", account: null, models: [], conversation: [], turns: [], shown: -1 });
+  Object.assign(state, { key: "", account: null, models: [], base: null, turns: [], shown: -1 });
   state.running?.controller.abort();
   clearRefs();
   renderResult();
@@ -249,30 +251,57 @@ function renderRefs() {
   updateRunLabel();
 }
 
+/** The conversation the next turn continues: the base turn's, or none. */
+function basis() {
+  return state.base === null ? [] : state.turns[state.base].conversation;
+}
+
 function updateRunLabel() {
-  const editing = state.refs.length > 0 || state.conversation.length > 0;
-  $("#run").textContent = editing ? "Edit" : "Generate";
-  const last = state.turns.at(-1);
-  const continuing = $("#continuing");
-  continuing.hidden = !last;
-  $("#prompt").placeholder = last ? "What next? e.g. make it black and white" : "restore this old photo";
-  if (last) {
-    const out = last.outputs[last.selected];
-    $("#continuing-thumb").src = out.url;
-    $("#continuing-text").textContent = state.refs.length
-      ? `Turn ${state.turns.length + 1} uses the photos above (the conversation so far is sent too).`
-      : `Turn ${state.turns.length + 1} edits the result of turn ${state.turns.length}.`;
-  }
+  const base = state.base === null ? null : state.turns[state.base];
+  $("#run").textContent = state.refs.length > 0 || base ? "Edit" : "Generate";
+  const next = `Turn ${state.turns.length + 1}`;
+  $("#continuing").hidden = !state.turns.length;
+  $("#prompt").placeholder = base ? "What next? e.g. make it black and white" : "restore this old photo";
+  $("#continue").textContent = state.base === state.shown ? "Continue editing" : "Edit this result";
+  $("#continuing-thumb").hidden = !base;
+  if (base) $("#continuing-thumb").src = base.outputs[base.selected].url;
+  // Say on screen what the next call starts from: a result, or the photos chosen.
+  $("#continuing-text").textContent = !base
+    ? `${next} starts afresh from ${state.refs.length ? "the photos above" : "your prompt"}.`
+    : state.refs.length
+      ? `${next} uses the photos above, after the conversation up to turn ${state.base + 1}.`
+      : `${next} edits the result of turn ${state.base + 1}.`;
+}
+
+/** The next turn edits the result shown (any turn: a branch from an earlier one). */
+function editResult(index) {
+  state.base = index;
+  updateRunLabel();
+  $("#compose").scrollIntoView({ behavior: "smooth", block: "start" });
+  $("#prompt").focus();
+}
+
+/** The next turn starts again from the photos the shown turn's line began with. */
+function startFromOriginal(index) {
+  const first = state.turns[index].conversation.find((c) => c.role === "user" && c.parts.some((p) => p.inlineData));
+  state.base = null;
+  state.refs = (first?.parts || []).filter((p) => p.inlineData).map((p, i) => ({
+    name: `original ${i + 1}`, mime: p.inlineData.mimeType, b64: p.inlineData.data,
+    url: `data:${p.inlineData.mimeType};base64,${p.inlineData.data}`,
+  }));
+  renderRefs();
+  updateRunLabel();
+  $("#prompt").focus();
 }
 
 // ---------------------------------------------------------------- running a request
 
 /** The history to send: every turn's text, and only the newest image (the one a follow-up edits),
  * so a long conversation of large images stays well under the request size limit. */
-function historyToSend() {
+function historyToSend(conversation) {
   let newest = -1;
-  state.conversation.forEach((turn, i) => { if (turn.parts.some((p) => p.inlineData)) newest = i; });
-  return state.conversation.map((turn, i) => {
+  conversation.forEach((turn, i) => { if (turn.parts.some((p) => p.inlineData)) newest = i; });
+  return conversation.map((turn, i) => {
     if (i === newest) return turn;
     const parts = turn.parts.filter((p) => !p.inlineData);
     return { role: turn.role, parts: parts.length ? parts : [{ text: "(image)" }] };
@@ -292,7 +321,7 @@ async function run(event) {
   if (!prompt && !state.refs.length) return sayNow(error, "Write what you want, and add a photo to edit one.");
   const most = Number($("#count").max);
   if (!(count >= 1 && count <= most)) return sayNow(error, `Images must be a number from 1 to ${most}.`);
-  if (!state.refs.length && !state.conversation.length && !model.flashbulb.capabilities.includes("generate")) {
+  if (!state.refs.length && state.base === null && !model.flashbulb.capabilities.includes("generate")) {
     return sayNow(error, `${model.baseModelId} edits photos and can't draw from text alone: add a photo first.`);
   }
 
@@ -302,8 +331,8 @@ async function run(event) {
   };
   const generationConfig = { responseModalities: ["TEXT", "IMAGE"], candidateCount: count };
   if ($("#aspect").value) generationConfig.imageConfig = { aspectRatio: $("#aspect").value };
-  const body = { contents: [...historyToSend(), userTurn], generationConfig };
-  const previous = state.turns.at(-1);
+  const body = { contents: [...historyToSend(basis()), userTurn], generationConfig };
+  const previous = state.base === null ? null : state.turns[state.base];
   const before = state.refs[0]?.url || (previous ? previous.outputs[previous.selected].url : null);
 
   startProgress();
@@ -382,9 +411,9 @@ async function received(answer, { prompt, before, userTurn, model }) {
     outputs: images.map(decodeImage), selected: 0,
   };
   const modelTurn = { role: "model", parts: [...(text ? [{ text }] : []), images[0]] };
-  state.conversation.push(userTurn, modelTurn);
-  turn.modelTurn = modelTurn;
+  Object.assign(turn, { modelTurn, parent: state.base, conversation: [...basis(), userTurn, modelTurn] });
   state.turns.push(turn);
+  state.base = state.turns.length - 1; // the next turn edits this result unless the user picks another
   clearRefs();
   $("#prompt").value = "";
   state.shown = state.turns.length - 1;
@@ -405,7 +434,6 @@ function renderResult() {
   $("#result-empty").hidden = Boolean(turn);
   $("#result-body").hidden = !turn;
   if (!turn) return;
-  const newest = state.shown === state.turns.length - 1;
   $("#result-title").textContent = state.turns.length > 1 ? `Result of turn ${state.shown + 1}` : "Result";
   const out = turn.outputs[turn.selected];
   const after = $("#after-img");
@@ -440,16 +468,15 @@ function renderResult() {
   const download = $("#download");
   download.href = out.url;
   download.download = `flashbulb-${turn.requestId || "result"}${turn.outputs.length > 1 ? `-${turn.selected + 1}` : ""}.png`;
-  $("#continue").hidden = !newest;
+  $("#from-original").hidden = !turn.conversation.some((c) => c.role === "user" && c.parts.some((p) => p.inlineData));
+  updateRunLabel();
 }
 
 function pickOutput(turn, index) {
   turn.selected = index;
-  if (turn === state.turns.at(-1)) {
-    const keep = turn.modelTurn.parts.filter((p) => !p.inlineData);
-    turn.modelTurn.parts = [...keep, turn.outputs[index].part];
-    updateRunLabel();
-  }
+  const keep = turn.modelTurn.parts.filter((p) => !p.inlineData);
+  turn.modelTurn.parts = [...keep, turn.outputs[index].part]; // the image a later turn edits
+  updateRunLabel();
   renderResult();
   renderHistory();
 }
@@ -530,6 +557,7 @@ function renderHistory() {
           el("img", { src: turn.outputs[turn.selected].url, alt: "" }),
           el("span", { class: "turn-text" },
             el("strong", { text: `Turn ${i + 1}` }),
+            i > 0 && turn.parent !== i - 1 ? el("span", { class: "muted", text: turn.parent === null ? "from the original" : `from turn ${turn.parent + 1}` }) : null,
             el("span", { text: turn.prompt || "(no prompt)" }),
             el("span", { class: "muted", text: `${turn.model} · ${usd(turn.fb.chargeMicros)}` })),
         ),
@@ -539,7 +567,7 @@ function renderHistory() {
 }
 
 function newSession() {
-  state.conversation = [];
+  state.base = null;
   state.turns = [];
   state.shown = -1;
   clearRefs();
@@ -586,10 +614,8 @@ function wire() {
     }
   });
   $("#compare-range").addEventListener("input", (e) => setSplit(Number(e.target.value)));
-  $("#continue").addEventListener("click", () => {
-    $("#compose").scrollIntoView({ behavior: "smooth", block: "start" });
-    $("#prompt").focus();
-  });
+  $("#continue").addEventListener("click", () => editResult(state.shown));
+  $("#from-original").addEventListener("click", () => startFromOriginal(state.shown));
   $("#new-session").addEventListener("click", newSession);
   installVerify(() => state.key);
   $("#check-provenance").addEventListener("click", () => {
