@@ -12,6 +12,7 @@ import gc
 import logging
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +175,10 @@ class DiffusionBackend:
         n = len(seeds[0])
         flat_seeds = [s for request_seeds in seeds for s in request_seeds]
         inpaint_mask = mask if INPAINT in self.model.tasks else None  # edit models see the whole photo...
+
+        def kept(image: Image.Image) -> Image.Image:  # ...and only the masked region of their output is kept
+            return image if mask is None else _composite(first.images[0], image, mask)
+
         out = self._denoise(
             [p.prompt for p in plans],
             [p.negative for p in plans],
@@ -185,11 +190,9 @@ class DiffusionBackend:
             n,
             jobs,
             partials=partials,
-            preview_mask=mask,
-            original=first.images[0] if first.images else None,
+            as_result=kept,
         )
-        if mask is not None:  # ...and only the masked region of their output is kept
-            out = [_composite(first.images[0], image, mask) for image in out]
+        out = [kept(image) for image in out]
         return [out[k * n : (k + 1) * n] for k in range(len(plans))]
 
     def _denoise(
@@ -205,9 +208,9 @@ class DiffusionBackend:
         jobs: list[JobContext],
         steps: int | None = None,
         partials: list[int] | None = None,
-        preview_mask: np.ndarray | None = None,
-        original: Image.Image | None = None,
+        as_result: Callable[[Image.Image], Image.Image] = lambda image: image,
     ) -> list[Image.Image]:
+        """`partials[k]` previews for job k, each shown as `as_result` makes the result (a masked edit's region alone)."""
         import torch
 
         model = self.model
@@ -224,10 +227,8 @@ class DiffusionBackend:
             if showing := [k for k, at in wanted.items() if step in at and not jobs[k].cancel.is_set()]:
                 started = time.perf_counter()
                 shown = previews.decode(pipe, tensors["latents"][[k * n for k in showing]], width, height) or []
-                for k, image in zip(showing, shown):  # as the result will be: the region alone changed
-                    jobs[k].preview(
-                        image if preview_mask is None or original is None else _composite(original, image, preview_mask)
-                    )
+                for k, image in zip(showing, shown):
+                    jobs[k].preview(as_result(image))
                 self.preview_ms += (time.perf_counter() - started) * 1000
             return tensors
 
