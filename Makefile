@@ -2,27 +2,40 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Installed before the package so `torch>=2.5` is already met: this machine's pip resolves this
-# pin to the CPU build it has on disk (no multi-GB CUDA download). On a GPU box: make TORCH=torch.
+# The generative stack (the `diffusion` extra: `make install-diffusion`, and the tests) is installed
+# with this torch first, so `torch>=2.5` is already met: this machine's pip resolves the pin to the
+# CPU build it has on disk (no multi-GB CUDA download). On a GPU box: make install-diffusion TORCH=torch.
 TORCH ?= torch==2.13.0
+# Only its RivaGAN ONNX files are used (provenance/watermark.py); its own requirement of torch is not.
+WATERMARK := invisible-watermark==0.2.0
 
-.PHONY: run test lint install install-test bench bench-gpu clean
+.PHONY: run test lint install install-diffusion install-test bench bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q --no-deps "$(WATERMARK)"
 
 # Stamps: `make run` reinstalls only when pyproject.toml changed (it ran pip on every start).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+$(VENV)/.installed-diffusion: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e '.[diffusion]'
 	touch $@ $(VENV)/.installed
 
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.installed $(VENV)/.installed-diffusion
+
+# The offline photo engine and everything around it: no torch (the first start is fast).
 install: $(VENV)/.installed
+
+# Adds torch, diffusers and transformers for the generative models (then `flashbulb pull NAME`).
+install-diffusion: $(VENV)/.installed-diffusion
 
 install-test: $(VENV)/.installed-test
 

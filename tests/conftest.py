@@ -127,6 +127,7 @@ def start_server(
     admin_key: str | None = None,
     port: int | None = None,
     ready_timeout: float = 180,  # every warm model loaded: several torch workers on 2 busy cores take a while
+    env: dict | None = None,  # more environment for the server (a PYTHONPATH is put first)
 ) -> Server:
     """Start `flashbulb serve`; on a fresh database it prints the admin key, else pass the one you have.
     A server restarted on its old `port` is the same batch owner: it takes its items back at once."""
@@ -135,12 +136,14 @@ def start_server(
         (data_dir / "flashbulb.toml").write_text(config)
     port = port or free_port()
     log_path = data_dir / "server.log"
-    env = {**os.environ, "FLASHBULB_DATA_DIR": str(data_dir), "FLASHBULB_DATABASE_URL": database_url}
+    extra = dict(env or {})
+    environment = {**os.environ, **extra, "FLASHBULB_DATA_DIR": str(data_dir), "FLASHBULB_DATABASE_URL": database_url}
     # Backends a config names by module (tests/fault_backends.py) are importable in the server's workers.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "tests"), env.get("PYTHONPATH")]))
+    paths = [extra.get("PYTHONPATH"), str(ROOT / "tests"), os.environ.get("PYTHONPATH")]
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     with open(log_path, "w") as log:
         # stdout and stderr both go to the log file: a pipe nobody reads would block the server.
-        process = subprocess.Popen([*FLASHBULB, "serve", "--port", str(port)], stdout=log, stderr=log, env=env)
+        process = subprocess.Popen([*FLASHBULB, "serve", "--port", str(port)], stdout=log, stderr=log, env=environment)
     server = Server(f"http://127.0.0.1:{port}", admin_key or "", data_dir, database_url, process, log_path)
     deadline = time.time() + ready_timeout
     while time.time() < deadline:

@@ -87,6 +87,11 @@ def pull(obj: Context, name: str, model_dir: str | None, token: str | None) -> N
         err.print(f"[red]error:[/red] {escape(name)} is not a model to pull; pull one of: {', '.join(catalog.by_name())}")
         sys.exit(2)
     model = models[name]
+    if missing := weights.stack_missing():
+        err.print(
+            f"[red]error:[/red] {escape(name)} needs the generative stack ({', '.join(missing)} missing): {weights.INSTALL_STACK}"
+        )
+        sys.exit(2)
     if not model.commercial_use:
         err.print(f"[yellow]note:[/yellow] {escape(model.title)} is licensed under {model.licence}: not for commercial use.")
     err.print(f"pulling {model.source} ({model.pipeline}, about {model.download_gb:g} GB) into {target / model.name}")

@@ -38,14 +38,27 @@ _sessions: tuple | None = None
 _lock = threading.Lock()
 
 
+def _weights_folder() -> str:
+    """Where invisible-watermark's wheel put the RivaGAN ONNX files. Found, not imported: importing
+    it imports torch, which the offline photo engine's install does not have."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("imwatermark")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "the RivaGAN watermark weights are missing: install them with "
+            "`pip install --no-deps invisible-watermark==0.2.0` (`make run` does)"
+        )
+    return next(iter(spec.submodule_search_locations))
+
+
 def _networks():  # (encoder, decoder) onnxruntime sessions, loaded once per process
     global _sessions
     with _lock:
         if _sessions is None:
-            import imwatermark
             import onnxruntime
 
-            folder = os.path.dirname(imwatermark.__file__)
+            folder = _weights_folder()
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = 2
             _sessions = tuple(

@@ -7,6 +7,8 @@ writes flashbulb-pull.json beside it recording what was downloaded and verified.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
 import socket
@@ -48,11 +50,35 @@ def problem(where: Path, pipeline: str) -> str | None:
     return None
 
 
+# What a generative model needs besides its weights: the `diffusion` extra, which the default
+# install (the offline photo engine) leaves out.
+STACK = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "huggingface_hub")
+INSTALL_STACK = "run `make install-diffusion` in flashbulb's folder (torch, diffusers, transformers: 1 GB or more)"
+
+
+@functools.cache
+def stack_missing() -> tuple[str, ...]:
+    """The packages of the generative stack this Python can't import (found, not imported: torch alone takes seconds)."""
+
+    def found(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is not None
+        except ImportError:
+            return False
+
+    return tuple(name for name in STACK if not found(name))
+
+
 def installed(model: DiffusionModel, model_dir: Path) -> bool:
-    return problem(folder(model, model_dir), model.pipeline) is None
+    return not stack_missing() and problem(folder(model, model_dir), model.pipeline) is None
 
 
 def how_to_install(model: DiffusionModel, model_dir: Path) -> str:
+    if missing := stack_missing():
+        then = f"put its weights in {model.path}" if model.path else f"`flashbulb pull {model.name}`"
+        return (
+            f"It needs the generative stack, which is not installed ({', '.join(missing)} missing): {INSTALL_STACK}, then {then}."
+        )
     if model.path:
         return f"Put the {model.pipeline} weights (diffusers layout) in {model.path}."
     size = f" (about {model.download_gb:g} GB)" if model.download_gb else ""

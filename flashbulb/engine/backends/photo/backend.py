@@ -52,7 +52,8 @@ class PhotoBackend:
             return _no_image(
                 "flashbulb-photo edits the photo you send: attach an image with an instruction such as "
                 "'restore this old photo' or 'make this a LinkedIn headshot'. To draw from text alone, this "
-                "server needs a generative model: `flashbulb pull flux2-klein-4b` (GPU) or `flashbulb pull sd-turbo` (CPU)."
+                "server needs a generative model (its operator installs one with `make install-diffusion`, then "
+                "`flashbulb pull flux2-klein-4b` on a GPU or `flashbulb pull sd-turbo` on a CPU)."
             )
         plan = instructions.parse(request.prompt)
         if plan.not_understood:
