@@ -45,6 +45,8 @@ def test_restore_locally_writes_the_upscaled_photo_and_shows_progress_on_a_termi
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", result.stderr)  # without the terminal's colour codes
     assert "100%" in shown and "loading flashbulb-photo" in shown  # the progress bar ran
     assert f"wrote {out}" in shown
+    # Nothing of mediapipe's native start-up chatter (TFLite, absl) between the progress bar's lines.
+    assert not re.search(r"TensorFlow Lite|absl::|W0000|inference_feedback_manager", shown), shown
 
 
 def test_generate_locally_with_json_output_and_n_images(local_dir, tmp_path):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
-from conftest import astronaut
+from conftest import astronaut, gemini_body, http, png_bytes
 from google.genai import errors, types
 from PIL import Image
 from skimage import data
@@ -84,6 +85,28 @@ def test_streaming_sse(server, key):
     chunks = list(client.models.generate_content_stream(model="flashbulb-photo", contents=[astronaut(32), "upscale 2x"]))
     assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
     assert sum(len(image_parts(c)) for c in chunks) == 1
+
+
+def test_a_stream_that_asks_for_progress_gets_it_before_the_answer_and_sdks_never_see_it(server, key):
+    """The studio's progress bar: x-flashbulb-progress: 1 adds chunks holding only flashbulb.progress
+    (the photo engine's stages and super-resolution tiles) before the one answer chunk."""
+    url = f"{server.base_url}/v1beta/models/flashbulb-photo:streamGenerateContent?alt=sse"
+    body = gemini_body(png_bytes(astronaut(160)), "restore this old photo, then make it brighter")
+    events = []
+    with http.stream("POST", url, json=body, headers={"x-goog-api-key": key, "x-flashbulb-progress": "1"}, timeout=120) as got:
+        assert got.status_code == 200 and got.headers["content-type"].startswith("text/event-stream")
+        events = [json.loads(line[5:]) for line in got.iter_lines() if line.startswith("data:")]
+    *progress, answer = events
+    fractions = [e["flashbulb"]["progress"] for e in progress]
+    assert all(set(e) == {"flashbulb"} and set(e["flashbulb"]) == {"progress"} for e in progress)
+    assert len(fractions) >= 4 and fractions == sorted(fractions) and fractions[-1] == 1.0  # restore's tiles, then brighter
+    assert any(0 < f < 0.5 for f in fractions), fractions  # within the restore: its tiles, not only whole stages
+    assert answer["candidates"][0]["finishReason"] == "STOP" and answer["flashbulb"]["chargeMicros"] > 0
+    # Without the header (every SDK): the one answer chunk, as before.
+    cheap = gemini_body(png_bytes(astronaut(32)), "make it brighter")
+    with http.stream("POST", url, json=cheap, headers={"x-goog-api-key": key}, timeout=120) as got:
+        plain = [json.loads(line[5:]) for line in got.iter_lines() if line.startswith("data:")]
+    assert len(plain) == 1 and "candidates" in plain[0]
 
 
 def test_instruction_it_cannot_do_is_answered_with_no_image_and_no_charge(server):

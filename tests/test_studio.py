@@ -156,7 +156,7 @@ def test_restore_then_a_second_turn_then_the_usage_page(page, studio_server, tmp
 
     key = studio_server.create_key("1", name="studio-alice")
     sent: list[dict] = []
-    page.on("request", lambda r: sent.append(r.post_data_json) if ":generateContent" in r.url else None)
+    page.on("request", lambda r: sent.append(r.post_data_json) if ":streamGenerateContent" in r.url else None)
     sign_in(page, studio_server, key)
     expect(page.locator("#balance")).to_have_text("$1.000")
     expect(page.locator("#model")).to_have_value("flashbulb-photo")
@@ -500,7 +500,7 @@ def test_the_next_turn_says_what_it_edits_and_can_branch_or_start_from_the_origi
     from playwright.sync_api import expect
 
     sent: list[dict] = []
-    page.on("request", lambda r: sent.append(r.post_data_json) if ":generateContent" in r.url else None)
+    page.on("request", lambda r: sent.append(r.post_data_json) if ":streamGenerateContent" in r.url else None)
     sign_in(page, studio_server, studio_server.create_key("1"))
     page.locator("#files").set_input_files(photo_file(tmp_path, 96))
     expect(page.locator("#continuing-text")).to_be_hidden()
@@ -535,3 +535,49 @@ def test_the_next_turn_says_what_it_edits_and_can_branch_or_start_from_the_origi
     [only] = sent[-1]["contents"]
     assert any("inlineData" in p for p in only["parts"]) and only["parts"][-1] == {"text": "make it warmer"}
     expect(page.locator("#history li").nth(3)).to_contain_text("from the original")
+
+
+def test_progress_shows_the_models_own_steps_and_a_reshaped_result_stands_beside_its_photo(page, studio_server, tmp_path):
+    """The bar shows the fractions the server streams (restore's super-resolution tiles, then the next
+    stage), not only elapsed time. A 16:9 result of a square photo is not wiped across with a slider
+    (one of the two would be letterboxed): both stand whole, side by side, and the change is said."""
+    from playwright.sync_api import expect
+
+    sign_in(page, studio_server, studio_server.create_key("1"))
+    page.locator("#files").set_input_files(photo_file(tmp_path, 160))
+    page.get_by_label("Prompt").fill("restore this old photo, then make it brighter")
+    page.locator("#aspect").select_option("16:9")
+    page.evaluate(
+        """() => {
+        window.progressSeen = [];
+        const text = document.querySelector('#progress-text');
+        new MutationObserver(() => window.progressSeen.push(text.textContent))
+          .observe(text, { childList: true, characterData: true, subtree: true });
+      }"""
+    )
+    page.get_by_role("button", name="Edit", exact=True).click()
+    expect(page.locator("#progress-bar")).to_have_attribute("aria-valuenow", re.compile(r"^\d+$"), timeout=SLOW)
+    page.locator("#view-studio form").screenshot(path=str(SCREENSHOTS / "studio-progress.png"))
+    expect(page.locator("#history li")).to_have_count(1, timeout=SLOW)
+    percents = [int(m.group(1)) for t in page.evaluate("window.progressSeen") if (m := re.fullmatch(r"(\d+)%", t))]
+    assert any(0 < p < 50 for p in percents), percents  # within the restore, before its last tile
+    assert percents == sorted(percents)
+
+    compare = page.locator("#compare")
+    expect(compare).to_have_class(re.compile(r"\bside-by-side\b"))
+    expect(page.locator("#shape-note")).to_contain_text("The shape changed (160×160 →")
+    expect(page.locator("#compare-range")).to_be_hidden()
+    before, after = page.locator("#before-img").bounding_box(), page.locator("#after-img").bounding_box()
+    assert abs(before["height"] - after["height"]) < 2 and before["x"] + before["width"] <= after["x"]  # one height, side by side
+    assert after["width"] / after["height"] == pytest.approx(16 / 9, rel=0.03)  # the result whole, not letterboxed
+    assert before["width"] / before["height"] == pytest.approx(1, rel=0.03)
+    shot(page, "studio-reshaped")
+
+    # A same-shape edit next: back to one frame and the slider.
+    page.locator("#aspect").select_option("")
+    page.get_by_label("Prompt").fill("make it warmer")
+    page.get_by_role("button", name="Edit", exact=True).click()
+    expect(page.locator("#history li")).to_have_count(2, timeout=SLOW)
+    expect(compare).not_to_have_class(re.compile(r"\bside-by-side\b"))
+    expect(page.locator("#compare-range")).to_be_visible()
+    expect(page.locator("#shape-note")).to_be_hidden()

@@ -20,12 +20,12 @@ from pydantic.alias_generators import to_camel
 
 from flashbulb.api.errors import describe_validation, google_error_body
 from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers, prices_json, prompt_tokens
-from flashbulb.api.serving import Authenticated, api_key_of, new_request_id, serve
+from flashbulb.api.serving import Authenticated, api_key_of, fulfil_streaming, new_request_id, serve
 from flashbulb.billing.prices import PriceBook
 from flashbulb.engine.aspect import check_aspect_ratio, check_image_size, ratio_of, sized
 from flashbulb.engine.imageio import PixelBudget, decode_image, encode_png
 from flashbulb.engine.registry import ModelEntry
-from flashbulb.engine.types import Caller, FinishReason, ImageRequest, JobContext
+from flashbulb.engine.types import Caller, FinishReason, ImageRequest
 from flashbulb.errors import FlashbulbError, invalid
 from flashbulb.gateway.gateway import Gateway, Served
 from flashbulb.jobs.files import FileStore
@@ -407,11 +407,19 @@ def build_router(gateway: Gateway, files: FileStore) -> APIRouter:
         image_request = await prepare(request, model)
         await gateway.reserve(image_request)  # out of credits is an HTTP 429, not an event
 
+        # flashbulb's studio asks for progress (x-flashbulb-progress: 1): before the answer come
+        # chunks holding only {"flashbulb": {"progress": fraction}}. SDKs never ask: they see one chunk.
+        progress = alt == "sse" and request.headers.get("x-flashbulb-progress") == "1"
+
         async def events() -> AsyncIterator[str]:
             # Starlette cancels this generator when the client goes away; the gateway then releases.
             render = lambda served: json.dumps(to_response(image_request, served), separators=(",", ":"), allow_nan=False)  # noqa: E731
             try:
-                text = (await gateway.fulfil(image_request, JobContext(), render=render)).rendered
+                async for kind, value in fulfil_streaming(gateway, image_request, render, progress=progress):
+                    if kind == "progress":
+                        yield f'data: {{"flashbulb":{{"progress":{value}}}}}\r\n\r\n'
+                    else:
+                        text = value.rendered
             except FlashbulbError as error:
                 text = json.dumps(google_error_body(error)[1], separators=(",", ":"))
             yield f"data: {text}\r\n\r\n" if alt == "sse" else f"[{text}]"

@@ -11,7 +11,7 @@ import base64
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any, Literal, cast
 
 from fastapi import APIRouter, Request, Response
@@ -27,12 +27,12 @@ from starlette.types import Scope
 from flashbulb.api.errors import bearer_only, openai_error_body
 from flashbulb.api.outputs import OutputStore
 from flashbulb.api.receipt import count_tokens, flashbulb_fields, flashbulb_headers, prices_json
-from flashbulb.api.serving import AUTHENTICATED, Authenticated, new_request_id, serve
+from flashbulb.api.serving import AUTHENTICATED, Authenticated, fulfil_streaming, new_request_id, serve
 from flashbulb.billing.prices import PriceBook
 from flashbulb.engine.aspect import nearest_ratio
 from flashbulb.engine.imageio import PixelBudget, decode_image, encode
 from flashbulb.engine.registry import ModelEntry, Registry
-from flashbulb.engine.types import Caller, FinishReason, ImageRequest, ImageResult, JobContext
+from flashbulb.engine.types import Caller, FinishReason, ImageRequest, ImageResult
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
 from flashbulb.gateway.gateway import MAX_PROMPT_CHARS, Gateway, Served
 from flashbulb.parsing import load_json
@@ -298,36 +298,6 @@ def encode_all(images: list[Image.Image], params: ImageParams, sign: Sign = unsi
     return [sign(encode(image, fmt, quality=quality, opaque=params.background == "opaque"), fmt) for image in images]
 
 
-async def fulfil_with_previews(
-    gateway: Gateway, request: ImageRequest, render: Callable[[Served], object], limit: int
-) -> AsyncIterator[tuple[str, Any]]:
-    """Run a reserved request, yielding ("preview", (index, image)) for up to `limit` intermediate
-    images as the model passes them, then ("done", Served). Closing the iterator stops the work."""
-    loop = asyncio.get_running_loop()
-    previews: asyncio.Queue = asyncio.Queue()
-
-    def on_preview(image: Image.Image) -> None:
-        loop.call_soon_threadsafe(previews.put_nowait, image)
-
-    request.partial_images = limit
-    job = JobContext(on_preview=on_preview if limit else (lambda image: None))
-    work = asyncio.ensure_future(gateway.fulfil(request, job, render=render))
-    sent = 0
-    try:
-        while not work.done():
-            waiting = asyncio.ensure_future(previews.get())
-            await asyncio.wait({work, waiting}, return_when=asyncio.FIRST_COMPLETED)
-            if waiting.done() and sent < limit:
-                yield "preview", (sent, waiting.result())
-                sent += 1
-            waiting.cancel()
-        yield "done", work.result()
-    finally:
-        if not work.done():
-            work.cancel()
-            await asyncio.gather(work, return_exceptions=True)
-
-
 def sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), allow_nan=False)}\n\n"
 
@@ -466,7 +436,7 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
             # Starlette cancels this generator when the client goes away; the gateway then releases.
             fmt = params.output_format or "png"
             try:
-                async for kind, value in fulfil_with_previews(gateway, image_request, render, params.partial_images or 0):
+                async for kind, value in fulfil_streaming(gateway, image_request, render, previews=params.partial_images or 0):
                     if kind == "preview":
                         index, image = value
                         yield sse(

@@ -26,7 +26,6 @@ from flashbulb.api.openai import (
     data_url_bytes,
     decode,
     encode_all,
-    fulfil_with_previews,
     parse_json,
     parse_params,
     refusal,
@@ -37,7 +36,7 @@ from flashbulb.api.openai import (
     to_response,
 )
 from flashbulb.api.outputs import OutputStore
-from flashbulb.api.serving import Authenticated, new_request_id, serve
+from flashbulb.api.serving import Authenticated, fulfil_streaming, new_request_id, serve
 from flashbulb.engine.imageio import PixelBudget, decode_image, encode_png
 from flashbulb.engine.types import Caller, FinishReason, ImageRequest
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
@@ -275,7 +274,7 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
             yield event("response.image_generation_call.in_progress", output_index=0, item_id=call_id)
             yield event("response.image_generation_call.generating", output_index=0, item_id=call_id)
             try:
-                async for kind, value in fulfil_with_previews(gateway, image_request, completed, params.partial_images or 0):
+                async for kind, value in fulfil_streaming(gateway, image_request, completed, previews=params.partial_images or 0):
                     if kind == "preview":
                         index, image = value
                         yield event(

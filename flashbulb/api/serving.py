@@ -1,11 +1,13 @@
 """What every wire format's routes share: who is calling, the request id, and running a request
-through the gateway while watching for the client to go away."""
+through the gateway while watching for the client to go away (`serve`) or while streaming what the
+model shows on the way (`fulfil_streaming`)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
@@ -66,3 +68,53 @@ async def serve(gateway: Gateway, request: Request, image_request: ImageRequest,
         raise FlashbulbError(ErrorKind.CANCELLED, "the client closed the connection")
     watcher.cancel()
     return work.result()
+
+
+# Progress is sent when it moved by at least this much: the photo engine's super-resolution reports
+# every tile (hundreds on a large photo), and a viewer needs about a hundred steps at most.
+PROGRESS_STEP = 0.01
+
+
+async def fulfil_streaming(
+    gateway: Gateway, request: ImageRequest, render: Callable[[Served], object], *, previews: int = 0, progress: bool = False
+) -> AsyncIterator[tuple[str, Any]]:
+    """Run a reserved request, yielding what the model shows on the way: ("preview", (index, image))
+    for up to `previews` intermediate images, ("progress", fraction) when asked, then ("done",
+    Served). Closing the iterator (the client went away) stops the work and releases the hold."""
+    loop = asyncio.get_running_loop()
+    shown: asyncio.Queue = asyncio.Queue()
+    reported = -1.0
+
+    def on_progress(fraction: float) -> None:
+        nonlocal reported
+        if fraction - reported >= PROGRESS_STEP or (fraction >= 1 and reported < 1):
+            reported = fraction
+            loop.call_soon_threadsafe(shown.put_nowait, ("progress", round(fraction, 3)))
+
+    def on_preview(image) -> None:
+        loop.call_soon_threadsafe(shown.put_nowait, ("preview", image))
+
+    request.partial_images = previews
+    job = JobContext(
+        on_preview=on_preview if previews else (lambda image: None),
+        on_progress=on_progress if progress else (lambda fraction: None),
+    )
+    work = asyncio.ensure_future(gateway.fulfil(request, job, render=render))
+    sent = 0
+    try:
+        while not work.done():
+            waiting = asyncio.ensure_future(shown.get())
+            await asyncio.wait({work, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            if waiting.done():
+                kind, value = waiting.result()
+                if kind == "progress":
+                    yield kind, value
+                elif sent < previews:
+                    yield kind, (sent, value)
+                    sent += 1
+            waiting.cancel()
+        yield "done", work.result()
+    finally:
+        if not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)

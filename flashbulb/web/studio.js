@@ -337,7 +337,7 @@ async function run(event) {
 
   startProgress();
   try {
-    const answer = await api.generate(state.key, model.baseModelId, body, state.running.controller.signal);
+    const answer = await api.generate(state.key, model.baseModelId, body, state.running.controller.signal, showProgress);
     await received(answer, { prompt, before, userTurn, model: model.baseModelId });
   } catch (err) {
     sayNow(error, err.message);
@@ -355,10 +355,27 @@ function startProgress() {
   const tick = () => { $("#elapsed").textContent = `${((performance.now() - started) / 1000).toFixed(1)} s`; };
   state.running = { controller, started, timer: setInterval(tick, 100) };
   tick();
+  const bar = $("#progress-bar");
+  bar.classList.remove("determinate");
+  bar.removeAttribute("aria-valuenow");
+  $("#progress-text").textContent = "Waiting for the model…";
   $("#progress").hidden = false;
   $("#run").disabled = true;
   $("#cancel").hidden = false;
   say($("#status"), "Working… Cancel stops it, and nothing is charged.");
+}
+
+// The model's own progress, as the server streams it (the photo engine's stages and tiles, a
+// diffusion model's steps); the bar slides without a figure until the first one arrives.
+function showProgress(fraction) {
+  const bar = $("#progress-bar");
+  const percent = Math.round(Math.min(1, Math.max(0, fraction)) * 100);
+  bar.classList.add("determinate");
+  bar.style.setProperty("--done", `${percent}%`);
+  bar.setAttribute("aria-valuenow", String(percent));
+  bar.setAttribute("aria-valuemin", "0");
+  bar.setAttribute("aria-valuemax", "100");
+  $("#progress-text").textContent = percent < 100 ? `${percent}%` : "Checking the result…";
 }
 
 function stopProgress() {
@@ -439,12 +456,15 @@ function renderResult() {
   const after = $("#after-img");
   after.alt = `After: ${turn.prompt || "result"}`;
   after.onload = () => {
-    $("#compare").style.aspectRatio = `${after.naturalWidth} / ${after.naturalHeight}`;
+    layoutCompare();
     renderQuality(turn, after);
   };
   after.src = out.url;
   const compare = $("#compare");
   compare.classList.toggle("single", !turn.before);
+  compare.classList.remove("side-by-side");
+  $("#shape-note").hidden = true;
+  $("#before-img").onload = layoutCompare;
   $("#before-img").src = turn.before || "";
   $("#before-img").alt = turn.before ? "Before: the photo that was edited" : "";
   $("#compare-range").hidden = !turn.before;
@@ -479,6 +499,30 @@ function pickOutput(turn, index) {
   updateRunLabel();
   renderResult();
   renderHistory();
+}
+
+// One frame, the result's shape, when before and after share a shape: the slider wipes between
+// them. When an edit changed the shape (a crop, a new aspect ratio) a wipe would letterbox one and
+// not the other, so they stand side by side at one height, each whole, and the change is said.
+function layoutCompare() {
+  const compare = $("#compare");
+  const after = $("#after-img");
+  const before = $("#before-img");
+  if (!after.naturalWidth) return;
+  compare.style.aspectRatio = `${after.naturalWidth} / ${after.naturalHeight}`;
+  const shown = !compare.classList.contains("single") && before.complete && before.naturalWidth;
+  const ratio = (img) => img.naturalWidth / img.naturalHeight;
+  const reshaped = Boolean(shown) && Math.abs(ratio(before) / ratio(after) - 1) > 0.01;
+  compare.classList.toggle("side-by-side", reshaped);
+  $("#compare-range").hidden = compare.classList.contains("single") || reshaped;
+  const note = $("#shape-note");
+  note.hidden = !reshaped;
+  if (reshaped) {
+    compare.style.aspectRatio = `${ratio(before) + ratio(after)} / 1`;
+    compare.style.gridTemplateColumns = `${ratio(before)}fr ${ratio(after)}fr`;
+    note.textContent = `The shape changed (${before.naturalWidth}×${before.naturalHeight} → ` +
+      `${after.naturalWidth}×${after.naturalHeight}), so before and after stand side by side, each whole.`;
+  }
 }
 
 function setSplit(percent) {

@@ -91,6 +91,7 @@ class PhotoBackend:
                 share = lambda fraction, i=index: job.progress((i + fraction) / len(operations))  # noqa: E731
                 report = _timed(timings, f"{index + 1}:{op.name}", lambda: self._apply(op, canvas, request, environment, share))
                 edits.append({"operation": op.name, **report})
+                job.progress((index + 1) / len(operations))
                 if index < len(operations) - 1:
                     job.preview(canvas.image())  # each stage of a multi-step edit, for streaming callers
         except EditRefused as refused:
