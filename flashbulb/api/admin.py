@@ -90,6 +90,7 @@ def build_router(gateway: Gateway) -> APIRouter:
     @router.post("/keys/{key_id}/revoke", dependencies=[ADMIN])
     async def revoke_key(request: Request, key_id: int) -> dict:
         changed = await asyncio.to_thread(accounts.revoke_key, db, key_id)
+        gateway.forget_keys()
         return {"keyId": key_id, "revoked": True, "alreadyRevoked": not changed}
 
     @router.post("/codes", dependencies=[ADMIN])

@@ -28,6 +28,7 @@ class Caller:
     key_id: int
     is_admin: bool
     models: tuple[str, ...] | None = None  # the key's scope: the models it may call (None: all)
+    expires_in_s: float | None = None  # how long the key had left when it was looked up (None: no expiry)
 
 
 @dataclasses.dataclass

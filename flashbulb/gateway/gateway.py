@@ -68,6 +68,9 @@ async def _succeeded(task: asyncio.Future) -> bool:
     return task.done() and not task.cancelled() and task.exception() is None
 
 
+KEY_CACHE_S = 5.0  # how long a customer key's lookup is reused (see Gateway.authenticate)
+MAX_CACHED_KEYS = 10_000
+
 # The most text one request may carry (prompt and system instruction each): gpt-image-1's prompt limit.
 # Gemini's image models take 32,768 tokens, about 4x this, but no image prompt needs that much, and
 # a 10 MB prompt held the photo worker for as long as its client waited (measured).
@@ -104,9 +107,28 @@ class Gateway:
         self.marks_recorded = 0  # watermarks in the usage records, as of the last sweep (count_marks)
         self._unclosed: dict[str, ledger.Usage] = {}  # holds a database outage kept open: released when it is back
         self.provenance = Provenance(settings)
+        self._callers: dict[str, tuple[Caller, float]] = {}  # sha256 of a key -> (its caller, until when (monotonic))
 
     async def authenticate(self, api_key: str | None) -> Caller:
-        return await asyncio.to_thread(accounts.authenticate, self.db, api_key)
+        """The caller a key names. A customer's key is looked up once per KEY_CACHE_S (the lookup was
+        0.9 ms of a call's ~8 ms overhead, bench/server_overhead.py): what spends money re-checks the
+        key in its hold (revoked, expired, over its cap: refused at once, on every server), so a
+        revocation only takes up to KEY_CACHE_S to reach reads such as the usage page. Admin keys are
+        looked up every time; this server forgets every cached key when it revokes one."""
+        digest = ledger.hash_secret(api_key) if api_key else ""
+        cached = self._callers.get(digest)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        caller = await asyncio.to_thread(accounts.authenticate, self.db, api_key)
+        if not caller.is_admin:
+            if len(self._callers) >= MAX_CACHED_KEYS:
+                self._callers.clear()
+            self._callers[digest] = (caller, time.monotonic() + min(KEY_CACHE_S, caller.expires_in_s or KEY_CACHE_S))
+        return caller
+
+    def forget_keys(self) -> None:
+        """Drop every cached key lookup (a key was revoked or changed here)."""
+        self._callers.clear()
 
     async def run(self, request: ImageRequest, job: JobContext | None = None, render: Renderer | None = None) -> Served:
         """Hold credit, run, settle or release: the whole life of one request."""
