@@ -101,3 +101,51 @@ def test_a_killed_replica_costs_only_its_own_call_and_serve_brings_it_back(serve
         time.sleep(1)
     assert again.json()["flashbulb"]["replica"]["pid"] != old["pid"]
     assert server.process.poll() is None
+
+
+def sse_chunks(server, key: str, model: str, body: dict, *, first_only: bool = False) -> list[dict]:
+    url = f"{server.base_url}/v1beta/models/{model}:streamGenerateContent?alt=sse"
+    chunks = []
+    with http.stream("POST", url, json=body, headers={"x-goog-api-key": key, "x-flashbulb-progress": "1"}, timeout=90) as got:
+        assert got.status_code == 200, got.read()
+        for line in got.iter_lines():
+            if line.startswith("data:"):
+                chunks.append(json.loads(line[5:]))
+                if first_only:
+                    break  # the caller goes away: the connection closes here
+    return chunks
+
+
+def test_progress_and_partial_images_cross_from_the_replica_and_a_cancel_stops_it_at_its_next_step(server):
+    key = server.create_key("1")
+    say = lambda prompt: {"contents": [{"role": "user", "parts": [{"text": prompt}]}]}  # noqa: E731
+    *progress, answer = sse_chunks(server, key, "faulty", say("sleep 1.5"))
+    fractions = [c["flashbulb"]["progress"] for c in progress]
+    assert len(fractions) >= 5 and fractions == sorted(fractions) and fractions[0] < 0.5 < fractions[-1], fractions
+    assert answer["candidates"][0]["finishReason"] == "STOP"
+
+    # Partial images: the photo engine's first stage, from a replica (2 replicas, either one).
+    import openai
+
+    client = openai.OpenAI(api_key=key, base_url=f"{server.base_url}/v1", max_retries=0, timeout=90)
+    events = list(
+        client.images.edit(
+            model="flashbulb-photo",
+            image=("photo.png", png_bytes(astronaut(128)), "image/png"),
+            prompt="make it brighter, then make it black and white",
+            stream=True,
+            partial_images=1,
+        )
+    )
+    assert [e.type for e in events] == ["image_edit.partial_image", "image_edit.completed"]
+
+    # The caller of a 30 s call leaves at its first progress chunk. The one replica of `faulty` is
+    # free again at once, not in 30 s (its backend stopped at its next step), and nothing was charged.
+    assert "progress" in sse_chunks(server, key, "faulty", say("sleep 30"), first_only=True)[0]["flashbulb"]
+    started = time.monotonic()
+    again = server.generate(key, say("hello"), model="faulty")
+    waited = time.monotonic() - started
+    records = http.get(f"{server.base_url}/flashbulb/account/usage", headers={"x-goog-api-key": key}).json()["records"]
+    assert again.status_code == 200 and waited < 10, (again.text, waited)  # 28 s when the cancel stayed in the API process
+    cancelled = [r for r in records if r["status"] == "cancelled"]
+    assert len(cancelled) == 1 and cancelled[0]["charge_micros"] == 0

@@ -14,6 +14,9 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Protocol
 
+from PIL import Image
+
+from flashbulb.engine.imageio import encode_png
 from flashbulb.engine.output_size import fit_result
 from flashbulb.engine.registry import ModelEntry
 from flashbulb.engine.types import ImageRequest, ImageResult, JobContext
@@ -57,6 +60,15 @@ def replica_count(deployment: dict, gpus: float) -> int:
     configured, else one per `gpus_per_replica` GPUs, else one."""
     configured = deployment.get("replicas") or deployment.get("max_replicas")
     return int(configured or max(1, gpus // deployment.get("gpus_per_replica", 1)))
+
+
+PREVIEW_SIDE = 768  # previews are for watching progress: small enough to cross a process boundary as PNG bytes
+
+
+def preview_png(image: Image.Image) -> bytes:
+    preview = image.copy()
+    preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
+    return encode_png(preview)
 
 
 def run_backend(backend, requests: list[ImageRequest], jobs: list[JobContext]) -> list[ImageResult]:

@@ -30,8 +30,7 @@ from multiprocessing.shared_memory import SharedMemory
 from PIL import Image
 
 from flashbulb.config import Settings
-from flashbulb.engine.executors import WorkerDied, for_backend, replica_count, run_backend
-from flashbulb.engine.imageio import encode_png
+from flashbulb.engine.executors import WorkerDied, for_backend, preview_png, replica_count, run_backend
 from flashbulb.engine.registry import ModelEntry
 from flashbulb.engine.types import Cancelled, ImageRequest, ImageResult, JobContext
 from flashbulb.errors import ErrorKind, FlashbulbError
@@ -329,15 +328,6 @@ def _run(backend, requests: list[ImageRequest], contexts: list[JobContext], send
         send(("error", _portable(exc)))
         return
     send(("done", results))
-
-
-PREVIEW_SIDE = 768  # previews are for watching progress: small enough to cross as PNG bytes, not the arena
-
-
-def preview_png(image: Image.Image) -> bytes:
-    preview = image.copy()
-    preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
-    return encode_png(preview)
 
 
 def _portable(exc: BaseException) -> BaseException:

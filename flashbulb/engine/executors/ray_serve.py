@@ -8,26 +8,32 @@ starts a Ray instance on this machine; "auto" or "ray://head:10001" joins a runn
 The API process keeps its own queue per model (live traffic ahead of batch jobs, batching of like
 requests) and hands Serve at most one call per replica slot, so priorities hold and Serve's router
 sends each call to a free replica. A replica that dies fails the calls it was running (503, free)
-like a local worker. Not forwarded across Ray (yet): progress fractions, partial images (the
-replica is told none are wanted), and a cancel after the replica has started (the caller is answered at once; the replica finishes the run for nobody).
+like a local worker. A call is a Serve stream: the replica sends its progress fractions and partial
+images as the backend makes them, then the results; cancelling the stream (every caller of the run
+went away) makes the backend stop at its next step, as in a local worker.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
+import io
 import logging
 import os
+import queue
 import socket
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, cast
+
+from PIL import Image
 
 from flashbulb.config import Settings
-from flashbulb.engine.executors import WorkerDied, for_backend, replica_count, run_backend
+from flashbulb.engine.executors import WorkerDied, for_backend, preview_png, replica_count, run_backend
 from flashbulb.engine.registry import ModelEntry
 from flashbulb.engine.types import Cancelled, ImageRequest, ImageResult, JobContext
 
 if TYPE_CHECKING:
-    from ray.serve.handle import DeploymentHandle
+    from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 log = logging.getLogger("flashbulb.engine")
 
@@ -46,12 +52,41 @@ class ModelReplica:
         replica = serve.get_replica_context().replica_id
         self.info = {"id": f"{model}/{replica.unique_id}", "host": socket.gethostname(), "pid": os.getpid()}
 
-    def run(self, requests: list[ImageRequest]) -> list[ImageResult]:
-        requests = [dataclasses.replace(r, partial_images=0) for r in requests]  # nobody to show them to
-        results = run_backend(self.backend, requests, [JobContext() for _ in requests])
-        for result in results:
-            result.replica = dict(self.info)
-        return results
+    async def run(self, requests: list[ImageRequest]) -> AsyncIterator[tuple]:
+        """Stream ("progress", index, fraction) and ("preview", index, png) as the backend makes them,
+        then ("done", results). Cancelled (the caller cancelled the stream), the backend is told to stop
+        and this replica takes no other call until it has (max_ongoing_requests = 1)."""
+        loop = asyncio.get_running_loop()
+        shown: asyncio.Queue = asyncio.Queue()
+
+        def show(item: tuple) -> None:  # from the backend's thread
+            loop.call_soon_threadsafe(shown.put_nowait, item)
+
+        def context(index: int) -> JobContext:
+            return JobContext(
+                on_progress=lambda fraction: show(("progress", index, fraction)),
+                on_preview=lambda image: show(("preview", index, preview_png(image))),
+            )
+
+        jobs = [context(i) for i in range(len(requests))]
+        work = loop.run_in_executor(None, run_backend, self.backend, requests, jobs)
+        try:
+            while not work.done() or not shown.empty():
+                item = asyncio.ensure_future(shown.get())
+                await asyncio.wait({work, item}, return_when=asyncio.FIRST_COMPLETED)
+                if item.done():
+                    yield item.result()
+                else:
+                    item.cancel()
+            results = work.result()
+            for result in results:
+                result.replica = dict(self.info)
+            yield ("done", results)
+        finally:
+            if not work.done():
+                for job in jobs:
+                    job.cancel.set()
+                await asyncio.gather(work, return_exceptions=True)  # it stops at its next step
 
 
 class _Application:
@@ -126,18 +161,39 @@ class RaySlot:
 
         handle = self.app.handle
         assert handle is not None  # the engine runs a replica only once its start() has deployed the app
-        response = handle.run.remote(for_backend(requests))
-        while True:
+        stream = cast("DeploymentResponseGenerator", handle.options(stream=True).run.remote(for_backend(requests)))
+        # Read on a thread of its own, so this one can watch for a cancel while it waits.
+        items: queue.Queue = queue.Queue()
+
+        def pump() -> None:
             try:
-                return response.result(timeout_s=CANCEL_POLL_S)
-            except TimeoutError:
-                if all(job.cancel.is_set() for job in jobs):
-                    response.cancel()
-                    raise Cancelled() from None
-            except ray.exceptions.RayTaskError as error:  # the backend raised: the caller hears its error
-                raise error.cause from None
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as error:
-                raise WorkerDied(f"a Ray Serve replica of {self.app.entry.name} died: {error.__class__.__name__}") from error
+                for item in stream:
+                    items.put(item)
+            except BaseException as error:  # noqa: BLE001 - handed to the waiting thread below
+                items.put(("raised", error))
+
+        threading.Thread(target=pump, daemon=True, name=f"ray-{self.app.entry.name}").start()
+        while True:
+            if all(job.cancel.is_set() for job in jobs):  # every turn: progress may come without a pause
+                stream.cancel()  # the replica's backend stops at its next step
+                raise Cancelled()
+            try:
+                kind, *payload = items.get(timeout=CANCEL_POLL_S)
+            except queue.Empty:
+                continue
+            if kind == "progress":
+                jobs[payload[0]].on_progress(payload[1])
+            elif kind == "preview":
+                jobs[payload[0]].on_preview(Image.open(io.BytesIO(payload[1])))
+            elif kind == "done":
+                return payload[0]
+            else:
+                error = payload[0]
+                if isinstance(error, ray.exceptions.RayTaskError):  # the backend raised: the caller hears its error
+                    raise error.cause from None
+                if isinstance(error, (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError)):
+                    raise WorkerDied(f"a Ray Serve replica of {self.app.entry.name} died: {error.__class__.__name__}") from error
+                raise error
 
     def close(self) -> None:
         self.app.executor.close_app(self.app)
