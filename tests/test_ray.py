@@ -1,6 +1,7 @@
 """`[cluster] engine = "ray"`: models as Ray Serve deployments on a local Ray instance started by the
 server. Calls spread over a model's replicas, a killed replica costs only its own call (503, free),
-and Serve brings it back; the offline photo model and a (tiny) diffusion model both deploy."""
+and Serve brings it back; the offline photo model and a (tiny) diffusion model both deploy; progress,
+partial images and cancellation cross to the replica; an autoscaled model grows when calls wait."""
 
 from __future__ import annotations
 
@@ -29,11 +30,11 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 engine = "ray"
 
 [diffusion]
-warm_models = ["flashbulb-photo", "tiny-sd", "faulty"]
+warm_models = ["flashbulb-photo", "tiny-sd", "faulty", "elastic"]
 
 [models.flashbulb-photo]
 replicas = 2
-cpus_per_replica = 0.5
+cpus_per_replica = 0.4
 
 [models.tiny-sd]
 like = "sd-turbo"
@@ -41,12 +42,18 @@ path = {json.dumps(str(weights))}
 steps = 2
 pixels = 4096
 replicas = 1
-cpus_per_replica = 0.5
+cpus_per_replica = 0.4
 
 [models.faulty]
 backend = "fault_backends:FaultBackend"
 replicas = 1
-cpus_per_replica = 0.5
+cpus_per_replica = 0.4
+
+[models.elastic]
+backend = "fault_backends:FaultBackend"
+min_replicas = 1
+max_replicas = 2
+cpus_per_replica = 0.2
 
 [rate_limits]
 key_rpm = 0
@@ -149,3 +156,14 @@ def test_progress_and_partial_images_cross_from_the_replica_and_a_cancel_stops_i
     assert again.status_code == 200 and waited < 10, (again.text, waited)  # 28 s when the cancel stayed in the API process
     cancelled = [r for r in records if r["status"] == "cancelled"]
     assert len(cancelled) == 1 and cancelled[0]["charge_micros"] == 0
+
+
+def test_an_autoscaled_model_adds_a_replica_when_calls_wait(server):
+    """min_replicas = 1, max_replicas = 2: Serve starts with one and adds the second once calls have
+    waited (2 s); the four slow calls end up on two replicas."""
+    key = server.create_key("1")
+    say = {"contents": [{"role": "user", "parts": [{"text": "sleep 3"}]}]}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: server.generate(key, say, model="elastic", timeout=120), range(4)))
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    assert len({a.json()["flashbulb"]["replica"]["id"] for a in answers}) == 2

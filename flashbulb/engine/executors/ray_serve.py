@@ -121,6 +121,13 @@ class _Application:
                         "min_replicas": self.deployment.get("min_replicas", 1),
                         "max_replicas": self.slots,
                         "target_ongoing_requests": 1,
+                        # An image call takes seconds: look at the last 5 s of waiting calls, each
+                        # second (Serve's defaults, 30 s and 10 s, are for millisecond calls), add a
+                        # replica once calls have waited 2 s and remove one after 5 idle minutes.
+                        "metrics_interval_s": 1.0,
+                        "look_back_period_s": 5.0,
+                        "upscale_delay_s": 2.0,
+                        "downscale_delay_s": 300.0,
                     }
                 }
                 if self.autoscaling
@@ -211,6 +218,9 @@ class RayServeExecutor:
         with self._lock:
             if self._connected:
                 return
+            # Serve counts waiting calls at the handle (this process) and reports them every 10 s by
+            # default, read when Serve is imported: autoscaling on seconds-long calls needs 1 s.
+            os.environ.setdefault("RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "1")
             import ray
             from ray import serve
 
