@@ -28,13 +28,19 @@ def weights_dir() -> Path:
 class RealESRGAN:
     """One loaded network; `upscale4x` may be called from several threads (one extractor each)."""
 
-    def __init__(self, tile: int = 128, pad: int = 24, threads: int | None = None):
+    # Measured on 2 cores (bench/restore_speed.py): bf16 storage runs the same weights 1.08-1.18x
+    # faster than ncnn's defaults on a 256 px image, 53.6 dB PSNR from their output; fp16 storage
+    # changed nothing on this CPU. 256 px tiles with 16 px of context compute 1.27x the pixels of an
+    # untiled run (128 px tiles with 24 px: 1.9x) and still join without a visible seam. A 320 px
+    # photo: 33.8 s -> 22.3 s against the old 128 px fp32 tiles, peak RSS 2.90 -> 3.04 GB.
+    def __init__(self, tile: int = 256, pad: int = 16, threads: int | None = None, bf16: bool = True):
         import ncnn  # imported here so that importing flashbulb stays light
 
         self.tile = tile
         self.pad = pad
         self.net = ncnn.Net()
         self.net.opt.use_vulkan_compute = False
+        self.net.opt.use_bf16_storage = bf16
         # A model worker's share of the cores (OMP_NUM_THREADS, set per worker by the engine).
         self.net.opt.num_threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
         directory = weights_dir()
