@@ -256,6 +256,13 @@ def test_an_upscale_to_a_width_reaches_it_or_says_why_not(server, key, client):
     before = balance(server, key)
     response, image, _ = edit(client, "upscale to 4K", photo)  # 40x: past what it enlarges
     assert image is None and "4x" in response.text and balance(server, key) == before
+    # An exact size: reached when it has the photo's shape (it enlarged 4x by default before: 384x256),
+    # refused for free when it has another.
+    _, image, _ = edit(client, "upscale to 192x128", photo)
+    assert image.size == (192, 128)
+    response, image, _ = edit(client, "upscale to 200x200", photo)
+    assert image is None and "another shape" in response.text and "200x133" in response.text
+    assert balance(server, key) == before - 2_000  # only the 192x128 was charged
 
 
 def test_a_cut_out_clears_what_it_hides_and_flattens_onto_white_without_alpha(server, client, portrait, tmp_path):

@@ -148,9 +148,13 @@ class PhotoBackend:
             if problem := restore.check_scale(*canvas.size, scale):
                 raise EditRefused(problem)
             if op.name == "restore":
-                return restore.restore(canvas, scale, progress)
-            restore.super_resolve(canvas, scale, restore.noise_sigma(canvas.rgb), progress)
-            return {"scale": scale}
+                report = restore.restore(canvas, scale, progress)
+            else:
+                restore.super_resolve(canvas, scale, restore.noise_sigma(canvas.rgb), progress)
+                report = {"scale": scale}
+            if (exact := params.get("size")) and canvas.size != tuple(exact):  # within 1% of its shape: a pixel or two
+                adjust.apply(canvas, {"resize": {"width": exact[0], "height": exact[1]}})
+            return report
         if op.name == "sharpen":
             restore.sharpen(canvas, params["amount"])
             return {"amount": round(params["amount"], 2)}
@@ -174,6 +178,16 @@ def _scale_for(params: dict, size: tuple[int, int]) -> float:
     none said: restore and upscale enlarge up to 2048 px, cleaning alone (denoise, scratches) doesn't."""
     if params.get("scale") is not None:
         return params["scale"]
+    if exact := params.get("size"):
+        (width, height), (w, h) = exact, size
+        if abs((width / height) / (w / h) - 1) > 0.01:
+            raise EditRefused(
+                f"{width}x{height} has another shape than this {w}x{h} photo, so upscaling can't reach it: ask for "
+                f"{width}x{round(width * h / w)} (or {round(height * w / h)}x{height}), or add 'crop to {width}:{height}' first."
+            )
+        if width < w:
+            raise EditRefused(f"{width}x{height} is smaller than this {w}x{h} photo: ask to resize it, not to upscale it.")
+        return round(width / w, 4)
     if params.get("long_side"):
         return max(1.0, round(params["long_side"] / max(size), 4))
     return restore.default_scale(*size) if params.get("enlarge", True) else 1.0

@@ -175,6 +175,17 @@ def width_of(text: str) -> int | None:
     return int(match.group(1) or match.group(2))
 
 
+_EXACT = re.compile(r"\b(\d{2,5})\s*[x×]\s*(\d{2,5})\b")
+
+
+def size_of(text: str) -> tuple[int, int] | None:
+    """The exact size an upscale should reach ("upscale to 800x600"), when the instruction names one."""
+    if re.search(r"\b(resiz\w*|shrink\w*|smaller|thumbnail)\b", text, re.I):
+        return None  # a resize names its own size
+    match = _EXACT.search(text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
 def background_params(clause: str) -> dict:
     colour = colour_of(clause)
     if re.search(r"\b(remov\w*|transparent|delet\w*|get rid|cut\s*out|no background|erase\w*|without)\b", clause, re.I):
@@ -494,7 +505,7 @@ def parse(instruction: str) -> Plan:
                 not_understood.append(clause)
             continue
         operations.extend(Operation(name, _BY_NAME[name].read(clause)) for name in matched)
-    return Plan(_merge(operations, scale_of(text), width_of(text)), not_understood, ignored)
+    return Plan(_merge(operations, scale_of(text), width_of(text), size_of(text)), not_understood, ignored)
 
 
 _MODEL_WORDS = {"i", "ii", "iii", "iv", "v", "mark", "mk", "pro", "max", "mini", "ultra", "plus", "r", "s", "z"}
@@ -504,7 +515,9 @@ def _only_filler(clause: str, also: Collection[str] = frozenset()) -> bool:
     return all(word in _FILLER or word in also or word.isdigit() for word in re.findall(r"[a-z0-9']+", clause.lower()))
 
 
-def _merge(operations: list[Operation], scale: float | None, width: int | None = None) -> list[Operation]:
+def _merge(
+    operations: list[Operation], scale: float | None, width: int | None = None, size: tuple[int, int] | None = None
+) -> list[Operation]:
     """One super-resolution pass however many words asked for it; the explicit scale (or long side)
     goes to it. A restore that only cleans (denoise, scratches, colour cast) doesn't enlarge."""
     result: list[Operation] = []
@@ -515,7 +528,7 @@ def _merge(operations: list[Operation], scale: float | None, width: int | None =
                 if op.name == "restore" and earlier.name == "upscale":
                     result[result.index(earlier)] = Operation("restore", earlier.params)
                 continue
-            op = Operation(op.name, {"scale": scale, "long_side": width, "enlarge": op.params.get("enlarge", True)})
+            op = Operation(op.name, {"scale": scale, "long_side": width, "size": size, "enlarge": op.params.get("enlarge", True)})
         result.append(op)
     return result
 
