@@ -622,7 +622,7 @@ def test_the_responses_image_tool_takes_an_input_image_mask(client):
     before = np.asarray(original, dtype=float)
     assert result[:, :32].mean() > before[:, :32].mean() + 5  # brighter where the mask let it
     assert np.abs(result[:, 40:] - before[:, 40:]).mean() < 2  # the rest as it was sent
-    with pytest.raises(openai.BadRequestError):
+    with pytest.raises(openai.NotFoundError):  # a file_id must name one of this account's files
         client.responses.create(
             model="gpt-5",
             tools=[{"type": "image_generation", "model": "tiny-klein", "input_image_mask": {"file_id": "file-1"}}],
@@ -636,3 +636,67 @@ def test_the_responses_image_tool_takes_an_input_image_mask(client):
                 }
             ],
         )
+
+
+# ---- the Files API: one store for both SDKs ----
+
+
+def test_an_uploaded_file_is_a_file_id_for_the_responses_api_and_gemini_sees_it_too(server, key, client):
+    original = png_bytes(photo())
+    made = client.files.create(file=("coffee.png", original, "image/png"), purpose="vision")
+    assert made.id.startswith("file-") and made.object == "file" and made.bytes == len(original)
+    assert made.filename == "coffee.png" and made.purpose == "vision" and made.status == "processed"
+    assert client.files.retrieve(made.id).bytes == len(original)
+    assert made.id in [f.id for f in client.files.list()]
+    assert client.files.content(made.id).read() == original
+
+    edited = client.responses.create(
+        model="gpt-5",
+        input=[
+            {
+                "role": "user",
+                "content": [{"type": "input_text", "text": "make it brighter"}, {"type": "input_image", "file_id": made.id}],
+            }
+        ],
+        tools=[{"type": "image_generation", "model": "flashbulb-photo"}],
+    )
+    [call] = edited.output
+    result = Image.open(io.BytesIO(base64.b64decode(call.result))).convert("RGB")
+    assert call.action == "edit" and result.size == (64, 48)
+    assert np.asarray(result, dtype=float).mean() > np.asarray(photo(), dtype=float).mean() + 5
+
+    # An images.edit sent as JSON names it the same way.
+    as_json = http.post(
+        f"{server.base_url}/v1/images/edits",
+        headers={"authorization": f"Bearer {key}"},
+        json={"model": "flashbulb-photo", "prompt": "make it brighter", "images": [{"file_id": made.id}]},
+        timeout=120,
+    )
+    assert as_json.status_code == 200, as_json.text
+    assert Image.open(io.BytesIO(base64.b64decode(as_json.json()["data"][0]["b64_json"]))).size == (64, 48)
+
+    # The same account's Gemini client sees the same file; another account sees nothing.
+    gemini = server.genai(key)
+    assert gemini.files.get(name=f"files/{made.id}").size_bytes == len(original)
+    stranger = client_for(server, server.create_key("1"))
+    with pytest.raises(openai.NotFoundError):
+        stranger.files.retrieve(made.id)
+    with pytest.raises(openai.NotFoundError):
+        stranger.responses.create(
+            model="gpt-5",
+            input=[{"role": "user", "content": [{"type": "input_image", "file_id": made.id}]}],
+            tools=[{"type": "image_generation", "model": "flashbulb-photo"}],
+        )
+
+    assert client.files.delete(made.id).deleted is True
+    with pytest.raises(openai.NotFoundError) as gone:
+        client.files.retrieve(made.id)
+    assert gone.value.body["type"] == "invalid_request_error"  # OpenAI's error shape on the shared path
+
+
+def test_files_for_what_flashbulb_does_not_have_are_refused_by_name(client):
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.files.create(file=("train.jsonl", b'{"x": 1}\n', "application/jsonl"), purpose="fine-tune")
+    assert refused.value.body["param"] == "purpose" and "vision" in refused.value.message
+    with pytest.raises(openai.BadRequestError):
+        client.files.create(file=("empty.png", b"", "image/png"), purpose="vision")

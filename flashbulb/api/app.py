@@ -11,7 +11,21 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from flashbulb import __version__
-from flashbulb.api import admin, batches, errors, files, gemini, idempotency, metrics, openai, outputs, responses, studio, verify
+from flashbulb.api import (
+    admin,
+    batches,
+    errors,
+    files,
+    gemini,
+    idempotency,
+    metrics,
+    openai,
+    openai_files,
+    outputs,
+    responses,
+    studio,
+    verify,
+)
 from flashbulb.api.limits import BodySizeLimit
 from flashbulb.config import Settings
 from flashbulb.engine import imageio
@@ -134,10 +148,11 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
     metrics.install(app, gateway)
     # /v1/models is both APIs' path: OpenAI's routes match only OpenAI callers, so they go first.
     app.include_router(openai.build_models_router(gateway), prefix="/v1")
+    app.include_router(openai_files.build_router(gateway, file_store), prefix="/v1")  # OpenAI callers only, likewise
     for version in GEMINI_VERSIONS:
         app.include_router(gemini.build_router(gateway, file_store), prefix=f"/{version}")
-    app.include_router(openai.build_router(gateway, result_files), prefix="/v1")
-    app.include_router(responses.build_router(gateway, result_files), prefix="/v1")
+    app.include_router(openai.build_router(gateway, result_files, file_store), prefix="/v1")
+    app.include_router(responses.build_router(gateway, result_files, file_store), prefix="/v1")
     app.include_router(outputs.build_router(result_files), prefix="/v1/files/images")
     for version in GEMINI_VERSIONS:  # google-genai 3.x calls /v1, older SDKs /v1beta
         app.include_router(files.build_router(gateway, file_store, version), prefix=f"/{version}")

@@ -68,8 +68,8 @@ OPENAI_STATUS: dict[ErrorKind, tuple[int, str, str | None]] = {
 # Retrying these cannot succeed (the openai SDK retries every 409 and 429 unless told not to).
 _FINAL = {ErrorKind.OUT_OF_CREDITS, ErrorKind.ALREADY_EXISTS}
 
-# Paths only the OpenAI API has (/v1/files/{id} is Gemini's, /v1/files/images/{name} ours). /v1/models
-# is both APIs': see `speaks_openai`.
+# Paths only the OpenAI API has (/v1/files/images/{name} is ours). /v1/models and /v1/files are both
+# APIs': see `speaks_openai`.
 OPENAI_PREFIXES = ("/v1/images/", "/v1/files/images/", "/v1/responses")
 _SHARED_MODELS_PATH = re.compile(r"/v1/models(/[^/]+)?/?")
 
@@ -86,6 +86,8 @@ def speaks_openai(conn: HTTPConnection) -> bool:
     path = get_route_path(conn.scope)
     if path.startswith(OPENAI_PREFIXES):
         return True
+    if path == "/v1/files" or path.startswith("/v1/files/"):  # both APIs' Files API: api/openai_files.py
+        return bearer_only(conn)
     return conn.scope.get("method") == "GET" and bool(_SHARED_MODELS_PATH.fullmatch(path)) and bearer_only(conn)
 
 

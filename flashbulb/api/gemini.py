@@ -328,18 +328,7 @@ def build_router(gateway: Gateway, files: FileStore) -> APIRouter:
     registry = gateway.engine.registry
 
     def file_reader(caller: Caller) -> Callable[[str], bytes]:
-        def read(file_id: str) -> bytes:
-            info = files.get(caller.account_id, file_id)  # another account's file is a 404, as an unknown one
-            if not info.mime_type.startswith("image/"):
-                raise invalid(f"files/{file_id} is {info.mime_type}, not an image")
-            if info.size_bytes > settings.max_body_bytes:  # no larger than the same image sent inline
-                raise invalid(
-                    f"files/{file_id} is {info.size_bytes:,} bytes; an image may be at most {settings.max_body_bytes:,}"
-                )
-            with files.open(caller.account_id, file_id)[1] as data:
-                return data.read()
-
-        return read
+        return lambda file_id: files.read_image(caller.account_id, file_id, settings.max_body_bytes)
 
     async def prepare(request: Request, model: str) -> ImageRequest:
         caller = await gateway.authenticate(api_key_of(request))

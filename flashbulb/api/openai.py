@@ -11,7 +11,7 @@ import base64
 import json
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal, cast
 
 from fastapi import APIRouter, Request, Response
@@ -35,6 +35,7 @@ from flashbulb.engine.registry import ModelEntry, Registry
 from flashbulb.engine.types import Caller, FinishReason, ImageRequest, ImageResult
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
 from flashbulb.gateway.gateway import MAX_PROMPT_CHARS, Gateway, Served
+from flashbulb.jobs.files import FileStore
 from flashbulb.parsing import load_json
 from flashbulb.provenance import Sign, unsigned
 
@@ -206,33 +207,47 @@ def data_url_bytes(url: object, param: str) -> bytes:
         raise invalid(f"'{param}' is not valid base64.", param=param) from exc
 
 
-def read_edit_json(body: bytes, max_images: int) -> tuple[dict[str, Any], list[bytes], bytes | None]:
-    """An edit as JSON (gpt-image-1.5 and later): `images: [{"image_url": "data:..."}]`, an optional
-    `mask: {"image_url": ...}`, the options beside them."""
+def image_bytes(part: dict[str, Any], param: str, read_file: Callable[[str], bytes]) -> bytes:
+    """An image part's bytes: its `image_url` (a data URL) or its `file_id` (uploaded with files.create)."""
+    if isinstance(part.get("image_url"), str):
+        return data_url_bytes(part["image_url"], f"{param}.image_url")
+    if isinstance(part.get("file_id"), str):
+        return read_file(part["file_id"])
+    raise invalid(f"'{param}' needs an image_url (a data URL) or a file_id (from files.create).", param=param)
+
+
+def read_edit_json(
+    body: bytes, max_images: int, read_file: Callable[[str], bytes]
+) -> tuple[dict[str, Any], list[bytes], bytes | None]:
+    """An edit as JSON (gpt-image-1.5 and later): `images: [{"image_url": "data:..."} or {"file_id": ...}]`,
+    an optional `mask` the same way, the options beside them."""
     fields = parse_json(body)
     images = fields.pop("images", None)
     mask = fields.pop("mask", None)
     if not isinstance(images, list) or not images:
         raise invalid(
-            "Missing required parameter: 'images' (a list of {\"image_url\": data URL}).",
+            'Missing required parameter: \'images\' (a list of {"image_url": data URL} or {"file_id": id}).',
             param="images",
             code="missing_required_parameter",
         )
     if len(images) > max_images:
         raise invalid(f"{len(images)} images were sent; the limit is {max_images}.", param="images")
     for k, item in enumerate(images):
-        if not isinstance(item, dict) or "image_url" not in item:
-            raise invalid(f"'images[{k}]' must be {{\"image_url\": data URL}} (file_id is not supported here).", param="images")
-    if mask is not None and (not isinstance(mask, dict) or "image_url" not in mask):
-        raise invalid("'mask' must be {\"image_url\": data URL}.", param="mask")
-    decoded = [data_url_bytes(item["image_url"], f"images[{k}].image_url") for k, item in enumerate(images)]
-    return fields, decoded, data_url_bytes(mask["image_url"], "mask.image_url") if mask is not None else None
+        if not isinstance(item, dict):
+            raise invalid(f'\'images[{k}]\' must be {{"image_url": data URL}} or {{"file_id": id}}.', param="images")
+    if mask is not None and not isinstance(mask, dict):
+        raise invalid('\'mask\' must be {"image_url": data URL} or {"file_id": id}.', param="mask")
+    decoded = [image_bytes(item, f"images[{k}]", read_file) for k, item in enumerate(images)]
+    return fields, decoded, image_bytes(mask, "mask", read_file) if mask is not None else None
 
 
-async def read_edit_form(request: Request, max_images: int) -> tuple[dict[str, str], list[bytes], bytes | None]:
-    """The multipart form of an edit: its option fields, its image files and its mask file."""
+async def read_edit_form(
+    request: Request, max_images: int, read_file: Callable[[str], bytes]
+) -> tuple[dict[str, str], list[bytes], bytes | None]:
+    """The multipart form of an edit: its option fields, its image files and its mask file (or the
+    same as JSON, whose images may name uploaded files)."""
     if request.headers.get("content-type", "").startswith("application/json"):
-        return read_edit_json(await request.body(), max_images)
+        return await asyncio.to_thread(read_edit_json, await request.body(), max_images, read_file)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise invalid(
             "images/edits takes multipart/form-data (image files, prompt and options as form fields) or "
@@ -373,8 +388,8 @@ def build_models_router(gateway: Gateway) -> APIRouter:
     return router
 
 
-def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
-    """POST /images/generations and /images/edits."""
+def build_router(gateway: Gateway, outputs: OutputStore, files: FileStore) -> APIRouter:
+    """POST /images/generations and /images/edits (whose JSON images may be files: `file_id`)."""
     router = APIRouter()
     settings = gateway.settings
     registry = gateway.engine.registry
@@ -469,10 +484,11 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
 
     @router.post("/images/edits")
     async def edits(request: Request, caller: Authenticated) -> Response:
-        fields, files, mask_file = await read_edit_form(request, settings.max_input_images)
+        read_file = lambda file_id: files.read_image(caller.account_id, file_id, settings.max_body_bytes)  # noqa: E731
+        fields, images_sent, mask_file = await read_edit_form(request, settings.max_input_images, read_file)
         params = parse_params(ImageParams, fields)
         images, mask = await asyncio.to_thread(
-            decode_inputs, files, mask_file, max_pixels=settings.max_input_pixels, max_images=settings.max_input_images
+            decode_inputs, images_sent, mask_file, max_pixels=settings.max_input_pixels, max_images=settings.max_input_images
         )
         request_id = new_request_id()
         image_request = to_image_request(params, images, mask, caller=caller, request_id=request_id)

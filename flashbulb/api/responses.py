@@ -12,7 +12,7 @@ import asyncio
 import base64
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -23,9 +23,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from flashbulb.api.errors import openai_error_body
 from flashbulb.api.openai import (
     ImageParams,
-    data_url_bytes,
     decode,
     encode_all,
+    image_bytes,
     parse_json,
     parse_params,
     refusal,
@@ -41,6 +41,7 @@ from flashbulb.engine.imageio import PixelBudget, decode_image, encode_png
 from flashbulb.engine.types import Caller, FinishReason, ImageRequest
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
 from flashbulb.gateway.gateway import Gateway, Served
+from flashbulb.jobs.files import FileStore
 
 
 class ImageTool(BaseModel):
@@ -93,21 +94,22 @@ def parse_request(body: bytes) -> tuple[ResponsesRequest, ImageTool]:
         raise invalid(f"Invalid 'tools[].{'.'.join(map(str, first['loc']))}': {first['msg']}.", param="tools") from exc
 
 
-def read_mask(mask: dict[str, Any] | None, images: list[Image.Image], max_pixels: int) -> Image.Image | None:
-    """The tool's input_image_mask ({"image_url": data URL}, transparent where the image should change),
+def read_mask(
+    mask: dict[str, Any] | None, images: list[Image.Image], max_pixels: int, read_file: Callable[[str], bytes]
+) -> Image.Image | None:
+    """The tool's input_image_mask (an image_url or file_id, transparent where the image should change),
     as ImageRequest.mask for the image being edited."""
     if mask is None:
         return None
-    param = "tools[0].input_image_mask"
     if not images:
         raise invalid("input_image_mask needs an image to edit: send an input_image or a previous_response_id.", param="tools")
-    if "image_url" not in mask:
-        raise invalid(f'{param} must be {{"image_url": data URL}} (file_id is not supported here).', param="tools")
-    data = data_url_bytes(mask["image_url"], f"{param}.image_url")
+    data = image_bytes(mask, "tools[0].input_image_mask", read_file)
     return repaint_mask(decode(data, "input_image_mask", "tools", max_pixels), images[0].size)
 
 
-def read_input(wire: ResponsesRequest, max_pixels: int, max_images: int) -> tuple[str, list[Image.Image], list[Image.Image]]:
+def read_input(
+    wire: ResponsesRequest, max_pixels: int, max_images: int, read_file: Callable[[str], bytes]
+) -> tuple[str, list[Image.Image], list[Image.Image]]:
     """The last user turn's text and images, and the images of earlier turns (newest last)."""
     if isinstance(wire.input, str):
         return wire.input, [], []
@@ -143,14 +145,9 @@ def read_input(wire: ResponsesRequest, max_pixels: int, max_images: int) -> tupl
             if kind == "input_text" and isinstance(part.get("text"), str):
                 turn_text.append(part["text"])
             elif kind == "input_image":
-                param = f"{where}.content[{p}].image_url"
-                if not isinstance(part.get("image_url"), str):
-                    raise invalid(
-                        f"'{param}' is required: send the image as a data URL (file_id is not supported here).", param=param
-                    )
-                turn_images.append(
-                    decode_image(data_url_bytes(part["image_url"], param), max_pixels=max_pixels, what=param, budget=budget)
-                )
+                param = f"{where}.content[{p}]"
+                data = image_bytes(part, param, read_file)
+                turn_images.append(decode_image(data, max_pixels=max_pixels, what=param, budget=budget))
             else:
                 raise invalid(f"'{where}.content[{p}]' must be an input_text or input_image part.", param=f"{where}.content")
         earlier.extend(images)
@@ -196,15 +193,17 @@ def response_object(
     }
 
 
-def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
+def build_router(gateway: Gateway, outputs: OutputStore, files: FileStore) -> APIRouter:
     """POST /responses. Each response's image is kept (api/outputs.py, as long as result URLs are)
-    so that a later call can edit it by `previous_response_id`."""
+    so that a later call can edit it by `previous_response_id`; input images may be files uploaded
+    with files.create (`file_id`)."""
     router = APIRouter()
     settings = gateway.settings
 
     def translate(body: bytes, caller: Caller) -> tuple[ResponsesRequest, ImageTool, ImageParams, ImageRequest, str]:
         wire, tool = parse_request(body)
-        prompt, sent, earlier = read_input(wire, settings.max_input_pixels, settings.max_input_images)
+        read_file = lambda file_id: files.read_image(caller.account_id, file_id, settings.max_body_bytes)  # noqa: E731
+        prompt, sent, earlier = read_input(wire, settings.max_input_pixels, settings.max_input_images, read_file)
         if wire.previous_response_id:
             try:
                 kept = outputs.kept(caller.account_id, wire.previous_response_id)
@@ -221,7 +220,7 @@ def build_router(gateway: Gateway, outputs: OutputStore) -> APIRouter:
         fields["prompt"] = "\n".join(t for t in (wire.instructions, prompt) if t)
         fields["stream"] = wire.stream
         params = parse_params(ImageParams, fields)
-        mask = read_mask(tool.input_image_mask, chosen, settings.max_input_pixels)
+        mask = read_mask(tool.input_image_mask, chosen, settings.max_input_pixels, read_file)
         request = to_image_request(params, chosen, mask, caller=caller, request_id=new_request_id())
         return wire, tool, params, request, "edit" if chosen else "generate"
 

@@ -253,6 +253,16 @@ class FileStore:
             ).all()
         return [_info(r) for r in rows[:limit]], len(rows) > limit
 
+    def read_image(self, account_id: int, name: str, max_bytes: int) -> bytes:
+        """An uploaded image's bytes, for a call that names it (Gemini fileData, OpenAI file_id)."""
+        info = self.get(account_id, name)  # another account's file is a 404, as an unknown one
+        if not info.mime_type.startswith("image/"):
+            raise invalid(f"files/{name} is {info.mime_type}, not an image")
+        if info.size_bytes > max_bytes:  # no larger than the same image sent inline
+            raise invalid(f"files/{name} is {info.size_bytes:,} bytes; an image may be at most {max_bytes:,}")
+        with self.open(account_id, name)[1] as data:
+            return data.read()
+
     def open(self, account_id: int, name: str) -> tuple[FileInfo, BinaryIO]:
         row = self._row(account_id, name)
         try:
