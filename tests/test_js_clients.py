@@ -27,6 +27,7 @@ CHECKS = [
     "openai-refusal-is-a-400",
     "openai-edit-stream",
     "openai-responses-image-tool",
+    "openai-files-then-responses-file-id",
 ]
 
 

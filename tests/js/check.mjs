@@ -139,6 +139,25 @@ const checks = {
     expect(size[0] === photoSize[0] && size[1] === photoSize[1], `got ${size}`);
     return response.id;
   },
+
+  async "openai-files-then-responses-file-id"() {
+    const file = await openai.files.create({ file: await toFile(photo, "photo.png", { type: "image/png" }), purpose: "vision" });
+    expect(file.id.startsWith("file-") && file.bytes === photo.length, `got ${JSON.stringify(file)}`);
+    const response = await openai.responses.create({
+      model: "gpt-5",
+      input: [{ role: "user", content: [
+        { type: "input_text", text: "make it brighter" },
+        { type: "input_image", file_id: file.id },
+      ] }],
+      tools: [{ type: "image_generation", model: "flashbulb-photo" }],
+    });
+    const call = response.output.find((item) => item.type === "image_generation_call");
+    const size = pngSize(Buffer.from(call.result, "base64"));
+    expect(size[0] === photoSize[0] && size[1] === photoSize[1], `got ${size}`);
+    const deleted = await openai.files.delete(file.id);
+    expect(deleted.deleted === true, `got ${JSON.stringify(deleted)}`);
+    return file.id;
+  },
 };
 
 const name = process.argv[2];

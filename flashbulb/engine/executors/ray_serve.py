@@ -259,6 +259,10 @@ class RayServeExecutor:
             if app.handle is None:
                 return
             app.handle = None
+        if not self._started_ray:
+            # A cluster we joined: other API servers may be calling this application. It stays; the
+            # next server to start redeploys it with its flashbulb.toml (`serve delete` removes it).
+            return
         from ray import serve
 
         try:
