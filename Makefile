@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 # with this torch first, so `torch>=2.5` is already met: this machine's pip resolves the pin to the
 # CPU build it has on disk (no multi-GB CUDA download). On a GPU box: make install-diffusion TORCH=torch.
 TORCH ?= torch==2.13.0
-# Only its RivaGAN ONNX files are used (provenance/watermark.py); its own requirement of torch is not.
+# The default install uses only its RivaGAN ONNX files (provenance/watermark.py), not its requirement
+# of torch; the diffusion extra installs it whole.
 WATERMARK := invisible-watermark==0.2.0
 
 .PHONY: run test lint install install-diffusion install-test bench bench-gpu clean
@@ -14,11 +15,13 @@ WATERMARK := invisible-watermark==0.2.0
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q --no-deps "$(WATERMARK)"
 
 # Stamps: `make run` reinstalls only when pyproject.toml changed (it ran pip on every start).
+# The watermark's files come last: installed before its requirements' own packages, pip would print
+# an ERROR about the requirements it was told to skip.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q --no-deps "$(WATERMARK)"
 	touch $@
 
 $(VENV)/.installed-diffusion: pyproject.toml | $(BIN)/python
