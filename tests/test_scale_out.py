@@ -125,6 +125,38 @@ def test_a_native_crash_is_contained_and_the_third_identical_request_is_refused_
     assert ask(server, key, "hello").status_code == 200
 
 
+def test_a_request_that_killed_workers_behind_one_server_is_refused_by_every_server_on_the_database(
+    tmp_path, new_postgres_database
+):
+    """Each server kept its own count, so with N servers a poison request could kill 2N workers."""
+    from sqlalchemy import select
+
+    from flashbulb.store import db as store
+    from flashbulb.store.tables import PoisonRequest
+
+    url = new_postgres_database()
+    config = CONFIG + "\n[limits]\nhold_sweep_interval_s = 1\n"
+    a = start_server(tmp_path / "a", url, config=config)
+    b = start_server(tmp_path / "b", url, config=config, admin_key=a.admin_key)
+    database = store.connect(url)
+    try:
+        key, other = a.create_key("1"), a.create_key("1")
+        b_worker = ask(b, other, "hello").json()["flashbulb"]["replica"]["pid"]
+        for _ in range(2):
+            assert_unavailable_and_free(ask(a, key, "abort behind a"), a, key)
+        with database.connect() as conn:
+            assert conn.execute(select(PoisonRequest.crashes, PoisonRequest.model)).one() == (2, "faulty")
+        time.sleep(3)  # B's sweep (every second here) has taken the shared count
+        refused = ask(b, key, "abort behind a")
+        assert refused.status_code == 400 and "stopped the faulty worker 2 times" in refused.text, refused.text
+        assert ask(b, other, "hello").json()["flashbulb"]["replica"]["pid"] == b_worker  # no worker of B's died for it
+        assert account(b, key)["balanceMicros"] == 1_000_000  # none of the three was charged
+    finally:
+        database.dispose()
+        a.stop()
+        b.stop()
+
+
 def test_an_answer_that_cannot_be_built_is_not_charged(server):
     key = server.create_key("1")
     for call in (

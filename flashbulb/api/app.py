@@ -35,7 +35,7 @@ from flashbulb.engine.registry import Registry
 from flashbulb.gateway.gateway import Gateway
 from flashbulb.jobs.files import FileStore
 from flashbulb.jobs.runner import BatchRunner
-from flashbulb.store import blobs
+from flashbulb.store import blobs, poison
 from flashbulb.store import db as store
 
 log = logging.getLogger("flashbulb")
@@ -52,16 +52,20 @@ def build_gateway(settings: Settings) -> Gateway:
         max_queue=settings.max_queue_per_model,
         batch_window_s=settings.batch_window_ms / 1000,
         max_batch=settings.max_batch,
+        on_crash=lambda fingerprints, model: poison.record(database, fingerprints, model),
     )
     return Gateway(database, engine, settings)
 
 
 async def _sweep_expired(gateway: Gateway) -> None:
-    """Release holds left by a crash, recount the marks (the watermark budget), forget idempotent answers past their time."""
+    """Release holds left by a crash, recount the marks (the watermark budget), take the other servers'
+    poison requests, forget idempotent answers past their time."""
     while True:
         try:
             released = await gateway.release_expired()
             await asyncio.to_thread(gateway.count_marks)
+            # Requests that killed workers on any server on this database are refused here too.
+            gateway.engine.merge_crashes(await asyncio.to_thread(poison.counts, gateway.db))
             if released:
                 log.warning("released %d expired holds", released)
             await asyncio.to_thread(idempotency.sweep_expired, gateway.db)

@@ -21,7 +21,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from typing import overload
 
@@ -274,6 +274,7 @@ class Engine:
         max_queue: int = 32,
         batch_window_s: float = 0.02,
         max_batch: int = 4,
+        on_crash: Callable[[list[str], str], None] | None = None,
     ):
         from flashbulb.engine.executors.inline import InlineExecutor
 
@@ -285,6 +286,9 @@ class Engine:
         self._queues: dict[str, _ModelQueue] = {}
         self._lock = threading.Lock()
         self._crashes: dict[str, int] = {}  # request fingerprint -> runs of it that killed a worker
+        # Told of each crash (fingerprints, model): the server shares them with the others on its
+        # database, whose counts come back through `merge_crashes`.
+        self._on_crash = on_crash
         self.warm: set[str] = set()  # models whose replicas are loaded and answering
 
     def _queue(self, entry: ModelEntry) -> _ModelQueue:
@@ -300,6 +304,17 @@ class Engine:
         with self._lock:
             for key in keys:
                 self._crashes[key] = self._crashes.get(key, 0) + 1
+        if self._on_crash is not None and jobs:
+            try:
+                self._on_crash(keys, jobs[0].request.model)
+            except Exception:  # a database hiccup must not stop the worker coming back
+                log.exception("could not share a worker crash with the other servers")
+
+    def merge_crashes(self, counts: dict[str, int]) -> None:
+        """Take the crash counts every server on the database recorded (a count only grows here)."""
+        with self._lock:
+            for key, crashes in counts.items():
+                self._crashes[key] = max(self._crashes.get(key, 0), crashes)
 
     def _check_not_poison(self, request: ImageRequest) -> None:
         if not self._crashes:  # the common case: nothing has crashed, nothing to hash

@@ -247,3 +247,16 @@ class IdempotentCall(Base):
     headers: Mapped[list | None] = mapped_column(JSON, nullable=True)  # [[name, value], ...] of the answer
     body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)  # a running claim's lease, or the answer's end
+
+
+class PoisonRequest(Base):
+    """A request that killed model workers, by its fingerprint (engine.fingerprint: model, prompt,
+    options and the images' pixels), so every API server on this database refuses it once it has
+    killed POISON_CRASHES of them, not each server after its own."""
+
+    __tablename__ = "poison_requests"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200))
+    crashes: Mapped[int] = mapped_column(Integer, default=0)
+    last_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
