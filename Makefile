@@ -58,6 +58,7 @@ lint: install-test
 
 bench: install-test
 	$(BIN)/python bench/restore_speed.py
+	$(BIN)/python bench/headshot_speed.py
 	$(BIN)/python bench/server_overhead.py
 	$(BIN)/python bench/restore_quality.py
 	$(BIN)/python bench/batch_throughput.py --items 300

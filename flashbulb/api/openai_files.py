@@ -64,7 +64,7 @@ def build_router(gateway: Gateway, files: FileStore) -> APIRouter:
             first = await upload.read(CHUNK)
             if not first:
                 raise invalid("the file is empty", param="file")
-            name, token = await asyncio.to_thread(
+            _name, token = await asyncio.to_thread(  # the file's name comes back in its object
                 files.start_upload,
                 caller.account_id,
                 mime_type=upload.content_type or "application/octet-stream",
@@ -72,7 +72,6 @@ def build_router(gateway: Gateway, files: FileStore) -> APIRouter:
                 display_name=upload.filename or "",
                 name=f"file-{new_id(24)}",
             )
-            del name  # the file's id comes back in its object
             offset, chunk = 0, first
             while True:
                 following = await upload.read(CHUNK) if chunk else b""
