@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 from PIL import Image
+from restore_speed import timed  # this folder's: the median of --repeat runs
 from skimage import data
 
 from flashbulb.engine.backends.photo import PhotoBackend
@@ -22,15 +22,6 @@ from flashbulb.engine.types import ImageRequest, JobContext
 from flashbulb.vision import superres
 
 MEASUREMENTS = ("safety_in", "identity_in", "identity_out", "safety_out", "ocr")
-
-
-def timed(work, repeat: int) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(repeat):
-        started = time.perf_counter()
-        result = work()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
 
 
 def main() -> None:

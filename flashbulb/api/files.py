@@ -152,20 +152,27 @@ def build_upload_router(gateway: Gateway, files: FileStore, version: str) -> API
     return router
 
 
+async def stream_file(files: FileStore, account_id: int, name: str, *, attachment: bool) -> StreamingResponse:
+    """A stored file's bytes, read a MiB at a time (Gemini's download, OpenAI's files.content)."""
+    info, handle = await asyncio.to_thread(files.open, account_id, name)
+
+    def chunks():  # a sync generator: Starlette iterates it in a thread
+        with handle:
+            while block := handle.read(1 << 20):
+                yield block
+
+    headers = {"content-length": str(info.size_bytes)}
+    if attachment:
+        headers["content-disposition"] = f'attachment; filename="{info.name}"'
+    return StreamingResponse(chunks(), media_type=info.mime_type or "application/octet-stream", headers=headers)
+
+
 def build_router(gateway: Gateway, files: FileStore, version: str) -> APIRouter:
     """Routes under /{version}: file metadata, listing, deletion and download."""
     router = APIRouter()
 
     async def download(request: Request, caller: Authenticated, file_id: str) -> StreamingResponse:
-        info, handle = await asyncio.to_thread(files.open, caller.account_id, file_id)
-
-        def chunks():  # a sync generator: Starlette iterates it in a thread
-            with handle:
-                while block := handle.read(1 << 20):
-                    yield block
-
-        headers = {"content-length": str(info.size_bytes), "content-disposition": f'attachment; filename="{info.name}"'}
-        return StreamingResponse(chunks(), media_type=info.mime_type or "application/octet-stream", headers=headers)
+        return await stream_file(files, caller.account_id, file_id, attachment=True)
 
     # Before /files/{file_id}: that pattern would also match "ID:download".
     router.add_api_route("/files/{file_id}:download", download, methods=["GET"])

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 
+from flashbulb.api.files import stream_file
 from flashbulb.api.openai import OpenAIRoute
 from flashbulb.api.serving import Authenticated
 from flashbulb.errors import invalid
@@ -74,7 +75,7 @@ def build_router(gateway: Gateway, files: FileStore) -> APIRouter:
             )
             offset, chunk = 0, first
             while True:
-                following = await upload.read(CHUNK) if chunk else b""
+                following = await upload.read(CHUNK)
                 progress = await asyncio.to_thread(files.append, token, offset, chunk, finalize=not following)
                 if progress.file is not None:
                     return file_object(progress.file)
@@ -106,14 +107,7 @@ def build_router(gateway: Gateway, files: FileStore) -> APIRouter:
 
     @router.get("/files/{file_id}/content")
     async def content(request: Request, caller: Authenticated, file_id: str) -> StreamingResponse:
-        info, handle = await asyncio.to_thread(files.open, caller.account_id, file_id)
-
-        def chunks():  # a sync generator: Starlette iterates it in a thread
-            with handle:
-                while block := handle.read(CHUNK):
-                    yield block
-
-        return StreamingResponse(chunks(), media_type=info.mime_type, headers={"content-length": str(info.size_bytes)})
+        return await stream_file(files, caller.account_id, file_id, attachment=False)
 
     @router.delete("/files/{file_id}")
     async def delete(request: Request, caller: Authenticated, file_id: str) -> dict:

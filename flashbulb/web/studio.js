@@ -373,8 +373,6 @@ function showProgress(fraction) {
   bar.classList.add("determinate");
   bar.style.setProperty("--done", `${percent}%`);
   bar.setAttribute("aria-valuenow", String(percent));
-  bar.setAttribute("aria-valuemin", "0");
-  bar.setAttribute("aria-valuemax", "100");
   $("#progress-text").textContent = percent < 100 ? `${percent}%` : "Checking the result…";
 }
 
