@@ -27,3 +27,10 @@ class FaultBackend:
         if words[:1] == ["nan"]:  # what a measurement of a degenerate image can come to
             quality = {"noise": float("nan"), "scores": [float("inf"), 1.0]}
         return ImageResult(images=[Image.new("RGB", (8, 8), (200, 30, 30))], text=f"done by pid {os.getpid()}", quality=quality)
+
+
+class BrokenBackend:
+    """A model whose worker can't load it (weights that fail to read, a driver that won't start)."""
+
+    def __init__(self) -> None:
+        raise RuntimeError("the weights could not be read")

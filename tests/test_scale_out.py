@@ -23,6 +23,10 @@ warm_models = ["flashbulb-photo", "faulty"]
 backend = "fault_backends:FaultBackend"
 price_usd = "0.01"
 
+[models.broken]
+backend = "fault_backends:BrokenBackend"
+price_usd = "0.01"
+
 [rate_limits]
 key_rpm = 0
 key_concurrent = 0
@@ -213,3 +217,12 @@ def test_a_prompt_past_the_limit_is_a_400_before_any_work_or_charge(server):
     answer = ask(server, key, "brighter, " * 3_201)
     assert answer.status_code == 400 and "32,000" in answer.json()["error"]["message"]
     assert account(server, key)["balanceMicros"] == 1_000_000
+
+
+def test_a_model_that_cannot_start_answers_503_free_and_is_tried_again(server):
+    key = server.create_key("1")
+    for _ in range(2):  # each call tries the start again
+        broken = server.generate(key, {"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}, model="broken")
+        assert_unavailable_and_free(broken, server, key)
+        assert "could not start" in broken.json()["error"]["message"]
+    assert ask(server, key, "hello").status_code == 200  # the other models serve meanwhile

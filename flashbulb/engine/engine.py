@@ -188,7 +188,15 @@ class _ModelQueue:
     def _serve(self, index: int, replica: Replica, first: Job) -> None:
         # A worker that died while idle (killed, OOM-killed) is brought back before it is given a job.
         if (self.started.get(index) is not None or not replica.alive()) and not self._start(index, replica):
-            first.future.set_exception(self.started[index])
+            error = self.started[index]
+            if not isinstance(error, FlashbulbError):  # a fault of this server's, not of the request: 503, not 500
+                error = FlashbulbError(
+                    ErrorKind.UNAVAILABLE,
+                    f"The {self.entry.name} worker could not start ({error}); it is tried again on the next request. "
+                    "You were not charged.",
+                    retry_after_s=5,
+                )
+            first.future.set_exception(error)
             return
         jobs = [first, *self._gather(first)]
         try:

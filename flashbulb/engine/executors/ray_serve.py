@@ -6,7 +6,8 @@ and, with `min_replicas`/`max_replicas`, adds and removes them as requests wait.
 starts a Ray instance on this machine; "auto" or "ray://head:10001" joins a running cluster.
 
 The API process keeps its own queue per model (live traffic ahead of batch jobs, batching of like
-requests) and hands Serve at most one call per replica slot, so priorities hold and Serve's router
+requests) and hands Serve at most one call per replica slot (two per replica an autoscaled model may
+grow to, so Serve sees calls wait), so priorities hold and Serve's router
 sends each call to a free replica. A replica that dies fails the calls it was running (503, free)
 like a local worker. A call is a Serve stream: the replica sends its progress fractions and partial
 images as the backend makes them, then the results; cancelling the stream (every caller of the run
@@ -38,19 +39,30 @@ if TYPE_CHECKING:
 log = logging.getLogger("flashbulb.engine")
 
 CANCEL_POLL_S = 0.1
+# Serve's autoscaling metrics: each replica reports its own running calls, every second (10 s by
+# default; an image call takes seconds), and this process's handle the calls waiting for one. Counted
+# at the handle alone (Ray 2.60's default), the running calls of flashbulb's handle were missed: 4 of
+# 4 runs of 4 slow calls stayed on one replica, against 2 of 2 scaled up with these (measured).
+AUTOSCALING_METRICS_ENV = {
+    "RAY_SERVE_COLLECT_AUTOSCALING_METRICS_ON_HANDLE": "0",
+    "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
+    "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
+}
 
 
 class ModelReplica:
     """One Serve replica: a loaded backend (constructed by Ray, in the Ray worker process)."""
 
     def __init__(self, settings: Settings, model: str):
+        import ray
         from ray import serve
 
         from flashbulb.engine.registry import Registry
 
         self.backend = Registry.default(settings).resolve(model).make_backend()
         replica = serve.get_replica_context().replica_id
-        self.info = {"id": f"{model}/{replica.unique_id}", "host": socket.gethostname(), "pid": os.getpid()}
+        node = ray.get_runtime_context().get_node_id()  # several Ray nodes may share one host name
+        self.info = {"id": f"{model}/{replica.unique_id}", "host": socket.gethostname(), "pid": os.getpid(), "node": node}
 
     async def run(self, requests: list[ImageRequest]) -> AsyncIterator[tuple]:
         """Stream ("progress", index, fraction) and ("preview", index, png) as the backend makes them,
@@ -106,20 +118,30 @@ class _Application:
         return f"flashbulb-{self.entry.name}"
 
     def deploy(self) -> None:
-        with self.lock:
+        # One application at a time: Serve's deployment options register modules with cloudpickle
+        # and unregister them after, which failed in a second thread ("not registered for pickle by value").
+        with self.lock, self.executor.deploying:
             if self.handle is not None:
                 return
             from ray import serve
 
             self.executor.connect()
-            options = {"num_cpus": self.deployment.get("cpus_per_replica", 1)}
+            if self.executor.joined and (running := serve.status().applications.get(self.name)) and running.status == "RUNNING":
+                # Another API server deployed it: use its replicas as they are (deploying again
+                # replaced every replica, in the middle of that server's calls).
+                self.handle = serve.get_app_handle(self.name)
+                log.info("%s: using the running Ray Serve application %s", self.entry.name, self.name)
+                return
+            options: dict = {"num_cpus": self.deployment.get("cpus_per_replica", 1)}
+            if self.autoscaling:
+                options["runtime_env"] = {"env_vars": AUTOSCALING_METRICS_ENV}
             if self.entry.uses_gpu and self.executor.cluster_gpus():
                 options["num_gpus"] = self.deployment.get("gpus_per_replica", 1)
             scale = (
                 {
                     "autoscaling_config": {
                         "min_replicas": self.deployment.get("min_replicas", 1),
-                        "max_replicas": self.slots,
+                        "max_replicas": self.replicas,
                         "target_ongoing_requests": 1,
                         # An image call takes seconds: look at the last 5 s of waiting calls, each
                         # second (Serve's defaults, 30 s and 10 s, are for millisecond calls), add a
@@ -131,7 +153,7 @@ class _Application:
                     }
                 }
                 if self.autoscaling
-                else {"num_replicas": self.slots}
+                else {"num_replicas": self.replicas}
             )
             # deployment(options)(cls), the same as deployment(cls, options): ray annotates only this form's type
             app = serve.deployment(
@@ -146,7 +168,14 @@ class _Application:
 
     @property
     def slots(self) -> int:
-        """Replicas at most: the most calls in flight at once."""
+        """The most calls in flight at once: one per replica, or, autoscaled, two per replica it may
+        grow to, so a busy replica has a call waiting at Serve for Serve to scale on (with one, the
+        wait was one call deep and Serve's metrics often missed it)."""
+        return 2 * self.replicas if self.autoscaling else self.replicas
+
+    @property
+    def replicas(self) -> int:
+        """Replicas at most."""
         return replica_count(self.deployment, self.executor.cluster_gpus() if self.entry.uses_gpu else 0)
 
 
@@ -210,6 +239,7 @@ class RayServeExecutor:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._lock = threading.Lock()
+        self.deploying = threading.Lock()  # one model's application deployed at a time
         self._connected = False
         self._started_ray = False  # a Ray instance of our own ends with us; a cluster we joined does not
         self._apps: list[_Application] = []
@@ -218,17 +248,17 @@ class RayServeExecutor:
         with self._lock:
             if self._connected:
                 return
-            # Serve counts waiting calls at the handle (this process) and reports them every 10 s by
-            # default, read when Serve is imported: autoscaling on seconds-long calls needs 1 s.
-            os.environ.setdefault("RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S", "1")
+            # Read when Serve is imported, here and (runtime_env, below) in each replica.
+            os.environ.update({k: os.environ.get(k, v) for k, v in AUTOSCALING_METRICS_ENV.items()})
             import ray
             from ray import serve
 
             if not ray.is_initialized():
                 self._started_ray = not self.settings.ray_address
-                # "" starts a Ray instance on this machine (it ends with this process).
+                # "" starts a Ray instance of our own (it ends with this process): "local", since
+                # None would join whatever cluster `ray start` left running on this machine.
                 ray.init(
-                    address=self.settings.ray_address or None,
+                    address=self.settings.ray_address or "local",
                     namespace="flashbulb",
                     include_dashboard=False,
                     ignore_reinit_error=True,
@@ -236,6 +266,11 @@ class RayServeExecutor:
                 )
             serve.start(proxy_location="Disabled")  # calls come through flashbulb's API, not Serve's HTTP
             self._connected = True
+
+    @property
+    def joined(self) -> bool:
+        """Connected to a cluster this process did not start (other API servers may use it)."""
+        return self._connected and not self._started_ray
 
     def cluster_gpus(self) -> float:
         import ray
