@@ -16,6 +16,7 @@ import argparse
 import base64
 import concurrent.futures
 import io
+import os
 import statistics
 import sys
 import tempfile
@@ -66,7 +67,16 @@ def model_config(model: str, replicas: int, root: Path) -> tuple[str, str]:
     )
 
 
-def calls_per_minute(args: argparse.Namespace, replicas: int, root: Path) -> float:
+def cpu_seconds(pid: int) -> float:
+    """CPU time of the API server and its model workers so far."""
+    import psutil
+
+    server = psutil.Process(pid)
+    return sum(sum(p.cpu_times()[:2]) for p in [server, *server.children(recursive=True)])
+
+
+def calls_per_minute(args: argparse.Namespace, replicas: int, root: Path) -> tuple[float, float]:
+    """Calls per minute, and the cores the server and its workers kept busy meanwhile."""
     config, model = model_config(args.model, replicas, root)
     data_dir = root / f"replicas-{replicas}"
     data_dir.mkdir()
@@ -88,15 +98,16 @@ def calls_per_minute(args: argparse.Namespace, replicas: int, root: Path) -> flo
 
         with concurrent.futures.ThreadPoolExecutor(args.concurrency) as pool:
             list(pool.map(call, range(args.concurrency)))  # warm: every replica has run once
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), cpu_seconds(server.process.pid)
             answers = list(pool.map(call, range(args.calls)))
             elapsed = time.perf_counter() - started
+            cores = cpu_seconds(server.process.pid) - cpu_before
         failed = [status for status, _ in answers if status != 200]
         if failed:
             raise SystemExit(f"{len(failed)} calls failed: {failed[:5]}")
         used = sorted({replica for _, replica in answers})
         print(f"  {replicas} replica(s): {args.calls} calls in {elapsed:.1f} s, replicas used {used}")
-        return args.calls / elapsed * 60
+        return args.calls / elapsed * 60, cores / elapsed
     finally:
         server.stop()
 
@@ -147,13 +158,14 @@ def main() -> None:
     print(f"| cost of the boundary | {process - inline:.2f} ms (target <= 5) |\n")
 
     with tempfile.TemporaryDirectory() as tmp:
-        one = calls_per_minute(args, 1, Path(tmp))
-        many = calls_per_minute(args, args.replicas, Path(tmp))
-    print(f"\n| {args.model}, {args.concurrency} concurrent clients | calls/min |")
-    print("|---|---|")
-    print(f"| 1 replica (baseline) | {one:.1f} |")
-    print(f"| {args.replicas} replicas | {many:.1f} |")
-    print(f"| ratio | {many / one:.2f}x (target >= 1.7x with 2) |")
+        one, one_cores = calls_per_minute(args, 1, Path(tmp))
+        many, many_cores = calls_per_minute(args, args.replicas, Path(tmp))
+    cores = os.cpu_count() or 1
+    print(f"\n| {args.model}, {args.concurrency} concurrent clients, {cores} cores | calls/min | cores busy |")
+    print("|---|---|---|")
+    print(f"| 1 replica (baseline) | {one:.1f} | {one_cores:.2f} |")
+    print(f"| {args.replicas} replicas | {many:.1f} | {many_cores:.2f} |")
+    print(f"| ratio | {many / one:.2f}x (target >= 1.7x with 2) | |")
 
 
 if __name__ == "__main__":

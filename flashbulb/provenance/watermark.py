@@ -60,7 +60,9 @@ def _networks():  # (encoder, decoder) onnxruntime sessions, loaded once per pro
 
             folder = _weights_folder()
             options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = 2
+            # A model worker's share of the cores (OMP_NUM_THREADS, set per worker by the engine): two
+            # replicas each running 2 threads on 2 cores fought over them.
+            options.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or 2
             _sessions = tuple(
                 onnxruntime.InferenceSession(
                     os.path.join(folder, f"rivagan_{part}.onnx"), options, providers=["CPUExecutionProvider"]
