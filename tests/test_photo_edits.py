@@ -3,6 +3,7 @@ measured properties of the result, with the measured quality read from the respo
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -339,6 +340,24 @@ def test_a_cut_out_clears_what_it_hides_and_flattens_onto_white_without_alpha(se
     server.cli("edit", str(source), "remove the background", "-o", str(tmp_path / "cut.jpg"))
     flat = np.asarray(Image.open(tmp_path / "cut.jpg").convert("RGB"), dtype=np.float32)
     assert flat[hidden].mean() > 240  # white where the background was, not the original photo
+
+
+def test_a_photo_without_a_person_is_cut_out_along_its_subject(server, key):
+    """No face: the salient object (U²-Net-p), not a person mask that kept 90% of the cat's frame,
+    and the cup keeps its saucer."""
+    for photo, kept in ((data.chelsea(), (0.35, 0.75)), (data.coffee(), (0.3, 0.65))):
+        response = server.generate(
+            key, gemini_body(png_bytes(Image.fromarray(photo).resize((300, 200))), "remove the background")
+        )
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        part = next(p for p in answer["candidates"][0]["content"]["parts"] if "inlineData" in p)
+        image = Image.open(io.BytesIO(base64.b64decode(part["inlineData"]["data"])))
+        alpha = np.asarray(image.getchannel("A"), dtype=np.float32) / 255
+        assert kept[0] < alpha.mean() < kept[1], alpha.mean()
+        assert answer["flashbulb"]["quality"]["edits"][0]["subject"] == "object", answer["flashbulb"]["quality"]
+    saucer_rim = alpha[175:185, 140:160]  # the saucer's near edge, below the cup (300x200 coffee)
+    assert saucer_rim.mean() > 0.8, saucer_rim.mean()
 
 
 def test_a_wide_crop_of_a_portrait_keeps_the_whole_face(client):

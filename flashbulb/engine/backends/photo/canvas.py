@@ -45,6 +45,7 @@ class Canvas:
         self.rgb, self.alpha = to_float(image)
         self._faces: list[face_finder.Face] | None = None
         self._person: np.ndarray | None = None
+        self._subject = "person"
 
     @property
     def size(self) -> tuple[int, int]:
@@ -66,10 +67,19 @@ class Canvas:
         return self._faces
 
     def person(self) -> np.ndarray:
-        """Soft person mask, HxW float32 in 0..1."""
+        """Soft mask of who or what is in front, HxW float32 in 0..1: the person where a face was
+        found, else the salient object (a cat, a cup and its saucer) where the matting files are
+        installed. `subject()` says which."""
         if self._person is None:
-            self._person = segment.person_mask(self.uint8())
+            salient = None if self.faces() else segment.subject_mask(self.uint8())
+            self._subject = "person" if salient is None else "object"
+            self._person = segment.person_mask(self.uint8()) if salient is None else salient
         return self._person
+
+    def subject(self) -> str:
+        """ "person" or "object": what `person()` covers."""
+        self.person()
+        return self._subject
 
     def face_mask(self, grow: float = 1.3, soft: float = 0.15) -> np.ndarray:
         """Soft ellipses over the faces (1 inside), for treating faces differently from the rest."""
