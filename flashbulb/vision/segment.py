@@ -93,7 +93,7 @@ def subject_mask(image: np.ndarray) -> np.ndarray | None:
         return None
     rgb = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
     x = cv2.resize(rgb, (SALIENT_SIDE, SALIENT_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-    x = (x - np.float32([0.485, 0.456, 0.406])) / np.float32([0.229, 0.224, 0.225])  # ImageNet's
+    x = (x - np.array([0.485, 0.456, 0.406], np.float32)) / np.array([0.229, 0.224, 0.225], np.float32)  # ImageNet's
     session = _u2netp.get()
     saliency = session.run(None, {session.get_inputs()[0].name: x.transpose(2, 0, 1)[None]})[0][0, 0]
     saliency = (saliency - saliency.min()) / max(float(saliency.max() - saliency.min()), 1e-6)
