@@ -328,7 +328,7 @@ def build_router(gateway: Gateway, files: FileStore) -> APIRouter:
     registry = gateway.engine.registry
 
     def file_reader(caller: Caller) -> Callable[[str], bytes]:
-        return lambda file_id: files.read_image(caller.account_id, file_id, settings.max_body_bytes)
+        return files.image_reader(caller.account_id, settings.max_body_bytes)
 
     async def prepare(request: Request, model: str) -> ImageRequest:
         caller = await gateway.authenticate(api_key_of(request))

@@ -484,7 +484,7 @@ def build_router(gateway: Gateway, outputs: OutputStore, files: FileStore) -> AP
 
     @router.post("/images/edits")
     async def edits(request: Request, caller: Authenticated) -> Response:
-        read_file = lambda file_id: files.read_image(caller.account_id, file_id, settings.max_body_bytes)  # noqa: E731
+        read_file = files.image_reader(caller.account_id, settings.max_body_bytes)
         fields, images_sent, mask_file = await read_edit_form(request, settings.max_input_images, read_file)
         params = parse_params(ImageParams, fields)
         images, mask = await asyncio.to_thread(

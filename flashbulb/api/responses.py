@@ -202,7 +202,7 @@ def build_router(gateway: Gateway, outputs: OutputStore, files: FileStore) -> AP
 
     def translate(body: bytes, caller: Caller) -> tuple[ResponsesRequest, ImageTool, ImageParams, ImageRequest, str]:
         wire, tool = parse_request(body)
-        read_file = lambda file_id: files.read_image(caller.account_id, file_id, settings.max_body_bytes)  # noqa: E731
+        read_file = files.image_reader(caller.account_id, settings.max_body_bytes)
         prompt, sent, earlier = read_input(wire, settings.max_input_pixels, settings.max_input_images, read_file)
         if wire.previous_response_id:
             try:

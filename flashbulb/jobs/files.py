@@ -263,6 +263,10 @@ class FileStore:
         with self.open(account_id, name)[1] as data:
             return data.read()
 
+    def image_reader(self, account_id: int, max_bytes: int) -> Callable[[str], bytes]:
+        """`read_image` for one account, by file name: what a wire format's parser is handed."""
+        return lambda name: self.read_image(account_id, name, max_bytes)
+
     def open(self, account_id: int, name: str) -> tuple[FileInfo, BinaryIO]:
         row = self._row(account_id, name)
         try:
