@@ -7,6 +7,7 @@ with it identity, survives.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import cv2
@@ -103,9 +104,13 @@ def super_resolve(canvas: Canvas, scale: float, noise: float, on_progress: Calla
     w, h = canvas.size
     out_size = (round(w * scale), round(h * scale))
     source = canvas.rgb
-    if w * h > MAX_ENHANCE_INPUT_PIXELS:
-        factor = (MAX_ENHANCE_INPUT_PIXELS / (w * h)) ** 0.5
-        source = cv2.resize(source, (max(1, int(w * factor)), max(1, int(h * factor))), interpolation=cv2.INTER_AREA)
+    # The 4x network needs no more than a quarter of the output on each side: below 4x, its input is
+    # reduced to that, and the faithful half of the blend below keeps the photo's own detail. A
+    # 512 px headshot to 1024 px (2.56x) ran the network on 2.4x the pixels it needed.
+    pixels = min(MAX_ENHANCE_INPUT_PIXELS, w * h, math.ceil(out_size[0] / 4) * math.ceil(out_size[1] / 4))
+    if w * h > pixels:
+        factor = (pixels / (w * h)) ** 0.5
+        source = cv2.resize(source, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
     network = superres.get_model().upscale4x(to_uint8(source), lambda done, total: on_progress(done / total))
     network = cv2.resize(network, out_size, interpolation=cv2.INTER_AREA if scale < 4 else cv2.INTER_LANCZOS4)
     network = network.astype(np.float32) / 255.0
