@@ -144,19 +144,31 @@ def evenly_lit() -> Image.Image:
     return photo.resize((photo.width // 2, photo.height // 2), Image.Resampling.LANCZOS)
 
 
-def light_at(image: Image.Image, mesh: np.ndarray, landmarks: dict[str, int]) -> dict[str, float]:
-    """Linear-light luminance around face-mesh landmarks (a patch a twentieth of the face wide)."""
+def light_at(image: Image.Image, mesh: np.ndarray, landmarks: dict[str, tuple[int, ...]]) -> dict[str, float]:
+    """Linear-light luminance around face-mesh points, each a landmark or the midpoint of several
+    (a patch a twentieth of the face wide)."""
     linear = ((np.asarray(image, dtype=np.float32) / 255) ** 2.2) @ np.array([0.2126, 0.7152, 0.0722])
     r = max(2, int(abs(mesh[234, 0] - mesh[454, 0]) / 20))
-    return {
-        name: float(linear[int(mesh[i, 1]) - r : int(mesh[i, 1]) + r + 1, int(mesh[i, 0]) - r : int(mesh[i, 0]) + r + 1].mean())
-        for name, i in landmarks.items()
-    }
+    found = {}
+    for name, indices in landmarks.items():
+        x, y = (int(v) for v in mesh[list(indices), :2].mean(axis=0))
+        found[name] = float(linear[y - r : y + r + 1, x - r : x + r + 1].mean())
+    return found
 
 
 # Mediapipe face-mesh landmarks, as seen in the image: mid-cheeks, the cheek under each eye beside the
-# nose (where Rembrandt's lit triangle falls on the shadow side), the outer cheeks, under the nose, the brow.
-LANDMARKS = {"cheek_left": 205, "cheek_right": 425, "under_eye_left": 118, "outer_left": 93, "under_nose": 164, "brow": 151}
+# nose (where Rembrandt's lit triangle falls on the shadow side), the outer cheeks, under the nose, the
+# brow, and halfway from each nose wing to its mouth corner (where loop's nose shadow falls).
+LANDMARKS = {
+    "cheek_left": (205,),
+    "cheek_right": (425,),
+    "under_eye_left": (118,),
+    "outer_left": (93,),
+    "under_nose": (164,),
+    "brow": (151,),
+    "nose_to_mouth_left": (98, 61),
+    "nose_to_mouth_right": (327, 291),
+}
 
 
 def test_named_lighting_setups_measure_as_a_photographer_would_name_them(client, evenly_lit):
@@ -168,6 +180,7 @@ def test_named_lighting_setups_measure_as_a_photographer_would_name_them(client,
         "rembrandt lighting from the left",
         "split lighting from the right",
         "butterfly lighting",
+        "loop lighting from the right",
     ):
         _, image, quality = edit(client, prompt, evenly_lit)
         assert image is not None and keeps_identity(quality), prompt
@@ -187,6 +200,13 @@ def test_named_lighting_setups_measure_as_a_photographer_would_name_them(client,
     balance = lambda m: m["cheek_right"] / m["cheek_left"]  # noqa: E731
     assert abs(balance(butterfly) / balance(before) - 1) < 0.15
     assert butterfly["under_nose"] / butterfly["brow"] < 0.8 * before["under_nose"] / before["brow"]
+    # Loop: a key from one side, softer than Rembrandt's (cheeks measured 1.8:1), whose nose casts a
+    # small shadow toward the far mouth corner (that side's nose-to-mouth patch against the lit
+    # side's: 0.77, from 1.15 before).
+    loop = lit["loop lighting from the right"]
+    assert 1.3 < balance(loop) < 3
+    nose_shadow = lambda m: m["nose_to_mouth_left"] / m["nose_to_mouth_right"]  # noqa: E731
+    assert nose_shadow(loop) < 0.8 * nose_shadow(before)
     montage = Image.new("RGB", (evenly_lit.width * len(shown), evenly_lit.height))
     for k, image in enumerate(shown):  # the input, then each setup in the order above: to look at
         montage.paste(image.convert("RGB"), (k * evenly_lit.width, 0))
