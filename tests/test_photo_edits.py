@@ -18,7 +18,7 @@ from PIL import Image
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 
-from flashbulb.vision import faces
+from flashbulb.vision import faces, segment
 
 ARTIFACTS = Path(os.environ.get("FLASHBULB_ARTIFACTS") or Path(__file__).resolve().parent.parent / "test-artifacts") / "edits"
 
@@ -212,6 +212,25 @@ def test_named_lighting_setups_measure_as_a_photographer_would_name_them(client,
         montage.paste(image.convert("RGB"), (k * evenly_lit.width, 0))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     montage.save(ARTIFACTS / "lighting-setups.png")
+
+
+def test_rim_light_is_a_thin_bright_outline_not_a_grey_band(client, evenly_lit):
+    """A light from behind: the outline of the head and shoulders brightens (measured 5.2x in linear
+    light on the navy uniform), two to four band-widths inside it nothing does (0.72; the wide grey
+    glow of before made it 1.64x there), and the face and the surround lose light (0.70, 0.65)."""
+    _, image, quality = edit(client, "rim lighting", evenly_lit)
+    assert image is not None and keeps_identity(quality)
+    solid = (segment.person_mask(np.asarray(evenly_lit)) > 0.5).astype(np.uint8)
+    # Distance inside the outline, the frame's border counted as inside (as relight.rim_band does).
+    depth = cv2.distanceTransform(cv2.copyMakeBorder(solid, 1, 1, 1, 1, cv2.BORDER_REPLICATE), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    width = max(1.5, max(evenly_lit.size) / 320)
+    upper = np.arange(solid.shape[0])[:, None] < solid.shape[0] * 0.6  # head and shoulders, not the frame's bottom
+    linear = lambda im: ((np.asarray(im.convert("RGB"), dtype=np.float32) / 255) ** 2.2).mean(axis=2)  # noqa: E731
+    gain = linear(image) / np.maximum(linear(evenly_lit), 1e-3)
+    assert np.median(gain[(solid == 1) & (depth <= width) & upper]) >= 2.0
+    assert np.median(gain[(depth > 2 * width) & (depth <= 4 * width) & upper]) <= 0.9
+    [mesh] = faces.meshes(np.asarray(evenly_lit))
+    assert max(gain[int(mesh[i, 1]), int(mesh[i, 0])] for i in (205, 425, 151)) <= 0.85  # cheeks, brow
 
 
 def test_headshot_frames_head_and_shoulders_on_a_studio_background(client, portrait):

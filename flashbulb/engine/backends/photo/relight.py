@@ -135,9 +135,11 @@ def key_light(canvas: Canvas, setup: str, side: str, strength: float = 1.0) -> d
     person = canvas.person()[..., None]
     linear = canvas.rgb**2.2
     if setup == "rim":
-        edge = np.clip(person[..., 0] - cv2.GaussianBlur(person[..., 0], (0, 0), max(canvas.size) / 120), 0, 1)
-        band = (cv2.GaussianBlur(edge * 2.5, (0, 0), 2) * person[..., 0])[..., None]  # stays on the subject
-        lit = linear * (1 - 0.25 * strength * person) * (1 - 0.35 * strength * (1 - person)) + band * 0.5 * strength
+        band = rim_band(canvas)[..., None]
+        # The front loses its light and the surround darkens; the outline gets the light from behind,
+        # more on bright texture than on dark (a wide grey glow on a navy uniform was the old look).
+        base = linear * (1 - 0.3 * strength * person) * (1 - 0.35 * strength * (1 - person))
+        lit = base + band * strength * (0.55 + 3.0 * linear)
     else:
         assert light is not None
         direct = np.clip(normals @ light, 0, None) * (1 - shadow)
@@ -150,6 +152,24 @@ def key_light(canvas: Canvas, setup: str, side: str, strength: float = 1.0) -> d
         lit = linear * (gain * person + (1 - person) * (1 - 0.15 * strength))
     canvas.set(np.clip(lit, 0, 1) ** (1 / 2.2), canvas.alpha, keep_analysis=True)
     return {"setup": setup, "side": side, "from_face_mesh": used_mesh}
+
+
+def rim_band(canvas: Canvas) -> np.ndarray:
+    """Where a light from behind catches the subject, HxW in 0..1: a thin band just inside the
+    outline (1/320 of the long side), on its top and sides (not where the frame cuts it, nor its
+    bottom edge), off the face."""
+    person = canvas.person()
+    solid = (person > 0.5).astype(np.uint8)
+    # The frame's border counts as inside: a subject cut by the frame has no outline there.
+    padded = cv2.copyMakeBorder(solid, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+    depth = cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1]
+    width = max(1.5, max(canvas.size) / 320)
+    band = np.exp(-((depth / width) ** 2)) * person
+    gy, gx = np.gradient(cv2.GaussianBlur(person, (0, 0), width * 2))
+    norm = np.hypot(gx, gy) + 1e-6
+    facing = np.clip(0.35 + 0.9 * np.abs(gx / norm) + 0.6 * (gy / norm), 0, 1)  # outward is -gradient: up lit, down not
+    band = band * facing * (1 - 0.85 * canvas.face_mask(grow=1.0))
+    return cv2.GaussianBlur(band.astype(np.float32), (0, 0), 0.8)
 
 
 def soften(canvas: Canvas, amount: float = 0.5) -> None:
