@@ -56,21 +56,11 @@ def _networks():  # (encoder, decoder) onnxruntime sessions, loaded once per pro
     global _sessions
     with _lock:
         if _sessions is None:
-            import onnxruntime
+            from flashbulb.vision import cpu_session
 
             folder = _weights_folder()
-            options = onnxruntime.SessionOptions()
-            # A model worker's share of the cores (OMP_NUM_THREADS, set per worker by the engine): two
-            # replicas each running 2 threads on 2 cores fought over them.
-            options.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or 2
-            # Idle threads that spin burned CPU the next stage wanted: a pass (encode + read back)
-            # at 256 px took 482 ms and 844 ms of CPU without spinning, 522 ms and 1023 ms with.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             _sessions = tuple(
-                onnxruntime.InferenceSession(
-                    os.path.join(folder, f"rivagan_{part}.onnx"), options, providers=["CPUExecutionProvider"]
-                )
-                for part in ("encoder", "decoder")
+                cpu_session(os.path.join(folder, f"rivagan_{part}.onnx"), threads_if_unset=2) for part in ("encoder", "decoder")
             )
     return _sessions
 

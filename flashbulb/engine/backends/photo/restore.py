@@ -107,7 +107,7 @@ def super_resolve(canvas: Canvas, scale: float, noise: float, on_progress: Calla
     # The 4x network needs no more than a quarter of the output on each side: below 4x, its input is
     # reduced to that, and the faithful half of the blend below keeps the photo's own detail. A
     # 512 px headshot to 1024 px (2.56x) ran the network on 2.4x the pixels it needed.
-    pixels = min(MAX_ENHANCE_INPUT_PIXELS, w * h, math.ceil(out_size[0] / 4) * math.ceil(out_size[1] / 4))
+    pixels = min(MAX_ENHANCE_INPUT_PIXELS, math.ceil(out_size[0] / 4) * math.ceil(out_size[1] / 4))
     if w * h > pixels:
         factor = (pixels / (w * h)) ** 0.5
         source = cv2.resize(source, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
