@@ -60,9 +60,57 @@ def _networks():  # (encoder, decoder) onnxruntime sessions, loaded once per pro
 
             folder = _weights_folder()
             _sessions = tuple(
-                cpu_session(os.path.join(folder, f"rivagan_{part}.onnx"), threads_if_unset=2) for part in ("encoder", "decoder")
+                cpu_session(_as_2d(os.path.join(folder, f"rivagan_{part}.onnx")), threads_if_unset=2)
+                for part in ("encoder", "decoder")
             )
     return _sessions
+
+
+def _as_2d(path: str) -> bytes:
+    """The RivaGAN network with its video convolutions made image ones. Its Conv3D kernels span one
+    frame (1x11x11) and it is only ever given one, so each is exactly a Conv2D between a squeeze
+    and an unsqueeze of the frame axis; onnxruntime's 2D convolutions are the faster kernels (one
+    thread, 256x256: encoder 703 -> 468 ms, decoder 901 -> 548 ms, outputs within 3e-5)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(path)
+    weights = {tensor.name: tensor for tensor in model.graph.initializer}
+    flat: dict[str, str] = {}  # a Conv3D kernel's name -> its 2D copy's
+    nodes = []
+    for node in model.graph.node:
+        kernel = weights.get(node.input[1]) if node.op_type == "Conv" else None
+        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        pads, strides = attributes.get("pads", [0] * 6), attributes.get("strides", [1, 1, 1])
+        # Only a kernel one frame deep that neither pads nor strides along the frame axis is an image convolution.
+        if kernel is None or len(kernel.dims) != 5 or kernel.dims[2] != 1 or pads[0] or pads[3] or strides[0] != 1:
+            nodes.append(node)
+            continue
+        if kernel.name not in flat:
+            flat[kernel.name] = f"{kernel.name}.2d"
+            model.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(kernel)[:, :, 0], flat[kernel.name]))
+        frame_in, frame_out = f"{node.output[0]}.in", f"{node.output[0]}.out"
+        nodes += [
+            helper.make_node("Squeeze", [node.input[0]], [frame_in], axes=[2]),
+            helper.make_node(
+                "Conv",
+                [frame_in, flat[kernel.name], *node.input[2:]],
+                [frame_out],
+                kernel_shape=list(kernel.dims[3:]),
+                pads=[pads[1], pads[2], pads[4], pads[5]],
+                strides=strides[1:],
+                dilations=attributes.get("dilations", [1, 1, 1])[1:],
+                group=attributes.get("group", 1),
+            ),
+            helper.make_node("Unsqueeze", [frame_out], [node.output[0]], axes=[2]),
+        ]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    still_used = {name for node in nodes for name in node.input}
+    for name in flat:
+        if name not in still_used:
+            model.graph.initializer.remove(weights[name])
+    return model.SerializeToString()
 
 
 def unmarkable(image: Image.Image) -> str | None:

@@ -44,17 +44,17 @@ def _native_noise_dropped() -> Iterator[None]:
                 print("\n".join(kept), file=sys.stderr)
 
 
-def cpu_session(path: str, threads_if_unset: int = 0):
+def cpu_session(model: str | bytes, threads_if_unset: int = 0):
     """An onnxruntime session on the CPU as a model worker should run it: with the worker's share of
     the cores (OMP_NUM_THREADS, set per worker by the engine; two photo replicas each running 2
     watermark threads on 2 cores fought over them) and idle threads that don't spin (a watermark pass
-    at 256 px took 844 ms of CPU without spinning, 1023 ms with)."""
+    at 256 px took 844 ms of CPU without spinning, 1023 ms with). `model`: a file, or the model's bytes."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or threads_if_unset  # 0: all cores
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def warm_up() -> None:
