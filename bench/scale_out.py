@@ -4,9 +4,13 @@ boundary to a model worker against the in-process (inline) path, for a 1024x1024
 
     .venv/bin/python bench/scale_out.py [--calls 80] [--concurrency 4] [--size 256] [--text "make it brighter"]
                                         [--model flashbulb-photo | tiny-diffusion] [--replicas 2]
+                                        [--cpus-per-replica N]
 
 Targets (issue "Models out of the API process"): >= 1.7x calls/min with 2 replicas on a 2-core box,
-and <= 5 ms per call for the boundary. On a GPU machine, `--model tiny-diffusion --replicas N` runs
+and <= 5 ms per call for the boundary. By default a lone CPU replica's thread pools take every core
+(and two replicas share them), so the ratio is what a second worker adds to one that already uses
+the machine; `--cpus-per-replica 1` gives each replica one core in both runs, the CPU analogue of one
+GPU per replica: what adding a replica adds. On a GPU machine, `--model tiny-diffusion --replicas N` runs
 a tiny random-weight diffusion pipeline with one replica per GPU (CUDA_VISIBLE_DEVICES per worker).
 """
 
@@ -48,11 +52,12 @@ def photo_body(size: int, text: str) -> dict:
     return {"contents": [{"role": "user", "parts": [{"text": text}, {"inlineData": {"mimeType": "image/png", "data": image}}]}]}
 
 
-def model_config(model: str, replicas: int, root: Path) -> tuple[str, str]:
-    """flashbulb.toml for `replicas` copies of the model, and the model's name."""
+def model_config(model: str, replicas: int, root: Path, cpus: int = 0) -> tuple[str, str]:
+    """flashbulb.toml for `replicas` copies of the model (each with `cpus` cores, when given), and the model's name."""
     limits = "[rate_limits]\nkey_rpm = 0\nkey_concurrent = 0\naccount_rpm = 0\naccount_concurrent = 0\n"
+    sizing = f"cpus_per_replica = {cpus}\n" if cpus else ""
     if model == "flashbulb-photo":
-        return f"[models.flashbulb-photo]\nreplicas = {replicas}\n\n{limits}", model
+        return f"[models.flashbulb-photo]\nreplicas = {replicas}\n{sizing}\n{limits}", model
     import tiny_pipelines
 
     from flashbulb.engine.backends.diffusion import catalog
@@ -62,7 +67,7 @@ def model_config(model: str, replicas: int, root: Path) -> tuple[str, str]:
         tiny_pipelines.build(catalog.by_name()["sd-turbo"].pipeline, weights)
     return (
         f'[diffusion]\nwarm_models = ["tiny"]\n\n[models.tiny]\nlike = "sd-turbo"\npath = "{weights}"\nsteps = 4\n'
-        f"pixels = 262144\nreplicas = {replicas}\n\n{limits}",
+        f"pixels = 262144\nreplicas = {replicas}\n{sizing}\n{limits}",
         "tiny",
     )
 
@@ -77,7 +82,7 @@ def cpu_seconds(pid: int) -> float:
 
 def calls_per_minute(args: argparse.Namespace, replicas: int, root: Path) -> tuple[float, float]:
     """Calls per minute, and the cores the server and its workers kept busy meanwhile."""
-    config, model = model_config(args.model, replicas, root)
+    config, model = model_config(args.model, replicas, root, args.cpus_per_replica)
     data_dir = root / f"replicas-{replicas}"
     data_dir.mkdir()
     (data_dir / "flashbulb.toml").write_text(config)
@@ -148,6 +153,7 @@ def main() -> None:
     parser.add_argument("--model", choices=["flashbulb-photo", "tiny-diffusion"], default="flashbulb-photo")
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--boundary-runs", type=int, default=50)
+    parser.add_argument("--cpus-per-replica", type=int, default=0, help="cores each replica's thread pools use (0: shared)")
     args = parser.parse_args()
 
     inline, process = boundary_ms(args.boundary_runs)
@@ -161,7 +167,8 @@ def main() -> None:
         one, one_cores = calls_per_minute(args, 1, Path(tmp))
         many, many_cores = calls_per_minute(args, args.replicas, Path(tmp))
     cores = os.cpu_count() or 1
-    print(f"\n| {args.model}, {args.concurrency} concurrent clients, {cores} cores | calls/min | cores busy |")
+    sizing = f"{args.cpus_per_replica} core(s) per replica" if args.cpus_per_replica else "cores shared by the replicas"
+    print(f"\n| {args.model}, {args.concurrency} concurrent clients, {cores} cores, {sizing} | calls/min | cores busy |")
     print("|---|---|---|")
     print(f"| 1 replica (baseline) | {one:.1f} | {one_cores:.2f} |")
     print(f"| {args.replicas} replicas | {many:.1f} | {many_cores:.2f} |")

@@ -210,7 +210,8 @@ class Settings:
     # dir) or "database" (the shared database: several API servers on several hosts).
     blob_store: str = "folder"
     # [models.NAME] replicas (or min_replicas/max_replicas with Ray), gpus_per_replica, cpus_per_replica
-    # (Ray): how many copies of a model serve, and what each one gets.
+    # (Ray's logical CPUs; under "local", the cores each worker's thread pools use: default, the
+    # machine's cores shared among the replicas): how many copies of a model serve, and what each one gets.
     deployments: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     # [provenance]: C2PA content credentials on every image returned, an invisible watermark in its
     # pixels (each can be turned off per server), and the PEM certificate chain and key to sign with

@@ -26,7 +26,8 @@ class FaultBackend:
         quality = {"oops": {1, 2}} if words[:1] == ["unanswerable"] else {}
         if words[:1] == ["nan"]:  # what a measurement of a degenerate image can come to
             quality = {"noise": float("nan"), "scores": [float("inf"), 1.0]}
-        return ImageResult(images=[Image.new("RGB", (8, 8), (200, 30, 30))], text=f"done by pid {os.getpid()}", quality=quality)
+        text = f"done by pid {os.getpid()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}"  # the threads it was given
+        return ImageResult(images=[Image.new("RGB", (8, 8), (200, 30, 30))], text=text, quality=quality)
 
 
 class BrokenBackend:

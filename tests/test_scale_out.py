@@ -226,3 +226,34 @@ def test_a_model_that_cannot_start_answers_503_free_and_is_tried_again(server):
         assert_unavailable_and_free(broken, server, key)
         assert "could not start" in broken.json()["error"]["message"]
     assert ask(server, key, "hello").status_code == 200  # the other models serve meanwhile
+
+
+def test_cpus_per_replica_sizes_each_local_workers_thread_pools(tmp_path: Path):
+    from flashbulb.config import Settings
+    from flashbulb.engine.executors.local import LocalExecutor
+    from flashbulb.engine.registry import Registry
+    from flashbulb.engine.types import ImageRequest, JobContext
+
+    settings = Settings(data_dir=tmp_path)
+    settings.custom_backends["faulty"] = {"backend": "fault_backends:FaultBackend"}
+    entry = Registry.default(settings).resolve("faulty")
+
+    def worker_threads(deployment: dict) -> list[str]:
+        """What each worker's OMP_NUM_THREADS is, as its backend sees it."""
+        settings.deployments["faulty"] = deployment
+        found = []
+        for replica in LocalExecutor(settings).replicas(entry):
+            replica.start()
+            try:
+                request = ImageRequest(request_id="threads", model="faulty", prompt="threads")
+                found.append(replica.run([request], [JobContext()])[0].text.rsplit("OMP_NUM_THREADS=", 1)[1])
+            finally:
+                replica.close()
+        return found
+
+    if "OMP_NUM_THREADS" in os.environ:
+        pytest.fail("this test checks what the engine sets; run it without OMP_NUM_THREADS in the environment")
+    assert worker_threads({"replicas": 2, "cpus_per_replica": 1}) == ["1", "1"]
+    assert worker_threads({"replicas": 1, "cpus_per_replica": 1.5}) == ["2"]  # a fraction of a core is a whole thread
+    shared = str(max(1, (os.cpu_count() or 1) // 2))
+    assert worker_threads({"replicas": 2}) == [shared, shared]  # by default the replicas share the cores

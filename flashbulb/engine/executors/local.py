@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import multiprocessing
 import os
 import pickle
@@ -251,7 +252,10 @@ class LocalExecutor:
         per = int(deployment.get("gpus_per_replica", 1))
         count = replica_count(deployment, len(gpus))  # no autoscaling here: max_replicas is a fixed count
         replicas = [ProcessReplica(entry, self.settings, i, gpus[i * per : (i + 1) * per] if gpus else []) for i in range(count)]
-        if not gpus and count > 1:
+        if "cpus_per_replica" in deployment:  # the operator's sizing: each worker's thread pools get that many cores
+            for replica in replicas:
+                replica.threads = max(1, math.ceil(float(deployment["cpus_per_replica"])))
+        elif not gpus and count > 1:
             # CPU replicas split the cores: N workers each running N-core thread pools oversubscribe
             # them, and small images scale badly across threads anyway (bench/scale_out.py).
             for replica in replicas:
