@@ -83,7 +83,9 @@ def _as_2d(path: str) -> bytes:
         attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         pads, strides = attributes.get("pads", [0] * 6), attributes.get("strides", [1, 1, 1])
         # Only a kernel one frame deep that neither pads nor strides along the frame axis is an image convolution.
-        if kernel is None or len(kernel.dims) != 5 or kernel.dims[2] != 1 or pads[0] or pads[3] or strides[0] != 1:
+        frame_deep = kernel is not None and len(kernel.dims) == 5 and kernel.dims[2] == 1
+        padded = pads[0] or pads[3] or attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+        if kernel is None or not frame_deep or padded or strides[0] != 1:
             nodes.append(node)
             continue
         if kernel.name not in flat:
