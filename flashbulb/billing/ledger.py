@@ -96,10 +96,8 @@ def hold(
     now = utcnow()
     try:
         with db.begin() as conn:
-            # Lock order is hold row, then key row, then account row, in every transaction (close_hold,
+            # Lock order is hold row, then account row, then key row, in every transaction (close_hold,
             # refund too): the other order deadlocks a retried request id against its own settlement.
-            # The account row, which all of an account's keys and calls share, comes last so it is
-            # locked for as short a time as can be: just before the commit.
             conn.execute(
                 _INSERT_HOLD,
                 {
@@ -117,8 +115,6 @@ def hold(
                 },
             )
             amounts = {"b_account": account_id, "b_key": key_id, "b_amount": amount_micros, "b_now": now}
-            if conn.execute(_RESERVE_ON_KEY, amounts).rowcount != 1:
-                _refuse_key(conn, key_id, amount_micros, now)
             if conn.execute(_RESERVE_ON_ACCOUNT, amounts).rowcount != 1:
                 balance, held = conn.execute(
                     select(Account.balance_micros, Account.held_micros).where(Account.id == account_id)
@@ -129,6 +125,8 @@ def hold(
                     f"{micros_to_usd(balance - held)} USD is available ({micros_to_usd(balance)} balance, "
                     f"{micros_to_usd(held)} held for running requests); ask the operator to add credits.",
                 )
+            if conn.execute(_RESERVE_ON_KEY, amounts).rowcount != 1:
+                _refuse_key(conn, key_id, amount_micros, now)
     except IntegrityError as exc:
         raise FlashbulbError(ErrorKind.ALREADY_EXISTS, f"request id {request_id!r} was already used") from exc
 
@@ -211,9 +209,11 @@ def close_hold(
         if not 0 <= charge_micros <= row.amount_micros:
             raise ValueError(f"charge {charge_micros} is not within the hold of {row.amount_micros} for {request_id}")
         amounts = {"b_account": row.account_id, "b_key": row.key_id, "b_amount": row.amount_micros, "b_charge": charge_micros}
+        account = conn.execute(_SETTLE_ON_ACCOUNT, amounts).one()
         conn.execute(_SETTLE_ON_KEY, amounts)
         if charge_micros:
             _append_entry(conn, row.account_id, -charge_micros, "charge", request_id, row.model)
+            _pay_commission(conn, account, charge_micros, request_id)
         record = dataclasses.asdict(usage)
         record["error"] = usage.error.replace("\x00", "\\0")  # it may quote the caller: it must never keep the hold open
         conn.execute(
@@ -230,10 +230,6 @@ def close_hold(
         )
         if also is not None:
             also(conn)
-        # The account row last (see hold): its balance, then the referrer's commission on it.
-        account = conn.execute(_SETTLE_ON_ACCOUNT, amounts).one()
-        if charge_micros:
-            _pay_commission(conn, account, charge_micros, request_id)
     return True
 
 
@@ -330,13 +326,13 @@ def refund(db: Engine, request_id: str, amount_micros: int | None = None, note: 
         if row is None:
             _why_no_refund(conn, request_id, amount_micros)
         amount = row.refunded_micros
-        conn.execute(update(ApiKey).where(ApiKey.id == row.key_id).values(spent_micros=ApiKey.spent_micros - amount))
         balance = conn.execute(
             update(Account)
             .where(Account.id == row.account_id)
             .values(balance_micros=Account.balance_micros + amount)
             .returning(Account.balance_micros)
         ).scalar_one()
+        conn.execute(update(ApiKey).where(ApiKey.id == row.key_id).values(spent_micros=ApiKey.spent_micros - amount))
         _append_entry(conn, row.account_id, amount, "refund", request_id, note)
         clawed = _claw_back(conn, request_id, amount, row.charged_micros)
     return Refunded(request_id, amount, row.charged_micros, balance, clawed)
