@@ -28,7 +28,25 @@ def edit(client, prompt: str, *images: Image.Image, aspect_ratio: str | None = N
     response = client.models.generate_content(model="gemini-2.5-flash-image", contents=[*images, prompt], config=config)
     quality = json.loads(response.sdk_http_response.headers.get("x-flashbulb-quality", "{}"))
     found = [Image.open(io.BytesIO(p.inline_data.data)) for p in response.candidates[0].content.parts if p.inline_data]
+    if found:
+        save_montage(prompt + (f" {aspect_ratio}" if aspect_ratio else ""), [*images, found[0]])
     return response, (found[0] if found else None), quality
+
+
+def save_montage(name: str, images: list[Image.Image]) -> None:
+    """Before (the inputs) and after, side by side at full size over a checkerboard (a cut-out's
+    transparency shows), in test-artifacts/edits/: to look at, not asserted on."""
+    height = max(image.height for image in images)
+    montage = Image.new("RGB", (sum(image.width for image in images), height))
+    x = 0
+    for image in images:
+        squares = (np.indices((image.height, image.width)) // 8).sum(axis=0) % 2
+        board = Image.fromarray(np.where(squares, 200, 255).astype(np.uint8)).convert("RGB")
+        board.paste(image, (0, 0), image if image.mode == "RGBA" else None)
+        montage.paste(board, (x, 0))
+        x += image.width
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    montage.save(ARTIFACTS / f"{''.join(c if c.isalnum() else '-' for c in name.lower())[:60]}.png")
 
 
 def keeps_identity(quality: dict) -> bool:
