@@ -4,6 +4,7 @@ return an edit that changed who the person is."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import time
 from collections.abc import Callable
@@ -44,8 +45,12 @@ class PhotoBackend:
 
     def __init__(self, safety_block: tuple[str, ...] = safety.EXPLICIT) -> None:
         self.safety_block = safety_block
-        superres.get_model()  # load every model now (warm-up), not inside the first request
-        warm_up_vision()
+        # Every model loads now (warm-up), not inside the first request. Real-ESRGAN's load (OpenVINO
+        # compiles it in native code, off the GIL) overlaps the other models': 3.9 -> 3.6 s measured.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            superres_loaded = pool.submit(superres.get_model)
+            warm_up_vision()
+            superres_loaded.result()
 
     def run(self, request: ImageRequest, job: JobContext) -> ImageResult:
         if not request.images:
