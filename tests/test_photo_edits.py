@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import cv2
+import matplotlib.cbook as cbook
 import numpy as np
 import pytest
 from conftest import astronaut, gemini_body, http, png_bytes, start_server
@@ -424,6 +425,17 @@ def test_a_wide_crop_of_a_portrait_keeps_the_whole_face(client):
     assert keeps_identity(quality) and image.width / image.height == pytest.approx(16 / 9, abs=0.02)
     _, top, _, bottom = face_box(image)
     assert top > 0 and bottom < image.height  # the whole face inside the frame, not cut at the eyes
+
+
+def test_a_ratio_too_narrow_for_the_head_is_a_free_no_image_naming_the_ratios_that_fit(server, key, client):
+    """grace_hopper's 8:1 crop is 64 px tall: it was returned with the face cut off, or refused as
+    "changed who the person is"; now it says why, and which ratios keep the head, for nothing."""
+    photo = Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
+    before = balance(server, key)
+    response, image, _ = edit(client, "make it brighter", photo, aspect_ratio="8:1")
+    assert image is None and response.candidates[0].finish_reason == types.FinishReason.NO_IMAGE
+    assert "too short to keep the whole head" in response.text and "4:5" in response.text, response.text
+    assert "changed who the person is" not in response.text and balance(server, key) == before
 
 
 def test_n_above_one_on_the_photo_model_is_a_free_400(server, key, client, portrait):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import matplotlib.cbook as cbook
 import numpy as np
+import pytest
 from PIL import Image
 from skimage import data
 
-from flashbulb.engine.backends.photo import restore
+from flashbulb.engine.aspect import GEMINI_SIZES, ratio_value
+from flashbulb.engine.backends.photo import adjust, restore
 from flashbulb.engine.backends.photo.canvas import Canvas
+from flashbulb.engine.backends.photo.errors import EditRefused
 
 
 def test_noise_estimate_tracks_added_noise():
@@ -39,3 +43,50 @@ def test_dust_specks_are_repaired_but_the_face_is_untouched():
     assert restore.remove_dust(canvas) >= 30
     assert (canvas.rgb[ys, xs].mean(axis=1) < 0.9).mean() > 0.8
     assert np.array_equal(canvas.rgb[face], before[face])
+
+
+def head_box(canvas: Canvas) -> tuple[float, float, float, float]:
+    """The face box found in `canvas`, grown as adjust.crop grows it into the head (clamped)."""
+    x0, top, x1, bottom = canvas.faces()[0].box
+    w, h = canvas.size
+    return (
+        max(0, x0 - 0.15 * (x1 - x0)),
+        max(0, top - 0.45 * (bottom - top)),
+        min(w, x1 + 0.15 * (x1 - x0)),
+        min(h, bottom + 0.15 * (bottom - top)),
+    )
+
+
+@pytest.mark.parametrize("name", ["astronaut", "portrait", "grace_hopper"])
+def test_every_aspect_ratio_keeps_the_whole_head_or_is_refused_naming_the_ratios_that_do(name):
+    """Each Gemini ratio either crops around the whole head (the face found again, inside the frame,
+    where the head was) or is refused saying which ratios keep it; every ratio it names does."""
+    photo = {
+        "astronaut": Image.fromarray(data.astronaut()),
+        "portrait": Image.fromarray(data.astronaut()).crop((64, 0, 448, 512)),
+        "grace_hopper": Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB"),
+    }[name]
+    cropped, refused = {}, {}
+    for ratio in GEMINI_SIZES:
+        canvas = Canvas(photo)
+        try:
+            adjust.crop(canvas, ratio)
+        except EditRefused as refusal:
+            refused[ratio] = str(refusal)
+            continue
+        cropped[ratio] = canvas
+        w, h = canvas.size
+        assert w / h == pytest.approx(ratio_value(ratio), rel=0.02), ratio
+        x0, top, x1, bottom = canvas.faces()[0].box
+        assert x0 > 0 and top > 0 and x1 < w and bottom < h, (ratio, canvas.faces()[0].box, canvas.size)
+    assert {"1:1", "3:4", "4:5"} <= cropped.keys()  # the portrait ratios always fit a portrait
+    assert {"1:8", "8:1"} <= refused.keys()  # a 64 px strip holds no head
+    for ratio, why in refused.items():
+        assert f"A {ratio} crop" in why and "nothing was done or charged" in why
+        named = why.split("Ratios that keep it: ")[1].rstrip(".").split(", ")
+        assert set(named) == set(cropped), (ratio, named)
+    # What was refused really would have cut the head: the largest crop of that ratio is smaller.
+    hx0, htop, hx1, hbottom = head_box(Canvas(photo))
+    for ratio in refused:
+        bx0, btop, bx1, bbottom = adjust.crop_box(*photo.size, ratio_value(ratio))
+        assert bx1 - bx0 < hx1 - hx0 or bbottom - btop < hbottom - htop, ratio

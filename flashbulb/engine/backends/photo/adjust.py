@@ -5,7 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from flashbulb.engine.aspect import GEMINI_SIZES, ratio_value
 from flashbulb.engine.backends.photo.canvas import Canvas, luminance
+from flashbulb.engine.backends.photo.errors import EditRefused
 from flashbulb.engine.imageio import MAX_OUTPUT_PIXELS, size_problem
 
 MAX_STOPS = 10  # 1024x the light: white (or black) already; more overflows 2**stops
@@ -53,23 +55,37 @@ def crop_box(width: int, height: int, ratio: float, center: tuple[float, float] 
     return x0, y0, x0 + w, y0 + h
 
 
-def crop(canvas: Canvas, ratio: float) -> None:
-    """Crop to an aspect ratio keeping the main face's whole head in frame, with some headroom above
-    it, when the crop is tall enough; otherwise centred on the face. (Centring a little below the face
-    cut the eyes off a portrait cropped to 16:9, measured.)"""
-    faces = canvas.faces()
+def crop(canvas: Canvas, ratio: str) -> None:
+    """Crop to an aspect ratio ("16:9") keeping the main face's whole head in frame, with some
+    headroom above it. (Centring a little below the face cut the eyes off a portrait cropped to 16:9,
+    measured.) A ratio whose largest crop can't hold the head is refused, free, saying which ratios
+    can: measured on grace_hopper, 21:9, 4:1, 1:4, 1:8 and 8:1 crops were returned with the head cut
+    off and charged, or refused as "changed who the person is"."""
+    width, height = canvas.size
+    w, h = (int(side) for side in ratio.split(":"))
+    value = w / h
     center = None
-    if faces:
+    if faces := canvas.faces():
         x0, top, x1, bottom = faces[0].box
-        head_top, head_bottom = top - 0.45 * (bottom - top), bottom + 0.15 * (bottom - top)  # hair, chin
-        _, box_top, _, box_bottom = crop_box(*canvas.size, ratio)
-        h = box_bottom - box_top
-        if h >= head_bottom - head_top:
-            window_top = head_top - 0.15 * (h - (head_bottom - head_top))
-            center = ((x0 + x1) / 2, window_top + h / 2)
-        else:
-            center = ((x0 + x1) / 2, (top + bottom) / 2)
-    x0, y0, x1, y1 = crop_box(*canvas.size, ratio, center)
+        face_w, face_h = x1 - x0, bottom - top
+        # The head around the face box: hair above, chin below, ears beside (as far as the photo shows it).
+        head_x0, head_x1 = max(0.0, x0 - 0.15 * face_w), min(float(width), x1 + 0.15 * face_w)
+        head_top, head_bottom = max(0.0, top - 0.45 * face_h), min(float(height), bottom + 0.15 * face_h)
+        head_w, head_h = head_x1 - head_x0, head_bottom - head_top
+        box_x0, box_top, box_x1, box_bottom = crop_box(width, height, value)
+        crop_w, crop_h = box_x1 - box_x0, box_bottom - box_top
+        if crop_w < head_w or crop_h < head_h:
+            # Wide crops are the photo's width by width/ratio, tall ones its height by height*ratio.
+            fitting = [r for r in GEMINI_SIZES if head_w / height <= ratio_value(r) <= width / head_h]
+            raise EditRefused(
+                f"A {ratio} crop of this {width}x{height} photo is {crop_w}x{crop_h} px: too "
+                f"{'short' if crop_h < head_h else 'narrow'} to keep the whole head ({head_w:.0f}x{head_h:.0f} px), "
+                "so nothing was done or charged. "
+                + (f"Ratios that keep it: {', '.join(fitting)}." if fitting else "No ratio's crop keeps it.")
+            )
+        window_top = head_top - 0.15 * (crop_h - head_h)  # the slack mostly below the chin: headroom above
+        center = ((head_x0 + head_x1) / 2, window_top + crop_h / 2)
+    x0, y0, x1, y1 = crop_box(width, height, value, center)
     canvas.set(canvas.rgb[y0:y1, x0:x1], None if canvas.alpha is None else canvas.alpha[y0:y1, x0:x1])
 
 
@@ -98,7 +114,7 @@ def apply(canvas: Canvas, params: dict) -> None:
         width, height = (int(side) for side in params["crop"].split(":"))
         if not (width and height and max(width, height) <= 20 * min(width, height)):
             raise ValueError(f"can't crop to {params['crop']}: a ratio needs two positive sides, at most 20:1")
-        crop(canvas, width / height)
+        crop(canvas, params["crop"])
     if "resize" in params:
         resize(canvas, *target_size(canvas.size, params["resize"]))
 

@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from flashbulb.engine.aspect import ratio_value
 from flashbulb.engine.backends.photo import adjust, background, headshot, instructions, relight, restore
 from flashbulb.engine.backends.photo.canvas import Canvas, to_uint8
 from flashbulb.engine.backends.photo.errors import EditRefused
@@ -90,7 +89,7 @@ class PhotoBackend:
         edits: list[dict[str, object]] = []
         try:
             if (ratio := request.aspect_ratio) and not any(op.name == "headshot" for op in operations):
-                _timed(timings, "crop", lambda: adjust.crop(canvas, ratio_value(ratio)))
+                _timed(timings, "crop", lambda: adjust.crop(canvas, ratio))
             for index, op in enumerate(operations):
                 job.check()
                 share = lambda fraction, i=index: job.progress((i + fraction) / len(operations))  # noqa: E731
