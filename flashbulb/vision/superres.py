@@ -32,12 +32,9 @@ def default_runtime() -> str:
     """ "openvino" where the CPU computes bfloat16 natively, else "ncnn".
 
     Measured on 2 cores of an AVX-512 BF16 EPYC (bench/restore_speed.py, one 256 px image): ncnn's
-    defaults 11.1 s, ncnn with bf16 storage 9.3 s, OpenVINO in bf16 ~6 s at 52.9 dB PSNR from ncnn's
+    defaults 11.5 s, ncnn with bf16 storage 9.1 s, OpenVINO in bf16 6.2 s at 53.1 dB PSNR from ncnn's
     output. In fp32 OpenVINO (and onnxruntime) took 13-14 s, slower than ncnn, so a CPU without
-    native bfloat16 keeps ncnn. FLASHBULB_SUPERRES_RUNTIME=ncnn|openvino overrides the choice."""
-    chosen = os.environ.get("FLASHBULB_SUPERRES_RUNTIME", "")
-    if chosen in ("ncnn", "openvino"):
-        return chosen
+    native bfloat16 keeps ncnn."""
     try:
         import openvino
     except ImportError:
