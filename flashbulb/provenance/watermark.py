@@ -52,15 +52,15 @@ def _weights_folder() -> str:
     return next(iter(spec.submodule_search_locations))
 
 
-def _networks():  # (encoder, decoder) onnxruntime sessions, loaded once per process
+def _networks():  # (encoder, decoder) sessions (OpenVINO bf16 or onnxruntime), loaded once per process
     global _sessions
     with _lock:
         if _sessions is None:
-            from flashbulb.vision import cpu_session
+            from flashbulb.vision import fast_session
 
             folder = _weights_folder()
             _sessions = tuple(
-                cpu_session(_as_2d(os.path.join(folder, f"rivagan_{part}.onnx")), threads_if_unset=2)
+                fast_session(_as_2d(os.path.join(folder, f"rivagan_{part}.onnx")), threads_if_unset=2)
                 for part in ("encoder", "decoder")
             )
     return _sessions

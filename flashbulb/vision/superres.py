@@ -7,7 +7,6 @@ bfloat16 natively (AVX-512 BF16, AMX), else on ncnn: see `default_runtime`.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 import threading
@@ -15,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from flashbulb.vision import OpenVinoSession, native_bf16
 
 SCALE = 4
 MODEL_NAME = "realesrgan-x4plus"
@@ -27,7 +28,6 @@ def weights_dir() -> Path:
     return Path(spec.origin).parent / "models"
 
 
-@functools.cache
 def default_runtime() -> str:
     """ "openvino" where the CPU computes bfloat16 natively, else "ncnn".
 
@@ -35,11 +35,7 @@ def default_runtime() -> str:
     defaults 11.5 s, ncnn with bf16 storage 9.1 s, OpenVINO in bf16 6.2 s at 53.1 dB PSNR from ncnn's
     output. In fp32 OpenVINO (and onnxruntime) took 13-14 s, slower than ncnn, so a CPU without
     native bfloat16 keeps ncnn."""
-    try:
-        import openvino
-    except ImportError:
-        return "ncnn"
-    return "openvino" if "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "ncnn"
+    return "openvino" if native_bf16() else "ncnn"
 
 
 class _Ncnn:
@@ -78,23 +74,15 @@ class _OpenVino:
     `precision` "bf16" (its speed-up needs native bfloat16) or "f32"."""
 
     def __init__(self, threads: int, precision: str = "bf16"):
-        import openvino
-
         from flashbulb.vision.ncnn_onnx import to_onnx
 
         directory = weights_dir()
         graph = to_onnx(directory / f"{MODEL_NAME}.param", directory / f"{MODEL_NAME}.bin")
-        core = openvino.Core()
-        self.model = core.compile_model(
-            core.read_model(graph.SerializeToString()),
-            "CPU",
-            {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"},
-        )
+        self.session = OpenVinoSession(graph.SerializeToString(), threads, precision)
 
     def run(self, rgb: np.ndarray) -> np.ndarray:
         pixels = (np.ascontiguousarray(rgb, dtype=np.float32) / 255.0).transpose(2, 0, 1)[None]
-        request = self.model.create_infer_request()  # one per call: callers may be on several threads
-        return request.infer({0: pixels})[0][0].transpose(1, 2, 0)
+        return self.session.run(None, {"data": pixels})[0][0].transpose(1, 2, 0)
 
 
 class RealESRGAN:
