@@ -49,7 +49,7 @@ def main() -> None:
     network_s, network = timed(lambda: model.upscale4x(rgb), args.repeat)
     # ncnn with bf16 storage: what runs where the CPU has no native bfloat16 (superres.default_runtime).
     fallback = model if model.runtime == "ncnn" else superres.RealESRGAN(runtime="ncnn", threads=model.threads)
-    fallback_s, _ = (network_s, None) if fallback is model else timed(lambda: fallback.upscale4x(rgb), args.repeat)
+    fallback_s = network_s if fallback is model else timed(lambda: fallback.upscale4x(rgb), args.repeat)[0]
     flashbulb_peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     stock = superres.RealESRGAN(runtime="ncnn", bf16=False, threads=model.threads)  # ncnn's default options
     reference_s, reference = timed(lambda: stock._run_tile(rgb), args.repeat)

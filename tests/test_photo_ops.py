@@ -45,18 +45,6 @@ def test_dust_specks_are_repaired_but_the_face_is_untouched():
     assert np.array_equal(canvas.rgb[face], before[face])
 
 
-def head_box(canvas: Canvas) -> tuple[float, float, float, float]:
-    """The face box found in `canvas`, grown as adjust.crop grows it into the head (clamped)."""
-    x0, top, x1, bottom = canvas.faces()[0].box
-    w, h = canvas.size
-    return (
-        max(0, x0 - 0.15 * (x1 - x0)),
-        max(0, top - 0.45 * (bottom - top)),
-        min(w, x1 + 0.15 * (x1 - x0)),
-        min(h, bottom + 0.15 * (bottom - top)),
-    )
-
-
 @pytest.mark.parametrize("name", ["astronaut", "portrait", "grace_hopper"])
 def test_every_aspect_ratio_keeps_the_whole_head_or_is_refused_naming_the_ratios_that_do(name):
     """Each Gemini ratio either crops around the whole head (the face found again, inside the frame,
@@ -86,7 +74,7 @@ def test_every_aspect_ratio_keeps_the_whole_head_or_is_refused_naming_the_ratios
         named = why.split("Ratios that keep it: ")[1].rstrip(".").split(", ")
         assert set(named) == set(cropped), (ratio, named)
     # What was refused really would have cut the head: the largest crop of that ratio is smaller.
-    hx0, htop, hx1, hbottom = head_box(Canvas(photo))
+    hx0, htop, hx1, hbottom = adjust.head_box(Canvas(photo).faces()[0].box, *photo.size)
     for ratio in refused:
         bx0, btop, bx1, bbottom = adjust.crop_box(*photo.size, ratio_value(ratio))
         assert bx1 - bx0 < hx1 - hx0 or bbottom - btop < hbottom - htop, ratio

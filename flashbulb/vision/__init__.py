@@ -45,6 +45,12 @@ def _native_noise_dropped() -> Iterator[None]:
                 print("\n".join(kept), file=sys.stderr)
 
 
+def worker_threads(if_unset: int = 0) -> int:
+    """A model worker's share of the cores: OMP_NUM_THREADS, set per worker by the engine; else
+    `if_unset` (0: let the runtime take every core)."""
+    return int(os.environ.get("OMP_NUM_THREADS") or 0) or if_unset
+
+
 def cpu_session(model: str | bytes, threads_if_unset: int = 0):
     """An onnxruntime session on the CPU as a model worker should run it: with the worker's share of
     the cores (OMP_NUM_THREADS, set per worker by the engine; two photo replicas each running 2
@@ -53,7 +59,7 @@ def cpu_session(model: str | bytes, threads_if_unset: int = 0):
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or threads_if_unset  # 0: all cores
+    options.intra_op_num_threads = worker_threads(threads_if_unset)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
@@ -93,7 +99,7 @@ def fast_session(model: bytes, threads_if_unset: int = 0):
     """OpenVINO in bf16 where the CPU computes it natively (`native_bf16`), else `cpu_session`; both on
     the worker's share of the cores."""
     if native_bf16():
-        return OpenVinoSession(model, int(os.environ.get("OMP_NUM_THREADS") or 0) or threads_if_unset)
+        return OpenVinoSession(model, worker_threads(threads_if_unset))
     return cpu_session(model, threads_if_unset)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flashbulb.vision import OpenVinoSession, native_bf16
+from flashbulb.vision import OpenVinoSession, native_bf16, worker_threads
 
 SCALE = 4
 MODEL_NAME = "realesrgan-x4plus"
@@ -95,8 +95,7 @@ class RealESRGAN:
     def __init__(self, tile: int = 256, pad: int = 16, threads: int | None = None, bf16: bool = True, runtime: str | None = None):
         self.tile = tile
         self.pad = pad
-        # A model worker's share of the cores (OMP_NUM_THREADS, set per worker by the engine).
-        self.threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
+        self.threads = threads or worker_threads(os.cpu_count() or 1)
         self.runtime = runtime or default_runtime()
         # bf16=False is ncnn's defaults (the benches' and tests' reference).
         self.network = _OpenVino(self.threads) if self.runtime == "openvino" else _Ncnn(self.threads, bf16)

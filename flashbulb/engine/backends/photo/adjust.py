@@ -55,6 +55,18 @@ def crop_box(width: int, height: int, ratio: float, center: tuple[float, float] 
     return x0, y0, x0 + w, y0 + h
 
 
+def head_box(face: tuple[int, int, int, int], width: int, height: int) -> tuple[float, float, float, float]:
+    """The head around a face box: hair above, chin below, ears beside (as far as the photo shows it)."""
+    x0, top, x1, bottom = face
+    face_w, face_h = x1 - x0, bottom - top
+    return (
+        max(0.0, x0 - 0.15 * face_w),
+        max(0.0, top - 0.45 * face_h),
+        min(float(width), x1 + 0.15 * face_w),
+        min(float(height), bottom + 0.15 * face_h),
+    )
+
+
 def crop(canvas: Canvas, ratio: str) -> None:
     """Crop to an aspect ratio ("16:9") keeping the main face's whole head in frame, with some
     headroom above it. (Centring a little below the face cut the eyes off a portrait cropped to 16:9,
@@ -62,15 +74,10 @@ def crop(canvas: Canvas, ratio: str) -> None:
     can: measured on grace_hopper, 21:9, 4:1, 1:4, 1:8 and 8:1 crops were returned with the head cut
     off and charged, or refused as "changed who the person is"."""
     width, height = canvas.size
-    w, h = (int(side) for side in ratio.split(":"))
-    value = w / h
+    value = ratio_value(ratio)
     center = None
     if faces := canvas.faces():
-        x0, top, x1, bottom = faces[0].box
-        face_w, face_h = x1 - x0, bottom - top
-        # The head around the face box: hair above, chin below, ears beside (as far as the photo shows it).
-        head_x0, head_x1 = max(0.0, x0 - 0.15 * face_w), min(float(width), x1 + 0.15 * face_w)
-        head_top, head_bottom = max(0.0, top - 0.45 * face_h), min(float(height), bottom + 0.15 * face_h)
+        head_x0, head_top, head_x1, head_bottom = head_box(faces[0].box, width, height)
         head_w, head_h = head_x1 - head_x0, head_bottom - head_top
         box_x0, box_top, box_x1, box_bottom = crop_box(width, height, value)
         crop_w, crop_h = box_x1 - box_x0, box_bottom - box_top
