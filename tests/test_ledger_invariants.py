@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from flashbulb.billing import ledger
-from flashbulb.errors import FlashbulbError
+from flashbulb.errors import ErrorKind, FlashbulbError
 from flashbulb.gateway import accounts
-from flashbulb.store.tables import Account, Hold, LedgerEntry
+from flashbulb.store.tables import Account, Hold, LedgerEntry, UsageRecord, utcnow
 
 REQUESTS = [f"r{i}" for i in range(6)]
 operation = st.one_of(
@@ -89,3 +91,53 @@ def test_books_balance_after_any_concurrent_sequence(any_database, ops):
 def _state(db, request_id: str) -> str | None:
     with db.connect() as conn:
         return conn.execute(select(Hold.state).where(Hold.request_id == request_id)).scalar()
+
+
+def test_the_hot_paths_driver_level_statements_refuse_as_sqlalchemy_would(any_database):
+    """A hold and its settlement run as the driver's own SQL (store.db.Prepared): a reused request id
+    is still refused as one, a NUL still can't be stored, and what a settlement records (dates, the
+    usage's JSON, the commission of a referral that has ended) reads back as the ORM wrote it."""
+    referrer = accounts.create_key(any_database, f"ref-{uuid.uuid4().hex[:6]}")
+    with any_database.connect() as conn:
+        code = conn.execute(select(Account.referral_code).where(Account.id == referrer.account_id)).scalar()
+    customer = accounts.create_key(any_database, f"hot-{uuid.uuid4().hex[:6]}", credits_micros=10_000, referred_by=code)
+    rid = uuid.uuid4().hex
+
+    def hold(request_id: str) -> None:
+        ledger.hold(
+            any_database,
+            request_id=request_id,
+            account_id=customer.account_id,
+            key_id=customer.key_id,
+            model="m",
+            amount_micros=500,
+            ttl_s=60,
+        )
+
+    hold(rid)
+    with pytest.raises(FlashbulbError) as reused:
+        hold(rid)
+    assert reused.value.kind is ErrorKind.ALREADY_EXISTS
+    with pytest.raises(FlashbulbError) as nul:
+        hold("nul\x00id")
+    assert nul.value.kind is ErrorKind.INVALID_ARGUMENT
+    assert ledger.balance(any_database, customer.account_id) == (10_000, 500)
+
+    with any_database.begin() as conn:  # the referral ended a minute ago: no commission
+        conn.execute(
+            update(Account).where(Account.id == customer.account_id).values(commission_until=utcnow() - dt.timedelta(minutes=1))
+        )
+    usage = ledger.Usage(status="ok", output_images=1, quality={"identity": 0.2, "timings_ms": {"model": 5}}, replica={"id": "r"})
+    assert ledger.close_hold(any_database, rid, 300, usage)
+    assert ledger.balance(any_database, customer.account_id) == (9_700, 0)
+    assert ledger.balance(any_database, referrer.account_id)[0] == 0
+    with any_database.connect() as conn:
+        record = conn.execute(
+            select(UsageRecord.quality, UsageRecord.replica, UsageRecord.charge_micros, UsageRecord.created_at).where(
+                UsageRecord.request_id == rid
+            )
+        ).one()
+        held = conn.execute(select(Hold.created_at, Hold.expires_at).where(Hold.request_id == rid)).one()
+    assert record.quality == usage.quality and record.replica == {"id": "r"} and record.charge_micros == 300
+    assert isinstance(record.created_at, dt.datetime) and isinstance(held.expires_at, dt.datetime)
+    assert held.expires_at - held.created_at == dt.timedelta(seconds=60)

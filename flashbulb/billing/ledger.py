@@ -15,11 +15,12 @@ import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
-from sqlalchemy import Connection, Engine, Table, bindparam, insert, or_, select, text, update
+from sqlalchemy import Connection, Engine, Table, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from flashbulb.billing.money import micros_to_usd
 from flashbulb.errors import ErrorKind, FlashbulbError
+from flashbulb.store.db import Prepared
 from flashbulb.store.tables import Account, ApiKey, CreditCode, Hold, LedgerEntry, UsageRecord, utcnow
 
 if TYPE_CHECKING:
@@ -50,30 +51,36 @@ class Usage:
     watermark: int | None = None  # the payload its images' watermark carries
 
 
-# The hot path's statements (a hold, its settlement), built once at import. Building them on every
-# call (SQLAlchemy coerces each ORM expression and computes a fresh cache key) was two thirds of a
-# charge's time: 2.6 ms of Python per hold + settle on SQLite (cProfile of bench/ledger_throughput.py).
+# The hot path's statements (a hold, its settlement), built once at import and compiled once per
+# dialect (store.db.Prepared). Building them on every call was two thirds of a charge's time (2.6 ms
+# of Python per hold + settle on SQLite), and executing them through Connection.execute still cost
+# ~22 us of Python per statement (cProfile of bench/ledger_throughput.py).
 def _table(model: type) -> Table:
     return model.__table__  # type: ignore[attr-defined]
 
 
+def _insert(table: Table) -> Prepared:
+    """An INSERT of every column but a generated id, each value a parameter of the column's name."""
+    return Prepared(insert(table).values({c.name: bindparam(c.name, type_=c.type) for c in table.c if c.name != "id"}))
+
+
 _HOLDS, _ACCOUNTS, _KEYS = _table(Hold), _table(Account), _table(ApiKey)
 _holds, _accounts, _keys = _HOLDS.c, _ACCOUNTS.c, _KEYS.c
-_INSERT_HOLD = insert(_HOLDS)
+_INSERT_HOLD = _insert(_HOLDS)
 # One conditional UPDATE each: the check and the reservation cannot be separated by a race.
-_RESERVE_ON_ACCOUNT = (
+_RESERVE_ON_ACCOUNT = Prepared(
     update(_ACCOUNTS)
     .where(_accounts.id == bindparam("b_account"), _accounts.balance_micros - _accounts.held_micros >= bindparam("b_amount"))
     .values(held_micros=_accounts.held_micros + bindparam("b_amount"))
 )
 # The key, the same way: still live (a batch item runs long after its key was checked, and a live
 # call may race a revocation) and spent + held + this hold <= its cap.
-_RESERVE_ON_KEY = (
+_RESERVE_ON_KEY = Prepared(
     update(_KEYS)
     .where(
         _keys.id == bindparam("b_key"),
         _keys.revoked_at.is_(None),
-        or_(_keys.expires_at.is_(None), _keys.expires_at > bindparam("b_now")),
+        or_(_keys.expires_at.is_(None), _keys.expires_at > bindparam("b_now", type_=_keys.expires_at.type)),
         or_(_keys.cap_micros.is_(None), _keys.spent_micros + _keys.held_micros + bindparam("b_amount") <= _keys.cap_micros),
     )
     .values(held_micros=_keys.held_micros + bindparam("b_amount"))
@@ -98,8 +105,8 @@ def hold(
         with db.begin() as conn:
             # Lock order is hold row, then account row, then key row, in every transaction (close_hold,
             # refund too): the other order deadlocks a retried request id against its own settlement.
-            conn.execute(
-                _INSERT_HOLD,
+            _INSERT_HOLD(
+                conn,
                 {
                     "request_id": request_id,
                     "account_id": account_id,
@@ -115,7 +122,7 @@ def hold(
                 },
             )
             amounts = {"b_account": account_id, "b_key": key_id, "b_amount": amount_micros, "b_now": now}
-            if conn.execute(_RESERVE_ON_ACCOUNT, amounts).rowcount != 1:
+            if _RESERVE_ON_ACCOUNT(conn, amounts).rowcount != 1:
                 balance, held = conn.execute(
                     select(Account.balance_micros, Account.held_micros).where(Account.id == account_id)
                 ).one()
@@ -125,7 +132,7 @@ def hold(
                     f"{micros_to_usd(balance - held)} USD is available ({micros_to_usd(balance)} balance, "
                     f"{micros_to_usd(held)} held for running requests); ask the operator to add credits.",
                 )
-            if conn.execute(_RESERVE_ON_KEY, amounts).rowcount != 1:
+            if _RESERVE_ON_KEY(conn, amounts).rowcount != 1:
                 _refuse_key(conn, key_id, amount_micros, now)
     except IntegrityError as exc:
         raise FlashbulbError(ErrorKind.ALREADY_EXISTS, f"request id {request_id!r} was already used") from exc
@@ -196,79 +203,103 @@ def close_hold(
     """
     with db.begin() as conn:
         if output_pixels is not None:
-            quoted = conn.execute(_SELECT_QUOTE, {"b_request": request_id}).first()
+            quoted = _SELECT_QUOTE(conn, {"b_request": request_id}).first()
             if quoted is None:
                 return False
             charge_micros = _quote_of(quoted).charge_for(output_pixels) if quoted.unit_standard_micros is not None else 0
-        row = conn.execute(
-            _CLOSE_HOLD,
-            {"b_request": request_id, "b_state": "settled" if charge_micros else "released", "b_charge": charge_micros},
+        row = _CLOSE_HOLD(
+            conn, {"b_request": request_id, "b_state": "settled" if charge_micros else "released", "b_charge": charge_micros}
         ).first()
         if row is None:
             return False
         if not 0 <= charge_micros <= row.amount_micros:
             raise ValueError(f"charge {charge_micros} is not within the hold of {row.amount_micros} for {request_id}")
-        amounts = {"b_account": row.account_id, "b_key": row.key_id, "b_amount": row.amount_micros, "b_charge": charge_micros}
-        account = conn.execute(_SETTLE_ON_ACCOUNT, amounts).one()
-        conn.execute(_SETTLE_ON_KEY, amounts)
-        if charge_micros:
-            _append_entry(conn, row.account_id, -charge_micros, "charge", request_id, row.model)
-            _pay_commission(conn, account, charge_micros, request_id)
-        # A shallow copy: asdict's deep copy of the quality dict cost 63 us a call (1.6 us this way).
-        record = {field.name: getattr(usage, field.name) for field in dataclasses.fields(usage)}
-        record["error"] = usage.error.replace("\x00", "\\0")  # it may quote the caller: it must never keep the hold open
-        conn.execute(
-            _INSERT_USAGE,
-            {
-                **record,
-                "request_id": request_id,
-                "account_id": row.account_id,
-                "key_id": row.key_id,
-                "model": row.model,
-                "charge_micros": charge_micros,
-                "created_at": utcnow(),
-            },
-        )
         if also is not None:
             also(conn)
+        amounts = {
+            "b_account": row.account_id,
+            "b_key": row.key_id,
+            "b_amount": row.amount_micros,
+            "b_charge": charge_micros,
+            "b_now": utcnow(),
+        }
+        # What only this request's rows are touched by comes first; the account and key rows, which
+        # every call of the account updates, last: their locks are held until the commit.
+        _INSERT_USAGE(conn, _usage_row(usage, request_id, row, charge_micros))
+        if charge_micros:
+            _append_entry(conn, row.account_id, -charge_micros, "charge", request_id, row.model)
+        account = _SETTLE_ON_ACCOUNT(conn, amounts).one()
+        _SETTLE_ON_KEY(conn, amounts)
+        if charge_micros:
+            _pay_commission(conn, account, charge_micros, request_id)
     return True
 
 
-_CLOSE_HOLD = (
+def _usage_row(usage: Usage, request_id: str, hold_row, charge_micros: int) -> dict:
+    # A shallow copy: asdict's deep copy of the quality dict cost 63 us a call (1.6 us this way).
+    row = {field.name: getattr(usage, field.name) for field in dataclasses.fields(usage)}
+    return {
+        **row,
+        "error": usage.error.replace("\x00", "\\0"),  # it may quote the caller: it must never keep the hold open
+        "request_id": request_id,
+        "account_id": hold_row.account_id,
+        "key_id": hold_row.key_id,
+        "model": hold_row.model,
+        "charge_micros": charge_micros,
+        "created_at": utcnow(),
+    }
+
+
+_CLOSE_HOLD = Prepared(
     update(_HOLDS)
     .where(_holds.request_id == bindparam("b_request"), _holds.state == "held")
     .values(state=bindparam("b_state"), charged_micros=bindparam("b_charge"))
     .returning(_holds.account_id, _holds.key_id, _holds.model, _holds.amount_micros)
 )
-_SETTLE_ON_ACCOUNT = (
+# Returns the commission the account's referrer earns now: its percent while the referral runs, else 0.
+_SETTLE_ON_ACCOUNT = Prepared(
     update(_ACCOUNTS)
     .where(_accounts.id == bindparam("b_account"))
     .values(
         held_micros=_accounts.held_micros - bindparam("b_amount"), balance_micros=_accounts.balance_micros - bindparam("b_charge")
     )
-    .returning(_accounts.referrer_id, _accounts.commission_percent, _accounts.commission_until)
+    .returning(
+        _accounts.referrer_id,
+        case(
+            (
+                or_(
+                    _accounts.commission_until.is_(None),
+                    _accounts.commission_until > bindparam("b_now", type_=_accounts.commission_until.type),
+                ),
+                func.coalesce(_accounts.commission_percent, 0),
+            ),
+            else_=0,
+        ).label("commission_percent"),
+    )
 )
-_SETTLE_ON_KEY = (
+_SETTLE_ON_KEY = Prepared(
     update(_KEYS)
     .where(_keys.id == bindparam("b_key"))
     .values(held_micros=_keys.held_micros - bindparam("b_amount"), spent_micros=_keys.spent_micros + bindparam("b_charge"))
 )
-_INSERT_USAGE = insert(_table(UsageRecord))
-_INSERT_ENTRY = insert(_table(LedgerEntry))
-_PAY_COMMISSION = (
+_INSERT_USAGE = _insert(_table(UsageRecord))
+_INSERT_ENTRY = _insert(_table(LedgerEntry))
+_PAY_COMMISSION = Prepared(
     update(_ACCOUNTS)
     .where(_accounts.id == bindparam("b_account"))
     .values(balance_micros=_accounts.balance_micros + bindparam("b_amount"))
 )
 
-_SELECT_QUOTE = select(
-    _holds.unit_small_micros,
-    _holds.unit_standard_micros,
-    _holds.unit_large_micros,
-    _holds.unit_input_micros,
-    _holds.input_images,
-    _holds.amount_micros,
-).where(_holds.request_id == bindparam("b_request"))
+_SELECT_QUOTE = Prepared(
+    select(
+        _holds.unit_small_micros,
+        _holds.unit_standard_micros,
+        _holds.unit_large_micros,
+        _holds.unit_input_micros,
+        _holds.input_images,
+        _holds.amount_micros,
+    ).where(_holds.request_id == bindparam("b_request"))
+)
 
 
 def _quote_of(row) -> Quote:
@@ -285,18 +316,15 @@ def _quote_of(row) -> Quote:
 
 
 def _pay_commission(conn: Connection, account, charge_micros: int, request_id: str) -> None:
-    """The referrer's share of a settled charge, if the referral is still running."""
-    if account.referrer_id is None or not account.commission_percent:
-        return
-    if account.commission_until is not None and utcnow() > account.commission_until:
-        return
+    """The referrer's share of a settled charge, if the referral is still running (`account`: what
+    _SETTLE_ON_ACCOUNT returned). Its ledger entry first: the referrer's row is locked last."""
     commission = charge_micros * account.commission_percent // 100
-    if commission <= 0:
+    if account.referrer_id is None or commission <= 0:
         return
-    conn.execute(_PAY_COMMISSION, {"b_account": account.referrer_id, "b_amount": commission})
     _append_entry(
         conn, account.referrer_id, commission, "commission", request_id, f"{account.commission_percent}% of a referred charge"
     )
+    _PAY_COMMISSION(conn, {"b_account": account.referrer_id, "b_amount": commission})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -524,8 +552,8 @@ def grant_in(conn: Connection, account_id: int, amount_micros: int, note: str = 
 
 
 def _append_entry(conn: Connection, account_id: int, amount: int, kind: str, request_id: str | None, note: str) -> None:
-    conn.execute(
-        _INSERT_ENTRY,
+    _INSERT_ENTRY(
+        conn,
         {
             "account_id": account_id,
             "amount_micros": amount,
