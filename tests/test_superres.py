@@ -52,3 +52,26 @@ def test_progress_is_reported_per_tile():
     seen = []
     RealESRGAN(tile=16, pad=4).upscale4x(np.asarray(astronaut(32)), lambda done, total: seen.append((done, total)))
     assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def test_the_converted_graph_is_kept_in_the_cache_and_loaded_from_there(tmp_path, monkeypatch):
+    """A start reads the graph converted at an earlier one (1.1 s of every start saved); where the
+    cache can't be written the conversion is used from memory."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    directory = superres.weights_dir()
+    converted = ncnn_onnx.to_onnx(directory / f"{superres.MODEL_NAME}.param", directory / f"{superres.MODEL_NAME}.bin")
+    first = superres.onnx_model()
+    assert isinstance(first, type(tmp_path)) and first.parent == tmp_path / "flashbulb"
+    assert first.read_bytes() == converted.SerializeToString()
+    written = first.stat().st_mtime_ns
+    assert superres.onnx_model() == first and first.stat().st_mtime_ns == written  # read, not converted again
+    assert not list(first.parent.glob("*.part"))
+    rgb = np.asarray(astronaut(32))
+    from_cache = superres._OpenVino(threads=2, precision="f32").run(rgb)
+    assert (tmp_path / "flashbulb" / "openvino").is_dir()  # OpenVINO keeps its compiled form beside it
+
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
+    in_memory = superres.onnx_model()
+    assert in_memory == converted.SerializeToString()
+    assert np.array_equal(superres._OpenVino(threads=2, precision="f32").run(rgb), from_cache)

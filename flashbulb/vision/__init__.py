@@ -8,6 +8,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 # ncnn and onnxruntime bring OpenMP runtimes whose idle threads spin; on a small, shared CPU the
 # spinning threads of one model starve the next (a 1 s restore measured at 10 s). Must be set
@@ -77,18 +78,30 @@ def native_bf16() -> bool:
     return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
+def cache_dir() -> Path:
+    """Where what is derived from packaged weights is kept between starts, per machine and user
+    ($XDG_CACHE_HOME/flashbulb, else ~/.cache/flashbulb): rebuilt whenever it is missing."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "flashbulb"
+
+
 class OpenVinoSession:
     """An ONNX model compiled by OpenVINO for the CPU (bf16 unless told "f32"), run as an onnxruntime
-    session is: `run(None, {input name: array})` -> the outputs. Safe to call from several threads."""
+    session is: `run(None, {input name: array})` -> the outputs. Safe to call from several threads.
+    `model`: the model's bytes, or its file, whose compiled form OpenVINO then keeps in cache_dir()
+    (Real-ESRGAN: compiled in 0.64 s, loaded from the cache in 0.19 s)."""
 
-    def __init__(self, model: bytes, threads: int = 0, precision: str = "bf16"):
+    def __init__(self, model: bytes | Path, threads: int = 0, precision: str = "bf16"):
         import openvino
 
         core = openvino.Core()
         config: dict[str, object] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        self.model = core.compile_model(core.read_model(model), "CPU", config)
+        if isinstance(model, Path):
+            config["CACHE_DIR"] = str(cache_dir() / "openvino")
+            self.model = core.compile_model(str(model), "CPU", config)
+        else:
+            self.model = core.compile_model(core.read_model(model), "CPU", config)
 
     def run(self, _output_names: None, feed: dict) -> list:
         result = self.model.create_infer_request().infer(feed)  # one request per call: thread-safe
