@@ -58,6 +58,9 @@ def test_the_converted_graph_is_kept_in_the_cache_and_loaded_from_there(tmp_path
     """A start reads the graph converted at an earlier one (1.1 s of every start saved); where the
     cache can't be written the conversion is used from memory."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    stale = tmp_path / "flashbulb" / f"{superres.MODEL_NAME}-0123456789abcdef.onnx"  # an older conversion's
+    stale.parent.mkdir()
+    stale.write_bytes(b"old")
     directory = superres.weights_dir()
     converted = ncnn_onnx.to_onnx(directory / f"{superres.MODEL_NAME}.param", directory / f"{superres.MODEL_NAME}.bin")
     first = superres.onnx_model()
@@ -65,7 +68,7 @@ def test_the_converted_graph_is_kept_in_the_cache_and_loaded_from_there(tmp_path
     assert first.read_bytes() == converted.SerializeToString()
     written = first.stat().st_mtime_ns
     assert superres.onnx_model() == first and first.stat().st_mtime_ns == written  # read, not converted again
-    assert not list(first.parent.glob("*.part"))
+    assert not list(first.parent.glob("*.part")) and not stale.exists()
     rgb = np.asarray(astronaut(32))
     from_cache = superres._OpenVino(threads=2, precision="f32").run(rgb)
     assert (tmp_path / "flashbulb" / "openvino").is_dir()  # OpenVINO keeps its compiled form beside it

@@ -11,9 +11,9 @@ to a short side of 256, the network's change to that copy is enlarged back onto 
 from __future__ import annotations
 
 import dataclasses
-import os
 import secrets
 import threading
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -56,12 +56,16 @@ def _networks():  # (encoder, decoder) sessions (OpenVINO bf16 or onnxruntime), 
     global _sessions
     with _lock:
         if _sessions is None:
-            from flashbulb.vision import fast_session
+            from flashbulb.vision import derived_file, fast_session
 
-            folder = _weights_folder()
+            folder = Path(_weights_folder())
+            sources = {part: folder / f"rivagan_{part}.onnx" for part in ("encoder", "decoder")}
             _sessions = tuple(
-                fast_session(_as_2d(os.path.join(folder, f"rivagan_{part}.onnx")), threads_if_unset=2)
-                for part in ("encoder", "decoder")
+                fast_session(
+                    derived_file(f"rivagan_{part}_2d.onnx", [source, Path(__file__)], lambda source=source: _as_2d(str(source))),
+                    threads_if_unset=2,
+                )
+                for part, source in sources.items()
             )
     return _sessions
 

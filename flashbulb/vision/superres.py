@@ -7,17 +7,15 @@ bfloat16 natively (AVX-512 BF16, AMX), else on ncnn: see `default_runtime`.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from flashbulb.vision import OpenVinoSession, cache_dir, native_bf16, worker_threads
+from flashbulb.vision import OpenVinoSession, derived_file, native_bf16, worker_threads
 
 SCALE = 4
 MODEL_NAME = "realesrgan-x4plus"
@@ -84,28 +82,17 @@ class _OpenVino:
 
 
 def onnx_model() -> Path | bytes:
-    """The network as an ONNX file, converted from ncnn's files once per machine and kept in the
-    cache (vision.cache_dir), named by their hash: the conversion took 1.1 s of every start, the
-    largest part of the photo worker's (4.7 s of CPU, 2.8 s with the cache). Its bytes where the
-    cache can't be written."""
-    from flashbulb.vision.ncnn_onnx import to_onnx
+    """The network as an ONNX graph converted from ncnn's files, kept in the cache (vision.derived_file):
+    the conversion was the largest part of the photo worker's start (4.7 s of CPU, 2.7 s without it)."""
+    from flashbulb.vision import ncnn_onnx
 
     directory = weights_dir()
     param, weights = directory / f"{MODEL_NAME}.param", directory / f"{MODEL_NAME}.bin"
-    digest = hashlib.sha256(param.read_bytes() + weights.read_bytes()).hexdigest()[:16]
-    path = cache_dir() / f"{MODEL_NAME}-{digest}.onnx"
-    if path.exists():
-        return path
-    graph = to_onnx(param, weights).SerializeToString()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written aside and renamed: workers starting together never read a half-written file.
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as part:
-            part.write(graph)
-        os.replace(part.name, path)
-    except OSError:
-        return graph
-    return path
+    return derived_file(
+        f"{MODEL_NAME}.onnx",
+        [param, weights, Path(ncnn_onnx.__file__)],
+        lambda: ncnn_onnx.to_onnx(param, weights).SerializeToString(),
+    )
 
 
 class RealESRGAN:
