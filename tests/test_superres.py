@@ -3,6 +3,9 @@ the same picture as one untiled pass."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 import pytest
 from conftest import astronaut
@@ -59,8 +62,11 @@ def test_the_converted_graph_is_kept_in_the_cache_and_loaded_from_there(tmp_path
     cache can't be written the conversion is used from memory."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     stale = tmp_path / "flashbulb" / f"{superres.MODEL_NAME}-0123456789abcdef.onnx"  # an older conversion's
+    recent = stale.with_name(f"{superres.MODEL_NAME}-fedcba9876543210.onnx")  # one a process may be starting from
     stale.parent.mkdir()
-    stale.write_bytes(b"old")
+    for old in (stale, recent):
+        old.write_bytes(b"old")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
     directory = superres.weights_dir()
     converted = ncnn_onnx.to_onnx(directory / f"{superres.MODEL_NAME}.param", directory / f"{superres.MODEL_NAME}.bin")
     first = superres.onnx_model()
@@ -68,7 +74,7 @@ def test_the_converted_graph_is_kept_in_the_cache_and_loaded_from_there(tmp_path
     assert first.read_bytes() == converted.SerializeToString()
     written = first.stat().st_mtime_ns
     assert superres.onnx_model() == first and first.stat().st_mtime_ns == written  # read, not converted again
-    assert not list(first.parent.glob("*.part")) and not stale.exists()
+    assert not list(first.parent.glob("*.part")) and not stale.exists() and recent.exists()
     rgb = np.asarray(astronaut(32))
     from_cache = superres._OpenVino(threads=2, precision="f32").run(rgb)
     assert (tmp_path / "flashbulb" / "openvino").is_dir()  # OpenVINO keeps its compiled form beside it

@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -88,9 +89,10 @@ def cache_dir() -> Path:
 def derived_file(name: str, sources: list[Path], build: Callable[[], bytes]) -> Path | bytes:
     """A file made from packaged weights by our code (a converted graph), made once per machine and
     kept in cache_dir() as `name` with a hash of `sources` (the weights and the module that converts
-    them, so a changed conversion is made again, and replaces the old one): later starts read it
-    instead of converting (1.1 s for Real-ESRGAN, and importing onnx, 0.5 s, for the watermark's).
-    Its bytes where the cache can't be written."""
+    them, so a changed conversion is made again): later starts read it instead of converting (1.1 s
+    for Real-ESRGAN, and importing onnx, 0.5 s, for the watermark's). Other versions of it are
+    removed once an hour old (a process of the other version may be starting from one). Its bytes
+    where the cache can't be written."""
     digest = hashlib.sha256(b"".join(source.read_bytes() for source in sources)).hexdigest()[:16]
     stem, _, suffix = name.rpartition(".")
     path = cache_dir() / f"{stem}-{digest}.{suffix}"
@@ -104,7 +106,7 @@ def derived_file(name: str, sources: list[Path], build: Callable[[], bytes]) -> 
             part.write(data)
         os.replace(part.name, path)
         for stale in path.parent.glob(f"{stem}-*.{suffix}"):
-            if stale != path:
+            if stale != path and stale.stat().st_mtime < time.time() - 3600:
                 stale.unlink(missing_ok=True)
     except OSError:
         return data
