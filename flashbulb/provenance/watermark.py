@@ -11,6 +11,7 @@ to a short side of 256, the network's change to that copy is enlarged back onto 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import secrets
 import threading
 from pathlib import Path
@@ -62,7 +63,7 @@ def _networks():  # (encoder, decoder) sessions (OpenVINO bf16 or onnxruntime), 
             sources = {part: folder / f"rivagan_{part}.onnx" for part in ("encoder", "decoder")}
             _sessions = tuple(
                 fast_session(
-                    derived_file(f"rivagan_{part}_2d.onnx", [source, Path(__file__)], lambda source=source: _as_2d(str(source))),
+                    derived_file(f"rivagan_{part}_2d.onnx", [source, Path(__file__)], functools.partial(_as_2d, str(source))),
                     threads_if_unset=2,
                 )
                 for part, source in sources.items()
