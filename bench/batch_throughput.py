@@ -96,7 +96,7 @@ def live_baseline(server: Server, key: str, body: dict, count: int) -> tuple[flo
         for _ in range(count):
             response = client.post(url, json=body)
             response.raise_for_status()
-            charged += response.json()["flashbulb"]["chargeMicros"]
+            charged += response.json()["flashbulb"]["charge_micros"]
     return time.perf_counter() - started, charged
 
 

@@ -1,7 +1,7 @@
 """Median server overhead per call: everything but the model, through a live server and the real SDK.
 
 Overhead = client-measured latency of generateContent minus the model time the server reports
-(flashbulb.timingsMs.model). Baseline in the same run: a bare HTTP round trip to /healthz.
+(flashbulb.timings_ms.model). Baseline in the same run: a bare HTTP round trip to /healthz.
 
     .venv/bin/python bench/server_overhead.py [--calls 50] [--size 32]
 """
@@ -79,7 +79,7 @@ def main() -> None:
                 response = client.post(url, json=body)
                 totals.append((time.perf_counter() - started) * 1000)
                 response.raise_for_status()
-                models.append(response.json()["flashbulb"]["timingsMs"]["model"])
+                models.append(response.json()["flashbulb"]["timings_ms"]["model"])
                 started = time.perf_counter()
                 client.get(f"{base}/healthz").raise_for_status()
                 health.append((time.perf_counter() - started) * 1000)

@@ -138,7 +138,7 @@ def _answer(body: dict) -> Answer:
         result = ImageResult(
             text=feedback.get("blockReasonMessage", ""), finish_reason=FinishReason.IMAGE_SAFETY, quality=extra.get("quality", {})
         )
-        return Answer(result, charge_micros=extra.get("chargeMicros"))
+        return Answer(result, charge_micros=extra.get("charge_micros"))
     candidate = body["candidates"][0]
     images: list[Image.Image] = []
     text: list[str] = []
@@ -153,10 +153,10 @@ def _answer(body: dict) -> Answer:
         images=images,
         text=" ".join(text),
         finish_reason=FinishReason(candidate.get("finishReason", "STOP")),
-        timings_ms=extra.get("timingsMs", {}),
+        timings_ms=extra.get("timings_ms", {}),
         quality=extra.get("quality", {}),
     )
-    return Answer(result, charge_micros=extra.get("chargeMicros"), encoded=encoded)
+    return Answer(result, charge_micros=extra.get("charge_micros"), encoded=encoded)
 
 
 def output_paths(output: Path, count: int) -> list[Path]:

@@ -367,7 +367,8 @@ def cases() -> list[tuple[str, str, str, dict, str]]:
         add(f"get-{path[:40]}", "GET", path, {}, "google")
     for path in ("/v1beta/files", "/v1beta/batches", "/flashbulb/account/usage", "/flashbulb/account/ledger", "/v1beta/models"):
         for token in ("-1", "abc", "1e9", "9" * 40, "%00", "%C2%B9"):
-            add(f"page-token-{token[:8]}-{path}", "GET", f"{path}?pageToken={token}", {}, "google")
+            param = "page_token" if path.startswith("/flashbulb/") else "pageToken"  # flashbulb's own API is snake_case
+            add(f"page-token-{token[:8]}-{path}", "GET", f"{path}?{param}={token}", {}, "google")
     for query in ("limit=0", "limit=-5", "limit=abc", "limit=" + "9" * 30, "days=0", "days=-1", "days=100000", "days=x"):
         add(
             f"usage-{query[:16]}",

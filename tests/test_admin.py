@@ -21,7 +21,7 @@ def test_admin_creates_keys_grants_credits_and_reads_usage(server):
     assert created.status_code == 200, created.text
     key = created.json()["key"]
     granted = admin(server, "POST", "/credits", json={"account": name, "usd": "1.25"})
-    assert granted.json()["balanceMicros"] == 1_750_000
+    assert granted.json()["balance_micros"] == 1_750_000
     listed = admin(server, "GET", "/keys").json()["keys"]
     assert any(k["account"] == name and k["balance_micros"] == 1_750_000 for k in listed)
     assert key not in str(listed)
@@ -29,10 +29,10 @@ def test_admin_creates_keys_grants_credits_and_reads_usage(server):
     own = http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
     assert own == {
         "account": name,
-        "balanceMicros": 1_750_000,
-        "heldMicros": 0,
-        "availableMicros": 1_750_000,
-        "balanceUsd": "1.750000",
+        "balance_micros": 1_750_000,
+        "held_micros": 0,
+        "available_micros": 1_750_000,
+        "balance_usd": "1.750000",
         "admin": False,
     }
     client = server.genai(key)
@@ -64,6 +64,6 @@ def test_a_full_queue_answers_503_unavailable_with_retry_after(tmp_path):
         busy = next(r for r in responses if r.status_code == 503)
         assert busy.json()["error"]["status"] == "UNAVAILABLE" and busy.headers["retry-after"] == "5"
         account = http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
-        assert account["balanceMicros"] == 10_000_000 - 2_000 * codes.count(200) and account["heldMicros"] == 0
+        assert account["balance_micros"] == 10_000_000 - 2_000 * codes.count(200) and account["held_micros"] == 0
     finally:
         server.stop()

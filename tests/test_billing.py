@@ -103,7 +103,7 @@ def test_price_config_plain_and_table_forms_and_clear_errors():
     assert settings.prices["flux2-klein-4b"] == prices.PriceSchedule(20_000, 20_000, 30_000, 1_000, (("high", 150),))
     book = price_book(settings)
     assert book.schedule("flux2-klein-4b").standard == 20_000
-    assert prices_json(book.schedule("flux2-klein-4b"))["imageMicros"] == {
+    assert prices_json(book.schedule("flux2-klein-4b"))["image_micros"] == {
         "small": 20_000,
         "standard": 20_000,
         "large": 30_000,
@@ -178,30 +178,30 @@ def test_live_charges_follow_the_schedule_quality_and_inputs_and_the_catalog_sho
     response = billing.generate(key, small_body())
     assert response.status_code == 200, response.text
     fields = response.json()["flashbulb"]
-    assert fields["chargeMicros"] == 1_500
-    assert fields["priceMicros"]["outputImages"] == [{"sizeClass": "small", "micros": 1_000}]
-    assert fields["priceMicros"]["inputImages"] == {"count": 1, "unitMicros": 500, "micros": 500}
+    assert fields["charge_micros"] == 1_500
+    assert fields["price_micros"]["output_images"] == [{"size_class": "small", "micros": 1_000}]
+    assert fields["price_micros"]["input_images"] == {"count": 1, "unit_micros": 500, "micros": 500}
     # OpenAI, quality=high: 150% of the small price, plus the input image.
     client = openai.OpenAI(api_key=key, base_url=f"{billing.base_url}/v1", max_retries=0, timeout=120)
     upload = ("photo.png", io.BytesIO(png_bytes(astronaut(16))), "image/png")
     raw = client.images.with_raw_response.edit(image=upload, prompt="upscale 2x", model="flashbulb-photo", quality="high")
     body = raw.http_response.json()
-    assert body["flashbulb"]["chargeMicros"] == 1_500 + 500
-    assert body["flashbulb"]["priceMicros"]["unitMicros"] == {
+    assert body["flashbulb"]["charge_micros"] == 1_500 + 500
+    assert body["flashbulb"]["price_micros"]["unit_micros"] == {
         "small": 1_500,
         "standard": 3_000,
         "large": 6_000,
-        "inputImage": 500,
+        "input_image": 500,
     }
     assert base64.b64decode(body["data"][0]["b64_json"])[:4] == b"\x89PNG"
     account = own(billing, key, "GET", "/account").json()
-    assert account["balanceMicros"] == 1_000_000 - 1_500 - 2_000 and account["heldMicros"] == 0
+    assert account["balance_micros"] == 1_000_000 - 1_500 - 2_000 and account["held_micros"] == 0
     # The catalog: the Gemini models list, the OpenAI models list, the CLI.
     model = http.get(f"{billing.base_url}/v1beta/models/flashbulb-photo", headers={"x-goog-api-key": key}).json()
     schedule = model["flashbulb"]["prices"]
-    assert schedule["imageMicros"] == {"small": 1_000, "standard": 2_000, "large": 4_000}
-    assert schedule["inputImageMicros"] == 500 and schedule["qualityPercent"] == {"low": 50, "medium": 100, "high": 150}
-    assert model["flashbulb"]["priceMicrosPerImage"] == 2_000
+    assert schedule["image_micros"] == {"small": 1_000, "standard": 2_000, "large": 4_000}
+    assert schedule["input_image_micros"] == 500 and schedule["quality_percent"] == {"low": 50, "medium": 100, "high": 150}
+    assert model["flashbulb"]["price_micros_per_image"] == 2_000
     listed = json.loads(billing.cli("models", "--json").stdout)
     assert next(r for r in listed if r["name"] == "flashbulb-photo")["prices"] == schedule
 
@@ -256,7 +256,7 @@ def test_a_scoped_key_gets_403_for_other_models(billing):
         json={"account": f"scope-{uuid.uuid4().hex[:6]}", "credits_usd": "1", "models": ["flashbulb-photo"]},
     ).json()["key"]
     assert billing.generate(scoped, small_body()).status_code == 200
-    assert own(billing, other, "GET", "/account").json()["heldMicros"] == 0  # refused before any hold
+    assert own(billing, other, "GET", "/account").json()["held_micros"] == 0  # refused before any hold
 
 
 def test_an_expired_key_is_refused_and_says_it_expired(billing):
@@ -280,14 +280,14 @@ def test_revoked_keys_are_refused_endpoint_and_cli(billing):
     first = admin(billing, "POST", "/keys", json={"account": name, "credits_usd": "1"}).json()
     second = admin(billing, "POST", "/keys", json={"account": name, "key_name": "second"}).json()
     assert billing.generate(first["key"], small_body()).status_code == 200
-    revoked = admin(billing, "POST", f"/keys/{first['keyId']}/revoke")
-    assert revoked.json() == {"keyId": first["keyId"], "revoked": True, "alreadyRevoked": False}
+    revoked = admin(billing, "POST", f"/keys/{first['key_id']}/revoke")
+    assert revoked.json() == {"key_id": first["key_id"], "revoked": True, "already_revoked": False}
     refused = billing.generate(first["key"], small_body())
     assert refused.status_code == 400 and "revoked" in refused.json()["error"]["message"]
     assert billing.generate(second["key"], small_body()).status_code == 200  # the account's other key still works
-    assert billing.cli("keys", "revoke", str(second["keyId"])).stdout.strip() == f"key {second['keyId']}: revoked"
+    assert billing.cli("keys", "revoke", str(second["key_id"])).stdout.strip() == f"key {second['key_id']}: revoked"
     assert billing.generate(second["key"], small_body()).status_code == 400
-    assert "already revoked" in billing.cli("keys", "revoke", str(second["keyId"])).stdout
+    assert "already revoked" in billing.cli("keys", "revoke", str(second["key_id"])).stdout
     assert admin(billing, "POST", "/keys/999999/revoke").status_code == 404
     listing = json.loads(billing.cli("keys", "list", "--json").stdout)
     assert [k["revoked"] for k in listing if k["account"] == name] == [True, True]
@@ -344,17 +344,17 @@ def test_a_code_redeemed_concurrently_credits_exactly_once(any_db_server):
     assert own(server, keys[0], "POST", "/account/redeem", json={"code": "fbc-nope"}).status_code == 404
     printed = server.cli("codes", "create", "0.25", "--count", "2", "--expires", "30d").stdout.split()
     assert len(printed) == 2 and all(c.startswith("fbc-") for c in printed)
-    assert own(server, keys[1], "POST", "/account/redeem", json={"code": printed[0]}).json()["amountMicros"] == 250_000
+    assert own(server, keys[1], "POST", "/account/redeem", json={"code": printed[0]}).json()["amount_micros"] == 250_000
 
 
 def test_a_refund_is_paid_once_and_never_more_than_the_charge(billing):
     name = f"refund-{uuid.uuid4().hex[:6]}"
     key = billing.create_key("1", name=name)
-    ids = [billing.generate(key, small_body()).json()["flashbulb"]["requestId"] for _ in range(2)]  # 1_500 each
+    ids = [billing.generate(key, small_body()).json()["flashbulb"]["request_id"] for _ in range(2)]  # 1_500 each
     too_much = admin(billing, "POST", "/refunds", json={"request_id": ids[0], "usd": "0.0016"})
     assert too_much.status_code == 400 and "more than" in too_much.json()["error"]["message"]
     part = admin(billing, "POST", "/refunds", json={"request_id": ids[0], "usd": "0.001", "note": "blurry"})
-    assert part.status_code == 200 and part.json()["refundedMicros"] == 1_000
+    assert part.status_code == 200 and part.json()["refunded_micros"] == 1_000
     again = admin(billing, "POST", "/refunds", json={"request_id": ids[0], "usd": "0.0001"})
     assert again.status_code == 409 and "already refunded" in again.json()["error"]["message"]
     assert billing.cli("credits", "refund", ids[1]).stdout.strip() == f"{ids[1]}: refunded 0.001500 of 0.001500 USD"
@@ -364,7 +364,7 @@ def test_a_refund_is_paid_once_and_never_more_than_the_charge(billing):
     assert state["balance"] == 1_000_000 - 3_000 + 2_500 == state["ledger_sum"]
     assert sorted(entries(billing, name, "refund")) == sorted([(1_000, ids[0]), (1_500, ids[1])])
     # Concurrent refunds of one request: exactly one is paid.
-    rid = billing.generate(key, small_body()).json()["flashbulb"]["requestId"]
+    rid = billing.generate(key, small_body()).json()["flashbulb"]["request_id"]
     with ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(lambda _: admin(billing, "POST", "/refunds", json={"request_id": rid}).status_code, range(6)))
     assert sorted(answers) == [200] + [409] * 5
@@ -375,13 +375,13 @@ def test_the_statement_accounts_for_every_cent_with_running_balances(billing):
     key = billing.create_key("1", name=referrer)  # a grant
     code = admin(billing, "POST", "/codes", json={"usd": "0.5"}).json()["code"]
     assert own(billing, key, "POST", "/account/redeem", json={"code": code}).status_code == 200
-    ids = [billing.generate(key, small_body()).json()["flashbulb"]["requestId"] for _ in range(2)]  # 1_500 each
+    ids = [billing.generate(key, small_body()).json()["flashbulb"]["request_id"] for _ in range(2)]  # 1_500 each
     admin(billing, "POST", "/refunds", json={"request_id": ids[0], "usd": "0.0005", "note": "soft focus"})
-    referral = own(billing, key, "GET", "/account/referral").json()["referralCode"]
+    referral = own(billing, key, "GET", "/account/referral").json()["referral_code"]
     customer = billing.cli(
         "keys", "create", "--name", f"c-{referrer}", "--credits", "1", "--referred-by", referral
     ).stdout.strip()
-    earned = billing.generate(customer, small_body()).json()["flashbulb"]["requestId"]
+    earned = billing.generate(customer, small_body()).json()["flashbulb"]["request_id"]
 
     whole = own(billing, key, "GET", "/account/ledger").json()
     kinds = [(e["kind"], e["amount_micros"], e["request_id"]) for e in whole["entries"]]
@@ -396,20 +396,23 @@ def test_the_statement_accounts_for_every_cent_with_running_balances(billing):
     assert whole["entries"][1]["note"] == "soft focus"
     # Each balance is the one before it plus the entry; the newest is the account's balance.
     after = [e["balance_after_micros"] for e in whole["entries"]]
-    assert after[0] == whole["balanceMicros"] == 1_500_000 - 3_000 + 500 + 150
+    assert after[0] == whole["balance_micros"] == 1_500_000 - 3_000 + 500 + 150
     assert all(after[i] - whole["entries"][i]["amount_micros"] == after[i + 1] for i in range(len(after) - 1))
     # Paged two at a time it is the same list; the operator and the CLI see the same entries.
     paged, token = [], ""
     while True:
-        page = own(billing, key, "GET", f"/account/ledger?limit=2{'&pageToken=' + token if token else ''}").json()
+        page = own(billing, key, "GET", f"/account/ledger?limit=2{'&page_token=' + token if token else ''}").json()
         paged += page["entries"]
-        if not (token := page.get("nextPageToken", "")):
+        if not (token := page.get("next_page_token", "")):
             break
     assert paged == whole["entries"]
     assert admin(billing, "GET", f"/ledger?account={referrer}").json()["entries"] == whole["entries"]
     assert json.loads(billing.cli("credits", "history", referrer, "--json").stdout) == whole["entries"]
     # Bad paging is a clear 400; another account's ledger is for admins only.
-    assert own(billing, key, "GET", "/account/ledger?pageToken=abc").status_code == 400
+    assert own(billing, key, "GET", "/account/ledger?page_token=abc").status_code == 400
+    # flashbulb's own JSON is snake_case: the camelCase name is refused, not ignored (a paging loop would never end).
+    camel = own(billing, key, "GET", "/account/ledger?limit=2&pageToken=x")
+    assert camel.status_code == 400 and "page_token" in camel.json()["error"]["message"]
     assert own(billing, key, "GET", "/account/ledger?limit=0").json()["error"]["status"] == "INVALID_ARGUMENT"
     assert http.get(f"{billing.base_url}/admin/ledger?account={referrer}", headers={"x-goog-api-key": key}).status_code == 403
     assert admin(billing, "GET", "/ledger?account=nobody-here").status_code == 404
@@ -428,8 +431,8 @@ def test_absurd_amounts_durations_pages_and_dates_get_a_clear_400_never_a_500(bi
         ("POST", "/admin/refunds", {"json": {"request_id": "r", "usd": "1e30"}}),
         ("GET", "/admin/usage?limit=-5", {}),
         ("GET", "/admin/usage?limit=99999999999999999999", {}),
-        ("GET", "/flashbulb/account/usage?pageToken=%C2%B2", {}),
-        ("GET", "/flashbulb/account/ledger?pageToken=99999999999999999999", {}),
+        ("GET", "/flashbulb/account/usage?page_token=%C2%B2", {}),
+        ("GET", "/flashbulb/account/ledger?page_token=99999999999999999999", {}),
     ]
     for method, path, kwargs in bad:
         answer = http.request(
@@ -458,7 +461,7 @@ def test_two_accounts_naming_each_other_at_once_never_make_a_referral_cycle(any_
     server = any_db_server
     for _ in range(12):
         keys = [server.create_key("0") for _ in range(2)]
-        codes = [own(server, k, "GET", "/account/referral").json()["referralCode"] for k in keys]
+        codes = [own(server, k, "GET", "/account/referral").json()["referral_code"] for k in keys]
         barrier = threading.Barrier(2)
 
         def redeem(mine: int) -> int:
@@ -472,29 +475,29 @@ def test_two_accounts_naming_each_other_at_once_never_make_a_referral_cycle(any_
 def test_referral_commission_is_paid_once_per_settled_charge_and_clawed_back_on_refund(billing):
     referrer = f"ref-{uuid.uuid4().hex[:6]}"
     referrer_key = billing.create_key("0", name=referrer)
-    code = own(billing, referrer_key, "GET", "/account/referral").json()["referralCode"]
+    code = own(billing, referrer_key, "GET", "/account/referral").json()["referral_code"]
     assert code.startswith("ref-")
     customer = f"cust-{uuid.uuid4().hex[:6]}"
     key = billing.cli("keys", "create", "--name", customer, "--credits", "1", "--referred-by", code).stdout.strip()
-    assert own(billing, key, "GET", "/account/referral").json()["commissionPercent"] == 10
-    ids = [billing.generate(key, small_body()).json()["flashbulb"]["requestId"] for _ in range(3)]  # 1_500 each
+    assert own(billing, key, "GET", "/account/referral").json()["commission_percent"] == 10
+    ids = [billing.generate(key, small_body()).json()["flashbulb"]["request_id"] for _ in range(3)]  # 1_500 each
     paid = entries(billing, referrer, "commission")
     assert sorted(paid) == sorted((150, rid) for rid in ids)  # 10% of each settled charge, once each
-    assert admin(billing, "POST", "/refunds", json={"request_id": ids[0]}).json()["clawedBackMicros"] == 150
-    assert admin(billing, "POST", "/refunds", json={"request_id": ids[1], "usd": "0.0005"}).json()["clawedBackMicros"] == 50
+    assert admin(billing, "POST", "/refunds", json={"request_id": ids[0]}).json()["clawed_back_micros"] == 150
+    assert admin(billing, "POST", "/refunds", json={"request_id": ids[1], "usd": "0.0005"}).json()["clawed_back_micros"] == 50
     assert sorted(entries(billing, referrer, "clawback")) == sorted([(-150, ids[0]), (-50, ids[1])])
     assert account_state(billing, referrer)["balance"] == 450 - 200 == account_state(billing, referrer)["ledger_sum"]
     # A customer redeems a referral code once; never its own, never twice.
     late = f"late-{uuid.uuid4().hex[:6]}"
     late_key = billing.create_key("1", name=late)
-    own_code = own(billing, late_key, "GET", "/account/referral").json()["referralCode"]
+    own_code = own(billing, late_key, "GET", "/account/referral").json()["referral_code"]
     assert own(billing, late_key, "POST", "/account/redeem", json={"code": own_code}).status_code == 400
     done = own(billing, late_key, "POST", "/account/redeem", json={"code": code})
     assert done.json() == {"account": late, "redeemed": "referral", "referrer": referrer}
     assert own(billing, late_key, "POST", "/account/redeem", json={"code": code}).status_code == 409
     # ... and a referrer can't then be referred by the account it referred (no cycles).
     assert own(billing, referrer_key, "POST", "/account/redeem", json={"code": own_code}).status_code == 400
-    rid = billing.generate(late_key, small_body()).json()["flashbulb"]["requestId"]
+    rid = billing.generate(late_key, small_body()).json()["flashbulb"]["request_id"]
     assert (150, rid) in entries(billing, referrer, "commission")
 
 

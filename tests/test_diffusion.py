@@ -112,7 +112,7 @@ def raw(server, key: str, model: str, prompt: str, *refs: Image.Image, **config)
 
 
 def balance(server, key: str) -> int:
-    return http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()["balanceMicros"]
+    return http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()["balance_micros"]
 
 
 def photo(name: str, size: tuple[int, int] = (64, 48)) -> Image.Image:
@@ -130,11 +130,11 @@ def test_models_lists_the_catalog_with_installed_flags_and_licences(server, key,
     info = {m["baseModelId"]: m["flashbulb"] for m in body["models"]}
     assert info["flux2-klein-4b"]["installed"] is False
     # Where weights go and how to install them are the operator's: a customer sees neither.
-    assert not {"install", "weightsDir"} & {k for m in info.values() for k in m}
+    assert not {"install", "weights_dir"} & {k for m in info.values() for k in m}
     operator = http.get(f"{server.base_url}/v1beta/models/flux2-klein-4b", headers={"x-goog-api-key": server.admin_key}).json()
-    assert "flashbulb pull flux2-klein-4b" in operator["flashbulb"]["install"] and operator["flashbulb"]["weightsDir"]
+    assert "flashbulb pull flux2-klein-4b" in operator["flashbulb"]["install"] and operator["flashbulb"]["weights_dir"]
     assert info["tiny-klein"]["installed"] is True and info["tiny-klein"]["pipeline"] == "Flux2KleinPipeline"
-    assert info["flux1-kontext-dev"]["commercialUse"] is False
+    assert info["flux1-kontext-dev"]["commercial_use"] is False
     kontext = client.models.get(model="flux1-kontext-dev")
     assert "NOT for commercial use" in kontext.description
 
@@ -196,7 +196,7 @@ def test_edit_with_one_and_three_reference_images(server, key, client):
     assert three["candidates"][0]["finishReason"] == "STOP"
     assert three["flashbulb"]["quality"]["model"] == "tiny-qwen-edit"
     klein_three = raw(server, key, "tiny-klein", "combine these", cat, coffee, rocket)
-    assert klein_three["flashbulb"]["chargeMicros"] == LIST_PRICES[tiny("tiny-klein").like]
+    assert klein_three["flashbulb"]["charge_micros"] == LIST_PRICES[tiny("tiny-klein").like]
     kontext = images_of(client.models.generate_content(model="tiny-kontext", contents=[coffee, "make it a latte"]))
     assert kontext[0].size == tiny("tiny-kontext").size("4:3")
 
@@ -225,7 +225,7 @@ def test_identity_guard_retries_with_new_seeds_then_refuses_a_lost_face_free_of_
     assert quality["faces_in"] == 1 and quality["same_person"] is False
     assert quality["retries"] == 1 and quality["images"][0]["attempts"] == 2  # identity_retries = 1
     assert "identity distance" in body["candidates"][0]["content"]["parts"][0]["text"]
-    assert body["flashbulb"]["chargeMicros"] == 0 and balance(server, key) == before
+    assert body["flashbulb"]["charge_micros"] == 0 and balance(server, key) == before
 
 
 def test_inpainting_repaints_the_clothing_and_keeps_the_face(server, key):

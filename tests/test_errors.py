@@ -131,7 +131,7 @@ def test_bad_input_is_400_invalid_argument_and_costs_nothing(server, case):
     assert_google_error(server.generate(key, body), 400, "INVALID_ARGUMENT", says)
     assert server.healthy()
     account = http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
-    assert account["balanceMicros"] == 1_000_000 and account["heldMicros"] == 0
+    assert account["balance_micros"] == 1_000_000 and account["held_micros"] == 0
 
 
 def test_invalid_json_is_400(server, key):
@@ -182,7 +182,7 @@ def test_sizes_past_every_library_limit_are_refused_free(server, image, prompt):
     assert "16,384" in response.text
     assert server.process.poll() is None and server.healthy()
     account = http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
-    assert account["balanceMicros"] == 1_000_000 and account["heldMicros"] == 0
+    assert account["balance_micros"] == 1_000_000 and account["held_micros"] == 0
 
 
 START_UPLOAD = {"X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start"}
@@ -214,7 +214,7 @@ HOSTILE = [
     ("superscript-page-token-files", "GET", "/v1beta/files?pageToken=%C2%B2", {}, "google"),
     ("31-digit-page-token-batches", "GET", "/v1beta/batches?pageToken=" + "9" * 31, {}, "google"),
     ("31-digit-page-token-models", "GET", "/v1beta/models?pageToken=" + "9" * 31, {}, "google"),
-    ("superscript-page-token-usage", "GET", "/flashbulb/account/usage?pageToken=%C2%B3", {}, "google"),
+    ("superscript-page-token-usage", "GET", "/flashbulb/account/usage?page_token=%C2%B3", {}, "google"),
     ("upload-file-is-a-string", "POST", "/upload/v1beta/files", {"json": {"file": "x"}, "headers": START_UPLOAD}, "google"),
     ("upload-file-is-a-number", "POST", "/upload/v1beta/files", {"json": {"file": 5}, "headers": START_UPLOAD}, "google"),
     (
@@ -510,7 +510,7 @@ def test_hostile_input_gets_a_4xx_in_the_callers_shape_costs_nothing_and_leaves_
         error = response.json()["error"]
         assert ("type" in error) if shape == "openai" else (error["code"] == response.status_code), error
     account = http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
-    assert account["balanceMicros"] == 1_000_000 and account["heldMicros"] == 0
+    assert account["balance_micros"] == 1_000_000 and account["held_micros"] == 0
     assert http.get(f"{server.base_url}/flashbulb/account/usage", headers={"x-goog-api-key": key}).status_code == 200
     assert server.healthy()
     if zlib.crc32(name.encode()) % 8 == 0:  # a real call still works (every case would add minutes)
@@ -605,7 +605,7 @@ def test_queued_calls_hold_at_most_the_servers_pixels_in_flight(tmp_path):
             assert answer.headers["retry-after"] == "2"
         assert grew < 300, f"the API process grew by {grew:.0f} MB under the attack"
         account = http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
-        assert account["balanceMicros"] == 1_000_000 - 2000 * len(served) and account["heldMicros"] == 0
+        assert account["balance_micros"] == 1_000_000 - 2000 * len(served) and account["held_micros"] == 0
         # Every image given back: a second wave is served as the first was, and a lone call at once.
         assert any(a.status_code == 200 for a in attack())
         assert server.generate(key, body, model="slow").status_code == 200

@@ -102,7 +102,7 @@ def test_a_stream_that_asks_for_progress_gets_it_before_the_answer_and_sdks_neve
     fractions = [e["flashbulb"]["progress"] for e in progress]
     assert all(set(e) == {"flashbulb"} and set(e["flashbulb"]) == {"progress"} for e in progress)
     assert fractions == [0.25, 0.5, 0.75, 1.0]  # each of the four stages as it ends
-    assert answer["candidates"][0]["finishReason"] == "STOP" and answer["flashbulb"]["chargeMicros"] > 0
+    assert answer["candidates"][0]["finishReason"] == "STOP" and answer["flashbulb"]["charge_micros"] > 0
     # Without the header (every SDK): the one answer chunk, as before.
     cheap = gemini_body(png_bytes(astronaut(32)), "make it brighter")
     with http.stream("POST", url, json=cheap, headers={"x-goog-api-key": key}, timeout=120) as got:

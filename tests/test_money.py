@@ -322,8 +322,8 @@ def test_a_database_outage_is_a_503_that_costs_nothing_and_its_holds_are_release
         def books() -> dict:
             return http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
 
-        wait_for(lambda: books()["heldMicros"] == 0, timeout=20, what="the outage's holds to be released")
-        assert books()["balanceMicros"] == 10_000_000 - PRICE * paid  # exactly the answers given
+        wait_for(lambda: books()["held_micros"] == 0, timeout=20, what="the outage's holds to be released")
+        assert books()["balance_micros"] == 10_000_000 - PRICE * paid  # exactly the answers given
         assert server.generate(key, body(16)).status_code == 200
     finally:
         server.stop()

@@ -61,7 +61,7 @@ def client(server, key) -> openai.OpenAI:
 
 
 def balance(server, key: str) -> int:
-    return http.get(f"{server.base_url}/flashbulb/account", headers={"authorization": f"Bearer {key}"}).json()["balanceMicros"]
+    return http.get(f"{server.base_url}/flashbulb/account", headers={"authorization": f"Bearer {key}"}).json()["balance_micros"]
 
 
 def tiny_size(name: str, ratio: str) -> tuple[int, int]:
@@ -115,9 +115,9 @@ def test_generate_b64_png_maps_the_size_and_charges_what_it_reports(server, key,
     assert result.quality == "high" and result.background == "opaque" and result.created > 0
     assert result.usage.output_tokens == 1290 and result.usage.input_tokens_details.text_tokens > 0
     charged = int(raw.headers["x-flashbulb-charge-micros"])
-    assert charged == result.flashbulb["chargeMicros"] > 0 and balance(server, key) == before - charged
-    assert result.flashbulb["model"] == "tiny-sd" and result.flashbulb["aspectRatio"] == "3:2"
-    assert raw.headers["x-request-id"] == result.flashbulb["requestId"]
+    assert charged == result.flashbulb["charge_micros"] > 0 and balance(server, key) == before - charged
+    assert result.flashbulb["model"] == "tiny-sd" and result.flashbulb["aspect_ratio"] == "3:2"
+    assert raw.headers["x-request-id"] == result.flashbulb["request_id"]
 
 
 @pytest.mark.parametrize(
@@ -414,12 +414,12 @@ def test_generate_streams_partial_images_decoded_from_the_latents_then_the_image
     distances = [np.abs(p - final).mean() for p in partials]
     assert distances[0] > distances[1] > 0, distances
     assert all(np.corrcoef(p.ravel(), final.ravel())[0, 1] > 0.5 for p in partials)
-    assert completed.flashbulb["timingsMs"]["previews"] > 0
+    assert completed.flashbulb["timings_ms"]["previews"] > 0
     plain = list(client.images.generate(model="tiny-sd", prompt="a red fox", size="128x128", stream=True))
-    assert [e.type for e in plain] == ["image_generation.completed"] and "previews" not in plain[0].flashbulb["timingsMs"]
+    assert [e.type for e in plain] == ["image_generation.completed"] and "previews" not in plain[0].flashbulb["timings_ms"]
     assert image.size == (128, 128) and completed.size == "128x128" and completed.output_format == "png"
     assert completed.usage.output_tokens == 1290
-    charged = completed.flashbulb["chargeMicros"] + plain[0].flashbulb["chargeMicros"]
+    charged = completed.flashbulb["charge_micros"] + plain[0].flashbulb["charge_micros"]
     assert balance(server, key) == before - charged < before
 
 

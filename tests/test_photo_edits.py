@@ -291,7 +291,7 @@ def test_mixed_instruction_runs_each_edit_in_order(server, key, portrait):
     assert response.status_code == 200, response.text
     quality = response.json()["flashbulb"]["quality"]
     assert [e["operation"] for e in quality["edits"]] == ["restore", "background"]
-    assert quality["same_person"] and "1:restore" in response.json()["flashbulb"]["timingsMs"]
+    assert quality["same_person"] and "1:restore" in response.json()["flashbulb"]["timings_ms"]
 
 
 def test_an_edit_that_loses_the_face_is_refused_and_not_charged(server, key, portrait):
@@ -300,7 +300,7 @@ def test_an_edit_that_loses_the_face_is_refused_and_not_charged(server, key, por
     body = response.json()
     assert body["candidates"][0]["finishReason"] == "IMAGE_OTHER"
     assert "changed who the person is" in body["candidates"][0]["content"]["parts"][0]["text"]
-    assert body["flashbulb"]["chargeMicros"] == 0 and body["flashbulb"]["quality"]["same_person"] is False
+    assert body["flashbulb"]["charge_micros"] == 0 and body["flashbulb"]["quality"]["same_person"] is False
     assert before != server.cli("usage", "--json").stdout  # recorded, at zero charge
 
 
@@ -325,7 +325,7 @@ def test_blocked_input_is_image_safety_and_free(tmp_path, portrait):
         # As Gemini answers a blocked prompt: promptFeedback says why, and there is no candidate.
         assert response.status_code == 200 and "candidates" not in body
         assert body["promptFeedback"]["blockReason"] == "IMAGE_SAFETY"
-        assert body["flashbulb"]["chargeMicros"] == 0
+        assert body["flashbulb"]["charge_micros"] == 0
         assert "FACE_FEMALE" in body["promptFeedback"]["blockReasonMessage"]
         client = server.genai(key)  # (kept: the SDK closes a client that is collected)
         sdk = client.models.generate_content(model="flashbulb-photo", contents=[portrait, "restore"])
@@ -340,7 +340,7 @@ def test_blocked_input_is_image_safety_and_free(tmp_path, portrait):
 
 def balance(server, key: str) -> int:
 
-    return http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()["balanceMicros"]
+    return http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()["balance_micros"]
 
 
 @pytest.mark.parametrize(

@@ -125,7 +125,7 @@ def test_generated_bodies_never_get_a_server_error(server, endpoint):
             assert response.status_code < 500, (body, response.status_code, response.text[:500])
             if response.status_code >= 400:  # refused: nothing held or charged
                 assert (
-                    client.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()["heldMicros"] == 0
+                    client.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()["held_micros"] == 0
                 )
 
     sent()

@@ -91,7 +91,7 @@ def test_requests_per_minute_per_key_then_per_account_are_429_in_gemini_shape_an
     assert server.generate(second, cheap()).status_code == 200
     assert_gemini_rate_limited(server.generate(second, cheap()), "this account: 3 requests per minute")
     mine = account(server, first)
-    assert mine["balanceMicros"] == 1_000_000 - 3 * PRICE and mine["heldMicros"] == 0
+    assert mine["balance_micros"] == 1_000_000 - 3 * PRICE and mine["held_micros"] == 0
     assert records(server, name) == ["ok"] * 3  # refused calls leave no hold and no usage record
     # Another account is not affected.
     assert server.generate(server.create_key("1"), cheap()).status_code == 200
@@ -110,7 +110,7 @@ def test_the_openai_sdk_gets_a_rate_limit_error_with_retry_after(rpm_server):
     assert error.status_code == 429 and 1 <= int(error.response.headers["retry-after"]) <= 60
     assert error.body["type"] == "requests" and error.body["code"] == "rate_limit_exceeded"
     assert "requests per minute" in error.body["message"]
-    assert account(server, key)["balanceMicros"] == 1_000_000 - 2 * PRICE
+    assert account(server, key)["balance_micros"] == 1_000_000 - 2 * PRICE
 
 
 def test_batch_items_are_not_rate_limited_as_live_calls(rpm_server):
@@ -149,7 +149,7 @@ def test_requests_in_flight_over_the_limit_are_refused_and_not_charged(concurren
     assert 200 in codes and 429 in codes, codes
     for refused in (r for r in responses if r.status_code == 429):
         assert_gemini_rate_limited(refused, "in flight for this API key")
-    assert account(server, key)["balanceMicros"] == 10_000_000 - PRICE * codes.count(200)
+    assert account(server, key)["balance_micros"] == 10_000_000 - PRICE * codes.count(200)
     # The slots came back: the next calls run.
     assert server.generate(key, cheap()).status_code == 200
 
@@ -235,7 +235,7 @@ def test_redis_shares_requests_per_minute_between_two_servers(two_servers):
     assert b.generate(key, cheap()).status_code == 200
     assert_gemini_rate_limited(b.generate(key, cheap()), "3 requests per minute")
     assert_gemini_rate_limited(a.generate(key, cheap()), "3 requests per minute")
-    assert account(a, key)["balanceMicros"] == 1_000_000 - 3 * PRICE
+    assert account(a, key)["balance_micros"] == 1_000_000 - 3 * PRICE
 
 
 def test_redis_shares_requests_in_flight_between_two_servers(two_servers):

@@ -101,7 +101,7 @@ def test_a_killed_replica_costs_only_its_own_call_and_serve_brings_it_back(serve
     assert slow["r"].status_code == 503, slow["r"].text
     assert slow["r"].json()["error"]["status"] == "UNAVAILABLE"
     account = http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()
-    assert account["heldMicros"] == 0 and account["balanceMicros"] == 1_000_000 - 2_000  # only the photo call paid
+    assert account["held_micros"] == 0 and account["balance_micros"] == 1_000_000 - 2_000  # only the photo call paid
     deadline = time.time() + 60
     while True:  # Serve replaces the dead replica (health checks every 2 s)
         again = ask("hello")

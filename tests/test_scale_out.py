@@ -57,7 +57,7 @@ def assert_unavailable_and_free(response: httpx.Response, server, key: str) -> N
     assert error["status"] == "UNAVAILABLE" and "not charged" in error["message"], error
     assert int(response.headers["retry-after"]) > 0
     money = account(server, key)
-    assert money["balanceMicros"] == 1_000_000 and money["heldMicros"] == 0, money  # released at once, not at expiry
+    assert money["balance_micros"] == 1_000_000 and money["held_micros"] == 0, money  # released at once, not at expiry
 
 
 def test_each_answer_names_its_replica_and_the_usage_record_keeps_it(server):
@@ -116,7 +116,7 @@ def test_a_native_crash_is_contained_and_the_third_identical_request_is_refused_
     assert third.status_code == 400, third.text
     assert "stopped the faulty worker 2 times" in third.json()["error"]["message"]
     assert time.monotonic() - started < 2  # refused before it reaches a worker
-    assert account(server, key)["balanceMicros"] == 1_000_000
+    assert account(server, key)["balance_micros"] == 1_000_000
     # OpenAI callers get their shape for the same refusal.
     openai_shape = http.post(
         f"{server.base_url}/v1/images/generations",
@@ -154,7 +154,7 @@ def test_a_request_that_killed_workers_behind_one_server_is_refused_by_every_ser
         refused = ask(b, key, "abort behind a")
         assert refused.status_code == 400 and "stopped the faulty worker 2 times" in refused.text, refused.text
         assert ask(b, other, "hello").json()["flashbulb"]["replica"]["pid"] == b_worker  # no worker of B's died for it
-        assert account(b, key)["balanceMicros"] == 1_000_000  # none of the three was charged
+        assert account(b, key)["balance_micros"] == 1_000_000  # none of the three was charged
     finally:
         database.dispose()
         a.stop()
@@ -176,7 +176,7 @@ def test_an_answer_that_cannot_be_built_is_not_charged(server):
         assert response.status_code == 500, response.text
         assert "error" in response.json()
         money = account(server, key)
-        assert money["balanceMicros"] == 1_000_000 and money["heldMicros"] == 0, money
+        assert money["balance_micros"] == 1_000_000 and money["held_micros"] == 0, money
     usage = http.get(f"{server.base_url}/flashbulb/account/usage", headers={"x-goog-api-key": key}).json()
     assert [r["status"] for r in usage["records"]] == ["error", "error"]
 
@@ -216,7 +216,7 @@ def test_a_prompt_past_the_limit_is_a_400_before_any_work_or_charge(server):
     key = server.create_key("1")
     answer = ask(server, key, "brighter, " * 3_201)
     assert answer.status_code == 400 and "32,000" in answer.json()["error"]["message"]
-    assert account(server, key)["balanceMicros"] == 1_000_000
+    assert account(server, key)["balance_micros"] == 1_000_000
 
 
 def test_a_model_that_cannot_start_answers_503_free_and_is_tried_again(server):

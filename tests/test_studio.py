@@ -71,9 +71,9 @@ def test_usage_summary_paging_and_csv(any_db_server):
     assert summary["charge_micros"] == 6_000 and summary["calls"] == 3
 
     first = get(server, "/flashbulb/account/usage?limit=2", key).json()
-    assert len(first["records"]) == 2 and first["nextPageToken"]
-    rest = get(server, f"/flashbulb/account/usage?limit=2&pageToken={first['nextPageToken']}", key).json()
-    assert len(rest["records"]) == 1 and "nextPageToken" not in rest
+    assert len(first["records"]) == 2 and first["next_page_token"]
+    rest = get(server, f"/flashbulb/account/usage?limit=2&page_token={first['next_page_token']}", key).json()
+    assert len(rest["records"]) == 1 and "next_page_token" not in rest
     ids = [r["request_id"] for r in first["records"] + rest["records"]]
     assert len(set(ids)) == 3
 
@@ -86,7 +86,7 @@ def test_usage_summary_paging_and_csv(any_db_server):
     for bad in (
         "/flashbulb/account/usage/summary?days=0",
         "/flashbulb/account/usage?limit=0",
-        "/flashbulb/account/usage?pageToken=x",
+        "/flashbulb/account/usage?page_token=x",
     ):
         assert get(server, bad, key).status_code == 400, bad
     assert get(server, "/flashbulb/account/usage/summary").status_code == 403  # no key
@@ -148,7 +148,7 @@ def photo_file(tmp_path: Path, size: int, name: str = "astronaut.png") -> Path:
 
 
 def balance_micros(server: Server, key: str) -> int:
-    return get(server, "/flashbulb/account", key).json()["balanceMicros"]
+    return get(server, "/flashbulb/account", key).json()["balance_micros"]
 
 
 def test_restore_then_a_second_turn_then_the_usage_page(page, studio_server, tmp_path):
@@ -419,9 +419,9 @@ def test_cancel_stops_the_call_and_charges_nothing(page, studio_server, tmp_path
     expect(page.locator("#run-error")).to_contain_text("Cancelled. Nothing was charged.")
     expect(cancel).to_be_hidden()
     deadline = time.monotonic() + 15
-    while (account := get(studio_server, "/flashbulb/account", key).json())["heldMicros"] and time.monotonic() < deadline:
+    while (account := get(studio_server, "/flashbulb/account", key).json())["held_micros"] and time.monotonic() < deadline:
         time.sleep(0.2)  # the server releases the hold as it notices the disconnect
-    assert account["balanceMicros"] == 1_000_000 and account["heldMicros"] == 0
+    assert account["balance_micros"] == 1_000_000 and account["held_micros"] == 0
     [record] = get(studio_server, "/flashbulb/account/usage", key).json()["records"]
     assert record["status"] == "cancelled" and record["charge_micros"] == 0
 

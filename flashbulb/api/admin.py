@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from flashbulb.api.serving import ADMIN, Authenticated
@@ -57,6 +58,17 @@ def check_limit(limit: int, most: int) -> None:
         raise invalid(f"limit must be between 1 and {most}", param="limit")
 
 
+def _page_token(request: Request, page_token: str = "") -> str:
+    """flashbulb's own JSON is snake_case. A camelCase `pageToken` (this API's name for it before)
+    would be ignored and the first page served again, so a paging loop would never end: refused."""
+    if "pageToken" in request.query_params:
+        raise invalid("flashbulb's own endpoints take page_token (snake_case), not pageToken", param="pageToken")
+    return page_token
+
+
+PageToken = Annotated[str, Depends(_page_token)]
+
+
 def _micros(usd: str) -> int:
     try:
         return usd_to_micros(usd)
@@ -85,13 +97,13 @@ def build_router(gateway: Gateway) -> APIRouter:
             referral_percent=settings.referral_percent,
             referral_days=settings.referral_days,
         )
-        return {"key": new.key, "account": body.account, "keyId": new.key_id}
+        return {"key": new.key, "account": body.account, "key_id": new.key_id}
 
     @router.post("/keys/{key_id}/revoke", dependencies=[ADMIN])
     async def revoke_key(request: Request, key_id: int) -> dict:
         changed = await asyncio.to_thread(accounts.revoke_key, db, key_id)
         gateway.forget_keys()
-        return {"keyId": key_id, "revoked": True, "alreadyRevoked": not changed}
+        return {"key_id": key_id, "revoked": True, "already_revoked": not changed}
 
     @router.post("/codes", dependencies=[ADMIN])
     async def create_code(request: Request, body: CreateCode) -> dict:
@@ -99,18 +111,18 @@ def build_router(gateway: Gateway) -> APIRouter:
         code = await asyncio.to_thread(
             ledger.create_code, db, _micros(body.usd), expires_at=utcnow() + expires if expires else None, note=body.note
         )
-        return {"code": code, "amountMicros": _micros(body.usd)}
+        return {"code": code, "amount_micros": _micros(body.usd)}
 
     @router.post("/refunds", dependencies=[ADMIN])
     async def refund(request: Request, body: Refund) -> dict:
         amount = _micros(body.usd) if body.usd is not None else None
         done = await asyncio.to_thread(ledger.refund, db, body.request_id, amount, body.note)
         return {
-            "requestId": done.request_id,
-            "refundedMicros": done.refunded_micros,
-            "chargedMicros": done.charged_micros,
-            "balanceMicros": done.balance_micros,
-            "clawedBackMicros": done.clawed_back_micros,
+            "request_id": done.request_id,
+            "refunded_micros": done.refunded_micros,
+            "charged_micros": done.charged_micros,
+            "balance_micros": done.balance_micros,
+            "clawed_back_micros": done.clawed_back_micros,
         }
 
     @router.get("/keys", dependencies=[ADMIN])
@@ -120,7 +132,7 @@ def build_router(gateway: Gateway) -> APIRouter:
     @router.post("/credits", dependencies=[ADMIN])
     async def add_credits(request: Request, body: AddCredits) -> dict:
         balance = await asyncio.to_thread(ledger.grant, db, body.account, _micros(body.usd), body.note)
-        return {"account": body.account, "balanceMicros": balance, "balanceUsd": micros_to_usd(balance)}
+        return {"account": body.account, "balance_micros": balance, "balance_usd": micros_to_usd(balance)}
 
     @router.get("/usage", dependencies=[ADMIN])
     async def usage_report(request: Request, limit: int = 100) -> dict:
@@ -147,10 +159,10 @@ def build_router(gateway: Gateway) -> APIRouter:
         )
 
     @router.get("/ledger", dependencies=[ADMIN])
-    async def account_ledger(request: Request, account: str, limit: int = 100, pageToken: str = "") -> dict:
+    async def account_ledger(request: Request, account: str, page_token: PageToken, limit: int = 100) -> dict:
         """One account's ledger entries (grants, charges, refunds, ...), newest first, with running balances."""
         account_id = await asyncio.to_thread(usage.account_id_of, db, account)
-        return await statement_page(gateway, account_id, limit, pageToken)
+        return await statement_page(gateway, account_id, limit, page_token)
 
     return router
 
@@ -160,10 +172,10 @@ async def statement_page(gateway: Gateway, account_id: int, limit: int, page_tok
     entries, next_token = await asyncio.to_thread(usage.statement, gateway.db, account_id, limit=limit, page_token=page_token)
     balance, held = await asyncio.to_thread(ledger.balance, gateway.db, account_id)
     return {
-        "balanceMicros": balance,
-        "heldMicros": held,
+        "balance_micros": balance,
+        "held_micros": held,
         "entries": entries,
-        **({"nextPageToken": next_token} if next_token else {}),
+        **({"next_page_token": next_token} if next_token else {}),
     }
 
 
@@ -190,9 +202,9 @@ def build_account_router(gateway: Gateway) -> APIRouter:
         return {
             "account": caller.account_name,
             "redeemed": "credits",
-            "amountMicros": redeemed.amount_micros,
-            "balanceMicros": redeemed.balance_micros,
-            "balanceUsd": micros_to_usd(redeemed.balance_micros),
+            "amount_micros": redeemed.amount_micros,
+            "balance_micros": redeemed.balance_micros,
+            "balance_usd": micros_to_usd(redeemed.balance_micros),
         }
 
     @router.get("/account/referral")
@@ -200,9 +212,9 @@ def build_account_router(gateway: Gateway) -> APIRouter:
         """This account's referral code (to hand out) and whether it was referred itself."""
         info = await asyncio.to_thread(accounts.account_info, gateway.db, caller.account_id)
         return {
-            "referralCode": info.referral_code,
+            "referral_code": info.referral_code,
             "referred": info.referred,
-            **({"commissionPercent": info.commission_percent} if info.referred else {}),
+            **({"commission_percent": info.commission_percent} if info.referred else {}),
         }
 
     @router.get("/account")
@@ -210,27 +222,27 @@ def build_account_router(gateway: Gateway) -> APIRouter:
         balance, held = await asyncio.to_thread(ledger.balance, gateway.db, caller.account_id)
         return {
             "account": caller.account_name,
-            "balanceMicros": balance,
-            "heldMicros": held,
-            "availableMicros": balance - held,
-            "balanceUsd": micros_to_usd(balance),
+            "balance_micros": balance,
+            "held_micros": held,
+            "available_micros": balance - held,
+            "balance_usd": micros_to_usd(balance),
             "admin": caller.is_admin,  # so a client knows before it calls /admin (the studio did, for 403s)
         }
 
     @router.get("/account/ledger")
-    async def account_ledger(request: Request, caller: Authenticated, limit: int = 100, pageToken: str = "") -> dict:
+    async def account_ledger(request: Request, caller: Authenticated, page_token: PageToken, limit: int = 100) -> dict:
         """Every movement of this account's balance, newest first, each with the balance after it:
         grants, redeemed codes, charges, refunds, commissions earned and clawed back."""
-        return await statement_page(gateway, caller.account_id, limit, pageToken)
+        return await statement_page(gateway, caller.account_id, limit, page_token)
 
     @router.get("/account/usage")
-    async def account_usage(request: Request, caller: Authenticated, limit: int = 100, pageToken: str = "") -> dict:
-        """Newest first; pass the answer's `nextPageToken` as `pageToken` for older records."""
+    async def account_usage(request: Request, caller: Authenticated, page_token: PageToken, limit: int = 100) -> dict:
+        """Newest first; pass the answer's `next_page_token` as `page_token` for older records."""
         check_limit(limit, MAX_PAGE)
         records, next_token = await asyncio.to_thread(
-            usage.page, gateway.db, account_id=caller.account_id, limit=limit, page_token=pageToken
+            usage.page, gateway.db, account_id=caller.account_id, limit=limit, page_token=page_token
         )
-        return {"records": records, **({"nextPageToken": next_token} if next_token else {})}
+        return {"records": records, **({"next_page_token": next_token} if next_token else {})}
 
     @router.get("/account/usage/summary")
     async def account_usage_summary(

@@ -310,7 +310,7 @@ def model_resource(entry: ModelEntry, prices: PriceBook, name: str | None = None
         "flashbulb": {
             "model": entry.name,  # differs from `name` for aliases
             "capabilities": list(entry.capabilities),
-            "priceMicrosPerImage": schedule.standard,
+            "price_micros_per_image": schedule.standard,
             "prices": prices_json(schedule),
             "installed": entry.installed(),
             **entry.details,

@@ -336,7 +336,7 @@ def to_response(request: ImageRequest, served: Served, params: ImageParams, data
             "input_tokens_details": {"text_tokens": tokens.text_in, "image_tokens": tokens.image_in},
             "output_tokens_details": {"text_tokens": tokens.text_out, "image_tokens": tokens.image_out},
         },
-        "flashbulb": {**flashbulb_fields(request, served), "model": request.model, "aspectRatio": request.aspect_ratio},
+        "flashbulb": {**flashbulb_fields(request, served), "model": request.model, "aspect_ratio": request.aspect_ratio},
     }
 
 
@@ -350,7 +350,7 @@ def model_object(name: str, entry: ModelEntry, prices: PriceBook) -> dict[str, A
         "flashbulb": {
             "model": entry.name,  # differs from `id` for aliases such as gpt-image-1
             "capabilities": list(entry.capabilities),
-            "priceMicrosPerImage": schedule.standard,
+            "price_micros_per_image": schedule.standard,
             "prices": prices_json(schedule),
             "installed": entry.installed(),
         },

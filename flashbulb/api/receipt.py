@@ -68,13 +68,13 @@ def count_tokens(request: ImageRequest, served: Served, *, text_out: str = "") -
 def flashbulb_fields(request: ImageRequest, served: Served) -> dict[str, Any]:
     """flashbulb's own body object (SDKs ignore unknown fields): what it cost and what we measured."""
     return {
-        "requestId": request.request_id,
-        "chargeMicros": served.charge_micros,
-        **({"priceMicros": price_json(served.quote, served.result)} if served.quote else {}),
-        "timingsMs": served.result.timings_ms,
+        "request_id": request.request_id,
+        "charge_micros": served.charge_micros,
+        **({"price_micros": price_json(served.quote, served.result)} if served.quote else {}),
+        "timings_ms": served.result.timings_ms,
         "quality": served.result.quality,
         # Whether each image carries a C2PA manifest signed by this server ([provenance] content_credentials).
-        "contentCredentials": served.sign is not unsigned and bool(served.result.images),
+        "content_credentials": served.sign is not unsigned and bool(served.result.images),
         **({"replica": served.result.replica} if served.result.replica else {}),
     }
 
@@ -104,24 +104,24 @@ def quality_summary(quality: dict[str, Any]) -> dict[str, Any]:
 
 
 def price_json(quote: Quote, result: ImageResult) -> dict[str, Any]:
-    """The response's `flashbulb.priceMicros`: what each part of the charge cost."""
+    """The response's `flashbulb.price_micros`: what each part of the charge cost."""
     sizes = [size_class(im.width * im.height) for im in result.images]
     return {
-        "outputImages": [{"sizeClass": size, "micros": quote.unit(size)} for size in sizes],
-        "inputImages": {
+        "output_images": [{"size_class": size, "micros": quote.unit(size)} for size in sizes],
+        "input_images": {
             "count": quote.inputs,
-            "unitMicros": quote.input_image,
+            "unit_micros": quote.input_image,
             "micros": quote.input_image * quote.inputs if sizes else 0,
         },
-        "unitMicros": {"small": quote.small, "standard": quote.standard, "large": quote.large, "inputImage": quote.input_image},
+        "unit_micros": {"small": quote.small, "standard": quote.standard, "large": quote.large, "input_image": quote.input_image},
     }
 
 
 def prices_json(schedule: PriceSchedule) -> dict[str, Any]:
     """A model's price list, as GET /v1beta/models' `flashbulb.prices` and `flashbulb models --json` show it."""
     return {
-        "imageMicros": {c: schedule.per_image(c) for c in SIZE_CLASSES},
-        "inputImageMicros": schedule.input_image,
-        "qualityPercent": {q: schedule.percent(q) for q in QUALITIES},
-        "sizeClasses": {"small": "<= 0.5 MP", "standard": "<= 1.2 MP", "large": "> 1.2 MP"},
+        "image_micros": {c: schedule.per_image(c) for c in SIZE_CLASSES},
+        "input_image_micros": schedule.input_image,
+        "quality_percent": {q: schedule.percent(q) for q in QUALITIES},
+        "size_classes": {"small": "<= 0.5 MP", "standard": "<= 1.2 MP", "large": "> 1.2 MP"},
     }

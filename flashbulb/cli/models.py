@@ -33,7 +33,7 @@ def models(obj: Context, as_json: bool) -> None:
             "prices": prices_json(book.schedule(e.name)),
             "installed": e.installed(),
             "licence": e.details.get("licence", "Apache-2.0"),
-            "commercial_use": e.details.get("commercialUse", True),
+            "commercial_use": e.details.get("commercial_use", True),
         }
         for e in entries
     ]
@@ -44,14 +44,14 @@ def models(obj: Context, as_json: bool) -> None:
     for r in rows:
         licence = r["licence"] if r["commercial_use"] else f"{r['licence']} (non-commercial)"
         p = r["prices"]
-        sizes = "/".join(micros_to_usd(p["imageMicros"][c]) for c in ("small", "standard", "large"))
-        quality = " ".join(f"{q}={v}" for q, v in p["qualityPercent"].items() if v != 100) or "-"
+        sizes = "/".join(micros_to_usd(p["image_micros"][c]) for c in ("small", "standard", "large"))
+        quality = " ".join(f"{q}={v}" for q, v in p["quality_percent"].items() if v != 100) or "-"
         lines.append(
             [
                 r["name"],
                 ", ".join(r["capabilities"]),
                 sizes,
-                micros_to_usd(p["inputImageMicros"]),
+                micros_to_usd(p["input_image_micros"]),
                 quality,
                 "yes" if r["installed"] else "no",
                 licence,

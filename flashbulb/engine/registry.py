@@ -58,9 +58,9 @@ def _photo_entry(settings: Settings) -> ModelEntry:
         details={
             "licence": "Apache-2.0; its packaged models: Real-ESRGAN BSD-3-Clause, MediaPipe, RapidOCR, MODNet and "
             "U²-Net Apache-2.0, dlib Boost, face-recognition-models and NudeNet MIT",
-            "commercialUse": True,
+            "commercial_use": True,
             "examples": list(EXAMPLES),
-            "maxImagesPerCall": 1,  # an edit is one image: n copies would be the same pixels (a 400 says so)
+            "max_images_per_call": 1,  # an edit is one image: n copies would be the same pixels (a 400 says so)
         },
     )
 
@@ -128,13 +128,13 @@ def _diffusion_entry(model, settings: Settings) -> ModelEntry:
             "pipeline": model.pipeline,
             "source": model.source,
             "licence": model.licence,
-            "commercialUse": model.commercial_use,
-            "maxReferenceImages": model.max_references,
+            "commercial_use": model.commercial_use,
+            "max_reference_images": model.max_references,
             "steps": model.steps,
             "examples": [example for task in model.tasks for example in catalog.EXAMPLES.get(task, ())],
         },
         operator_details={
-            "weightsDir": str(weights.folder(model, _model_dir(settings))),
+            "weights_dir": str(weights.folder(model, _model_dir(settings))),
             "install": weights.how_to_install(model, _model_dir(settings)),
         },
     )

@@ -41,7 +41,7 @@ class Served:
 
     result: ImageResult
     charge_micros: int
-    quote: quotes.Quote | None = None  # the unit prices charged, when something was (the response's priceMicros)
+    quote: quotes.Quote | None = None  # the unit prices charged, when something was (the response's price_micros)
     rendered: object = None  # the answer in the caller's wire format, built before the charge was settled
     sign: Sign = unsigned  # puts the content credentials into each encoded image (provenance)
 

@@ -131,11 +131,11 @@ export const api = {
   generate: (key, model, body, signal, onProgress) =>
     stream(key, `/v1beta/models/${encodeURIComponent(model)}:streamGenerateContent`, body, signal, onProgress),
   usage: (key, pageToken = "", limit = 25) =>
-    call(key, `/flashbulb/account/usage?limit=${limit}${pageToken ? `&pageToken=${encodeURIComponent(pageToken)}` : ""}`),
+    call(key, `/flashbulb/account/usage?limit=${limit}${pageToken ? `&page_token=${encodeURIComponent(pageToken)}` : ""}`),
   summary: (key, days = 30) => call(key, `/flashbulb/account/usage/summary?days=${days}`),
   usageCsv: (key) => call(key, "/flashbulb/account/usage.csv", { raw: true }),
   ledger: (key, pageToken = "", limit = 25) =>
-    call(key, `/flashbulb/account/ledger?limit=${limit}${pageToken ? `&pageToken=${encodeURIComponent(pageToken)}` : ""}`),
+    call(key, `/flashbulb/account/ledger?limit=${limit}${pageToken ? `&page_token=${encodeURIComponent(pageToken)}` : ""}`),
   redeem: (key, code) => call(key, "/flashbulb/account/redeem", { method: "POST", body: { code } }),
   referral: (key) => call(key, "/flashbulb/account/referral"),
   verify: (key, mimeType, data) => call(key, "/flashbulb/verify", { method: "POST", body: { inlineData: { mimeType, data } } }),

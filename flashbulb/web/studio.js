@@ -80,7 +80,7 @@ function signOut() {
 function setAccount(account) {
   state.account = account;
   $("#account-name").textContent = account.account;
-  $("#balance").textContent = usd(account.availableMicros);
+  $("#balance").textContent = usd(account.available_micros);
 }
 
 async function refreshAccount() {
@@ -103,7 +103,7 @@ async function loadModels() {
       .sort((a, b) => Number(b.flashbulb.installed) - Number(a.flashbulb.installed))
       .map((m) =>
         el("option", { value: m.baseModelId, disabled: !m.flashbulb.installed },
-          `${m.baseModelId} — ${usd(m.flashbulb.priceMicrosPerImage)}/image${m.flashbulb.installed ? "" : " (not installed)"}`),
+          `${m.baseModelId} — ${usd(m.flashbulb.price_micros_per_image)}/image${m.flashbulb.installed ? "" : " (not installed)"}`),
       ),
   );
   const usable = state.models.filter((m) => m.flashbulb.installed).map((m) => m.baseModelId);
@@ -126,10 +126,10 @@ function modelChanged() {
   localStorage.setItem("flashbulb.model", model.baseModelId);
   const caps = model.flashbulb.capabilities;
   const canDraw = caps.includes("generate");
-  hint.textContent = `${caps.join(", ")} · ${usd(model.flashbulb.priceMicrosPerImage)} per image${canDraw ? "" : " · needs a photo"}`;
+  hint.textContent = `${caps.join(", ")} · ${usd(model.flashbulb.price_micros_per_image)} per image${canDraw ? "" : " · needs a photo"}`;
   // A model that makes one image a call (flashbulb-photo) gets no choice of how many.
   const count = $("#count");
-  count.max = String(Math.min(4, model.flashbulb.maxImagesPerCall || 4));
+  count.max = String(Math.min(4, model.flashbulb.max_images_per_call || 4));
   if (Number(count.value) > Number(count.max)) count.value = count.max;
   count.disabled = count.max === "1";
   // What this model does, to click before typing: each fills the prompt.
@@ -174,11 +174,11 @@ function renderCatalog() {
         el("p", { class: "muted", text: m.displayName }),
         el("ul", { class: "chips", "aria-label": "Capabilities" }, f.capabilities.map((c) => el("li", { text: c }))),
         el("dl", { class: "facts" },
-          el("dt", { text: "Price" }), el("dd", { text: `${usd(f.priceMicrosPerImage)} per image` }),
+          el("dt", { text: "Price" }), el("dd", { text: `${usd(f.price_micros_per_image)} per image` }),
           el("dt", { text: "Licence" }), el("dd", {},
             f.licence || "not stated",
-            f.commercialUse === false ? el("strong", { class: "warn", text: " — not for commercial use" }) : null),
-          f.maxReferenceImages ? [el("dt", { text: "References" }), el("dd", { text: `up to ${f.maxReferenceImages}` })] : null,
+            f.commercial_use === false ? el("strong", { class: "warn", text: " — not for commercial use" }) : null),
+          f.max_reference_images ? [el("dt", { text: "References" }), el("dd", { text: `up to ${f.max_reference_images}` })] : null,
           f.steps ? [el("dt", { text: "Steps" }), el("dd", { text: String(f.steps) })] : null,
           also.length ? [el("dt", { text: "Also" }), el("dd", {}, "answers as ", withCode(also.map((a) => `\`${a}\``).join(", ")))] : null,
         ),
@@ -422,7 +422,7 @@ async function received(answer, { prompt, before, userTurn, model }) {
     return;
   }
   const turn = {
-    prompt, before, text, fb, model, requestId: fb.requestId || answer.responseId,
+    prompt, before, text, fb, model, requestId: fb.request_id || answer.responseId,
     outputs: images.map(decodeImage), selected: 0,
   };
   const modelTurn = { role: "model", parts: [...(text ? [{ text }] : []), images[0]] };
@@ -434,7 +434,7 @@ async function received(answer, { prompt, before, userTurn, model }) {
   state.shown = state.turns.length - 1;
   renderResult();
   renderHistory();
-  say($("#status"), `Done in ${seconds} s. Charged ${usd(fb.chargeMicros)}.`);
+  say($("#status"), `Done in ${seconds} s. Charged ${usd(fb.charge_micros)}.`);
   const panel = $("#result").getBoundingClientRect();
   if (panel.top > window.innerHeight * 0.6) $("#result").scrollIntoView({ block: "start" }); // a phone: it is below the form
   const img = new Image();
@@ -538,7 +538,7 @@ function renderQuality(turn, image) {
   const q = turn.fb.quality || {};
   const rows = [];
   const add = (term, ...value) => rows.push(el("dt", { text: term }), el("dd", {}, ...value));
-  add("Charge", el("strong", { text: usd(turn.fb.chargeMicros) }));
+  add("Charge", el("strong", { text: usd(turn.fb.charge_micros) }));
   if (Array.isArray(q.identity_distance) && q.identity_distance.length) {
     const threshold = q.identity_threshold || 0.6;
     const same = q.same_person ?? q.identity_distance.every((d) => d >= 0 && d < threshold);
@@ -574,7 +574,7 @@ function renderQuality(turn, image) {
   }
   add("Content credentials", ...provenanceOf(turn.fb));
   add("Size", `${image.naturalWidth} × ${image.naturalHeight}`);
-  const timings = turn.fb.timingsMs || {};
+  const timings = turn.fb.timings_ms || {};
   const total = timings.model ?? Object.values(timings).reduce((a, b) => a + b, 0);
   add("Time", el("details", {},
     el("summary", { text: `${fmt(total)} in the model` }),
@@ -590,7 +590,7 @@ function renderQuality(turn, image) {
 
 function renderHistory() {
   $("#history-section").hidden = state.turns.length < 1;
-  const spent = state.turns.reduce((sum, t) => sum + (t.fb.chargeMicros || 0), 0);
+  const spent = state.turns.reduce((sum, t) => sum + (t.fb.charge_micros || 0), 0);
   $("#history-total").textContent = `${state.turns.length} turn${state.turns.length === 1 ? "" : "s"} · ${usd(spent)}`;
   $("#history").replaceChildren(
     ...state.turns.map((turn, i) =>
@@ -601,7 +601,7 @@ function renderHistory() {
             el("strong", { text: `Turn ${i + 1}` }),
             i > 0 && turn.parent !== i - 1 ? el("span", { class: "muted", text: turn.parent === null ? "from the original" : `from turn ${turn.parent + 1}` }) : null,
             el("span", { text: turn.prompt || "(no prompt)" }),
-            el("span", { class: "muted", text: `${turn.model} · ${usd(turn.fb.chargeMicros)}` })),
+            el("span", { class: "muted", text: `${turn.model} · ${usd(turn.fb.charge_micros)}` })),
         ),
       ),
     ),

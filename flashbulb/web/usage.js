@@ -22,8 +22,8 @@ export async function showUsage(state, refreshAccount) {
       refreshAccount(), api.summary(state.key, 30), api.usage(state.key), api.ledger(state.key), api.referral(state.key),
     ]);
     if (account) {
-      $("#u-balance").textContent = usd(account.balanceMicros);
-      $("#u-held").textContent = usd(account.heldMicros);
+      $("#u-balance").textContent = usd(account.balance_micros);
+      $("#u-held").textContent = usd(account.held_micros);
     }
     $("#u-spent").textContent = usd(summary.charge_micros);
     $("#u-calls").textContent = String(summary.calls);
@@ -33,7 +33,7 @@ export async function showUsage(state, refreshAccount) {
     addCalls(page);
     $("#ledger tbody").replaceChildren();
     addEntries(ledger);
-    $("#referral-code").textContent = referral.referralCode || "—";
+    $("#referral-code").textContent = referral.referral_code || "—";
     say(status, `Loaded ${page.records.length} recent call${page.records.length === 1 ? "" : "s"}.`);
     await showAdmin(account);
   } catch (err) {
@@ -127,7 +127,7 @@ function when(iso) {
 }
 
 function addCalls(page) {
-  nextToken = page.nextPageToken || "";
+  nextToken = page.next_page_token || "";
   $("#more-calls").hidden = !nextToken;
   const body = $("#calls tbody");
   if (!page.records.length && !body.children.length) {
@@ -185,7 +185,7 @@ const KINDS = {
 };
 
 function addEntries(page) {
-  nextLedgerToken = page.nextPageToken || "";
+  nextLedgerToken = page.next_page_token || "";
   $("#more-ledger").hidden = !nextLedgerToken;
   const body = $("#ledger tbody");
   if (!page.entries.length && !body.children.length) {
@@ -221,7 +221,7 @@ async function redeem(e) {
   try {
     const done = await api.redeem(session.key, code);
     $("#redeem-code").value = "";
-    sayNow(out, done.redeemed === "referral" ? `You were referred by ${done.referrer}.` : `Added ${usd(done.amountMicros)}. Your balance is ${usd(done.balanceMicros)}.`);
+    sayNow(out, done.redeemed === "referral" ? `You were referred by ${done.referrer}.` : `Added ${usd(done.amount_micros)}. Your balance is ${usd(done.balance_micros)}.`);
     await showUsage(session, refresh);
   } catch (err) {
     sayNow(out, err.message);
@@ -289,7 +289,7 @@ async function addCredits(e) {
   if (!account) return sayNow(out, "Name the account.");
   try {
     const done = await api.addCredits(session.key, { account, usd: $("#ac-usd").value.trim() || "0", note: "studio" });
-    sayNow(out, `${done.account} now has ${usd(done.balanceMicros)}.`);
+    sayNow(out, `${done.account} now has ${usd(done.balance_micros)}.`);
     await showAdmin();
   } catch (err) {
     sayNow(out, err.message);

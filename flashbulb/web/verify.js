@@ -6,7 +6,7 @@ import { $, el, readFile, sayNow } from "./dom.js";
 /** The "Content credentials" line of a result's measurements. */
 export function provenanceOf(fb) {
   const mark = (fb.quality || {}).watermark;
-  const signed = fb.contentCredentials
+  const signed = fb.content_credentials
     ? el("span", { class: "good", text: "✓ signed C2PA manifest" })
     : el("span", { class: "muted", text: "no C2PA manifest (off on this server)" });
   let marked;
