@@ -46,9 +46,10 @@ GEMINI_VERSIONS = ("v1beta", "v1", "v1alpha")
 def build_gateway(settings: Settings) -> Gateway:
     database = store.connect(settings.database_url)
     store.migrate(database)
+    registry = Registry.default(settings)
     engine = Engine(
-        Registry.default(settings),
-        executor=make_executor(settings),
+        registry,
+        executor=make_executor(settings, registry.worker_imports(settings.warm_models)),
         max_queue=settings.max_queue_per_model,
         batch_window_s=settings.batch_window_ms / 1000,
         max_batch=settings.max_batch,

@@ -39,6 +39,8 @@ class ModelEntry:
     # the request, so the engine can batch without the backend in its process.
     batch_key: Callable[[ImageRequest], Hashable | None] | None = None
     uses_gpu: bool = False  # its replicas get GPUs where there are some (one per replica by default)
+    # Libraries its worker loads: imported once in the process workers fork from, not again in each.
+    worker_imports: tuple[str, ...] = ()
 
     def installed(self) -> bool:
         return self.is_installed()
@@ -55,6 +57,9 @@ def _photo_entry(settings: Settings) -> ModelEntry:
         capabilities=("edit", "restore", "background", "relight", "headshot", "upscale"),
         make_backend=lambda: _photo_backend(settings),
         check=_check_photo,
+        # ~1 s of a photo worker's start on a 2-core EPYC (measured); loading its models is another ~3 s.
+        # Not openvino: its import starts a thread pool, and a process with threads must not fork.
+        worker_imports=("flashbulb.engine.backends.photo.backend", "cv2", "onnxruntime", "mediapipe", "dlib"),
         details={
             "licence": "Apache-2.0; its packaged models: Real-ESRGAN BSD-3-Clause, MediaPipe, RapidOCR, MODNet and "
             "U²-Net Apache-2.0, dlib Boost, face-recognition-models and NudeNet MIT",
@@ -122,6 +127,7 @@ def _diffusion_entry(model, settings: Settings) -> ModelEntry:
         make_backend=lambda: _diffusion_backend(model, settings),
         batch_key=functools.partial(_diffusion_batch_key, model),
         uses_gpu=True,
+        worker_imports=("flashbulb.engine.backends.diffusion.backend", "torch", "diffusers", "transformers"),  # ~4.5 s
         is_installed=lambda: weights.installed(model, _model_dir(settings)),
         check=lambda request: _check_diffusion(model, request, settings),
         details={
@@ -246,6 +252,11 @@ class Registry:
         except FlashbulbError:
             return None
         return entry.name if entry.installed() else None
+
+    def worker_imports(self, names) -> list[str]:
+        """What the workers of these models (the installed ones among them) import, each module once."""
+        found = (self.installed_name(name) for name in names)
+        return list(dict.fromkeys(module for name in found if name for module in self.entries[name].worker_imports))
 
     def priced_as(self) -> dict[str, str | None]:
         """Every model by name, and the catalog model whose list price it takes (None: an operator's

@@ -79,8 +79,8 @@ def run_backend(backend, requests: list[ImageRequest], jobs: list[JobContext]) -
     return [mark_result(request, fit_result(request, result, job)) for request, result, job in zip(requests, results, jobs)]
 
 
-def make_executor(settings) -> Executor:  # flashbulb.config.Settings
-    """The executor `[cluster] engine` names."""
+def make_executor(settings, worker_imports: list[str] | None = None) -> Executor:  # flashbulb.config.Settings
+    """The executor `[cluster] engine` names; `worker_imports`: what the warm models' workers load."""
     if settings.cluster_engine == "inline":
         from flashbulb.engine.executors.inline import InlineExecutor
 
@@ -91,4 +91,4 @@ def make_executor(settings) -> Executor:  # flashbulb.config.Settings
         return RayServeExecutor(settings)
     from flashbulb.engine.executors.local import LocalExecutor
 
-    return LocalExecutor(settings)
+    return LocalExecutor(settings, worker_imports)
