@@ -61,6 +61,10 @@ class Context:
             store.migrate(self._db)
         return self._db
 
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.dispose()
+
 
 @click.group()
 @click.option(
@@ -72,6 +76,7 @@ def main(ctx: click.Context, data_dir: str | None, database_url: str | None) -> 
     """flashbulb: self-hosted image generation and editing, metered."""
     try:
         ctx.obj = Context(data_dir, database_url)
+        ctx.call_on_close(ctx.obj.close)  # a command run in a longer-lived process leaves no connections
     except ValueError as error:  # a malformed flashbulb.toml: say what and where, no traceback
         err.print(f"[red]error:[/red] {escape(str(error))}")
         sys.exit(2)
