@@ -9,12 +9,16 @@ wherever one is asked for. `.ci/first-start` times the real thing: `make run` on
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import FLASHBULB, ROOT, Server, astronaut, gemini_body, png_bytes, start_server, verify
+import tiny_pipelines
+from conftest import FLASHBULB, ROOT, Server, astronaut, gemini_body, http, png_bytes, start_server, verify
+
+from flashbulb.engine.backends.diffusion import catalog
 
 WITHOUT_STACK = {"PYTHONPATH": str(ROOT / "tests" / "no_generative_stack")}
 
@@ -74,3 +78,25 @@ def test_pull_says_the_stack_comes_first(tmp_path: Path):
     assert pulled.returncode == 2, pulled.stderr
     assert "make install-diffusion" in pulled.stderr and "torch" in pulled.stderr
     assert not (tmp_path / "models" / "sd-turbo").exists()  # nothing half-downloaded
+
+
+def test_a_generative_stack_that_breaks_on_import_costs_only_its_own_models(tmp_path: Path):
+    """Workers fork from one process that imports their libraries first: torch failing there (not
+    missing: found, then an error while it loads) must not take the photo model's workers with it."""
+    weights = tiny_pipelines.build(catalog.by_name()["sd-turbo"].pipeline, tmp_path / "tiny-sd")
+    config = (
+        '[diffusion]\nwarm_models = ["flashbulb-photo", "tiny-sd"]\n'
+        f'[models.tiny-sd]\nlike = "sd-turbo"\npath = {json.dumps(str(weights))}\nsteps = 2\npixels = 4096\n'
+    )
+    broken = {"PYTHONPATH": str(ROOT / "tests" / "broken_generative_stack")}
+    server = start_server(tmp_path / "data", f"sqlite:///{tmp_path / 'flashbulb.db'}", config=config, env=broken)
+    try:
+        ready = http.get(f"{server.base_url}/readyz").json()
+        assert "libtorch_cuda.so" in ready["failed_models"]["tiny-sd"] and ready["warm_models"] == ["flashbulb-photo"]
+        key = server.create_key("1")
+        assert server.generate(key, gemini_body(png_bytes(astronaut(32)), "make it brighter")).status_code == 200
+        drawn = server.generate(key, {"contents": [{"parts": [{"text": "a red bicycle"}]}]}, model="tiny-sd")
+        assert drawn.status_code >= 500 and "libtorch_cuda.so" in drawn.text, drawn.text  # its own error, free
+        assert http.get(f"{server.base_url}/flashbulb/account", headers={"x-goog-api-key": key}).json()["held_micros"] == 0
+    finally:
+        server.stop()

@@ -39,7 +39,8 @@ class ModelEntry:
     # the request, so the engine can batch without the backend in its process.
     batch_key: Callable[[ImageRequest], Hashable | None] | None = None
     uses_gpu: bool = False  # its replicas get GPUs where there are some (one per replica by default)
-    # Libraries its worker loads: imported once in the process workers fork from, not again in each.
+    # Modules that import what its worker loads (their libraries.py): imported once in the process
+    # workers fork from, not again in each.
     worker_imports: tuple[str, ...] = ()
 
     def installed(self) -> bool:
@@ -57,9 +58,7 @@ def _photo_entry(settings: Settings) -> ModelEntry:
         capabilities=("edit", "restore", "background", "relight", "headshot", "upscale"),
         make_backend=lambda: _photo_backend(settings),
         check=_check_photo,
-        # ~1 s of a photo worker's start on a 2-core EPYC (measured); loading its models is another ~3 s.
-        # Not openvino: its import starts a thread pool, and a process with threads must not fork.
-        worker_imports=("flashbulb.engine.backends.photo.backend", "cv2", "onnxruntime", "mediapipe", "dlib"),
+        worker_imports=("flashbulb.engine.backends.photo.libraries",),
         details={
             "licence": "Apache-2.0; its packaged models: Real-ESRGAN BSD-3-Clause, MediaPipe, RapidOCR, MODNet and "
             "U²-Net Apache-2.0, dlib Boost, face-recognition-models and NudeNet MIT",
@@ -127,7 +126,7 @@ def _diffusion_entry(model, settings: Settings) -> ModelEntry:
         make_backend=lambda: _diffusion_backend(model, settings),
         batch_key=functools.partial(_diffusion_batch_key, model),
         uses_gpu=True,
-        worker_imports=("flashbulb.engine.backends.diffusion.backend", "torch", "diffusers", "transformers"),  # ~4.5 s
+        worker_imports=("flashbulb.engine.backends.diffusion.libraries",),
         is_installed=lambda: weights.installed(model, _model_dir(settings)),
         check=lambda request: _check_diffusion(model, request, settings),
         details={
