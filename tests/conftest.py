@@ -14,10 +14,14 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 from PIL import Image
+
+if TYPE_CHECKING:
+    from flashbulb.clock import Clock
 
 ROOT = Path(__file__).resolve().parent.parent
 FLASHBULB = [sys.executable, "-m", "flashbulb.cli"]
@@ -58,6 +62,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def run_cli(data_dir: Path, database_url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {"FLASHBULB_DATA_DIR": str(data_dir), "FLASHBULB_DATABASE_URL": database_url}
+    if args[0] in ("edit", "generate", "restore"):
+        result = subprocess.run([*FLASHBULB, *args], capture_output=True, text=True, env={**os.environ, **env}, timeout=120)
+    else:
+        from click.testing import CliRunner
+
+        from flashbulb.cli import main
+
+        ran = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+        result = subprocess.CompletedProcess([*FLASHBULB, *args], ran.exit_code, ran.stdout, ran.stderr)
+    if check and result.returncode != 0:
+        raise AssertionError(f"flashbulb {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
 @dataclasses.dataclass
 class Server:
     base_url: str
@@ -72,19 +92,7 @@ class Server:
         database run in this process through click's runner (a subprocess cost ~1 s of CPU, ~40 times a
         suite); those that run a model (edit, generate, restore) in their own, as a user runs them.
         `flashbulb` as a program is tested in test_cli.py."""
-        env = {"FLASHBULB_DATA_DIR": str(self.data_dir), "FLASHBULB_DATABASE_URL": self.database_url}
-        if args[0] in ("edit", "generate", "restore"):
-            result = subprocess.run([*FLASHBULB, *args], capture_output=True, text=True, env={**os.environ, **env}, timeout=120)
-        else:
-            from click.testing import CliRunner
-
-            from flashbulb.cli import main
-
-            ran = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-            result = subprocess.CompletedProcess([*FLASHBULB, *args], ran.exit_code, ran.stdout, ran.stderr)
-        if check and result.returncode != 0:
-            raise AssertionError(f"flashbulb {' '.join(args)} failed: {result.stderr}")
-        return result
+        return run_cli(self.data_dir, self.database_url, *args, check=check)
 
     def create_key(self, credits_usd: str = "10", name: str | None = None) -> str:
         """A key (and its account, the first time `name` is used) through the admin API: the same
@@ -211,6 +219,58 @@ def any_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     store.migrate(engine)
     yield engine
     engine.dispose()
+
+
+@dataclasses.dataclass
+class InProcess:
+    """The app in the test's own process: Starlette's TestClient over `create_app` (the routes,
+    middleware and lifespan of `flashbulb serve`, without a socket or a server process), on a fresh
+    database, with `clock` to move its time forward instead of sleeping until something expires.
+    No model is warmed: one loads on its first call. What needs a real process (SIGKILL, the SDKs
+    against a live server, the browser) uses `start_server`."""
+
+    client: httpx.Client  # a starlette TestClient
+    data_dir: Path
+    database_url: str
+    admin_key: str
+    clock: Clock
+
+    def create_key(self, credits_usd: str = "10", name: str | None = None) -> str:
+        answer = self.client.post(
+            "/admin/keys",
+            headers={"x-goog-api-key": self.admin_key},
+            json={"account": name or f"acct-{uuid.uuid4().hex[:8]}", "credits_usd": credits_usd},
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.json()["key"]
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return run_cli(self.data_dir, self.database_url, *args, check=check)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def in_process(request: pytest.FixtureRequest, tmp_path: Path):
+    """The app in this process on SQLite and on PostgreSQL (see `InProcess`)."""
+    from fastapi.testclient import TestClient
+
+    from flashbulb.api.app import create_app
+    from flashbulb.clock import clock
+    from flashbulb.config import Settings
+    from flashbulb.gateway import accounts
+
+    url = (
+        f"sqlite:///{tmp_path / 'flashbulb.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("new_postgres_database")()
+    )
+    app = create_app(Settings.load(tmp_path, url), warm_up=False)
+    admin = accounts.create_key(app.state.gateway.db, "admin", key_name="admin", admin=True)
+    try:
+        with TestClient(app) as client:
+            yield InProcess(client, tmp_path, url, admin.key, clock)
+    finally:
+        clock.offset_s = 0.0  # the next test starts at the real time
+        app.state.gateway.db.dispose()
 
 
 def wait_for(condition, timeout: float = 30.0, what: str = "condition", every: float = 0.1) -> None:

@@ -585,6 +585,7 @@ def test_queued_calls_hold_at_most_the_servers_pixels_in_flight(tmp_path):
     # No per-key concurrency limit: an attacker has as many keys as it likes.
     config = "[limits]\nmax_input_pixels = 10000000\nmax_pixels_in_flight = 25000000\n" + SLOW_MODEL
     config += "[rate_limits]\nkey_concurrent = 0\naccount_concurrent = 0\n"
+    config += '[diffusion]\nwarm_models = ["slow"]\n'  # only the slow model is called: no photo worker to start
     server = start_server(tmp_path, f"sqlite:///{tmp_path / 'pixels.db'}", config=config)
     try:
         key = server.create_key("1")

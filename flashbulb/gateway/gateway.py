@@ -16,6 +16,7 @@ from sqlalchemy import Engine as Database
 
 from flashbulb.billing import ledger, quotes
 from flashbulb.billing.prices import PriceBook
+from flashbulb.clock import clock
 from flashbulb.config import Settings
 from flashbulb.engine.engine import Engine
 from flashbulb.engine.types import Caller, Cancelled, FinishReason, ImageRequest, ImageResult, JobContext
@@ -117,13 +118,13 @@ class Gateway:
         looked up every time; this server forgets every cached key when it revokes one."""
         digest = ledger.hash_secret(api_key) if api_key else ""
         cached = self._callers.get(digest)
-        if cached is not None and cached[1] > time.monotonic():
+        if cached is not None and cached[1] > clock.monotonic():
             return cached[0]
         caller = await asyncio.to_thread(accounts.authenticate, self.db, api_key)
         if not caller.is_admin:
             if len(self._callers) >= MAX_CACHED_KEYS:
                 self._callers.clear()
-            self._callers[digest] = (caller, time.monotonic() + min(KEY_CACHE_S, caller.expires_in_s or KEY_CACHE_S))
+            self._callers[digest] = (caller, clock.monotonic() + min(KEY_CACHE_S, caller.expires_in_s or KEY_CACHE_S))
         return caller
 
     def forget_keys(self) -> None:

@@ -7,10 +7,12 @@ import datetime as dt
 from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from flashbulb.clock import clock
+
 
 def utcnow() -> dt.datetime:
     """Naive UTC: SQLite keeps no time zone, so every timestamp is stored as naive UTC."""
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return clock.utcnow()
 
 
 class Base(DeclarativeBase):
