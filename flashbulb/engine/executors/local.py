@@ -39,10 +39,11 @@ from flashbulb.errors import ErrorKind, FlashbulbError
 
 log = logging.getLogger("flashbulb.engine")
 
-# Workers fork from a forkserver: a clean, single-threaded process (forking the API process, which
-# has threads, is unsafe) that has already imported what the warm models' workers load (their
-# `worker_imports`), so each worker, and each restart after a crash, starts without importing torch or
-# the photo libraries again: ~4.5 s and ~1.1 s of CPU a worker here.
+# Workers fork from a forkserver: a clean process (forking the API process, with its threads, is
+# unsafe; the forkserver's only threads are OpenBLAS's, which handle fork) that has already imported what
+# the warm models' workers load (their `worker_imports`), so each worker, and each restart after a
+# crash, starts without importing torch or the photo libraries again: ~4.5 s and ~1 s of CPU a worker
+# here (bench/worker_start.py).
 _context = multiprocessing.get_context("forkserver")
 POLL_S = 0.05  # how often a waiting replica looks at its callers' cancel flags and at the process
 PARENT_CHECK_S = 1.0  # a worker whose API server died exits within this, even mid-job
