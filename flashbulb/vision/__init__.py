@@ -163,6 +163,6 @@ def _run_each_once() -> None:
     faces.find(blank)
     identity.embeddings(blank, [])
     segment.person_mask(blank)
-    segment.subject_mask(blank)
+    segment.load_subject_model()
     ocr.read_lines(blank)
     safety.check(blank)
