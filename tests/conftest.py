@@ -78,6 +78,14 @@ def run_cli(data_dir: Path, database_url: str, *args: str, check: bool = True) -
     return result
 
 
+def create_key_over(client: httpx.Client, base_url: str, admin_key: str, credits_usd: str, name: str | None) -> str:
+    """POST /admin/keys: a key, and its account the first time `name` is used."""
+    body = {"account": name or f"acct-{uuid.uuid4().hex[:8]}", "credits_usd": credits_usd}
+    made = client.post(f"{base_url}/admin/keys", headers={"x-goog-api-key": admin_key}, json=body, timeout=30)
+    assert made.status_code == 200, made.text
+    return made.json()["key"]
+
+
 @dataclasses.dataclass
 class Server:
     base_url: str
@@ -98,10 +106,7 @@ class Server:
         """A key (and its account, the first time `name` is used) through the admin API: the same
         `accounts.create_key` as `flashbulb keys create`, whose CLI is tested in test_cli/test_billing
         (a CLI subprocess per key cost ~1 s, ~100 times a suite)."""
-        body = {"account": name or f"acct-{uuid.uuid4().hex[:8]}", "credits_usd": credits_usd}
-        made = http.post(f"{self.base_url}/admin/keys", headers={"x-goog-api-key": self.admin_key}, json=body, timeout=30)
-        assert made.status_code == 200, made.text
-        return made.json()["key"]
+        return create_key_over(http, self.base_url, self.admin_key, credits_usd, name)
 
     def generate(
         self,
@@ -236,13 +241,7 @@ class InProcess:
     clock: Clock
 
     def create_key(self, credits_usd: str = "10", name: str | None = None) -> str:
-        answer = self.client.post(
-            "/admin/keys",
-            headers={"x-goog-api-key": self.admin_key},
-            json={"account": name or f"acct-{uuid.uuid4().hex[:8]}", "credits_usd": credits_usd},
-        )
-        assert answer.status_code == 200, answer.text
-        return answer.json()["key"]
+        return create_key_over(self.client, "", self.admin_key, credits_usd, name)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return run_cli(self.data_dir, self.database_url, *args, check=check)

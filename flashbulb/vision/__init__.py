@@ -95,7 +95,8 @@ def derived_file(name: str, sources: list[Path], build: Callable[[], bytes]) -> 
     start, and a reinstall or an edit changes the time. Other versions of it are removed once an
     hour old (a process of the other version may be starting from one). Its bytes where the cache
     can't be written."""
-    stamps = [(str(source), source.stat().st_size, source.stat().st_mtime_ns) for source in sources]
+    stats = [(source, source.stat()) for source in sources]
+    stamps = [(str(source), stat.st_size, stat.st_mtime_ns) for source, stat in stats]
     digest = hashlib.sha256(repr(stamps).encode()).hexdigest()[:16]
     stem, _, suffix = name.rpartition(".")
     path = cache_dir() / f"{stem}-{digest}.{suffix}"

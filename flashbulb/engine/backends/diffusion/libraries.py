@@ -2,10 +2,6 @@
 ~4.5 s on a 2-core EPYC), imported once by the process its workers fork from
 (`ModelEntry.worker_imports`)."""
 
-import importlib
+from flashbulb.engine.backends import import_each
 
-for _name in ("flashbulb.engine.backends.diffusion.backend", "torch", "diffusers", "transformers"):
-    try:
-        importlib.import_module(_name)
-    except Exception:  # noqa: BLE001 - a broken install fails in the worker, with its own error; here it would stop every model's
-        pass
+import_each("flashbulb.engine.backends.diffusion.backend", "torch", "diffusers", "transformers")
