@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from flashbulb.billing import ledger
 from flashbulb.errors import ErrorKind, FlashbulbError
 from flashbulb.gateway import accounts
+from flashbulb.store import db as db_module
 from flashbulb.store.tables import Account, Hold, LedgerEntry, UsageRecord, utcnow
 
 REQUESTS = [f"r{i}" for i in range(6)]
@@ -141,3 +144,60 @@ def test_the_hot_paths_driver_level_statements_refuse_as_sqlalchemy_would(any_da
     assert record.quality == usage.quality and record.replica == {"id": "r"} and record.charge_micros == 300
     assert isinstance(record.created_at, dt.datetime) and isinstance(held.expires_at, dt.datetime)
     assert held.expires_at - held.created_at == dt.timedelta(seconds=60)
+
+
+def test_writes_arriving_together_commit_together_and_each_gets_its_own_answer(any_database):
+    """Holds that arrive while another transaction commits run as one group (one commit for all);
+    when one of a group is refused (out of credits, a reused request id) the rest still get the
+    answer each would have had alone, and the books balance."""
+    customer = accounts.create_key(any_database, f"grp-{uuid.uuid4().hex[:6]}", credits_micros=1_000)
+    prefix = uuid.uuid4().hex[:8]
+    commits = []
+
+    def count(conn) -> None:
+        commits.append(1)
+
+    event.listen(any_database, "commit", count)
+    try:
+
+        def hold(request_id: str, amount: int) -> str:
+            try:
+                ledger.hold(
+                    any_database,
+                    request_id=f"{prefix}-{request_id}",
+                    account_id=customer.account_id,
+                    key_id=customer.key_id,
+                    model="m",
+                    amount_micros=amount,
+                    ttl_s=60,
+                )
+            except FlashbulbError as exc:
+                return exc.kind.name
+            return "held"
+
+        def arrive_together(calls: list[tuple[str, int]]) -> list[str]:
+            """Run `calls` while a first write holds the group's turn, so they queue and go as one group."""
+            release = threading.Event()
+            group = db_module.group_commit(any_database)
+            blocker = threading.Thread(target=db_module.transact, args=(any_database, lambda conn: release.wait(30)))
+            blocker.start()
+            while not group._leading:
+                time.sleep(0.01)
+            with ThreadPoolExecutor(len(calls)) as pool:
+                answers = [pool.submit(hold, *call) for call in calls]
+                while len(group._waiting) < len(calls):
+                    time.sleep(0.01)
+                commits.clear()
+                release.set()
+                blocker.join()
+                return [answer.result() for answer in answers]
+
+        assert arrive_together([(f"a{i}", 100) for i in range(5)]) == ["held"] * 5
+        assert len(commits) == 2  # the first write's and the group's: not six
+        # 500 is left: one more fits, the second can't, and a reused request id is refused.
+        answers = arrive_together([("b0", 300), ("a0", 100), ("b1", 300)])
+        assert sorted(answers) == ["ALREADY_EXISTS", "OUT_OF_CREDITS", "held"]
+        assert len(commits) == 1 + 1  # the group rolled back; each then ran alone (one of them held)
+        assert ledger.balance(any_database, customer.account_id) == (1_000, 800)
+    finally:
+        event.remove(any_database, "commit", count)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from flashbulb.billing.money import micros_to_usd
 from flashbulb.errors import ErrorKind, FlashbulbError
-from flashbulb.store.db import Prepared
+from flashbulb.store.db import Prepared, pipelined, transact
 from flashbulb.store.tables import Account, ApiKey, CreditCode, Hold, LedgerEntry, UsageRecord, utcnow
 
 if TYPE_CHECKING:
@@ -101,10 +101,12 @@ def hold(
     """Reserve `amount_micros`; fails (429) if it would take the account's free balance below zero or
     the key past its spending cap. `quote`'s unit prices are recorded: the settlement charges them."""
     now = utcnow()
-    try:
-        with db.begin() as conn:
-            # Lock order is hold row, then account row, then key row, in every transaction (close_hold,
-            # refund too): the other order deadlocks a retried request id against its own settlement.
+
+    def reserve(conn: Connection) -> None:
+        amounts = {"b_account": account_id, "b_key": key_id, "b_amount": amount_micros, "b_now": now}
+        # Lock order is hold row, then account row, then key row, in every transaction (close_hold,
+        # refund too): the other order deadlocks a retried request id against its own settlement.
+        with pipelined(conn):  # one round trip: a refused hold is rolled back whatever ran after it
             _INSERT_HOLD(
                 conn,
                 {
@@ -121,19 +123,23 @@ def hold(
                     **_quoted_columns(quote),
                 },
             )
-            amounts = {"b_account": account_id, "b_key": key_id, "b_amount": amount_micros, "b_now": now}
-            if _RESERVE_ON_ACCOUNT(conn, amounts).rowcount != 1:
-                balance, held = conn.execute(
-                    select(Account.balance_micros, Account.held_micros).where(Account.id == account_id)
-                ).one()
-                raise FlashbulbError(
-                    ErrorKind.OUT_OF_CREDITS,
-                    f"Not enough credits for this request: it needs up to {micros_to_usd(amount_micros)} USD and "
-                    f"{micros_to_usd(balance - held)} USD is available ({micros_to_usd(balance)} balance, "
-                    f"{micros_to_usd(held)} held for running requests); ask the operator to add credits.",
-                )
-            if _RESERVE_ON_KEY(conn, amounts).rowcount != 1:
-                _refuse_key(conn, key_id, amount_micros, now)
+            on_account = _RESERVE_ON_ACCOUNT(conn, amounts)
+            on_key = _RESERVE_ON_KEY(conn, amounts)
+        if on_account.rowcount != 1:
+            balance, held = conn.execute(
+                select(Account.balance_micros, Account.held_micros).where(Account.id == account_id)
+            ).one()
+            raise FlashbulbError(
+                ErrorKind.OUT_OF_CREDITS,
+                f"Not enough credits for this request: it needs up to {micros_to_usd(amount_micros)} USD and "
+                f"{micros_to_usd(balance - held)} USD is available ({micros_to_usd(balance)} balance, "
+                f"{micros_to_usd(held)} held for running requests); ask the operator to add credits.",
+            )
+        if on_key.rowcount != 1:
+            _refuse_key(conn, key_id, amount_micros, now)
+
+    try:
+        transact(db, reserve)  # grouped with the holds and settlements arriving at the same time
     except IntegrityError as exc:
         raise FlashbulbError(ErrorKind.ALREADY_EXISTS, f"request id {request_id!r} was already used") from exc
 
@@ -201,19 +207,21 @@ def close_hold(
     commit with the settlement or, if they raise, roll it back. Returns False, changing nothing
     (and not running `also`), when the hold was already closed: closing is idempotent.
     """
-    with db.begin() as conn:
+
+    def settle(conn: Connection) -> bool:
+        charge = charge_micros
         if output_pixels is not None:
             quoted = _SELECT_QUOTE(conn, {"b_request": request_id}).first()
             if quoted is None:
                 return False
-            charge_micros = _quote_of(quoted).charge_for(output_pixels) if quoted.unit_standard_micros is not None else 0
+            charge = _quote_of(quoted).charge_for(output_pixels) if quoted.unit_standard_micros is not None else 0
         row = _CLOSE_HOLD(
-            conn, {"b_request": request_id, "b_state": "settled" if charge_micros else "released", "b_charge": charge_micros}
+            conn, {"b_request": request_id, "b_state": "settled" if charge else "released", "b_charge": charge}
         ).first()
         if row is None:
             return False
-        if not 0 <= charge_micros <= row.amount_micros:
-            raise ValueError(f"charge {charge_micros} is not within the hold of {row.amount_micros} for {request_id}")
+        if not 0 <= charge <= row.amount_micros:
+            raise ValueError(f"charge {charge} is not within the hold of {row.amount_micros} for {request_id}")
         if also is not None:
             also(conn)
         now = utcnow()
@@ -221,19 +229,24 @@ def close_hold(
             "b_account": row.account_id,
             "b_key": row.key_id,
             "b_amount": row.amount_micros,
-            "b_charge": charge_micros,
+            "b_charge": charge,
             "b_now": now,
         }
         # What only this request's rows are touched by comes first; the account and key rows, which
         # every call of the account updates, last: their locks are held until the commit.
-        _INSERT_USAGE(conn, _usage_row(usage, request_id, row, charge_micros, now))
-        if charge_micros:
-            _append_entry(conn, row.account_id, -charge_micros, "charge", request_id, row.model)
-        account = _SETTLE_ON_ACCOUNT(conn, amounts).one()
-        _SETTLE_ON_KEY(conn, amounts)
-        if charge_micros:
-            _pay_commission(conn, account, charge_micros, request_id)
-    return True
+        with pipelined(conn):
+            _INSERT_USAGE(conn, _usage_row(usage, request_id, row, charge, now))
+            if charge:
+                _append_entry(conn, row.account_id, -charge, "charge", request_id, row.model)
+            on_account = _SETTLE_ON_ACCOUNT(conn, amounts)
+            _SETTLE_ON_KEY(conn, amounts)
+        if charge:
+            _pay_commission(conn, on_account.one(), charge, request_id)
+        return True
+
+    # Grouped with the holds and settlements arriving at the same time, but for one with `also`: a
+    # grouped write may run twice, and `also`'s maker may note that it ran (a batch item's recorder).
+    return transact(db, settle, alone=also is not None)
 
 
 def _usage_row(usage: Usage, request_id: str, hold_row, charge_micros: int, now: dt.datetime) -> dict:
@@ -322,10 +335,11 @@ def _pay_commission(conn: Connection, account, charge_micros: int, request_id: s
     commission = charge_micros * account.commission_percent // 100
     if account.referrer_id is None or commission <= 0:
         return
-    _append_entry(
-        conn, account.referrer_id, commission, "commission", request_id, f"{account.commission_percent}% of a referred charge"
-    )
-    _PAY_COMMISSION(conn, {"b_account": account.referrer_id, "b_amount": commission})
+    with pipelined(conn):
+        _append_entry(
+            conn, account.referrer_id, commission, "commission", request_id, f"{account.commission_percent}% of a referred charge"
+        )
+        _PAY_COMMISSION(conn, {"b_account": account.referrer_id, "b_amount": commission})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,9 +6,11 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -102,27 +104,61 @@ class Prepared:
         values = params if compiled.order is None else tuple(params[name] for name in compiled.order)
         _refuse_nul_in(values)  # what the before_cursor_execute event does for execute
         cursor = conn.connection.cursor()
-        with _driver_errors(conn, compiled.sql, values):
-            cursor.execute(compiled.sql, values)
+        try:
+            with _driver_errors(conn, compiled.sql, values):
+                cursor.execute(compiled.sql, values)
+        except BaseException:
+            cursor.close()  # now, in this thread (see Ran)
+            raise
         return Ran(conn, cursor, compiled.sql)
 
 
+@contextlib.contextmanager
+def pipelined(conn: Connection) -> Iterator[None]:
+    """Send the Prepared statements run inside without waiting for each one's answer; read their
+    results (rowcount, first, one) after the block. PostgreSQL's pipeline mode: one round trip for
+    them all (a round trip was ~0.15 ms of a charge's ~15, measured with psycopg on loopback); a
+    failed statement skips the rest and raises at the end of the block. SQLite has no round trips."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    with _driver_errors(conn, "(a pipeline)", None), conn.connection.dbapi_connection.pipeline():  # type: ignore[union-attr]
+        yield
+
+
 class Ran:
-    """A Prepared statement's result: `rowcount`, `first()`, `one()`."""
+    """A Prepared statement's result: `rowcount`, `first()`, `one()`. Read once, then its cursor is
+    closed: a SQLite cursor left open is finalised whenever the garbage collector gets to it, in any
+    thread and holding the GIL, and that waits for its connection, which another thread may be
+    using to wait 30 s for the write lock (measured: the ledger's threads deadlocked until then)."""
 
     def __init__(self, conn: Connection, cursor, sql: str):
         self.conn, self.cursor, self.sql = conn, cursor, sql
+        self._rowcount = -1
+        self._row: Any = None
+        if conn.dialect.name == "sqlite":  # no pipelines there: read it now
+            self._read()
+
+    def _read(self) -> None:
+        if self.cursor is None:
+            return
+        cursor, self.cursor = self.cursor, None
+        with _driver_errors(self.conn, self.sql, None):
+            self._rowcount = cursor.rowcount
+            if cursor.description is not None:
+                row = cursor.fetchone()
+                if row is not None:
+                    self._row = _row_type(tuple(column[0] for column in cursor.description))._make(row)
+            cursor.close()
 
     @property
     def rowcount(self) -> int:
-        return self.cursor.rowcount
+        self._read()
+        return self._rowcount
 
     def first(self) -> Any:
-        with _driver_errors(self.conn, self.sql, None):
-            row = self.cursor.fetchone()
-        if row is None:
-            return None
-        return _row_type(tuple(column[0] for column in self.cursor.description))._make(row)
+        self._read()
+        return self._row
 
     def one(self) -> Any:
         row = self.first()
@@ -166,6 +202,108 @@ class _Compiled:
     order: list[str] | None  # the parameters' names in order, for a positional driver (SQLite's "?")
     processors: dict[str, Callable[[Any], Any]]  # bind processors (a date as SQLite stores it, JSON)
     constants: dict[str, Any]  # the values the statement itself gives (state == "held")
+
+
+T = TypeVar("T")
+MAX_GROUP = 64  # the most writes one grouped transaction takes (its row locks are held until it commits)
+
+
+class GroupCommit:
+    """Runs small write transactions that arrive together as one transaction (group commit).
+
+    Every charge is two short transactions on its account's row (hold, then settle), and each
+    holds that row's lock until its commit is durable: on PostgreSQL the account's calls queued
+    one fsync at a time, and on SQLite each writer waited on the file lock in the busy handler's
+    sleeps. Here the first caller to arrive runs its own write at once (no added latency when
+    alone); those arriving meanwhile run together in the next transaction, one commit for all.
+
+    Each write behaves as if it ran alone: they run in arrival order, each sees the ones before
+    it, and when one raises (out of credits, a duplicate request id, a deadlock) the group is
+    rolled back and each is run again in its own transaction, so it gets its own answer."""
+
+    def __init__(self, db: Engine):
+        self.db = db
+        self._cond = threading.Condition()
+        self._waiting: list[_Write] = []
+        self._leading = False
+
+    def run(self, work: Callable[[Connection], T], *, alone: bool = False) -> T:
+        """`work(conn)`'s value, once it has committed. Grouped work may run twice (its group rolled
+        back): it must change nothing but the database. `alone`: in a transaction of its own, once."""
+        write = _Write(work, alone)
+        with self._cond:
+            self._waiting.append(write)
+            while not write.done:
+                if self._leading:
+                    self._cond.wait()
+                    continue
+                self._leading = True
+                group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
+                self._cond.release()
+                try:
+                    self._commit(group)
+                finally:
+                    self._cond.acquire()
+                    self._leading = False
+                    self._cond.notify_all()
+        # The error's traceback holds _commit's frame, which holds `write`: let go of it here, or
+        # the cycle waits for the GC with what the failed write's frames hold (see Ran).
+        error, value = write.error, write.value
+        write.error = write.value = None
+        if error is not None:
+            try:
+                raise error
+            finally:
+                del error
+        return value
+
+    def _commit(self, writes: list[_Write]) -> None:
+        group = [write for write in writes if not write.alone]
+        if len(group) > 1:
+            try:
+                with self.db.begin() as conn:
+                    values = [write.work(conn) for write in group]
+            except BaseException:  # noqa: BLE001 - each is run again alone below and gets its own answer
+                pass
+            else:
+                for write, value in zip(group, values):
+                    write.value, write.done = value, True
+        for write in writes:
+            if write.done:
+                continue
+            try:
+                with self.db.begin() as conn:
+                    write.value = write.work(conn)
+            except BaseException as exc:  # noqa: BLE001 - raised in its own caller's thread
+                write.error = exc
+            write.done = True
+
+
+class _Write:
+    def __init__(self, work: Callable[[Connection], Any], alone: bool):
+        self.work, self.alone = work, alone
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
+_groups: weakref.WeakKeyDictionary[Engine, GroupCommit] = weakref.WeakKeyDictionary()
+_groups_lock = threading.Lock()
+
+
+def group_commit(db: Engine) -> GroupCommit:
+    """The one GroupCommit of `db` in this process."""
+    group = _groups.get(db)
+    if group is None:
+        with _groups_lock:
+            group = _groups.setdefault(db, GroupCommit(db))
+    return group
+
+
+def transact(db: Engine, work: Callable[[Connection], T], *, alone: bool = False) -> T:
+    """Run `work(conn)` in a transaction, grouped with the others arriving at the same time on `db`
+    (see GroupCommit.run)."""
+    return group_commit(db).run(work, alone=alone)
 
 
 def migrate(engine: Engine) -> None:
