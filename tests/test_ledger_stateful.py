@@ -204,7 +204,7 @@ class Books(RuleBasedStateMachine):
         assert all(len(amounts) == 1 for amounts in entries.values())  # each request charged (refunded...) at most once
         for account_id, balance in balances.items():  # what the customer's statement shows
             newest = usage.statement(self.db, account_id, limit=1)[0]
-            assert (newest[0]["balance_after_micros"] if newest else 0) == balance
+            assert (newest[0].balance_after_micros if newest else 0) == balance
         spent = 0
         for rid, h in holds.items():
             charge = entries.get(("charge", rid), [0])[0]

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
+from flashbulb.api.records import all_as_json
 from flashbulb.api.serving import ADMIN, Authenticated
 from flashbulb.billing import ledger, usage
 from flashbulb.billing.money import micros_to_usd, usd_to_micros
@@ -127,7 +128,7 @@ def build_router(gateway: Gateway) -> APIRouter:
 
     @router.get("/keys", dependencies=[ADMIN])
     async def list_keys(request: Request) -> dict:
-        return {"keys": await asyncio.to_thread(accounts.list_keys, db)}
+        return {"keys": all_as_json(await asyncio.to_thread(accounts.list_keys, db))}
 
     @router.post("/credits", dependencies=[ADMIN])
     async def add_credits(request: Request, body: AddCredits) -> dict:
@@ -138,7 +139,7 @@ def build_router(gateway: Gateway) -> APIRouter:
     async def usage_report(request: Request, limit: int = 100) -> dict:
         check_limit(limit, MAX_PAGE)
         return {
-            "records": await asyncio.to_thread(usage.recent, db, limit=limit),
+            "records": all_as_json(await asyncio.to_thread(usage.recent, db, limit=limit)),
             "totals": await asyncio.to_thread(usage.totals, db),
         }
 
@@ -174,7 +175,7 @@ async def statement_page(gateway: Gateway, account_id: int, limit: int, page_tok
     return {
         "balance_micros": balance,
         "held_micros": held,
-        "entries": entries,
+        "entries": all_as_json(entries),
         **({"next_page_token": next_token} if next_token else {}),
     }
 
@@ -242,7 +243,7 @@ def build_account_router(gateway: Gateway) -> APIRouter:
         records, next_token = await asyncio.to_thread(
             usage.page, gateway.db, account_id=caller.account_id, limit=limit, page_token=page_token
         )
-        return {"records": records, **({"next_page_token": next_token} if next_token else {})}
+        return {"records": all_as_json(records), **({"next_page_token": next_token} if next_token else {})}
 
     @router.get("/account/usage/summary")
     async def account_usage_summary(

@@ -47,9 +47,11 @@ def build_gateway(settings: Settings) -> Gateway:
     database = store.connect(settings.database_url)
     store.migrate(database)
     registry = Registry.default(settings)
+    to_warm = registry.installed_names(settings.warm_models)
     engine = Engine(
         registry,
-        executor=make_executor(settings, registry.worker_imports(settings.warm_models)),
+        executor=make_executor(settings, registry.worker_imports(to_warm)),
+        to_warm=to_warm,
         max_queue=settings.max_queue_per_model,
         batch_window_s=settings.batch_window_ms / 1000,
         max_batch=settings.max_batch,
@@ -102,9 +104,7 @@ def create_app(settings: Settings | None = None, *, warm_up: bool = True) -> Fas
     settings = settings or Settings.load()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     gateway = build_gateway(settings)
-    registry = gateway.engine.registry
-    # The installed models among those to warm (aliases resolved): readiness waits for them.
-    to_warm = sorted({name for m in settings.warm_models if (name := registry.installed_name(m))}) if warm_up else []
+    to_warm = gateway.engine.to_warm if warm_up else []  # readiness waits for them
     failed_warm: dict[str, str] = {}
     imageio.pixels_in_flight.limit = settings.max_pixels_in_flight
     # Uploads, batch result files and image URLs: in the data dir, or shared by every server.

@@ -65,7 +65,8 @@ class BodySizeLimit:
                 return await receive()
             left = started + self.body_timeout_s + received / self.min_bytes_per_s - time.monotonic()
             try:
-                message = await asyncio.wait_for(receive(), max(left, 0.001))
+                async with asyncio.timeout(max(left, 0.001)):  # (wait_for made a task for each message)
+                    message = await receive()
             except TimeoutError:
                 raise _BodyTooSlow() from None
             if message["type"] == "http.request":

@@ -210,16 +210,13 @@ def close_hold(
 
     def settle(conn: Connection) -> bool:
         charge = charge_micros
-        if output_pixels is not None:
-            quoted = _SELECT_QUOTE(conn, {"b_request": request_id}).first()
-            if quoted is None:
-                return False
-            charge = _quote_of(quoted).charge_for(output_pixels) if quoted.unit_standard_micros is not None else 0
         row = _CLOSE_HOLD(
             conn, {"b_request": request_id, "b_state": "settled" if charge else "released", "b_charge": charge}
         ).first()
         if row is None:
             return False
+        if output_pixels is not None:  # the hold's prices, which it returned as it closed
+            charge = _quote_of(row).charge_for(output_pixels) if row.unit_standard_micros is not None else 0
         if not 0 <= charge <= row.amount_micros:
             raise ValueError(f"charge {charge} is not within the hold of {row.amount_micros} for {request_id}")
         if also is not None:
@@ -235,6 +232,10 @@ def close_hold(
         # What only this request's rows are touched by comes first; the account and key rows, which
         # every call of the account updates, last: their locks are held until the commit.
         with pipelined(conn):
+            if output_pixels is not None:
+                _RECORD_CHARGE(
+                    conn, {"b_request": request_id, "b_state": "settled" if charge else "released", "b_charge": charge}
+                )
             _INSERT_USAGE(conn, _usage_row(usage, request_id, row, charge, now))
             if charge:
                 _append_entry(conn, row.account_id, -charge, "charge", request_id, row.model)
@@ -264,11 +265,28 @@ def _usage_row(usage: Usage, request_id: str, hold_row, charge_micros: int, now:
     }
 
 
+# Closes a hold still open and returns what the settlement needs, its recorded unit prices included
+# (one round trip: a charge from those prices is then written by _RECORD_CHARGE, in the pipeline).
 _CLOSE_HOLD = Prepared(
     update(_HOLDS)
     .where(_holds.request_id == bindparam("b_request"), _holds.state == "held")
     .values(state=bindparam("b_state"), charged_micros=bindparam("b_charge"))
-    .returning(_holds.account_id, _holds.key_id, _holds.model, _holds.amount_micros)
+    .returning(
+        _holds.account_id,
+        _holds.key_id,
+        _holds.model,
+        _holds.amount_micros,
+        _holds.unit_small_micros,
+        _holds.unit_standard_micros,
+        _holds.unit_large_micros,
+        _holds.unit_input_micros,
+        _holds.input_images,
+    )
+)
+_RECORD_CHARGE = Prepared(
+    update(_HOLDS)
+    .where(_holds.request_id == bindparam("b_request"))
+    .values(state=bindparam("b_state"), charged_micros=bindparam("b_charge"))
 )
 # Returns the commission the account's referrer earns now: its percent while the referral runs, else 0.
 _SETTLE_ON_ACCOUNT = Prepared(
@@ -302,17 +320,6 @@ _PAY_COMMISSION = Prepared(
     update(_ACCOUNTS)
     .where(_accounts.id == bindparam("b_account"))
     .values(balance_micros=_accounts.balance_micros + bindparam("b_amount"))
-)
-
-_SELECT_QUOTE = Prepared(
-    select(
-        _holds.unit_small_micros,
-        _holds.unit_standard_micros,
-        _holds.unit_large_micros,
-        _holds.unit_input_micros,
-        _holds.input_images,
-        _holds.amount_micros,
-    ).where(_holds.request_id == bindparam("b_request"))
 )
 
 

@@ -5,6 +5,7 @@ retention: `rollup` moves old per-call records into daily totals that every summ
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -19,28 +20,58 @@ from flashbulb.parsing import whole_number
 from flashbulb.store.tables import Account, ApiKey, LedgerEntry, UsageDaily, UsageRecord, utcnow
 
 
-def recent(db: Engine, *, account_id: int | None = None, limit: int = 100) -> list[dict]:
+@dataclasses.dataclass(frozen=True)
+class UsageRow:
+    """One call as its usage record keeps it (api/records.py shapes it for the wire)."""
+
+    request_id: str
+    account: str
+    key_id: int | None
+    model: str
+    status: str
+    finish_reason: str
+    input_images: int
+    input_pixels: int
+    output_images: int
+    output_pixels: int
+    latency_ms: int
+    charge_micros: int
+    quality: dict
+    error: str
+    replica: dict | None
+    created_at: dt.datetime  # UTC
+
+
+@dataclasses.dataclass(frozen=True)
+class StatementEntry:
+    """One movement of an account's balance, with the balance right after it."""
+
+    kind: str  # grant, code, charge, refund, commission, clawback
+    amount_micros: int
+    balance_after_micros: int
+    request_id: str | None
+    note: str
+    created_at: dt.datetime  # UTC
+
+
+_REPORTED = tuple(field.name for field in dataclasses.fields(UsageRow))
+
+
+def recent(db: Engine, *, account_id: int | None = None, limit: int = 100) -> list[UsageRow]:
     return page(db, account_id=account_id, limit=limit)[0]
 
 
-def page(db: Engine, *, account_id: int | None = None, limit: int = 100, page_token: str = "") -> tuple[list[dict], str]:
+def page(db: Engine, *, account_id: int | None = None, limit: int = 100, page_token: str = "") -> tuple[list[UsageRow], str]:
     """Newest first, `limit` records from `page_token` on; returns them and the token of the next
     page ("" when there is none). The token is opaque to callers (it is the last record's id)."""
     query = select(*UsageRecord.__table__.c, Account.name.label("account")).join(Account, Account.id == UsageRecord.account_id)
     if account_id is not None:
         query = query.where(UsageRecord.account_id == account_id)
     rows, next_token = _newest_first(db, query, UsageRecord.id, limit, page_token)
-    records = [
-        {
-            **{name: row[name] for name in _REPORTED},
-            "created_at": row["created_at"].isoformat(timespec="seconds"),
-        }
-        for row in rows
-    ]
-    return records, next_token
+    return [UsageRow(**{name: row[name] for name in _REPORTED}) for row in rows], next_token
 
 
-def statement(db: Engine, account_id: int, *, limit: int = 100, page_token: str = "") -> tuple[list[dict], str]:
+def statement(db: Engine, account_id: int, *, limit: int = 100, page_token: str = "") -> tuple[list[StatementEntry], str]:
     """The account's ledger entries, newest first, each with the balance right after it, so a
     customer can follow every cent (the newest entry's balance is the account's balance). Returns
     `limit` entries from `page_token` on and the next page's token ("" when there is none)."""
@@ -60,14 +91,14 @@ def statement(db: Engine, account_id: int, *, limit: int = 100, page_token: str 
     # One statement: the running sums and the page come from one snapshot of the ledger.
     rows, next_token = _newest_first(db, select(running), running.c.id, limit, page_token)
     entries = [
-        {
-            "kind": r["kind"],
-            "amount_micros": r["amount_micros"],
-            "balance_after_micros": int(r["balance_after_micros"]),
-            "request_id": r["request_id"],
-            "note": r["note"],
-            "created_at": r["created_at"].isoformat(timespec="seconds"),
-        }
+        StatementEntry(
+            kind=r["kind"],
+            amount_micros=r["amount_micros"],
+            balance_after_micros=int(r["balance_after_micros"]),
+            request_id=r["request_id"],
+            note=r["note"],
+            created_at=r["created_at"],
+        )
         for r in rows
     ]
     return entries, next_token
@@ -86,25 +117,6 @@ def _newest_first(
     if len(rows) > limit:
         return rows[:limit], str(rows[limit - 1]["id"])
     return rows, ""
-
-
-_REPORTED = (
-    "request_id",
-    "account",
-    "key_id",
-    "model",
-    "status",
-    "finish_reason",
-    "input_images",
-    "input_pixels",
-    "output_images",
-    "output_pixels",
-    "latency_ms",
-    "charge_micros",
-    "quality",
-    "error",
-    "replica",
-)
 
 
 def totals(db: Engine, *, account_id: int | None = None) -> list[dict]:
@@ -481,31 +493,31 @@ CSV_COLUMNS = (
 )
 
 
-def to_csv(records: list[dict]) -> str:
+def to_csv(records: list[UsageRow]) -> str:
     """Usage records as CSV (UTC times; money in micro-USD and in USD; the measured identity)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for r in records:
-        quality = r.get("quality") or {}
+        quality = r.quality or {}
         distances = quality.get("identity_distance") or []
         writer.writerow(
             [
-                r["created_at"] + "Z",
-                r["request_id"],
-                _no_formula(r["account"]),
-                r["model"],
-                r["status"],
-                r["finish_reason"],
-                r["input_images"],
-                r["output_images"],
-                r["output_pixels"],
-                r["latency_ms"],
-                r["charge_micros"],
-                micros_to_usd(r["charge_micros"]),
+                r.created_at.isoformat(timespec="seconds") + "Z",
+                r.request_id,
+                _no_formula(r.account),
+                r.model,
+                r.status,
+                r.finish_reason,
+                r.input_images,
+                r.output_images,
+                r.output_pixels,
+                r.latency_ms,
+                r.charge_micros,
+                micros_to_usd(r.charge_micros),
                 " ".join(str(d) for d in distances),
                 "" if "same_person" not in quality else str(bool(quality["same_person"])).lower(),
-                _no_formula(r.get("error") or ""),
+                _no_formula(r.error or ""),
             ]
         )
     return out.getvalue()

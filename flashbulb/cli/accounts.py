@@ -6,6 +6,7 @@ import json
 
 import click
 
+from flashbulb.api.records import all_as_json
 from flashbulb.billing.money import micros_to_usd, usd_to_micros
 from flashbulb.cli.root import Context, fail, main, print_table
 from flashbulb.errors import ErrorKind, FlashbulbError
@@ -88,30 +89,30 @@ def keys_list(obj: Context, as_json: bool) -> None:
 
     rows = accounts.list_keys(obj.db)
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(all_as_json(rows), indent=2))
         return
     lines = []
     for r in rows:
         cap = (
-            f"{micros_to_usd(r['spent_micros'])} / {micros_to_usd(r['cap_micros'])}"
-            if r["cap_micros"] is not None
-            else micros_to_usd(r["spent_micros"])
+            f"{micros_to_usd(r.spent_micros)} / {micros_to_usd(r.cap_micros)}"
+            if r.cap_micros is not None
+            else micros_to_usd(r.spent_micros)
         )
         lines.append(
             [
-                r["account"],
-                "yes" if r["admin"] else "",
-                micros_to_usd(r["balance_micros"]),
-                micros_to_usd(r["held_micros"]),
-                str(r["key_id"]),
-                r["key_name"],
-                r["key_prefix"] + "…",
-                r["created_at"],
-                "yes" if r["revoked"] else "",
-                r["expires_at"] or "",
-                ",".join(r["models"]) if r["models"] is not None else "all",
+                r.account,
+                "yes" if r.admin else "",
+                micros_to_usd(r.balance_micros),
+                micros_to_usd(r.held_micros),
+                str(r.key_id),
+                r.key_name,
+                r.key_prefix + "…",
+                r.created_at.isoformat(timespec="seconds"),
+                "yes" if r.revoked else "",
+                r.expires_at.isoformat(timespec="seconds") if r.expires_at else "",
+                ",".join(r.models) if r.models is not None else "all",
                 cap,
-                r["referral_code"] or "",
+                r.referral_code or "",
             ]
         )
     columns = [
@@ -183,16 +184,16 @@ def credits_history(obj: Context, account: str, limit: int, as_json: bool) -> No
     except FlashbulbError as error:
         fail(error)
     if as_json:
-        print(json.dumps(entries, indent=2))
+        print(json.dumps(all_as_json(entries), indent=2))
         return
     lines = [
         [
-            e["created_at"],
-            e["kind"],
-            micros_to_usd(e["amount_micros"]),
-            micros_to_usd(e["balance_after_micros"]),
-            e["request_id"] or "",
-            e["note"],
+            e.created_at.isoformat(timespec="seconds"),
+            e.kind,
+            micros_to_usd(e.amount_micros),
+            micros_to_usd(e.balance_after_micros),
+            e.request_id or "",
+            e.note,
         ]
         for e in entries
     ]

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from flashbulb.api.records import all_as_json
 from flashbulb.billing.money import micros_to_usd
 from flashbulb.cli.root import Context, err, fail, main, print_table
 from flashbulb.errors import ErrorKind, FlashbulbError
@@ -27,18 +28,18 @@ def usage(ctx: click.Context, as_json: bool, limit: int) -> None:
     records = usage_report.recent(obj.db, limit=limit)
     totals = usage_report.totals(obj.db)
     if as_json:
-        print(json.dumps({"records": records, "totals": totals}, indent=2))
+        print(json.dumps({"records": all_as_json(records), "totals": totals}, indent=2))
         return
     lines = [
         [
-            r["created_at"],
-            r["account"],
-            r["model"],
-            r["status"],
-            str(r["input_images"]),
-            str(r["output_images"]),
-            str(r["latency_ms"]),
-            micros_to_usd(r["charge_micros"]),
+            r.created_at.isoformat(timespec="seconds"),
+            r.account,
+            r.model,
+            r.status,
+            str(r.input_images),
+            str(r.output_images),
+            str(r.latency_ms),
+            micros_to_usd(r.charge_micros),
         ]
         for r in records
     ]

@@ -283,6 +283,7 @@ class Engine:
         batch_window_s: float = 0.02,
         max_batch: int = 4,
         on_crash: Callable[[list[str], str], None] | None = None,
+        to_warm: list[str] | None = None,
     ):
         from flashbulb.engine.executors.inline import InlineExecutor
 
@@ -297,6 +298,7 @@ class Engine:
         # Told of each crash (fingerprints, model): the server shares them with the others on its
         # database, whose counts come back through `merge_crashes`.
         self._on_crash = on_crash
+        self.to_warm = to_warm or []  # the installed models to load at start ([server] warm_models, by name)
         self.warm: set[str] = set()  # models whose replicas are loaded and answering
 
     def _queue(self, entry: ModelEntry) -> _ModelQueue:
@@ -336,7 +338,8 @@ class Engine:
 
     async def run(self, request: ImageRequest, job: JobContext) -> ImageResult:
         queue = self._queue(self.registry.resolve(request.model))
-        await asyncio.to_thread(self._check_not_poison, request)
+        if self._crashes:  # hashing the pixels: off the event loop (nothing has crashed: nothing to hash)
+            await asyncio.to_thread(self._check_not_poison, request)
         with queue.cond:
             waiting = len(queue.waiting)
         if waiting >= self.max_queue:

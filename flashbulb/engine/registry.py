@@ -252,10 +252,13 @@ class Registry:
             return None
         return entry.name if entry.installed() else None
 
-    def worker_imports(self, names) -> list[str]:
-        """What the workers of these models (the installed ones among them) import, each module once."""
-        found = (self.installed_name(name) for name in names)
-        return list(dict.fromkeys(module for name in found if name for module in self.entries[name].worker_imports))
+    def installed_names(self, names) -> list[str]:
+        """The installed models among these names and aliases, each by its own name, once."""
+        return sorted({found for name in names if (found := self.installed_name(name))})
+
+    def worker_imports(self, models: list[str]) -> list[str]:
+        """What the workers of these models (installed, by name) import, each module once."""
+        return list(dict.fromkeys(module for name in models for module in self.entries[name].worker_imports))
 
     def priced_as(self) -> dict[str, str | None]:
         """Every model by name, and the catalog model whose list price it takes (None: an operator's

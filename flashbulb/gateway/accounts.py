@@ -181,7 +181,27 @@ def has_admin(db: Engine) -> bool:
         return conn.execute(select(Account.id).where(Account.is_admin.is_(True)).limit(1)).first() is not None
 
 
-def list_keys(db: Engine) -> list[dict]:
+@dataclasses.dataclass(frozen=True)
+class KeyInfo:
+    """One API key with its account, as the operator lists them (never the key itself)."""
+
+    account: str
+    admin: bool
+    balance_micros: int
+    held_micros: int
+    key_id: int
+    key_name: str
+    key_prefix: str
+    created_at: dt.datetime  # UTC
+    revoked: bool
+    expires_at: dt.datetime | None
+    models: list[str] | None  # None: every model
+    cap_micros: int | None
+    spent_micros: int
+    referral_code: str | None
+
+
+def list_keys(db: Engine) -> list[KeyInfo]:
     with db.connect() as conn:
         rows = conn.execute(
             select(
@@ -204,21 +224,21 @@ def list_keys(db: Engine) -> list[dict]:
             .order_by(Account.name, ApiKey.id)
         ).all()
     return [
-        {
-            "account": r.account,
-            "admin": r.is_admin,
-            "balance_micros": r.balance_micros,
-            "held_micros": r.held_micros,
-            "key_id": r.key_id,
-            "key_name": r.key_name,
-            "key_prefix": r.prefix,
-            "created_at": r.created_at.isoformat(timespec="seconds"),
-            "revoked": r.revoked_at is not None,
-            "expires_at": r.expires_at.isoformat(timespec="seconds") if r.expires_at else None,
-            "models": r.models,
-            "cap_micros": r.cap_micros,
-            "spent_micros": r.spent_micros,
-            "referral_code": r.referral_code,
-        }
+        KeyInfo(
+            account=r.account,
+            admin=r.is_admin,
+            balance_micros=r.balance_micros,
+            held_micros=r.held_micros,
+            key_id=r.key_id,
+            key_name=r.key_name,
+            key_prefix=r.prefix,
+            created_at=r.created_at,
+            revoked=r.revoked_at is not None,
+            expires_at=r.expires_at,
+            models=r.models,
+            cap_micros=r.cap_micros,
+            spent_micros=r.spent_micros,
+            referral_code=r.referral_code,
+        )
         for r in rows
     ]

@@ -10,6 +10,7 @@ an invisible watermark in its pixels that survives re-encoding, and the verifica
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable
 from typing import cast
@@ -51,11 +52,15 @@ class Provenance:
 
         if self._signer is None:
             self._signer = credentials.Signer(self.identity)
-        facts = credentials.Facts(
-            model=request.model,
-            input_sha256=tuple(credentials.pixels_sha256(image) for image in request.images),
-            edits=tuple(str(edit.get("operation")) for edit in cast("list[dict]", result.quality.get("edits", []))),
-            watermark=result.watermark,
-        )
         signer = self._signer
-        return lambda data, fmt: signer.sign(data, fmt, facts)
+
+        @functools.cache
+        def facts() -> credentials.Facts:  # hashing the inputs' pixels: where the answer is encoded, off the event loop
+            return credentials.Facts(
+                model=request.model,
+                input_sha256=tuple(credentials.pixels_sha256(image) for image in request.images),
+                edits=tuple(str(edit.get("operation")) for edit in cast("list[dict]", result.quality.get("edits", []))),
+                watermark=result.watermark,
+            )
+
+        return lambda data, fmt: signer.sign(data, fmt, facts())
