@@ -80,7 +80,8 @@ def measure(url: str, threads: int, seconds: float) -> tuple[float, float]:
             ttl_s=600,
             quote=quote,
         )
-        ledger.close_hold(db, rid, 0, ledger.Usage(status="ok", output_images=1), output_pixels=[1024 * 1024])
+        pixels = [1024 * 1024]  # as the gateway settles: the charge its quote gives, and the images returned
+        ledger.close_hold(db, rid, quote.charge_for(pixels), ledger.Usage(status="ok", output_images=1), output_pixels=pixels)
 
     baseline = run_threads(threads, seconds, insert)
     charges = run_threads(threads, seconds, charge)

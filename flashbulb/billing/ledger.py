@@ -1,5 +1,6 @@
-"""Credits and charges. Every charge is hold -> settle or release, each one transaction,
-keyed by request id so that a retry or a second caller can never charge twice.
+"""Credits and charges. Every charge is hold -> settle or release, each atomic (concurrent ones
+share a commit: store.db.GroupCommit), keyed by request id so that a retry or a second caller can
+never charge twice.
 
 Invariants (checked by the tests): balance = sum of ledger entries; held = sum of open holds;
 balance - held >= 0 at every commit; a key's spent + held <= its cap; each (kind, request id) once in
@@ -199,8 +200,8 @@ def close_hold(
     """Settle (charge > 0) or release (charge 0) a hold and write its usage record, atomically.
 
     With `output_pixels` (one entry per image returned), the charge is computed from the unit prices
-    recorded on the hold when it was taken (`charge_micros` is then ignored): a price change between
-    hold and settle never alters it. A settled charge of a referred account pays its referrer's
+    recorded on the hold when it was taken (`charge_micros`, what the caller computed from its quote,
+    is only a first guess): a price change between hold and settle never alters it. A settled charge of a referred account pays its referrer's
     commission in the same transaction, once (the ledger's (kind, request_id) is unique).
 
     `also` runs the caller's own statements in the same transaction (a batch item's result): they
@@ -232,7 +233,7 @@ def close_hold(
         # What only this request's rows are touched by comes first; the account and key rows, which
         # every call of the account updates, last: their locks are held until the commit.
         with pipelined(conn):
-            if output_pixels is not None:
+            if charge != charge_micros:  # the caller's guess was not what the hold's prices give
                 _RECORD_CHARGE(
                     conn, {"b_request": request_id, "b_state": "settled" if charge else "released", "b_charge": charge}
                 )
@@ -266,7 +267,8 @@ def _usage_row(usage: Usage, request_id: str, hold_row, charge_micros: int, now:
 
 
 # Closes a hold still open and returns what the settlement needs, its recorded unit prices included
-# (one round trip: a charge from those prices is then written by _RECORD_CHARGE, in the pipeline).
+# (one round trip): the charge from those prices is written by _RECORD_CHARGE if it is not the one
+# the caller's own quote gave (the gateway's quote is the hold's; another server's may differ).
 _CLOSE_HOLD = Prepared(
     update(_HOLDS)
     .where(_holds.request_id == bindparam("b_request"), _holds.state == "held")

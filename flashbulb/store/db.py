@@ -279,12 +279,13 @@ class GroupCommit:
             write.done = True
 
 
+@dataclasses.dataclass
 class _Write:
-    def __init__(self, work: Callable[[Connection], Any], alone: bool):
-        self.work, self.alone = work, alone
-        self.value: Any = None
-        self.error: BaseException | None = None
-        self.done = False
+    work: Callable[[Connection], Any]
+    alone: bool
+    value: Any = None
+    error: BaseException | None = None
+    done: bool = False
 
 
 _groups: weakref.WeakKeyDictionary[Engine, GroupCommit] = weakref.WeakKeyDictionary()
