@@ -229,7 +229,8 @@ class GroupCommit:
 
     def run(self, work: Callable[[Connection], T], *, alone: bool = False) -> T:
         """`work(conn)`'s value, once it has committed. Grouped work may run twice (its group rolled
-        back): it must change nothing but the database. `alone`: in a transaction of its own, once."""
+        back): it must change nothing but the database, and never call `transact` itself (it would
+        wait for its own group). `alone`: in a transaction of its own, once."""
         write = _Write(work, alone)
         with self._cond:
             self._waiting.append(write)
