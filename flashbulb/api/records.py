@@ -18,5 +18,10 @@ def all_as_json(records: list[Any]) -> list[dict[str, Any]]:
     return [as_json(record) for record in records]
 
 
+def wire_time(when: dt.datetime) -> str:
+    """A UTC time as flashbulb shows it: to the second, without a zone (the CLI's tables too)."""
+    return when.isoformat(timespec="seconds")
+
+
 def _value(value: Any) -> Any:
-    return value.isoformat(timespec="seconds") if isinstance(value, dt.datetime) else value
+    return wire_time(value) if isinstance(value, dt.datetime) else value

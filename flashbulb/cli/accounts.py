@@ -6,7 +6,7 @@ import json
 
 import click
 
-from flashbulb.api.records import all_as_json
+from flashbulb.api.records import all_as_json, wire_time
 from flashbulb.billing.money import micros_to_usd, usd_to_micros
 from flashbulb.cli.root import Context, fail, main, print_table
 from flashbulb.errors import ErrorKind, FlashbulbError
@@ -107,9 +107,9 @@ def keys_list(obj: Context, as_json: bool) -> None:
                 str(r.key_id),
                 r.key_name,
                 r.key_prefix + "…",
-                r.created_at.isoformat(timespec="seconds"),
+                wire_time(r.created_at),
                 "yes" if r.revoked else "",
-                r.expires_at.isoformat(timespec="seconds") if r.expires_at else "",
+                wire_time(r.expires_at) if r.expires_at else "",
                 ",".join(r.models) if r.models is not None else "all",
                 cap,
                 r.referral_code or "",
@@ -188,7 +188,7 @@ def credits_history(obj: Context, account: str, limit: int, as_json: bool) -> No
         return
     lines = [
         [
-            e.created_at.isoformat(timespec="seconds"),
+            wire_time(e.created_at),
             e.kind,
             micros_to_usd(e.amount_micros),
             micros_to_usd(e.balance_after_micros),

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from flashbulb.api.records import all_as_json
+from flashbulb.api.records import all_as_json, wire_time
 from flashbulb.billing.money import micros_to_usd
 from flashbulb.cli.root import Context, err, fail, main, print_table
 from flashbulb.errors import ErrorKind, FlashbulbError
@@ -32,7 +32,7 @@ def usage(ctx: click.Context, as_json: bool, limit: int) -> None:
         return
     lines = [
         [
-            r.created_at.isoformat(timespec="seconds"),
+            wire_time(r.created_at),
             r.account,
             r.model,
             r.status,

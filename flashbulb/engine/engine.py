@@ -327,8 +327,6 @@ class Engine:
                 self._crashes[key] = max(self._crashes.get(key, 0), crashes)
 
     def _check_not_poison(self, request: ImageRequest) -> None:
-        if not self._crashes:  # the common case: nothing has crashed, nothing to hash
-            return
         if self._crashes.get(fingerprint(request), 0) >= POISON_CRASHES:
             raise invalid(
                 f"This exact request stopped the {request.model} worker {POISON_CRASHES} times, so it is refused "
@@ -338,7 +336,7 @@ class Engine:
 
     async def run(self, request: ImageRequest, job: JobContext) -> ImageResult:
         queue = self._queue(self.registry.resolve(request.model))
-        if self._crashes:  # hashing the pixels: off the event loop (nothing has crashed: nothing to hash)
+        if self._crashes:  # the common case, nothing crashed, has nothing to hash; hashing pixels is off the loop
             await asyncio.to_thread(self._check_not_poison, request)
         with queue.cond:
             waiting = len(queue.waiting)
