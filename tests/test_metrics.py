@@ -3,9 +3,17 @@ open holds read from the ledger (exact, and the same from every server on one da
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
+
 import pytest
 from conftest import astronaut, gemini_body, http, png_bytes, start_server
 from prometheus_client.parser import text_string_to_metric_families
+
+from flashbulb.billing import ledger, usage
+from flashbulb.billing.usage import RunningTotals
+from flashbulb.clock import clock
+from flashbulb.gateway import accounts
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +49,44 @@ def test_metrics_count_calls_images_charges_and_holds(server):
     assert found[("flashbulb_http_requests_total", route)] == 2
     latency = (("le", "+Inf"), ("method", "POST"), ("route", "/v1beta/models/{model}:generateContent"))
     assert found[("flashbulb_http_request_seconds_bucket", latency)] == 2
+
+
+def test_running_totals_sum_each_record_once_as_the_cursor_moves_and_days_are_rolled_up(any_database):
+    """What /metrics reports (billing.usage.RunningTotals), on both databases: the same totals from a
+    reader that keeps its cursor across reads, one that starts afresh, and one that read too long ago."""
+    db = any_database
+    model = f"m-{uuid.uuid4().hex[:8]}"  # this test's own calls, whatever else the database holds
+    account_id = accounts.create_key(db, f"totals-{uuid.uuid4().hex[:8]}", credits_micros=10_000_000).account_id
+
+    def call(charge: int) -> None:
+        request_id = uuid.uuid4().hex
+        ledger.hold(db, request_id=request_id, account_id=account_id, key_id=0, model=model, amount_micros=1000, ttl_s=60)
+        outcome = ledger.Usage(status="ok", output_images=1) if charge else ledger.Usage(status="error")
+        ledger.close_hold(db, request_id, charge, outcome)
+
+    def ours(reader: RunningTotals) -> dict:
+        return {s: (t.calls, t.output_images, t.charge_micros) for (m, s), t in reader.read(db).items() if m == model}
+
+    kept = RunningTotals()
+    try:
+        call(100)
+        call(0)
+        assert ours(kept) == {"ok": (1, 1, 100), "error": (1, 0, 0)}  # both newer than the cursor: summed fresh
+        clock.advance(RunningTotals.SETTLED_S + 1)
+        call(200)
+        assert ours(kept) == {"ok": (2, 2, 300), "error": (1, 0, 0)}  # the first two kept, the third fresh
+        behind = kept.counted_to
+        clock.advance(RunningTotals.SETTLED_S + 1)
+        assert ours(kept) == {"ok": (2, 2, 300), "error": (1, 0, 0)} and kept.counted_to > behind  # all three kept
+
+        # Two days on, the records are moved into daily totals: nobody's totals change.
+        clock.advance(dt.timedelta(days=2).total_seconds())
+        assert usage.rollup(db, older_than_days=1)["records"] >= 3
+        call(50)
+        expected = {"ok": (3, 3, 350), "error": (1, 0, 0)}
+        assert ours(RunningTotals()) == expected  # read afresh: the daily totals and the one record left
+        assert ours(kept) == expected  # its cursor read less than an hour ago: its kept sums stand
+        clock.advance(RunningTotals.REREAD_S + 1)
+        assert ours(kept) == expected  # read after more than an hour: everything again, the same
+    finally:
+        clock.offset_s = 0.0

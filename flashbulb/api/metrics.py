@@ -13,57 +13,38 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from flashbulb.billing.usage import CallTotals, RunningTotals
 from flashbulb.engine import imageio
 from flashbulb.engine.engine import Engine
 from flashbulb.gateway.gateway import Gateway
-from flashbulb.store.tables import Hold, UsageDaily, UsageRecord
+from flashbulb.store.tables import Hold
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
 class _DatabaseCollector:
-    """Totals that must be exact across processes: straight from the ledger's tables."""
+    """Totals that must be exact across processes: from the ledger's tables (billing.usage.RunningTotals
+    sums each usage record once, not the whole table at every scrape)."""
 
     def __init__(self, gateway: Gateway):
         self.db = gateway.db
         self.engine: Engine = gateway.engine
+        self.totals = RunningTotals()
 
     def collect(self) -> Iterator[Metric]:  # prometheus_client's collector protocol
         calls = CounterMetricFamily("flashbulb_calls", "Finished calls by model and outcome.", labels=["model", "status"])
         images = CounterMetricFamily("flashbulb_images", "Images returned to callers.", labels=["model"])
         charges = CounterMetricFamily("flashbulb_charged_micros", "Micro-USD charged.", labels=["model"])
-        query = select(
-            UsageRecord.model,
-            UsageRecord.status,
-            func.count(),
-            func.sum(UsageRecord.output_images),
-            func.sum(UsageRecord.charge_micros),
-        ).group_by(UsageRecord.model, UsageRecord.status)
-        # Days moved out by `flashbulb usage rollup` are added back, so the counters never go down.
-        rolled_up = select(
-            UsageDaily.model,
-            UsageDaily.status,
-            func.sum(UsageDaily.calls),
-            func.sum(UsageDaily.output_images),
-            func.sum(UsageDaily.charge_micros),
-        ).group_by(UsageDaily.model, UsageDaily.status)
-        holds_query = select(func.count(), func.sum(Hold.amount_micros)).where(Hold.state == "held")
-        with self.db.connect() as conn:
-            rows = [*conn.execute(query).all(), *conn.execute(rolled_up).all()]
-            open_holds, held = conn.execute(holds_query).one()
-        per_model: dict[str, list[int]] = {}
-        per_status: dict[tuple[str, str], int] = {}
-        for model, status, count, out, charged in rows:
-            per_status[(model, status)] = per_status.get((model, status), 0) + int(count or 0)
-            totals = per_model.setdefault(model, [0, 0])
-            totals[0] += int(out or 0)
-            totals[1] += int(charged or 0)
-        for (model, status), count in per_status.items():
-            calls.add_metric([model, status], count)
-        for model, (out, charged) in per_model.items():
-            images.add_metric([model], out)
-            charges.add_metric([model], charged)
+        per_model: dict[str, CallTotals] = {}
+        for (model, status), counted in self.totals.read(self.db).items():
+            calls.add_metric([model, status], counted.calls)
+            per_model.setdefault(model, CallTotals()).add(0, counted.output_images, counted.charge_micros)
+        for model, counted in per_model.items():
+            images.add_metric([model], counted.output_images)
+            charges.add_metric([model], counted.charge_micros)
         yield from (calls, images, charges)
+        with self.db.connect() as conn:  # the open holds: few rows, on an index
+            open_holds, held = conn.execute(select(func.count(), func.sum(Hold.amount_micros)).where(Hold.state == "held")).one()
         yield GaugeMetricFamily("flashbulb_holds_open", "Holds not yet settled or released.", value=open_holds)
         yield GaugeMetricFamily("flashbulb_holds_open_micros", "Micro-USD reserved by open holds.", value=int(held or 0))
         queued = GaugeMetricFamily("flashbulb_queue_depth", "Jobs waiting per model worker.", labels=["model"])

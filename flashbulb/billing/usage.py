@@ -9,12 +9,14 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import threading
 from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, Engine, RowMapping, Select, delete, func, insert, select, text, update
 from sqlalchemy.orm import InstrumentedAttribute
 
 from flashbulb.billing.money import micros_to_usd
+from flashbulb.clock import clock
 from flashbulb.errors import ErrorKind, FlashbulbError, invalid
 from flashbulb.parsing import whole_number
 from flashbulb.store.tables import Account, ApiKey, LedgerEntry, UsageDaily, UsageRecord, utcnow
@@ -526,3 +528,106 @@ def to_csv(records: list[UsageRow]) -> str:
 def _no_formula(text: str) -> str:
     """A cell a spreadsheet would run as a formula gets a leading quote (CSV injection)."""
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@dataclasses.dataclass
+class CallTotals:
+    """Finished calls of one model with one outcome, and what they returned and cost (all time)."""
+
+    calls: int = 0
+    output_images: int = 0
+    charge_micros: int = 0
+
+    def add(self, calls: int, output_images: int, charge_micros: int) -> None:
+        self.calls += int(calls or 0)
+        self.output_images += int(output_images or 0)
+        self.charge_micros += int(charge_micros or 0)
+
+
+class RunningTotals:
+    """All-time calls, images and charges per (model, status), exact across every server on the
+    database, without summing the whole usage table at each read (/metrics is scraped every few
+    seconds; the table grows by every call). Usage records are only ever inserted (a rollup moves
+    whole days older than one day into usage_daily): rows up to `counted_to` are summed once and
+    kept; each read sums only the newer ones, a range of the primary key.
+
+    The cursor only moves past rows older than SETTLED_S: a PostgreSQL id is taken before its
+    transaction commits, so a smaller id can become visible after a larger one (a settlement
+    commits within milliseconds). Read less often than every REREAD_S, it reads everything again:
+    rows past the cursor are then younger than a day, and a rollup moves only older ones."""
+
+    SETTLED_S = 60.0
+    REREAD_S = 3600.0
+
+    def __init__(self) -> None:
+        self.kept: dict[tuple[str, str], CallTotals] = {}
+        self.counted_to: int | None = None  # the highest usage record id summed into `kept`
+        self.read_at = 0.0  # clock.monotonic() of the last read
+        self._lock = threading.Lock()  # two scrapes at once must not both move the cursor
+
+    def read(self, db: Engine) -> dict[tuple[str, str], CallTotals]:
+        with self._lock:
+            return self._read(db)
+
+    def _read(self, db: Engine) -> dict[tuple[str, str], CallTotals]:
+        now = utcnow()
+        if self.counted_to is None or clock.monotonic() - self.read_at > self.REREAD_S:
+            self._read_all(db, now)
+        else:
+            self._advance(db, now)
+        self.read_at = clock.monotonic()
+        totals = {group: dataclasses.replace(counted) for group, counted in self.kept.items()}
+        newer = _per_model_status(UsageRecord.id > self.counted_to)
+        with db.connect() as conn:
+            for model, status, calls, images, charged in conn.execute(newer):
+                totals.setdefault((model, status), CallTotals()).add(calls, images, charged)
+        return totals
+
+    def _read_all(self, db: Engine, now: dt.datetime) -> None:
+        """Every record settled by now, and the days rolled up, in one statement: one snapshot, so
+        a rollup running at the same time moves no row out of it or into it twice."""
+        settled = now - dt.timedelta(seconds=self.SETTLED_S)
+        with db.connect() as conn:
+            cursor = conn.execute(select(func.max(UsageRecord.id)).where(UsageRecord.created_at < settled)).scalar() or 0
+            records = _per_model_status(UsageRecord.id <= cursor)
+            daily = select(
+                UsageDaily.model,
+                UsageDaily.status,
+                func.sum(UsageDaily.calls),
+                func.sum(UsageDaily.output_images),
+                func.sum(UsageDaily.charge_micros),
+            ).group_by(UsageDaily.model, UsageDaily.status)
+            rows = conn.execute(records.union_all(daily)).all()
+        self.kept = {}
+        for model, status, calls, images, charged in rows:
+            self.kept.setdefault((model, status), CallTotals()).add(calls, images, charged)
+        self.counted_to = cursor
+
+    def _advance(self, db: Engine, now: dt.datetime) -> None:
+        """Sum into `kept` the records past the cursor that are now older than SETTLED_S."""
+        assert self.counted_to is not None
+        settled = now - dt.timedelta(seconds=self.SETTLED_S)
+        with db.connect() as conn:
+            cursor = conn.execute(
+                select(func.max(UsageRecord.id)).where(UsageRecord.id > self.counted_to, UsageRecord.created_at < settled)
+            ).scalar()
+            if cursor is None:
+                return
+            between = _per_model_status(UsageRecord.id > self.counted_to, UsageRecord.id <= cursor)
+            for model, status, calls, images, charged in conn.execute(between):
+                self.kept.setdefault((model, status), CallTotals()).add(calls, images, charged)
+        self.counted_to = cursor
+
+
+def _per_model_status(*where: ColumnElement[bool]) -> Select:
+    return (
+        select(
+            UsageRecord.model,
+            UsageRecord.status,
+            func.count(),
+            func.sum(UsageRecord.output_images),
+            func.sum(UsageRecord.charge_micros),
+        )
+        .where(*where)
+        .group_by(UsageRecord.model, UsageRecord.status)
+    )
