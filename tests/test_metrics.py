@@ -81,7 +81,7 @@ def test_running_totals_sum_each_record_once_as_the_cursor_moves_and_days_are_ro
 
         # Two days on, the records are moved into daily totals: nobody's totals change.
         clock.advance(dt.timedelta(days=2).total_seconds())
-        assert usage.rollup(db, older_than_days=1)["records"] >= 3
+        assert usage.rollup(db, older_than_days=1).records >= 3
         call(50)
         expected = {"ok": (3, 3, 350), "error": (1, 0, 0)}
         assert ours(RunningTotals()) == expected  # read afresh: the daily totals and the one record left

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
-from flashbulb.api.records import all_as_json
+from flashbulb.api.records import all_as_json, report_json, summary_json, totals_json
 from flashbulb.api.serving import ADMIN, Authenticated
 from flashbulb.billing import ledger, usage
 from flashbulb.billing.money import micros_to_usd, usd_to_micros
@@ -140,7 +140,7 @@ def build_router(gateway: Gateway) -> APIRouter:
         check_limit(limit, MAX_PAGE)
         return {
             "records": all_as_json(await asyncio.to_thread(usage.recent, db, limit=limit)),
-            "totals": await asyncio.to_thread(usage.totals, db),
+            "totals": totals_json(await asyncio.to_thread(usage.totals, db)),
         }
 
     @router.get("/usage/summary", dependencies=[ADMIN])
@@ -155,8 +155,10 @@ def build_router(gateway: Gateway) -> APIRouter:
         over UTC days ?from= to ?to= (both included; default the last 30), rolled-up days included."""
         first, last = usage.window(start, end)
         account_id = await asyncio.to_thread(usage.account_id_of, db, account) if account else None
-        return await asyncio.to_thread(
-            usage.summarize, db, group=usage.parse_group(group), start=first, end=last, account_id=account_id
+        return report_json(
+            await asyncio.to_thread(
+                usage.summarize, db, group=usage.parse_group(group), start=first, end=last, account_id=account_id
+            )
         )
 
     @router.get("/ledger", dependencies=[ADMIN])
@@ -260,10 +262,19 @@ def build_account_router(gateway: Gateway) -> APIRouter:
         if not 1 <= days <= 366:
             raise invalid("days must be between 1 and 366", param="days")
         first, last = usage.window(start, end, default_days=days, max_days=366)
-        body = await asyncio.to_thread(usage.summary, gateway.db, account_id=caller.account_id, start=first, end=last)
+        body = summary_json(
+            await asyncio.to_thread(usage.summary, gateway.db, account_id=caller.account_id, start=first, end=last)
+        )
         if group:
-            grouped = await asyncio.to_thread(
-                usage.summarize, gateway.db, group=usage.parse_group(group), start=first, end=last, account_id=caller.account_id
+            grouped = report_json(
+                await asyncio.to_thread(
+                    usage.summarize,
+                    gateway.db,
+                    group=usage.parse_group(group),
+                    start=first,
+                    end=last,
+                    account_id=caller.account_id,
+                )
             )
             body.update(group=grouped["group"], rows=grouped["rows"])
         return body

@@ -11,6 +11,7 @@ import io
 import json
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, RowMapping, Select, delete, func, insert, select, text, update
 from sqlalchemy.orm import InstrumentedAttribute
@@ -54,6 +55,68 @@ class StatementEntry:
     request_id: str | None
     note: str
     created_at: dt.datetime  # UTC
+
+
+@dataclasses.dataclass(frozen=True)
+class Spend:
+    """Calls, images and charges summed over usage records (rolled-up days included)."""
+
+    calls: int = 0
+    input_images: int = 0
+    images: int = 0
+    output_pixels: int = 0
+    latency_ms: int = 0  # the sum: the mean is latency_ms / calls
+    charge_micros: int = 0
+
+    def __add__(self, other: Spend) -> Spend:
+        return Spend(*(getattr(self, f) + getattr(other, f) for f in _SUMS))
+
+
+@dataclasses.dataclass(frozen=True)
+class SpendRow:
+    """One combination of the dimensions a report is grouped by, and its sums. A dimension the
+    report is not grouped by stays None ("key" fills key_id, key_name and key_prefix)."""
+
+    spend: Spend
+    account: str | None = None
+    key_id: int | None = None
+    key_name: str | None = None
+    key_prefix: str | None = None
+    model: str | None = None
+    day: str | None = None  # YYYY-MM-DD (UTC)
+    status: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SpendReport:
+    """`summarize`'s answer: rows per combination of `group`, between two UTC days (None: unbounded)."""
+
+    start: dt.date | None
+    end: dt.date | None
+    group: tuple[str, ...]
+    rows: list[SpendRow]
+    totals: Spend
+
+
+@dataclasses.dataclass(frozen=True)
+class SpendSummary:
+    """`summary`'s answer: every UTC day of a window (zeros included) and each model, newest spend first."""
+
+    start: dt.date
+    end: dt.date
+    days: list[tuple[str, Spend]]  # (YYYY-MM-DD, its sums)
+    models: list[tuple[str, Spend]]
+    total: Spend
+
+
+@dataclasses.dataclass(frozen=True)
+class Rollup:
+    """What `rollup` moved: records of `days` UTC days before `before` into `daily_rows` daily totals."""
+
+    before: dt.date
+    days: int = 0
+    records: int = 0
+    daily_rows: int = 0
 
 
 _REPORTED = tuple(field.name for field in dataclasses.fields(UsageRow))
@@ -121,10 +184,9 @@ def _newest_first(
     return rows, ""
 
 
-def totals(db: Engine, *, account_id: int | None = None) -> list[dict]:
+def totals(db: Engine, *, account_id: int | None = None) -> list[SpendRow]:
     """All-time calls, images and charges per account and model (rolled-up days included)."""
-    rows = summarize(db, group=("account", "model"), account_id=account_id)["rows"]
-    return [{k: r[k] for k in ("account", "model", "calls", "images", "charge_micros")} for r in rows]
+    return summarize(db, group=("account", "model"), account_id=account_id).rows
 
 
 def summary(
@@ -135,31 +197,24 @@ def summary(
     today: dt.date | None = None,
     start: dt.date | None = None,
     end: dt.date | None = None,
-) -> dict:
+) -> SpendSummary:
     """Spend over the last `days` UTC days (today included), or from `start` to `end` (both
     included): one row per day, zeros included, and one row per model, newest spend first.
     Rolled-up days count the same as days still kept call by call."""
     today = today or utcnow().date()
     end = end or today
     first = start or end - dt.timedelta(days=days - 1)
-    per_day = summarize(db, group=("day",), start=first, end=end, account_id=account_id)["rows"]
-    per_model = summarize(db, group=("model",), start=first, end=end, account_id=account_id)["rows"]
-
-    def row(r: dict) -> dict:
-        return {"calls": r["calls"], "images": r["images"], "charge_micros": r["charge_micros"]}
-
-    by_day = {r["day"]: row(r) for r in per_day}
-    zero = {"calls": 0, "images": 0, "charge_micros": 0}
+    by_day = {r.day: r.spend for r in summarize(db, group=("day",), start=first, end=end, account_id=account_id).rows}
+    per_model = summarize(db, group=("model",), start=first, end=end, account_id=account_id).rows
     dates = [(first + dt.timedelta(days=i)).isoformat() for i in range((end - first).days + 1)]
-    models = sorted(({"model": r["model"], **row(r)} for r in per_model), key=lambda m: (-m["charge_micros"], m["model"]))
-    return {
-        "from": dates[0],
-        "to": dates[-1],
-        "days": [{"date": d, **by_day.get(d, zero)} for d in dates],
-        "models": models,
-        "calls": sum(m["calls"] for m in models),
-        "charge_micros": sum(m["charge_micros"] for m in models),
-    }
+    models = sorted(((r.model or "", r.spend) for r in per_model), key=lambda m: (-m[1].charge_micros, m[0]))
+    return SpendSummary(
+        start=first,
+        end=end,
+        days=[(d, by_day.get(d, Spend())) for d in dates],
+        models=models,
+        total=sum((spend for _, spend in models), Spend()),
+    )
 
 
 def account_id_of(db: Engine, name: str) -> int:
@@ -182,7 +237,7 @@ def window(start: str | None, end: str | None, *, default_days: int = 30, max_da
 
 
 GROUPS = ("account", "key", "model", "day", "status")
-_SUMS = ("calls", "input_images", "images", "output_pixels", "latency_ms", "charge_micros")
+_SUMS = tuple(field.name for field in dataclasses.fields(Spend))
 
 
 def parse_group(text: str | None) -> tuple[str, ...]:
@@ -214,7 +269,7 @@ def summarize(
     start: dt.date | None = None,
     end: dt.date | None = None,
     account_id: int | None = None,
-) -> dict:
+) -> SpendReport:
     """Calls, images and charges between two UTC days (both included; None: unbounded), one row
     per combination of the `group` dimensions (account, key, model, day, status). Detail records
     and rolled-up daily totals are added together, so a rollup never changes an answer."""
@@ -257,7 +312,7 @@ def summarize(
     if group:
         detail = detail.group_by(*(dims[g][0] for g in group))
         daily = daily.group_by(*(dims[g][1] for g in group))
-    merged: dict[tuple, dict[str, int]] = {}
+    merged: dict[tuple, Spend] = {}
     with db.connect() as conn:
         for query in (detail, daily):
             for r in conn.execute(query).mappings():
@@ -265,36 +320,25 @@ def summarize(
                     continue  # an ungrouped sum over nothing
                 # SQLite's date() gives 'YYYY-MM-DD', PostgreSQL's a date: both print the same.
                 key = tuple(str(r[g])[:10] if g == "day" else r[g] for g in group)
-                sums = merged.setdefault(key, dict.fromkeys(_SUMS, 0))
-                for name in _SUMS:
-                    sums[name] += int(r[name] or 0)
+                merged[key] = merged.get(key, Spend()) + Spend(*(int(r[name] or 0) for name in _SUMS))
         names = dict(conn.execute(select(Account.id, Account.name)).all()) if "account" in group else {}
         keys = {r.id: r for r in conn.execute(select(ApiKey.id, ApiKey.name, ApiKey.prefix))} if "key" in group else {}
     rows = []
     for key in sorted(merged, key=lambda k: tuple("" if v is None else v for v in k)):
-        row: dict = {}
+        named: dict[str, Any] = {}
         for g, value in zip(group, key):
             if g == "account":
-                row["account"] = names.get(value, str(value))
+                named["account"] = names.get(value, str(value))
             elif g == "key":
                 found = keys.get(value)
-                row.update(key_id=value, key_name=found.name if found else "", key_prefix=found.prefix if found else "")
+                named.update(key_id=value, key_name=found.name if found else "", key_prefix=found.prefix if found else "")
             else:
-                row[g] = value
-        row.update(merged[key])
-        row["charge_usd"] = micros_to_usd(row["charge_micros"])
-        rows.append(row)
-    total = {name: sum(r[name] for r in rows) for name in _SUMS}
-    return {
-        "from": start.isoformat() if start else None,
-        "to": end.isoformat() if end else None,
-        "group": list(group),
-        "rows": rows,
-        "totals": {**total, "charge_usd": micros_to_usd(total["charge_micros"])},
-    }
+                named[g] = value
+        rows.append(SpendRow(merged[key], **named))
+    return SpendReport(start, end, group, rows, sum((r.spend for r in rows), Spend()))
 
 
-def rollup(db: Engine, *, older_than_days: int, batch_days: int = 7, today: dt.date | None = None) -> dict:
+def rollup(db: Engine, *, older_than_days: int, batch_days: int = 7, today: dt.date | None = None) -> Rollup:
     """Move usage records of UTC days before `today - older_than_days` into daily totals
     (usage_daily) and delete them: one transaction per `batch_days` days, so an interrupted run
     loses nothing and a second run finds nothing left to move (it is idempotent)."""
@@ -302,7 +346,7 @@ def rollup(db: Engine, *, older_than_days: int, batch_days: int = 7, today: dt.d
         raise invalid("--older-than must be at least one day")
     cutoff = (today or utcnow().date()) - dt.timedelta(days=older_than_days)
     cutoff_at = dt.datetime.combine(cutoff, dt.time())
-    moved: dict = {"before": cutoff.isoformat(), "days": 0, "records": 0, "daily_rows": 0}
+    moved = Rollup(before=cutoff)
     day = func.date(UsageRecord.created_at)
     while True:
         with db.connect() as conn:
@@ -369,9 +413,12 @@ def rollup(db: Engine, *, older_than_days: int, batch_days: int = 7, today: dt.d
             deleted = conn.execute(delete(UsageRecord).where(*window)).rowcount
             if deleted != sum(int(g["calls"]) for g in groups):
                 raise RuntimeError("usage records changed during the rollup; nothing was moved")  # rolls back
-        moved["days"] += len({g["day"] for g in groups})
-        moved["records"] += deleted
-        moved["daily_rows"] += len(groups)
+        moved = dataclasses.replace(
+            moved,
+            days=moved.days + len({g["day"] for g in groups}),
+            records=moved.records + deleted,
+            daily_rows=moved.daily_rows + len(groups),
+        )
 
 
 _DAILY_SUMS = ("calls", "input_images", "input_pixels", "output_images", "output_pixels", "latency_ms", "charge_micros")

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from flashbulb.api.records import all_as_json, wire_time
+from flashbulb.api.records import all_as_json, rollup_json, totals_json, wire_time
 from flashbulb.billing.money import micros_to_usd
 from flashbulb.cli.root import Context, err, fail, main, print_table
 from flashbulb.errors import ErrorKind, FlashbulbError
@@ -28,7 +28,7 @@ def usage(ctx: click.Context, as_json: bool, limit: int) -> None:
     records = usage_report.recent(obj.db, limit=limit)
     totals = usage_report.totals(obj.db)
     if as_json:
-        print(json.dumps({"records": all_as_json(records), "totals": totals}, indent=2))
+        print(json.dumps({"records": all_as_json(records), "totals": totals_json(totals)}, indent=2))
         return
     lines = [
         [
@@ -49,7 +49,10 @@ def usage(ctx: click.Context, as_json: bool, limit: int) -> None:
         whole=("account", "model"),
         title="recent calls",
     )
-    sums = [[t["account"], t["model"], str(t["calls"]), str(t["images"]), micros_to_usd(t["charge_micros"])] for t in totals]
+    sums = [
+        [t.account or "", t.model or "", str(t.spend.calls), str(t.spend.images), micros_to_usd(t.spend.charge_micros)]
+        for t in totals
+    ]
     print_table(["account", "model", "calls", "images", "charge USD"], sums, whole=("account", "model"), title="totals")
 
 
@@ -100,8 +103,8 @@ def usage_rollup(obj: Context, older_than: str, batch_days: int, as_json: bool) 
     except FlashbulbError as error:
         fail(error)
     if as_json:
-        print(json.dumps(moved))
+        print(json.dumps(rollup_json(moved)))
     else:
         print(
-            f"rolled up {moved['records']} usage records from {moved['days']} days before {moved['before']} into {moved['daily_rows']} daily rows"
+            f"rolled up {moved.records} usage records from {moved.days} days before {moved.before} into {moved.daily_rows} daily rows"
         )
