@@ -281,6 +281,28 @@ def _swallow(call) -> None:
         pass
 
 
+def test_a_pooled_connection_the_database_dropped_while_idle_is_replaced_before_it_is_used(new_postgres_database):
+    """store.db pings a pooled connection idle for over PING_IDLE_S before handing it out (not every
+    one: that was a round trip per transaction): one the database dropped meanwhile (a restart, a
+    failover, an idle timeout) is replaced, and the statement never sees it."""
+    import sqlalchemy as sa
+
+    url = new_postgres_database()
+    db = store.connect(url)
+    admin = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
+    try:
+        with db.connect() as conn:  # back in the pool afterwards
+            dropped = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        with admin.connect() as conn:
+            assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": dropped}).scalar()
+        time.sleep(store.PING_IDLE_S + 0.2)
+        with db.connect() as conn:
+            assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar() != dropped
+    finally:
+        db.dispose()
+        admin.dispose()
+
+
 def test_a_database_outage_is_a_503_that_costs_nothing_and_its_holds_are_released_when_it_is_back(
     new_postgres_database, tmp_path
 ):

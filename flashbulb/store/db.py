@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import functools
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, NoResultFound, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, InterfaceError, NoResultFound, OperationalError
 from sqlalchemy.sql.expression import ClauseElement
 
 from flashbulb.errors import ErrorKind, FlashbulbError
@@ -79,7 +80,36 @@ def _connect(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=10, max_overflow=20)
+    _ping_when_idle(engine)
+    return engine
+
+
+PING_IDLE_S = 1.0  # a pooled connection idle longer than this is checked before it is used
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """SQLAlchemy's pool_pre_ping, for connections idle over PING_IDLE_S only. Pinging every
+    checkout was a round trip in each transaction: 8% of the ledger's time on PostgreSQL under
+    load (bench/ledger_throughput.py, py-spy), where connections go back to the pool in between
+    transactions many times a second. One that died since its last use (a database restart)
+    raises DisconnectionError here, and the pool connects again (SQLAlchemy's disconnect
+    handling); one that dies within the second fails its statement, is invalidated, and the
+    caller gets the unavailable answer (503, nothing charged), as a connection lost mid-call does."""
+
+    @event.listens_for(engine, "connect")
+    @event.listens_for(engine, "checkin")
+    def _note_use(_dbapi_connection, record) -> None:
+        record.info["used"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection, record, _proxy) -> None:
+        if time.monotonic() - record.info.get("used", 0.0) <= PING_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)  # as pool_pre_ping does (outside any transaction)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(str(exc)) from exc
 
 
 class Prepared:
