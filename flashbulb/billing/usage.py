@@ -4,6 +4,7 @@ retention: `rollup` moves old per-call records into daily totals that every summ
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import datetime as dt
@@ -598,10 +599,11 @@ class RunningTotals:
     whole days older than one day into usage_daily): rows up to `counted_to` are summed once and
     kept; each read sums only the newer ones, a range of the primary key.
 
-    The cursor only moves past rows older than SETTLED_S: a PostgreSQL id is taken before its
-    transaction commits, so a smaller id can become visible after a larger one (a settlement
-    commits within milliseconds). Read less often than every REREAD_S, it reads everything again:
-    rows past the cursor are then younger than a day, and a rollup moves only older ones."""
+    An id is taken before its transaction commits, so on PostgreSQL a smaller id can become visible
+    after a larger one. The cursor therefore only moves up to the newest id seen SETTLED_S ago:
+    every id below it has committed since (a settlement commits within milliseconds). Read less
+    often than every REREAD_S, it reads everything again: rows past the cursor are then younger
+    than a day, and a rollup moves only older ones."""
 
     SETTLED_S = 60.0
     REREAD_S = 3600.0
@@ -610,6 +612,7 @@ class RunningTotals:
         self.kept: dict[tuple[str, str], CallTotals] = {}
         self.counted_to: int | None = None  # the highest usage record id summed into `kept`
         self.read_at = 0.0  # clock.monotonic() of the last read
+        self._newest_seen: collections.deque[tuple[float, int]] = collections.deque()  # (when, newest id then)
         self._lock = threading.Lock()  # two scrapes at once must not both move the cursor
 
     def read(self, db: Engine) -> dict[tuple[str, str], CallTotals]:
@@ -617,11 +620,10 @@ class RunningTotals:
             return self._read(db)
 
     def _read(self, db: Engine) -> dict[tuple[str, str], CallTotals]:
-        now = utcnow()
         if self.counted_to is None or clock.monotonic() - self.read_at > self.REREAD_S:
-            self._read_all(db, now)
+            self._read_all(db)
         else:
-            self._advance(db, now)
+            self._advance(db)
         self.read_at = clock.monotonic()
         totals = {group: dataclasses.replace(counted) for group, counted in self.kept.items()}
         newer = _per_model_status(UsageRecord.id > self.counted_to)
@@ -630,12 +632,13 @@ class RunningTotals:
                 totals.setdefault((model, status), CallTotals()).add(calls, images, charged)
         return totals
 
-    def _read_all(self, db: Engine, now: dt.datetime) -> None:
-        """Every record settled by now, and the days rolled up, in one statement: one snapshot, so
-        a rollup running at the same time moves no row out of it or into it twice."""
-        settled = now - dt.timedelta(seconds=self.SETTLED_S)
+    def _read_all(self, db: Engine) -> None:
+        """Every record an hour old (by its own time: well past its commit, whatever the clocks of
+        the servers that wrote it) and the days rolled up, in one statement: one snapshot, so a
+        rollup running at the same time moves no row out of it or into it twice."""
+        old = utcnow() - dt.timedelta(seconds=self.REREAD_S)
         with db.connect() as conn:
-            cursor = conn.execute(select(func.max(UsageRecord.id)).where(UsageRecord.created_at < settled)).scalar() or 0
+            cursor = conn.execute(select(func.max(UsageRecord.id)).where(UsageRecord.created_at < old)).scalar() or 0
             records = _per_model_status(UsageRecord.id <= cursor)
             daily = select(
                 UsageDaily.model,
@@ -649,21 +652,24 @@ class RunningTotals:
         for model, status, calls, images, charged in rows:
             self.kept.setdefault((model, status), CallTotals()).add(calls, images, charged)
         self.counted_to = cursor
+        self._newest_seen.clear()
 
-    def _advance(self, db: Engine, now: dt.datetime) -> None:
-        """Sum into `kept` the records past the cursor that are now older than SETTLED_S."""
+    def _advance(self, db: Engine) -> None:
+        """Sum into `kept` the records up to the newest id seen SETTLED_S ago or more."""
         assert self.counted_to is not None
-        settled = now - dt.timedelta(seconds=self.SETTLED_S)
+        now = clock.monotonic()
         with db.connect() as conn:
-            cursor = conn.execute(
-                select(func.max(UsageRecord.id)).where(UsageRecord.id > self.counted_to, UsageRecord.created_at < settled)
-            ).scalar()
-            if cursor is None:
+            newest = conn.execute(select(func.max(UsageRecord.id))).scalar() or 0
+            self._newest_seen.append((now, newest))
+            settled = None
+            while self._newest_seen and self._newest_seen[0][0] <= now - self.SETTLED_S:
+                settled = self._newest_seen.popleft()[1]
+            if settled is None or settled <= self.counted_to:
                 return
-            between = _per_model_status(UsageRecord.id > self.counted_to, UsageRecord.id <= cursor)
+            between = _per_model_status(UsageRecord.id > self.counted_to, UsageRecord.id <= settled)
             for model, status, calls, images, charged in conn.execute(between):
                 self.kept.setdefault((model, status), CallTotals()).add(calls, images, charged)
-        self.counted_to = cursor
+        self.counted_to = settled
 
 
 def _per_model_status(*where: ColumnElement[bool]) -> Select:

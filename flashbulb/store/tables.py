@@ -113,6 +113,8 @@ class LedgerEntry(Base):
 
 class UsageRecord(Base):
     __tablename__ = "usage_records"
+    # Ids never reused (SQLite would give a deleted largest one again): /metrics sums records by id range.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     request_id: Mapped[str] = mapped_column(String(64), unique=True)
