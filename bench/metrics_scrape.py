@@ -75,8 +75,9 @@ def measure(url: str, records: int) -> tuple[float, float]:
         with db.begin() as conn:
             conn.execute(sa.text("ANALYZE usage_records"))
     totals = RunningTotals()
-    clock.advance(RunningTotals.SETTLED_S + 1)  # the bulk is a minute old: behind the cursor after one read
-    totals.read(db)
+    totals.read(db)  # a server's first scrape sums everything
+    clock.advance(RunningTotals.SETTLED_S + 1)
+    totals.read(db)  # a minute on, what it saw then is behind its cursor: kept, not read again
 
     def full_sum() -> None:
         with db.connect() as conn:

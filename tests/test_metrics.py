@@ -74,9 +74,11 @@ def test_running_totals_sum_each_record_once_as_the_cursor_moves_and_days_are_ro
         assert ours(kept) == {"ok": (1, 1, 100), "error": (1, 0, 0)}  # both newer than the cursor: summed fresh
         clock.advance(RunningTotals.SETTLED_S + 1)
         call(200)
-        assert ours(kept) == {"ok": (2, 2, 300), "error": (1, 0, 0)}  # newest id seen now: the cursor waits
+        assert ours(kept) == {"ok": (2, 2, 300), "error": (1, 0, 0)}  # the two seen a minute ago kept, the third fresh
+        two_kept = kept.counted_to
+        assert two_kept
         clock.advance(RunningTotals.SETTLED_S + 1)
-        assert ours(kept) == {"ok": (2, 2, 300), "error": (1, 0, 0)} and kept.counted_to  # all three kept now
+        assert ours(kept) == {"ok": (2, 2, 300), "error": (1, 0, 0)} and kept.counted_to > two_kept  # all three kept
         behind = kept.counted_to
 
         # Two days on, the records are moved into daily totals: nobody's totals change.
@@ -91,3 +93,39 @@ def test_running_totals_sum_each_record_once_as_the_cursor_moves_and_days_are_ro
         assert ours(kept) == expected  # read after more than an hour: everything again, the same
     finally:
         clock.offset_s = 0.0
+
+
+def test_a_usage_record_that_commits_after_a_newer_one_is_still_counted(new_postgres_database):
+    """On PostgreSQL a usage record's id is taken when it is written, so one whose transaction commits
+    late becomes visible after a record with a larger id: the cursor must not have passed it."""
+    import sqlalchemy as sa
+
+    from flashbulb.store import db as store
+    from flashbulb.store.tables import UsageRecord, utcnow
+
+    db = store.connect(new_postgres_database())
+    store.migrate(db)
+    made = accounts.create_key(db, "late", credits_micros=10_000_000)
+    reader = RunningTotals()
+    try:
+        reader.read(db)
+        with db.connect() as slow:
+            late = slow.begin()  # a settlement still committing: its id is taken, its row not yet visible
+            slow.execute(
+                sa.insert(UsageRecord).values(
+                    request_id="late", account_id=made.account_id, key_id=made.key_id, model="m", status="ok",
+                    output_images=1, charge_micros=7, quality={}, created_at=utcnow(),
+                )  # fmt: skip
+            )
+            ledger.hold(db, request_id="newer", account_id=made.account_id, key_id=made.key_id, model="m", amount_micros=10, ttl_s=60)
+            ledger.close_hold(db, "newer", 5, ledger.Usage(status="ok", output_images=1))
+            clock.advance(RunningTotals.SETTLED_S + 1)
+            assert reader.read(db)[("m", "ok")].charge_micros == 5  # the newer one only
+            late.commit()
+        for _ in range(2):  # the cursor moves past both, a minute apart
+            clock.advance(RunningTotals.SETTLED_S + 1)
+            assert reader.read(db)[("m", "ok")].charge_micros == 12
+        assert RunningTotals().read(db)[("m", "ok")].charge_micros == 12  # a reader starting now agrees
+    finally:
+        clock.offset_s = 0.0
+        db.dispose()

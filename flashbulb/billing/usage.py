@@ -648,11 +648,12 @@ class RunningTotals:
                 func.sum(UsageDaily.charge_micros),
             ).group_by(UsageDaily.model, UsageDaily.status)
             rows = conn.execute(records.union_all(daily)).all()
+            newest = conn.execute(select(func.max(UsageRecord.id))).scalar() or 0
         self.kept = {}
         for model, status, calls, images, charged in rows:
             self.kept.setdefault((model, status), CallTotals()).add(calls, images, charged)
         self.counted_to = cursor
-        self._newest_seen.clear()
+        self._newest_seen = collections.deque([(clock.monotonic(), newest)])  # where the cursor may move a minute on
 
     def _advance(self, db: Engine) -> None:
         """Sum into `kept` the records up to the newest id seen SETTLED_S ago or more."""
