@@ -113,7 +113,9 @@ def test_a_usage_record_that_commits_after_a_newer_one_is_still_counted(new_post
             late = slow.begin()  # a settlement still committing: its id is taken, its row not yet visible
             row = {"request_id": "late", "account_id": made.account_id, "key_id": made.key_id, "model": "m", "status": "ok"}
             slow.execute(sa.insert(UsageRecord).values(**row, output_images=1, charge_micros=7, quality={}, created_at=utcnow()))
-            ledger.hold(db, request_id="newer", account_id=made.account_id, key_id=made.key_id, model="m", amount_micros=10, ttl_s=60)
+            ledger.hold(
+                db, request_id="newer", account_id=made.account_id, key_id=made.key_id, model="m", amount_micros=10, ttl_s=60
+            )
             ledger.close_hold(db, "newer", 5, ledger.Usage(status="ok", output_images=1))
             clock.advance(RunningTotals.SETTLED_S + 1)
             assert reader.read(db)[("m", "ok")].charge_micros == 5  # the newer one only
