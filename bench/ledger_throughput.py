@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -23,6 +22,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from databases import scratch_databases
 
 from flashbulb.billing import ledger, quotes
 from flashbulb.gateway import accounts
@@ -102,29 +103,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--postgres", default=os.environ.get("FLASHBULB_TEST_POSTGRES_URL", ""))
     args = parser.parse_args()
-    targets = []
-    tmp = tempfile.TemporaryDirectory()
-    targets.append(("sqlite", f"sqlite:///{Path(tmp.name) / 'bench.db'}", None))
-    if args.postgres:
-        admin = sa.create_engine(args.postgres.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
-        name = f"flashbulb_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        targets.append(("postgresql", args.postgres.rsplit("/", 1)[0] + "/" + name, (admin, name)))
     print(f"{args.threads} threads, {args.seconds:g} s each; baseline = bare INSERT of one row per transaction")
     print(f"{'database':<12}{'baseline tx/s':>15}{'charges/s':>12}{'ratio':>8}")
-    try:
-        for label, url, _ in targets:
+    with scratch_databases(args.postgres) as targets:
+        for label, url in targets:
             baseline, charges = measure(url, args.threads, args.seconds)
             print(f"{label:<12}{baseline:>15.0f}{charges:>12.0f}{charges / baseline:>8.2f}")
-    finally:
-        for _, _, cleanup in targets:
-            if cleanup:
-                admin, name = cleanup
-                with admin.connect() as conn:
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                admin.dispose()
-        tmp.cleanup()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -24,6 +23,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from databases import scratch_databases
 
 from flashbulb.billing.usage import RunningTotals, _per_model_status
 from flashbulb.clock import clock
@@ -95,28 +96,12 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--postgres", default=os.environ.get("FLASHBULB_TEST_POSTGRES_URL", ""))
     args = parser.parse_args()
-    tmp = tempfile.TemporaryDirectory()
-    targets = [("sqlite", f"sqlite:///{Path(tmp.name) / 'bench.db'}", None)]
-    if args.postgres:
-        admin = sa.create_engine(args.postgres.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
-        name = f"flashbulb_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        targets.append(("postgresql", args.postgres.rsplit("/", 1)[0] + "/" + name, (admin, name)))
     print(f"{args.records:,} usage records; baseline = summing the whole usage table (each scrape, before)")
     print(f"{'database':<12}{'baseline ms':>13}{'running totals ms':>19}{'ratio':>8}")
-    try:
-        for label, url, _ in targets:
+    with scratch_databases(args.postgres) as targets:
+        for label, url in targets:
             baseline, running = measure(url, args.records)
             print(f"{label:<12}{baseline:>13.1f}{running:>19.2f}{running / baseline:>8.3f}")
-    finally:
-        for _, _, cleanup in targets:
-            if cleanup:
-                admin, name = cleanup
-                with admin.connect() as conn:
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                admin.dispose()
-        tmp.cleanup()
 
 
 if __name__ == "__main__":

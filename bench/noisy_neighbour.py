@@ -25,14 +25,12 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import sqlalchemy as sa
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import SLOW_MODEL, astronaut, gemini_body, png_bytes, start_server
+from databases import scratch_databases
 
 UNLIMITED = "[rate_limits]\nkey_rpm = 0\naccount_rpm = 0\nkey_concurrent = 0\naccount_concurrent = 0\n"
 
@@ -104,16 +102,9 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--postgres", default=os.environ.get("FLASHBULB_TEST_POSTGRES_URL", ""))
     args = parser.parse_args()
-    targets = [("sqlite", f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}")]
-    admin, name = None, f"flashbulb_bench_{uuid.uuid4().hex[:8]}"
-    if args.postgres:
-        admin = sa.create_engine(args.postgres.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        targets.append(("postgresql", args.postgres.rsplit("/", 1)[0] + "/" + name))
     print("B's 64x64 edits on flashbulb-photo while account A is noisy; baseline = B's calls alone")
     print(f"{'database':<12}{'phase':<32}{'calls':>6}{'median s':>10}{'max s':>8}{'median ratio':>14}{'max ratio':>11}")
-    try:
+    with scratch_databases(args.postgres) as targets:
         for label, url in targets:
             phases = measure(url, args.flood, args.items)
             alone = phases["alone"]
@@ -122,11 +113,6 @@ def main() -> None:
                     f"{label:<12}{phase:<32}{len(times):>6}{statistics.median(times):>10.3f}{max(times):>8.3f}"
                     f"{statistics.median(times) / statistics.median(alone):>14.2f}{max(times) / max(alone):>11.2f}"
                 )
-    finally:
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
 
 
 if __name__ == "__main__":
