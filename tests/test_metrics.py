@@ -65,7 +65,7 @@ def test_running_totals_sum_each_record_once_as_the_cursor_moves_and_days_are_ro
         ledger.close_hold(db, request_id, charge, outcome)
 
     def ours(reader: RunningTotals) -> dict:
-        return {s: (t.calls, t.output_images, t.charge_micros) for (m, s), t in reader.read(db).items() if m == model}
+        return {s: (t.calls, t.images, t.charge_micros) for (m, s), t in reader.read(db).items() if m == model}
 
     kept = RunningTotals()
     try:

@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flashbulb.billing.usage import CallTotals, RunningTotals
+from flashbulb.billing.usage import RunningTotals, Spend
 from flashbulb.engine import imageio
 from flashbulb.engine.engine import Engine
 from flashbulb.gateway.gateway import Gateway
@@ -35,12 +35,12 @@ class _DatabaseCollector:
         calls = CounterMetricFamily("flashbulb_calls", "Finished calls by model and outcome.", labels=["model", "status"])
         images = CounterMetricFamily("flashbulb_images", "Images returned to callers.", labels=["model"])
         charges = CounterMetricFamily("flashbulb_charged_micros", "Micro-USD charged.", labels=["model"])
-        per_model: dict[str, CallTotals] = {}
+        per_model: dict[str, Spend] = {}
         for (model, status), counted in self.totals.read(self.db).items():
             calls.add_metric([model, status], counted.calls)
-            per_model.setdefault(model, CallTotals()).add(0, counted.output_images, counted.charge_micros)
+            per_model[model] = per_model.get(model, Spend()) + counted
         for model, counted in per_model.items():
-            images.add_metric([model], counted.output_images)
+            images.add_metric([model], counted.images)
             charges.add_metric([model], counted.charge_micros)
         yield from (calls, images, charges)
         with self.db.connect() as conn:  # the open holds: few rows, on an index

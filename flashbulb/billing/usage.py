@@ -578,20 +578,6 @@ def _no_formula(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-@dataclasses.dataclass
-class CallTotals:
-    """Finished calls of one model with one outcome, and what they returned and cost (all time)."""
-
-    calls: int = 0
-    output_images: int = 0
-    charge_micros: int = 0
-
-    def add(self, calls: int, output_images: int, charge_micros: int) -> None:
-        self.calls += int(calls or 0)
-        self.output_images += int(output_images or 0)
-        self.charge_micros += int(charge_micros or 0)
-
-
 class RunningTotals:
     """All-time calls, images and charges per (model, status), exact across every server on the
     database, without summing the whole usage table at each read (/metrics is scraped every few
@@ -609,27 +595,27 @@ class RunningTotals:
     REREAD_S = 3600.0
 
     def __init__(self) -> None:
-        self.kept: dict[tuple[str, str], CallTotals] = {}
+        self.kept: dict[tuple[str, str], Spend] = {}
         self.counted_to: int | None = None  # the highest usage record id summed into `kept`
         self.read_at = 0.0  # clock.monotonic() of the last read
         self._newest_seen: collections.deque[tuple[float, int]] = collections.deque()  # (when, newest id then)
         self._lock = threading.Lock()  # two scrapes at once must not both move the cursor
 
-    def read(self, db: Engine) -> dict[tuple[str, str], CallTotals]:
+    def read(self, db: Engine) -> dict[tuple[str, str], Spend]:
+        """(model, status) -> its calls, images and charges (the other sums are not kept)."""
         with self._lock:
             return self._read(db)
 
-    def _read(self, db: Engine) -> dict[tuple[str, str], CallTotals]:
+    def _read(self, db: Engine) -> dict[tuple[str, str], Spend]:
         if self.counted_to is None or clock.monotonic() - self.read_at > self.REREAD_S:
             self._read_all(db)
         else:
             self._advance(db)
         self.read_at = clock.monotonic()
-        totals = {group: dataclasses.replace(counted) for group, counted in self.kept.items()}
+        totals = dict(self.kept)
         newer = _per_model_status(UsageRecord.id > self.counted_to)
         with db.connect() as conn:
-            for model, status, calls, images, charged in conn.execute(newer):
-                totals.setdefault((model, status), CallTotals()).add(calls, images, charged)
+            _add_rows(totals, conn.execute(newer))
         return totals
 
     def _read_all(self, db: Engine) -> None:
@@ -650,8 +636,7 @@ class RunningTotals:
             rows = conn.execute(records.union_all(daily)).all()
             newest = conn.execute(select(func.max(UsageRecord.id))).scalar() or 0
         self.kept = {}
-        for model, status, calls, images, charged in rows:
-            self.kept.setdefault((model, status), CallTotals()).add(calls, images, charged)
+        _add_rows(self.kept, rows)
         self.counted_to = cursor
         self._newest_seen = collections.deque([(clock.monotonic(), newest)])  # where the cursor may move a minute on
 
@@ -668,9 +653,15 @@ class RunningTotals:
             if settled is None or settled <= self.counted_to:
                 return
             between = _per_model_status(UsageRecord.id > self.counted_to, UsageRecord.id <= settled)
-            for model, status, calls, images, charged in conn.execute(between):
-                self.kept.setdefault((model, status), CallTotals()).add(calls, images, charged)
+            _add_rows(self.kept, conn.execute(between))
         self.counted_to = settled
+
+
+def _add_rows(totals: dict[tuple[str, str], Spend], rows) -> None:
+    """Add (model, status, calls, images, charge) rows into `totals`."""
+    for model, status, calls, images, charged in rows:
+        found = Spend(calls=int(calls or 0), images=int(images or 0), charge_micros=int(charged or 0))
+        totals[(model, status)] = totals.get((model, status), Spend()) + found
 
 
 def _per_model_status(*where: ColumnElement[bool]) -> Select:
