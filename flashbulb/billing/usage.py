@@ -619,8 +619,8 @@ class RunningTotals:
         return totals
 
     def _read_all(self, db: Engine) -> None:
-        """Every record an hour old (by its own time: well past its commit, whatever the clocks of
-        the servers that wrote it) and the days rolled up, in one statement: one snapshot, so a
+        """Every record an hour old (by its own time: well past its commit, unless the server that
+        wrote it runs an hour behind) and the days rolled up, in one statement: one snapshot, so a
         rollup running at the same time moves no row out of it or into it twice."""
         old = utcnow() - dt.timedelta(seconds=self.REREAD_S)
         with db.connect() as conn:
