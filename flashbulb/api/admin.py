@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
-from flashbulb.api.records import all_as_json, report_json, summary_json, totals_json
+from flashbulb.api.records import all_as_json, report_json, spend_row_json, summary_json, totals_json
 from flashbulb.api.serving import ADMIN, Authenticated
 from flashbulb.billing import ledger, usage
 from flashbulb.billing.money import micros_to_usd, usd_to_micros
@@ -266,17 +266,10 @@ def build_account_router(gateway: Gateway) -> APIRouter:
             await asyncio.to_thread(usage.summary, gateway.db, account_id=caller.account_id, start=first, end=last)
         )
         if group:
-            grouped = report_json(
-                await asyncio.to_thread(
-                    usage.summarize,
-                    gateway.db,
-                    group=usage.parse_group(group),
-                    start=first,
-                    end=last,
-                    account_id=caller.account_id,
-                )
+            grouped = await asyncio.to_thread(
+                usage.summarize, gateway.db, group=usage.parse_group(group), start=first, end=last, account_id=caller.account_id
             )
-            body.update(group=grouped["group"], rows=grouped["rows"])
+            body.update(group=list(grouped.group), rows=[spend_row_json(row, grouped.group) for row in grouped.rows])
         return body
 
     @router.get("/account/usage.csv")
