@@ -150,7 +150,10 @@ def fast_session(model: bytes | Path, threads_if_unset: int = 0):
 
 
 def warm_up() -> None:
-    """Load every packaged vision model now, so the first request doesn't pay for it."""
+    """Load the packaged vision models a photo call uses now, so the first request doesn't pay for
+    them. Not OCR: it reads text back only for prompts that quote some, and loading it was 1.2 of a
+    photo worker's 2.7 CPU-s start (py-spy), paid again by every replacement of a crashed worker; the
+    first quoted prompt a worker sees loads it instead."""
     with _native_noise_dropped():
         _run_each_once()
 
@@ -158,12 +161,11 @@ def warm_up() -> None:
 def _run_each_once() -> None:
     import numpy as np
 
-    from flashbulb.vision import faces, identity, ocr, safety, segment
+    from flashbulb.vision import faces, identity, safety, segment
 
     blank = np.zeros((64, 64, 3), np.uint8)
     faces.find(blank)
     identity.embeddings(blank, [])
     segment.person_mask(blank)
     segment.load_subject_model()
-    ocr.read_lines(blank)
     safety.check(blank)
