@@ -47,6 +47,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # cores. The suite took 9:20-9:40 with the pools and 7:33 with one thread, same box, -n 2.
     # (A hook, not at import: the benches that import this file measure the machine's defaults.)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # Compiled modules are kept (in __pycache__, ignored by git) where the environment said not to
+    # (PYTHONDONTWRITEBYTECODE=1 on the CI machines): every server, model worker's forkserver and
+    # CLI a run starts compiled flashbulb from source again (~0.3 CPU-s each, ~150 a run), and each
+    # test worker rewrote and compiled every test module (~3.5 CPU-s).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.dont_write_bytecode = False
 
 
 def astronaut(size: int = 64) -> Image.Image:
