@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import flux, qwen, sd
-
-BUILDERS = {**flux.BUILDERS, **qwen.BUILDERS, **sd.BUILDERS}
-
 
 def build(pipeline_class: str, path: Path) -> Path:
-    BUILDERS[pipeline_class](path)
+    # Imported here, not when a test module is: torch and diffusers took ~5 s of each test
+    # worker's collection, whether or not it ran a test that builds weights.
+    from . import flux, qwen, sd
+
+    {**flux.BUILDERS, **qwen.BUILDERS, **sd.BUILDERS}[pipeline_class](path)
     return path
