@@ -89,19 +89,22 @@ def test_safety_passes_a_portrait_and_blocks_what_the_operator_lists(astronaut):
     assert not verdict.safe and verdict.found[0].startswith("FACE_FEMALE")
 
 
-def test_safety_remembers_what_it_found_in_the_same_pixels_and_applies_each_callers_list(monkeypatch):
-    """The same pixels are checked once (a batch's items on one photo, a retry): what the detector
-    found is kept, not a verdict, so each caller's block list and level still decide."""
+def test_safety_remembers_what_it_found_in_an_accounts_pixels_and_applies_each_callers_list(monkeypatch):
+    """The same pixels of one account are checked once (a batch's items on one photo, a retry): what
+    the detector found is kept, not a verdict, so each call's block list and level still decide.
+    Another account's check of them runs the detector: a quick answer must not tell it who sent what."""
     detector = safety._nudenet.get()
     runs: list[tuple] = []
     detect = detector.detect
     monkeypatch.setattr(detector, "detect", lambda bgr: runs.append(bgr.shape) or detect(bgr))
     portrait = np.ascontiguousarray(data.astronaut()[:400, 50:450])  # pixels no other test checks
-    assert safety.check(portrait).safe
-    blocked = safety.check(portrait.copy(), block=("FACE_FEMALE",))
+    assert safety.check(portrait, owner=1).safe
+    blocked = safety.check(portrait.copy(), block=("FACE_FEMALE",), owner=1)
     assert not blocked.safe and blocked.found[0].startswith("FACE_FEMALE")
-    assert safety.check(portrait, block=("FACE_FEMALE",), level="loose").min_score == 0.7
+    assert safety.check(portrait, block=("FACE_FEMALE",), level="loose", owner=1).min_score == 0.7
     assert len(runs) == 1
     changed = portrait.copy()
     changed[0, 0, 0] ^= 1  # one bit of one pixel: another image
-    assert safety.check(changed).safe and len(runs) == 2
+    assert safety.check(changed, owner=1).safe and len(runs) == 2
+    assert safety.check(portrait, owner=2).safe and len(runs) == 3  # another account
+    assert safety.check(portrait).safe and safety.check(portrait).safe and len(runs) == 5  # no account: never kept

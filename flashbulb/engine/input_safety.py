@@ -6,20 +6,21 @@ import logging
 
 import numpy as np
 
-from flashbulb.engine.types import FinishReason, ImageResult
+from flashbulb.engine.types import FinishReason, ImageRequest, ImageResult
 from flashbulb.vision import safety
 
 log = logging.getLogger(__name__)
 
 
 def check_inputs(
-    request_id: str, images: list[np.ndarray], block: tuple[str, ...], level: str = "default"
+    request: ImageRequest, images: list[np.ndarray], block: tuple[str, ...]
 ) -> tuple[list[safety.Verdict], ImageResult | None]:
-    """The verdict on each uint8 RGB input, and the IMAGE_SAFETY result to return if one is blocked."""
-    verdicts = [safety.check(rgb, block, level) for rgb in images]
+    """The verdict on each uint8 RGB input (`request`'s images), and the IMAGE_SAFETY result to
+    return if one is blocked."""
+    verdicts = [safety.check(rgb, block, request.safety_level, request.owner) for rgb in images]
     for number, verdict in enumerate(verdicts, start=1):
         if not verdict.safe:
-            log.warning("request %s: input image %d blocked by safety: %s", request_id, number, ", ".join(verdict.found))
+            log.warning("request %s: input image %d blocked by safety: %s", request.request_id, number, ", ".join(verdict.found))
             refused = ImageResult(
                 text=f"Input image {number} was blocked by the safety check ({', '.join(verdict.found)}); nothing was charged.",
                 finish_reason=FinishReason.IMAGE_SAFETY,

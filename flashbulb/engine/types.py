@@ -48,7 +48,10 @@ class ImageRequest:
     seed: int | None = None
     system: str = ""  # the system instruction: style and presets for generative models
     want_text: bool = True
-    caller: Caller | None = None
+    caller: Caller | None = None  # in the API process only (executors.for_backend)
+    # The caller's account id, as a worker sees it: its repeated checks of the same pixels are
+    # answered from memory (vision/remembered.py), another account's never.
+    owner: int | None = None
     priority: int = 0  # lower runs first: live traffic 0, batch jobs 1
     quality: str | None = None  # OpenAI's low | medium | high (priced, see flashbulb.billing.prices); None: default
     watermark: int | None = None  # the 32-bit payload the worker hides in each result image (None: unmarked)

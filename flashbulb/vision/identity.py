@@ -13,6 +13,7 @@ import numpy as np
 
 from flashbulb.vision import faces as face_finder
 from flashbulb.vision.lazy import Lazy
+from flashbulb.vision.remembered import by_pixels
 
 THRESHOLD = 0.6
 
@@ -37,11 +38,12 @@ def _weights(name: str) -> Path:
 _models = Lazy(_Models)
 
 
-def embeddings(image: np.ndarray, faces: list[face_finder.Face] | None = None) -> list[np.ndarray]:
-    """One embedding per face (largest first); faces are found with mediapipe unless given."""
+def embeddings(image: np.ndarray, faces: list[face_finder.Face] | None = None, owner: int | None = None) -> list[np.ndarray]:
+    """One embedding per face (largest first); faces are found with mediapipe unless given (and kept
+    for `owner`'s next call on the same pixels: remembered.by_pixels)."""
     rgb = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
     if faces is None:
-        faces = face_finder.detect(rgb)
+        return _faces_embedded(rgb, owner)
     models = _models.get()
     result = []
     for face in faces:
@@ -49,6 +51,11 @@ def embeddings(image: np.ndarray, faces: list[face_finder.Face] | None = None) -
         shape = models.landmarks(rgb, models.dlib.rectangle(x0, y0, x1, y1))
         result.append(np.array(models.encoder.compute_face_descriptor(rgb, shape), dtype=np.float32))
     return result
+
+
+@by_pixels(256)
+def _faces_embedded(rgb: np.ndarray) -> list[np.ndarray]:
+    return embeddings(rgb, face_finder.detect(rgb))
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -71,12 +78,13 @@ class Comparison(TypedDict):
 class Subject:
     """The people in the photo the edit started from, measured once."""
 
-    def __init__(self, rgb: np.ndarray):
-        self.embeddings = embeddings(rgb)
+    def __init__(self, rgb: np.ndarray, owner: int | None = None):
+        self.owner = owner  # the account whose photo it is (remembered.by_pixels)
+        self.embeddings = embeddings(rgb, owner=owner)
 
     def compare(self, output_rgb: np.ndarray) -> Comparison:
         """Per input face (largest first): the distance to the closest output face, None if it is gone."""
-        found = embeddings(output_rgb)
+        found = embeddings(output_rgb, owner=self.owner)
         distances = [None if d is None else round(d, 3) for d in (nearest(e, found) for e in self.embeddings)]
         main = distances[0] if distances else None
         return {

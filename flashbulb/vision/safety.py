@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import hashlib
-import threading
 
 import numpy as np
 
 from flashbulb.vision.lazy import Lazy
+from flashbulb.vision.remembered import by_pixels
 
 # Explicit nudity; the operator can change the list in flashbulb.toml ([safety] block).
 EXPLICIT = (
@@ -54,32 +52,14 @@ def _detector():
 _nudenet = Lazy(_detector)
 
 
-def check(image: np.ndarray, block: tuple[str, ...] = EXPLICIT, level: str = "default") -> Verdict:
+def check(image: np.ndarray, block: tuple[str, ...] = EXPLICIT, level: str = "default", owner: int | None = None) -> Verdict:
+    """`owner`: the account whose image it is, to answer its next check of the same pixels from memory."""
     min_score = MIN_SCORES[level]
-    found = _detections(np.ascontiguousarray(image, dtype=np.uint8))
+    found = _detections(np.ascontiguousarray(image, dtype=np.uint8), owner)
     hits = sorted({f"{d['class']} {d['score']:.2f}" for d in found if d["class"] in block and d["score"] >= min_score})
     return Verdict(safe=not hits, found=tuple(hits), min_score=min_score)
 
 
-# What the detector found in the last pixels it checked, by their hash: the same image is checked
-# again and again (a batch's items on one photo, a retried call, the next turn on the same photo, an
-# edit that gives the same output), and a check is ~16 ms of CPU whatever the size against ~1.5 ms a
-# megapixel to hash (measured). Findings, not verdicts: each call applies its own block list and level.
-REMEMBERED_CHECKS = 256
-_remembered: collections.OrderedDict[bytes, list[dict]] = collections.OrderedDict()
-_remembered_lock = threading.Lock()
-
-
+@by_pixels(256)
 def _detections(rgb: np.ndarray) -> list[dict]:
-    key = hashlib.sha256(f"{rgb.shape}".encode() + rgb.data).digest()
-    with _remembered_lock:
-        found = _remembered.get(key)
-        if found is not None:
-            _remembered.move_to_end(key)
-            return found
-    found = _nudenet.get().detect(np.ascontiguousarray(rgb[..., 2::-1]))  # onnxruntime sessions are thread-safe
-    with _remembered_lock:
-        _remembered[key] = found
-        if len(_remembered) > REMEMBERED_CHECKS:
-            _remembered.popitem(last=False)
-    return found
+    return _nudenet.get().detect(np.ascontiguousarray(rgb[..., 2::-1]))  # onnxruntime sessions are thread-safe

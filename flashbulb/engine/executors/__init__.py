@@ -51,8 +51,8 @@ class Executor(Protocol):
 
 def for_backend(requests: list[ImageRequest]) -> list[ImageRequest]:
     """The requests as a worker gets them: callers and price quotes stay in the API process (a
-    backend never sees keys or money)."""
-    return [dataclasses.replace(r, caller=None) for r in requests]
+    backend never sees keys or money), only the account's id goes (ImageRequest.owner)."""
+    return [dataclasses.replace(r, caller=None, owner=r.caller.account_id if r.caller else r.owner) for r in requests]
 
 
 def replica_count(deployment: dict, gpus: float) -> int:

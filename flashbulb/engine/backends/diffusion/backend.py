@@ -142,7 +142,7 @@ class DiffusionBackend:
 
     def _unsafe_inputs(self, request: ImageRequest) -> ImageResult | None:
         rgb = [np.asarray(im.convert("RGB")) for im in request.images]
-        return check_inputs(request.request_id, rgb, self.settings.safety_block, request.safety_level)[1]
+        return check_inputs(request, rgb, self.settings.safety_block)[1]
 
     def _seeds(self, request: ImageRequest) -> list[int]:
         base = request.seed if request.seed is not None else random.randrange(2**31)
@@ -316,7 +316,7 @@ class DiffusionBackend:
     ) -> ImageResult:
         """Measure each image; retry the ones that lost the face or the text; keep what passes."""
         started = time.perf_counter()
-        subject = Subject(np.asarray(request.images[0].convert("RGB"))) if request.images else None
+        subject = Subject(np.asarray(request.images[0].convert("RGB")), request.owner) if request.images else None
         block = self.settings.safety_block
         found = [measure(image, seed, request.prompt, subject, block, request.safety_level) for image, seed in zip(images, seeds)]
         width, height = self._size(request)

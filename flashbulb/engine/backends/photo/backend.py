@@ -77,13 +77,11 @@ class PhotoBackend:
 
         timings: dict[str, float] = {}
         inputs = [to_uint8(Canvas(image).rgb) for image in request.images]
-        verdicts, refused = _timed(
-            timings, "safety_in", lambda: check_inputs(request.request_id, inputs, self.safety_block, request.safety_level)
-        )
+        verdicts, refused = _timed(timings, "safety_in", lambda: check_inputs(request, inputs, self.safety_block))
         if refused is not None:
             refused.timings_ms = timings
             return refused
-        subject = _timed(timings, "identity_in", lambda: Subject(inputs[0]))
+        subject = _timed(timings, "identity_in", lambda: Subject(inputs[0], request.owner))
 
         canvas = Canvas(request.images[0])
         environment = request.images[1] if len(request.images) > 1 else None
@@ -106,7 +104,9 @@ class PhotoBackend:
         quality: dict[str, object] = {"edits": edits}
         identity = _timed(timings, "identity_out", lambda: subject.compare(output))
         quality.update(identity)
-        verdict = _timed(timings, "safety_out", lambda: safety.check(output, self.safety_block, request.safety_level))
+        verdict = _timed(
+            timings, "safety_out", lambda: safety.check(output, self.safety_block, request.safety_level, request.owner)
+        )
         quality["safety"] = {"inputs": [v.as_json() for v in verdicts], "output": verdict.as_json()}
         text_check = _timed(timings, "ocr", lambda: ocr.check(request.prompt, output))
         if text_check is not None:
