@@ -12,9 +12,6 @@ import pytest
 from conftest import astronaut, png_bytes, start_server
 from PIL import Image
 
-os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # its price list from the wheel, not from GitHub
-import litellm
-
 CONFIG = """
 [diffusion]
 warm_models = ["flashbulb-photo", "drawer"]
@@ -23,6 +20,15 @@ warm_models = ["flashbulb-photo", "drawer"]
 backend = "fault_backends:FaultBackend"   # draws an 8x8 red square for any prompt
 price_usd = "0.01"
 """
+
+
+@pytest.fixture(scope="module")
+def litellm():
+    """Imported by the test worker that runs these tests (~2.6 s of CPU), not by every one that collects them."""
+    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # its price list from the wheel, not from GitHub
+    import litellm
+
+    return litellm
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +48,7 @@ def decoded(b64: str) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(b64)))
 
 
-def test_image_generation_through_the_openai_provider(server, key):
+def test_image_generation_through_the_openai_provider(litellm, server, key):
     result = litellm.image_generation(
         model="openai/drawer",
         prompt="a red square",
@@ -55,7 +61,7 @@ def test_image_generation_through_the_openai_provider(server, key):
     assert image.convert("RGB").getpixel((128, 128))[0] > 150
 
 
-def test_image_edit_through_the_openai_provider(server, key, tmp_path):
+def test_image_edit_through_the_openai_provider(litellm, server, key, tmp_path):
     path = tmp_path / "portrait.png"
     path.write_bytes(png_bytes(astronaut(32)))
     with open(path, "rb") as image:
@@ -69,7 +75,7 @@ def test_image_edit_through_the_openai_provider(server, key, tmp_path):
     assert decoded(result.data[0].b64_json).size == (64, 64)
 
 
-def test_completion_with_image_output_through_the_gemini_provider(server, key):
+def test_completion_with_image_output_through_the_gemini_provider(litellm, server, key):
     photo = base64.b64encode(png_bytes(astronaut(32))).decode()
     response = litellm.completion(
         model="gemini/gemini-3-pro-image-preview",
