@@ -21,7 +21,7 @@ import httpx
 import pytest
 from conftest import FLASHBULB, actions_of, astronaut, gemini_body, http, png_bytes, read_manifest, start_server, wait_for
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from test_money import account_state
 
 from flashbulb.config import Settings
@@ -555,6 +555,30 @@ def assert_every_item_ran_and_was_charged_exactly_once(server, key, database, ba
 def items_done(database, batch_id: str) -> int:
     with database.connect() as conn:
         return conn.execute(select(BatchJob.succeeded_count).where(BatchJob.id == batch_id)).scalar()
+
+
+def test_a_batch_whose_server_died_as_it_ended_it_is_ended_by_a_live_server(tmp_path):
+    """Every item has its result but the batch is not final: its last item's server was killed as it
+    wrote the responses file (seen in the two-server test above, which then waited forever). A live
+    server ends it at a heartbeat once the last result is a lease old, not only at its next start."""
+    config = (
+        '[batch]\nlease_s = 1\n[diffusion]\nwarm_models = ["quick"]\n'
+        '[models.quick]\nbackend = "fault_backends:FaultBackend"\nprice_usd = "0.001"\n'
+    )
+    server = start_server(tmp_path, f"sqlite:///{tmp_path / 'f.db'}", config=config)
+    database = store.connect(server.database_url)
+    try:
+        client = server.genai(server.create_key("1"))
+        batch_id = client.batches.create(model="quick", src=[{"contents": [{"parts": [{"text": "a red square"}]}]}] * 2).name
+        wait_done(client, batch_id)
+        batch_id = batch_id.removeprefix("batches/")
+        with database.begin() as conn:  # as the killed server left it: results written, the batch still running
+            conn.execute(update(BatchJob).where(BatchJob.id == batch_id).values(state="running", ended_at=None))
+        assert batch_state(database, batch_id) == "running"
+        wait_for(lambda: batch_state(database, batch_id) == "succeeded", 30, "a live server to end the batch")
+    finally:
+        database.dispose()
+        server.stop()
 
 
 def test_one_account_is_held_to_its_storage_and_batch_quotas(tmp_path):

@@ -391,6 +391,22 @@ def open_batches(db: Engine) -> list[str]:
         return list(conn.execute(select(BatchJob.id).where(BatchJob.state.not_in(ENDED))).scalars())
 
 
+def unended(db: Engine, idle_s: float) -> list[str]:
+    """Batches not final though every item has had its result for `idle_s`: the server that ran the
+    last one stopped (killed as it wrote the responses file) before it made the batch final."""
+    last_result = select(func.max(BatchItem.updated_at)).where(BatchItem.batch_id == BatchJob.id).scalar_subquery()
+    with db.connect() as conn:
+        return list(
+            conn.execute(
+                select(BatchJob.id).where(
+                    BatchJob.state.not_in(ENDED),
+                    BatchJob.succeeded_count + BatchJob.failed_count >= BatchJob.request_count,
+                    last_result < utcnow() - dt.timedelta(seconds=idle_s),
+                )
+            ).scalars()
+        )
+
+
 def cancel(db: Engine, account_id: int, batch_id: str, *, delete: bool = False) -> None:
     """Pending items get a CANCELLED result now; running ones finish. Deleting also cancels, and hides the batch."""
     now = utcnow()

@@ -6,8 +6,10 @@ the queue live requests wait in).
 Several servers share one database: a claimed item is leased to the server that runs it (`owner`,
 `lease_until`), renewed by its heartbeat every `[batch] lease_s` / 3. Each server, at start-up and then at
 every heartbeat, takes back only items whose lease expired (their server died): their open hold is
-released and they run again. Each item's result is written in the transaction that settles or
-releases its hold, so an item whose hold was settled has its result and is never run twice.
+released and they run again; and it ends a batch whose every item has its result but whose last
+item's server died before it ended the batch. Each item's result is written in the transaction
+that settles or releases its hold, so an item whose hold was settled has its result and is never
+run twice.
 """
 
 from __future__ import annotations
@@ -102,6 +104,10 @@ class BatchRunner:
             try:
                 await asyncio.to_thread(queue.renew_leases, self.db, self.owner, self.settings.batch_lease_s)
                 await self._recover()
+                # Ended here, or it would stay running while another server lives (it is ended at
+                # a start, and the one that ran its last item may never start again).
+                for batch_id in await asyncio.to_thread(queue.unended, self.db, self.settings.batch_lease_s):
+                    await self._maybe_end(batch_id)
             except Exception:  # a database hiccup must not stop the heartbeat for good
                 log.exception("renewing batch leases failed")
 
