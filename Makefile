@@ -58,8 +58,8 @@ install-test: $(VENV)/.installed-test
 run: install install-matting
 	$(BIN)/flashbulb $(if $(DATA_DIR),--data-dir $(DATA_DIR)) serve $(if $(PORT),--port $(PORT))
 
-# Two workers on 2 cores (worksteal evens out the long files): 1181 tests in 7 min 33 s (fresh-clone
-# CI). The box is CPU-bound: four workers took longer (608 s against 580 s, same box).
+# Two workers on 2 cores (worksteal evens out the long files): 1183 tests in 5 min 47 s (fresh-clone
+# CI; --dist loadfile took 5:49 on the same box). The box is CPU-bound: four workers took longer.
 test: install-test install-matting
 	$(BIN)/python -m pytest tests -n auto --maxprocesses 4 --dist worksteal
 
