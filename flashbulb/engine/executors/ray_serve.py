@@ -23,6 +23,7 @@ import os
 import queue
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, cast
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("flashbulb.engine")
 
 CANCEL_POLL_S = 0.1
+DEPLOY_POLL_S = 0.2  # how often a deploying application's status is read
 # Serve's autoscaling metrics: each replica reports its own running calls, every second (10 s by
 # default; an image call takes seconds), and this process's handle the calls waiting for one. Counted
 # at the handle alone (Ray 2.60's default), the running calls of flashbulb's handle were missed: 4 of
@@ -118,53 +120,75 @@ class _Application:
         return f"flashbulb-{self.entry.name}"
 
     def deploy(self) -> None:
-        # One application at a time: Serve's deployment options register modules with cloudpickle
-        # and unregister them after, which failed in a second thread ("not registered for pickle by value").
-        with self.lock, self.executor.deploying:
+        with self.lock:
             if self.handle is not None:
                 return
-            from ray import serve
+            # One application is submitted at a time: Serve's deployment options register modules with
+            # cloudpickle and unregister them after, which failed in a second thread ("not registered
+            # for pickle by value"). Its replicas then start alongside the other models' (waiting for
+            # each in turn took 57 s to bring up tests/test_ray.py's four applications).
+            with self.executor.deploying:
+                handle = self._submit()
+            if handle is None:
+                handle = self._wait_running()
+            self.handle = handle
 
-            self.executor.connect()
-            if self.executor.joined and (running := serve.status().applications.get(self.name)) and running.status == "RUNNING":
-                # Another API server deployed it: use its replicas as they are (deploying again
-                # replaced every replica, in the middle of that server's calls).
-                self.handle = serve.get_app_handle(self.name)
-                log.info("%s: using the running Ray Serve application %s", self.entry.name, self.name)
-                return
-            options: dict = {"num_cpus": self.deployment.get("cpus_per_replica", 1)}
-            if self.autoscaling:
-                options["runtime_env"] = {"env_vars": AUTOSCALING_METRICS_ENV}
-            if self.entry.uses_gpu and self.executor.cluster_gpus():
-                options["num_gpus"] = self.deployment.get("gpus_per_replica", 1)
-            scale = (
-                {
-                    "autoscaling_config": {
-                        "min_replicas": self.deployment.get("min_replicas", 1),
-                        "max_replicas": self.replicas,
-                        "target_ongoing_requests": 1,
-                        # An image call takes seconds: look at the last 5 s of waiting calls, each
-                        # second (Serve's defaults, 30 s and 10 s, are for millisecond calls), add a
-                        # replica once calls have waited 2 s and remove one after 5 idle minutes.
-                        "metrics_interval_s": 1.0,
-                        "look_back_period_s": 5.0,
-                        "upscale_delay_s": 2.0,
-                        "downscale_delay_s": 300.0,
-                    }
+    def _wait_running(self) -> DeploymentHandle:
+        from ray import serve
+
+        while (status := serve.status().applications[self.name]).status != "RUNNING":
+            if status.status == "DEPLOY_FAILED":
+                raise RuntimeError(f"Ray Serve could not deploy {self.name}: {status.message}")
+            time.sleep(DEPLOY_POLL_S)
+        log.info("%s: Ray Serve application %s running", self.entry.name, self.name)
+        return serve.get_app_handle(self.name)
+
+    def _submit(self) -> DeploymentHandle | None:
+        """Submit the application (its replicas start on their own); its handle already if another
+        API server on the cluster runs it."""
+        from ray import serve
+        from ray.serve.api import RunTarget
+
+        self.executor.connect()
+        if self.executor.joined and (running := serve.status().applications.get(self.name)) and running.status == "RUNNING":
+            # Another API server deployed it: use its replicas as they are (deploying again
+            # replaced every replica, in the middle of that server's calls).
+            log.info("%s: using the running Ray Serve application %s", self.entry.name, self.name)
+            return serve.get_app_handle(self.name)
+        options: dict = {"num_cpus": self.deployment.get("cpus_per_replica", 1)}
+        if self.autoscaling:
+            options["runtime_env"] = {"env_vars": AUTOSCALING_METRICS_ENV}
+        if self.entry.uses_gpu and self.executor.cluster_gpus():
+            options["num_gpus"] = self.deployment.get("gpus_per_replica", 1)
+        scale = (
+            {
+                "autoscaling_config": {
+                    "min_replicas": self.deployment.get("min_replicas", 1),
+                    "max_replicas": self.replicas,
+                    "target_ongoing_requests": 1,
+                    # An image call takes seconds: look at the last 5 s of waiting calls, each
+                    # second (Serve's defaults, 30 s and 10 s, are for millisecond calls), add a
+                    # replica once calls have waited 2 s and remove one after 5 idle minutes.
+                    "metrics_interval_s": 1.0,
+                    "look_back_period_s": 5.0,
+                    "upscale_delay_s": 2.0,
+                    "downscale_delay_s": 300.0,
                 }
-                if self.autoscaling
-                else {"num_replicas": self.replicas}
-            )
-            # deployment(options)(cls), the same as deployment(cls, options): ray annotates only this form's type
-            app = serve.deployment(
-                name=self.entry.name,
-                ray_actor_options=options,
-                max_ongoing_requests=1,
-                health_check_period_s=2,
-                **scale,
-            )(ModelReplica).bind(self.executor.settings, self.entry.name)
-            self.handle = serve.run(app, name=self.name, route_prefix=None)
-            log.info("%s: Ray Serve application %s running (%s)", self.entry.name, self.name, scale)
+            }
+            if self.autoscaling
+            else {"num_replicas": self.replicas}
+        )
+        # deployment(options)(cls), the same as deployment(cls, options): ray annotates only this form's type
+        app = serve.deployment(
+            name=self.entry.name,
+            ray_actor_options=options,
+            max_ongoing_requests=1,
+            health_check_period_s=2,
+            **scale,
+        )(ModelReplica).bind(self.executor.settings, self.entry.name)
+        serve.run_many([RunTarget(app, name=self.name, route_prefix=None)], wait_for_applications_running=False)
+        log.info("%s: Ray Serve application %s submitted (%s)", self.entry.name, self.name, scale)
+        return None
 
     @property
     def slots(self) -> int:
